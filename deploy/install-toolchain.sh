@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building the guest components needs, on a fresh machine.
+#  - With rustup able to download targets: `rustup target add wasm32-unknown-unknown`
+#    and `cargo install wasm-component-ld`.
+#  - Otherwise (no rustup downloads, Debian 12 as root): Debian's rustc-web 1.96 with
+#    a wasm32 std built from source (deploy/install-wasm-toolchain-debian.sh).
+# Idempotent; prints which path it took. Then `deploy/build-guests.sh` builds every guest.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+WCL_VERSION=0.5.31
+
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  have_target=1
+elif command -v rustup >/dev/null 2>&1 && timeout 60 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+  have_target=1
+else
+  have_target=0
+fi
+
+if [ "$have_target" = 1 ]; then
+  echo "[install-toolchain] rustup path: wasm32-unknown-unknown installed"
+  if ! wasm-component-ld --version 2>/dev/null | grep -q "$WCL_VERSION"; then
+    cargo install --locked "wasm-component-ld@$WCL_VERSION"
+  fi
+else
+  echo "[install-toolchain] Debian path: rustup cannot download targets here"
+  if [ "$(id -u)" = 0 ]; then
+    bash "$here/install-wasm-toolchain-debian.sh"
+  else
+    sudo bash "$here/install-wasm-toolchain-debian.sh"
+  fi
+fi

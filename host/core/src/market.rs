@@ -1,0 +1,161 @@
+//! In-memory candle series per symbol and interval, and the point-in-time view
+//! a strategy sees: only candles that closed at or before `now`. Shared by
+//! backtests, paper and live trading.
+
+use crate::types::{Candle, Interval};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Price, spread and 24h volume of one symbol at a view's `now`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SymbolFacts {
+    pub price: f64,
+    pub spread: f64,
+    pub volume_24h: f64,
+}
+
+/// Live quote facts a feed may know beyond candles.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quote {
+    pub price: f64,
+    pub spread: f64,
+}
+
+/// All candles of one symbol, per interval, sorted by `ts` with no duplicates.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolSeries {
+    pub series: [Vec<Candle>; 3],
+    pub quote: Option<Quote>,
+}
+
+/// Candle history for a set of symbols.
+#[derive(Debug, Clone, Default)]
+pub struct MarketData {
+    symbols: HashMap<String, SymbolSeries>,
+}
+
+impl MarketData {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces one series; candles are sorted and de-duplicated by `ts`.
+    pub fn set_series(&mut self, symbol: &str, interval: Interval, mut candles: Vec<Candle>) {
+        candles.sort_by_key(|c| c.ts);
+        candles.dedup_by_key(|c| c.ts);
+        self.symbols.entry(symbol.to_string()).or_default().series[interval.index()] = candles;
+    }
+
+    /// Appends (or replaces the last) candle of a series, keeping order.
+    pub fn push(&mut self, symbol: &str, interval: Interval, candle: Candle) {
+        let s = &mut self.symbols.entry(symbol.to_string()).or_default().series[interval.index()];
+        match s.last() {
+            Some(last) if last.ts == candle.ts => *s.last_mut().expect("non-empty") = candle,
+            Some(last) if last.ts > candle.ts => {
+                let i = s.partition_point(|c| c.ts < candle.ts);
+                if s.get(i).map(|c| c.ts) == Some(candle.ts) {
+                    s[i] = candle;
+                } else {
+                    s.insert(i, candle);
+                }
+            }
+            _ => s.push(candle),
+        }
+    }
+
+    pub fn set_quote(&mut self, symbol: &str, quote: Quote) {
+        self.symbols.entry(symbol.to_string()).or_default().quote = Some(quote);
+    }
+
+    pub fn series(&self, symbol: &str, interval: Interval) -> &[Candle] {
+        self.symbols.get(symbol).map(|s| s.series[interval.index()].as_slice()).unwrap_or(&[])
+    }
+
+    pub fn symbols(&self) -> impl Iterator<Item = &str> {
+        self.symbols.keys().map(|s| s.as_str())
+    }
+
+    pub fn contains(&self, symbol: &str) -> bool {
+        self.symbols.contains_key(symbol)
+    }
+
+    /// Candles of `symbol`/`interval` that closed at or before `now`.
+    pub fn closed_at(&self, symbol: &str, interval: Interval, now: i64) -> &[Candle] {
+        let s = self.series(symbol, interval);
+        let secs = interval.secs();
+        &s[..s.partition_point(|c| c.ts + secs <= now)]
+    }
+
+    /// The finest series that has any candle for `symbol`.
+    pub fn finest(&self, symbol: &str) -> Option<Interval> {
+        Interval::ALL.into_iter().find(|&i| !self.series(symbol, i).is_empty())
+    }
+}
+
+/// What a strategy may see at one instant: the data, cut at `now`.
+#[derive(Debug, Clone)]
+pub struct MarketView {
+    pub data: Arc<MarketData>,
+    pub now: i64,
+}
+
+impl MarketView {
+    pub fn new(data: Arc<MarketData>, now: i64) -> Self {
+        MarketView { data, now }
+    }
+
+    /// Up to `n` most recent candles closed at or before `now`, oldest first.
+    pub fn candles(&self, symbol: &str, interval: Interval, n: usize) -> &[Candle] {
+        let v = self.data.closed_at(symbol, interval, self.now);
+        &v[v.len().saturating_sub(n)..]
+    }
+
+    /// Price (last close, or the live quote), spread and 24h volume at `now`.
+    pub fn symbol_data(&self, symbol: &str) -> Option<SymbolFacts> {
+        let series = self.data.symbols.get(symbol)?;
+        let interval = self.data.finest(symbol)?;
+        let closed = self.data.closed_at(symbol, interval, self.now);
+        let last = closed.last()?;
+        let since = self.now - 86_400;
+        let volume_24h = closed.iter().rev().take_while(|c| c.ts >= since).map(|c| c.volume).sum();
+        let (price, spread) = match series.quote {
+            Some(q) => (q.price, q.spread),
+            None => (last.close, 0.0),
+        };
+        Some(SymbolFacts { price, spread, volume_24h })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(ts: i64, close: f64) -> Candle {
+        Candle { ts, open: close, high: close, low: close, close, volume: 1.0 }
+    }
+
+    #[test]
+    fn view_shows_only_closed_candles() {
+        let mut d = MarketData::new();
+        d.set_series("BTCUSD", Interval::H1, vec![c(0, 1.0), c(3600, 2.0), c(7200, 3.0)]);
+        let v = MarketView::new(Arc::new(d), 7199);
+        // the candle opened at 3600 closes at 7200: not yet visible
+        assert_eq!(v.candles("BTCUSD", Interval::H1, 10).len(), 1);
+        let v = MarketView { now: 7200, ..v };
+        assert_eq!(v.candles("BTCUSD", Interval::H1, 10).iter().map(|c| c.close).collect::<Vec<_>>(), vec![1.0, 2.0]);
+        assert_eq!(v.candles("BTCUSD", Interval::H1, 1)[0].close, 2.0);
+        assert_eq!(v.symbol_data("BTCUSD").unwrap().price, 2.0);
+        assert!(v.symbol_data("ETHUSD").is_none());
+    }
+
+    #[test]
+    fn push_keeps_order_and_replaces_same_ts() {
+        let mut d = MarketData::new();
+        d.push("X", Interval::H1, c(7200, 3.0));
+        d.push("X", Interval::H1, c(0, 1.0));
+        d.push("X", Interval::H1, c(7200, 4.0));
+        d.push("X", Interval::H1, c(3600, 2.0));
+        let closes: Vec<f64> = d.series("X", Interval::H1).iter().map(|c| c.close).collect();
+        assert_eq!(closes, vec![1.0, 2.0, 4.0]);
+    }
+}

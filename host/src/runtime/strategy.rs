@@ -1,0 +1,291 @@
+//! Strategy modules: the store data behind the market view imports, and an
+//! instance wrapper that meters every call and validates what comes back.
+
+use super::bindings::strategy_world::trading::contract::{host, market, types};
+use super::bindings::strategy_world::{StrategyModule as World, StrategyModulePre};
+use super::bindings::{Candle, ClosedTrade, Fill, Interval, LogLevel, Portfolio, RiskLimits, Signal, SymbolData};
+use super::{classify_trap, clip, Limits, MemoryCap, ModuleError, ModuleInfo, Runtime};
+use trading_core::MarketView;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use wasmtime::Store;
+
+/// Most closed trades a strategy can pull.
+pub const RECENT_TRADES: usize = 100;
+
+/// Store data of a strategy instance: limits, the market view and the logs.
+pub struct StrategyHost {
+    cap: MemoryCap,
+    /// The point-in-time market view for the current scan.
+    pub view: Option<MarketView>,
+    /// The last closed trades (at most 100), oldest first.
+    pub trades: VecDeque<ClosedTrade>,
+    /// Log lines of the last call: (level, message).
+    pub logs: Vec<(LogLevel, String)>,
+    panic: Option<String>,
+    limits: Limits,
+    module: String,
+}
+
+impl host::Host for StrategyHost {
+    fn log(&mut self, level: LogLevel, message: String) {
+        log_line(&mut self.logs, &mut self.panic, &self.limits, &self.module, level, &message);
+    }
+}
+
+pub(crate) fn log_line(
+    logs: &mut Vec<(LogLevel, String)>,
+    panic: &mut Option<String>,
+    limits: &Limits,
+    module: &str,
+    level: LogLevel,
+    message: &str,
+) {
+    let message = clip(message, limits.max_string_bytes);
+    if let Some(p) = message.strip_prefix("panic: ") {
+        *panic = Some(p.to_string());
+    }
+    if logs.len() >= limits.max_log_lines {
+        return;
+    }
+    match level {
+        LogLevel::Debug => tracing::debug!(module, "{message}"),
+        LogLevel::Info => tracing::info!(module, "{message}"),
+        LogLevel::Warn => tracing::warn!(module, "{message}"),
+        LogLevel::Error => tracing::error!(module, "{message}"),
+    }
+    logs.push((level, message));
+}
+
+impl market::Host for StrategyHost {
+    fn symbol(&mut self, symbol: String) -> Option<SymbolData> {
+        let f = self.view.as_ref()?.symbol_data(&symbol)?;
+        Some(SymbolData { symbol, price: f.price, spread: f.spread, volume_24h: f.volume_24h })
+    }
+
+    fn candles(&mut self, symbol: String, interval: Interval, n: u32) -> Vec<Candle> {
+        let n = n.min(self.limits.max_candles_per_call) as usize;
+        match &self.view {
+            Some(v) => v
+                .candles(&symbol, core_interval(interval), n)
+                .iter()
+                .map(|c| Candle { ts: c.ts, open: c.open, high: c.high, low: c.low, close: c.close, volume: c.volume })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn recent_trades(&mut self, n: u32) -> Vec<ClosedTrade> {
+        let n = (n as usize).min(RECENT_TRADES).min(self.trades.len());
+        self.trades.iter().skip(self.trades.len() - n).cloned().collect()
+    }
+}
+
+impl types::Host for StrategyHost {}
+
+pub fn core_interval(i: Interval) -> trading_core::Interval {
+    match i {
+        Interval::M5 => trading_core::Interval::M5,
+        Interval::H1 => trading_core::Interval::H1,
+        Interval::D1 => trading_core::Interval::D1,
+    }
+}
+
+/// A loaded, validated strategy component; instantiate it as often as needed.
+#[derive(Clone)]
+pub struct StrategyModule {
+    runtime: Arc<Runtime>,
+    pre: StrategyModulePre<StrategyHost>,
+    info: ModuleInfo,
+}
+
+impl StrategyModule {
+    pub(super) fn new(runtime: Arc<Runtime>, pre: StrategyModulePre<StrategyHost>, info: ModuleInfo) -> Self {
+        StrategyModule { runtime, pre, info }
+    }
+
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// A fresh instance in its own store, limits applied.
+    pub fn instantiate(&self) -> Result<StrategyInstance, ModuleError> {
+        let limits = self.runtime.limits().clone();
+        let data = StrategyHost {
+            cap: MemoryCap { max_bytes: limits.memory_bytes, denied: false },
+            view: None,
+            trades: VecDeque::new(),
+            logs: Vec::new(),
+            panic: None,
+            module: self.info.hash[..12].to_string(),
+            limits: limits.clone(),
+        };
+        let mut store = Store::new(self.runtime.engine(), data);
+        store.limiter(|d| &mut d.cap);
+        store.set_fuel(limits.fuel_per_call).map_err(|e| ModuleError::Host(format!("{e:#}")))?;
+        store.set_epoch_deadline(self.runtime.deadline_ticks());
+        let world = self.pre.instantiate(&mut store).map_err(|e| {
+            let kind = classify_trap(&e, store.data().cap.denied, store.data().panic.as_deref());
+            ModuleError::Trap { call: "instantiate", kind }
+        })?;
+        Ok(StrategyInstance {
+            store,
+            world,
+            info: self.info.clone(),
+            limits,
+            deadline_ticks: self.runtime.deadline_ticks(),
+            symbols: Vec::new(),
+            poisoned: false,
+        })
+    }
+}
+
+/// One running strategy: every call is fuel-metered, deadline-bound and
+/// memory-capped; a trap poisons the instance.
+pub struct StrategyInstance {
+    store: Store<StrategyHost>,
+    world: World,
+    info: ModuleInfo,
+    limits: Limits,
+    deadline_ticks: u64,
+    symbols: Vec<String>,
+    poisoned: bool,
+}
+
+impl StrategyInstance {
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    pub fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+
+    /// The store data: market view, recent trades, logs of the last call.
+    pub fn host(&mut self) -> &mut StrategyHost {
+        self.store.data_mut()
+    }
+
+    /// Fuel the last call consumed.
+    pub fn fuel_used(&self) -> u64 {
+        self.limits.fuel_per_call - self.store.get_fuel().unwrap_or(0)
+    }
+
+    fn call<R>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&World, &mut Store<StrategyHost>) -> wasmtime::Result<R>,
+    ) -> Result<R, ModuleError> {
+        if self.poisoned {
+            return Err(ModuleError::Poisoned);
+        }
+        let host = |e: wasmtime::Error| ModuleError::Host(format!("{e:#}"));
+        self.store.set_fuel(self.limits.fuel_per_call).map_err(host)?;
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let d = self.store.data_mut();
+        d.cap.denied = false;
+        d.panic = None;
+        d.logs.clear();
+        match f(&self.world, &mut self.store) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.poisoned = true;
+                let d = self.store.data();
+                Err(ModuleError::Trap { call: name, kind: classify_trap(&e, d.cap.denied, d.panic.as_deref()) })
+            }
+        }
+    }
+
+    pub fn initialize(&mut self, limits: &RiskLimits, symbols: &[String], params: &[(String, String)]) -> Result<(), ModuleError> {
+        self.symbols = symbols.to_vec();
+        self.call("initialize", |w, s| w.trading_contract_strategy().call_initialize(s, *limits, symbols, params))?
+            .map_err(|e| ModuleError::InitRefused(clip(&e, 1024)))
+    }
+
+    pub fn scan_interval_minutes(&mut self) -> Result<u32, ModuleError> {
+        let m = self.call("scan-interval-minutes", |w, s| w.trading_contract_strategy().call_scan_interval_minutes(s))?;
+        if m == 0 || m > 7 * 24 * 60 {
+            return Err(ModuleError::BadOutput { call: "scan-interval-minutes", reason: format!("{m} minutes is outside 1..=10080") });
+        }
+        Ok(m)
+    }
+
+    /// One scan: the caller has set `host().view` to the market at `now`.
+    pub fn analyze(&mut self, now: i64, portfolio: &Portfolio) -> Result<Vec<Signal>, ModuleError> {
+        let signals = self.call("analyze", |w, s| w.trading_contract_strategy().call_analyze(s, now, portfolio))?;
+        validate_signals(&signals, &self.symbols, &self.limits).map_err(|reason| ModuleError::BadOutput { call: "analyze", reason })?;
+        Ok(signals)
+    }
+
+    pub fn on_fill(&mut self, fill: &Fill) -> Result<(), ModuleError> {
+        self.call("on-fill", |w, s| w.trading_contract_strategy().call_on_fill(s, fill))
+    }
+
+    pub fn on_position_closed(&mut self, trade: &ClosedTrade) -> Result<(), ModuleError> {
+        let t = self.store.data_mut();
+        if t.trades.len() == RECENT_TRADES {
+            t.trades.pop_front();
+        }
+        t.trades.push_back(trade.clone());
+        self.call("on-position-closed", |w, s| w.trading_contract_strategy().call_on_position_closed(s, trade))
+    }
+
+    pub fn get_state(&mut self) -> Result<Vec<u8>, ModuleError> {
+        let state = self.call("get-state", |w, s| w.trading_contract_strategy().call_get_state(s))?;
+        if state.len() > self.limits.max_state_bytes {
+            return Err(ModuleError::BadOutput {
+                call: "get-state",
+                reason: format!("state of {} bytes exceeds the {}-byte cap", state.len(), self.limits.max_state_bytes),
+            });
+        }
+        Ok(state)
+    }
+
+    pub fn load_state(&mut self, state: &[u8]) -> Result<(), ModuleError> {
+        self.call("load-state", |w, s| w.trading_contract_strategy().call_load_state(s, state))?
+            .map_err(|e| ModuleError::StateRefused(clip(&e, 1024)))
+    }
+}
+
+/// Structural checks on what `analyze` returned: count, finite numbers in
+/// range, known symbols, bounded strings. Risk limits are checked later by
+/// the risk manager; this only refuses values no sane strategy produces.
+pub fn validate_signals(signals: &[Signal], symbols: &[String], limits: &Limits) -> Result<(), String> {
+    if signals.len() > limits.max_signals {
+        return Err(format!("{} signals, the cap is {}", signals.len(), limits.max_signals));
+    }
+    for (i, s) in signals.iter().enumerate() {
+        let at = |what: String| format!("signal {i} ({}): {what}", clip(&s.symbol, 32));
+        if !symbols.iter().any(|x| x == &s.symbol) {
+            return Err(at("unknown symbol".into()));
+        }
+        if !s.size_pct.is_finite() || s.size_pct < 0.0 || s.size_pct > 100.0 {
+            return Err(at(format!("size-pct {} is not in 0..=100", s.size_pct)));
+        }
+        if !s.confidence.is_finite() || !(0.0..=1.0).contains(&s.confidence) {
+            return Err(at(format!("confidence {} is not in 0..=1", s.confidence)));
+        }
+        for (name, v) in [
+            ("limit-price", s.limit_price),
+            ("stop-loss", s.stop_loss),
+            ("take-profit", s.take_profit),
+            ("slippage-tolerance", s.slippage_tolerance),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(at(format!("{name} {v} is not a finite non-negative number")));
+                }
+            }
+        }
+        for (name, v) in [("tag", &s.tag), ("reasoning", &s.reasoning)] {
+            if v.len() > limits.max_string_bytes {
+                return Err(at(format!("{name} is {} bytes, the cap is {}", v.len(), limits.max_string_bytes)));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Technical indicators over closes/candles (filled in by the indicators work).

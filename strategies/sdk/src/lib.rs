@@ -1,0 +1,181 @@
+//! Guest SDK for trading modules: the contract's bindings generated once, a
+//! `Strategy` trait that is plain Rust (testable natively with [`TestMarket`]),
+//! `export_strategy!` / `export_analysis!` macros that wire a type to the
+//! component exports, and the indicators strategies need.
+
+pub mod indicators;
+mod market;
+mod params;
+pub mod state;
+
+pub use market::{HostMarket, MarketView, TestMarket};
+pub use params::{ParamError, Params};
+
+/// The contract's generated bindings (strategy world).
+#[allow(clippy::all, missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "strategy-module",
+        pub_export_macro: true,
+        export_macro_name: "export_strategy_world",
+        default_bindings_module: "guest_sdk::bindings",
+        generate_all,
+    });
+}
+
+/// The contract's generated bindings (analysis world).
+#[allow(clippy::all, missing_docs)]
+pub mod analysis_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "analysis-module",
+        pub_export_macro: true,
+        export_macro_name: "export_analysis_world",
+        default_bindings_module: "guest_sdk::analysis_bindings",
+        generate_all,
+    });
+}
+
+pub use bindings::trading::contract::types::{
+    Action, Candle, ClosedTrade, Fill, Intent, Interval, LogLevel, OpenPosition, OrderType,
+    Portfolio, RiskLimits, Side, Signal, SymbolData,
+};
+
+/// The contract version this SDK was generated from.
+pub const CONTRACT_VERSION: &str = "1.0.0";
+
+/// What `initialize` hands a strategy.
+#[derive(Debug, Clone)]
+pub struct Init {
+    pub limits: RiskLimits,
+    pub symbols: Vec<String>,
+    pub params: Params,
+}
+
+/// A trading strategy: state in, signals out. No I/O, no clock but `now`.
+pub trait Strategy: Default + 'static {
+    fn initialize(&mut self, init: &Init) -> Result<(), String>;
+    fn scan_interval_minutes(&self) -> u32 {
+        5
+    }
+    fn analyze(&mut self, now: i64, portfolio: &Portfolio, market: &dyn MarketView) -> Vec<Signal>;
+    fn on_fill(&mut self, _fill: &Fill) {}
+    fn on_position_closed(&mut self, _trade: &ClosedTrade) {}
+    fn save_state(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn load_state(&mut self, _state: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Sends a line to the host's log (a no-op outside the sandbox).
+pub fn log(level: LogLevel, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    bindings::trading::contract::host::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = (level, message);
+}
+
+/// Forwards panic messages to the host log before the guest traps, so the
+/// host can say why a module died.
+pub fn install_panic_hook() {
+    #[cfg(target_arch = "wasm32")]
+    std::panic::set_hook(Box::new(|info| log(LogLevel::Error, &format!("panic: {info}"))));
+}
+
+/// A signal with the usual defaults: market order, swing intent, no stops.
+pub fn signal(symbol: &str, action: Action, size_pct: f64) -> Signal {
+    Signal {
+        symbol: symbol.to_string(),
+        action,
+        size_pct,
+        order_type: OrderType::Market,
+        limit_price: None,
+        stop_loss: None,
+        take_profit: None,
+        intent: Intent::Swing,
+        tag: String::new(),
+        confidence: 0.5,
+        reasoning: String::new(),
+        slippage_tolerance: None,
+    }
+}
+
+impl Portfolio {
+    /// The open position in `symbol`, if any.
+    pub fn position(&self, symbol: &str) -> Option<&OpenPosition> {
+        self.positions.iter().find(|p| p.symbol == symbol)
+    }
+}
+
+/// Adapter state behind the exported functions; one per component instance.
+#[doc(hidden)]
+pub mod runtime {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static SLOT: RefCell<Option<Box<dyn std::any::Any>>> = const { RefCell::new(None) };
+    }
+
+    pub fn with<S: Strategy, R>(f: impl FnOnce(&mut S) -> R) -> R {
+        SLOT.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let any = slot.get_or_insert_with(|| Box::new(S::default()));
+            let s = any.downcast_mut::<S>().expect("one strategy type per component");
+            f(s)
+        })
+    }
+
+    pub fn initialize<S: Strategy>(
+        limits: RiskLimits,
+        symbols: Vec<String>,
+        params: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        install_panic_hook();
+        let init = Init { limits, symbols, params: Params::new(params) };
+        with::<S, _>(|s| s.initialize(&init))
+    }
+
+    pub fn analyze<S: Strategy>(now: i64, portfolio: Portfolio) -> Vec<Signal> {
+        with::<S, _>(|s| s.analyze(now, &portfolio, &HostMarket))
+    }
+}
+
+/// Exports a [`Strategy`] type as the component's `strategy` interface.
+#[macro_export]
+macro_rules! export_strategy {
+    ($ty:ty) => {
+        struct __GuestSdkStrategy;
+        impl $crate::bindings::exports::trading::contract::strategy::Guest for __GuestSdkStrategy {
+            fn initialize(
+                limits: $crate::RiskLimits,
+                symbols: ::std::vec::Vec<::std::string::String>,
+                params: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::initialize::<$ty>(limits, symbols, params)
+            }
+            fn scan_interval_minutes() -> u32 {
+                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::scan_interval_minutes(s))
+            }
+            fn analyze(now: i64, portfolio: $crate::Portfolio) -> ::std::vec::Vec<$crate::Signal> {
+                $crate::runtime::analyze::<$ty>(now, portfolio)
+            }
+            fn on_fill(fill: $crate::Fill) {
+                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::on_fill(s, &fill))
+            }
+            fn on_position_closed(trade: $crate::ClosedTrade) {
+                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::on_position_closed(s, &trade))
+            }
+            fn get_state() -> ::std::vec::Vec<u8> {
+                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::save_state(s))
+            }
+            fn load_state(state: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::load_state(s, &state))
+            }
+        }
+        $crate::bindings::export_strategy_world!(__GuestSdkStrategy with_types_in $crate::bindings);
+    };
+}
