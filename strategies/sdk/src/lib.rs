@@ -38,8 +38,8 @@ pub mod analysis_bindings {
 }
 
 pub use bindings::trading::contract::types::{
-    Action, Candle, ClosedTrade, Fill, Intent, Interval, LogLevel, OpenPosition, OrderType,
-    Portfolio, RiskLimits, Side, Signal, SymbolData,
+    Action, Candle, ClosedTrade, Fill, Intent, Interval, LogLevel, OpenPosition, OrderType, Portfolio, RiskLimits,
+    Side, Signal, SymbolData,
 };
 
 /// The contract version this SDK was generated from.

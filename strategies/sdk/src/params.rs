@@ -36,12 +36,11 @@ impl Params {
     pub fn f64_or(&self, name: &str, default: f64) -> Result<f64, ParamError> {
         match self.raw(name) {
             None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| ParamError { name: name.into(), value: v.into(), expected: "a finite number" }),
+            Some(v) => v.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| ParamError {
+                name: name.into(),
+                value: v.into(),
+                expected: "a finite number",
+            }),
         }
     }
 
@@ -49,12 +48,11 @@ impl Params {
     pub fn usize_or(&self, name: &str, default: usize) -> Result<usize, ParamError> {
         match self.raw(name) {
             None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&x| x > 0)
-                .ok_or_else(|| ParamError { name: name.into(), value: v.into(), expected: "a positive whole number" }),
+            Some(v) => v.trim().parse::<usize>().ok().filter(|&x| x > 0).ok_or_else(|| ParamError {
+                name: name.into(),
+                value: v.into(),
+                expected: "a positive whole number",
+            }),
         }
     }
 }
