@@ -1,9 +1,13 @@
-//! Pure trading logic with no I/O and no clock: the market view, and (in the
-//! modules below) the portfolio ledger, fill model, risk manager and truth
-//! metrics. Backtests, paper and live trading all use this one copy.
+//! Pure trading logic with no I/O and no clock: the market view, the
+//! portfolio ledger, fill model, risk manager, simulated venue, truth metrics
+//! and CSV/walk-forward helpers. Backtests, paper and live trading all use
+//! this one copy.
 
 pub mod market;
+pub mod money;
+pub mod portfolio;
 pub mod types;
 
 pub use market::{MarketData, MarketView, Quote, SymbolFacts};
+pub use portfolio::{CloseReason, ClosedTrade, DailyStats, Fill, FillKind, OrderSide, Portfolio, Position};
 pub use types::*;
