@@ -7,6 +7,7 @@ pub mod indicators;
 mod market;
 mod params;
 pub mod state;
+pub mod testing;
 
 pub use market::{HostMarket, MarketView, TestMarket};
 pub use params::{ParamError, Params};
@@ -145,10 +146,14 @@ pub mod runtime {
 }
 
 /// Exports a [`Strategy`] type as the component's `strategy` interface.
+/// The exports exist only on `wasm32`; a native build (unit tests) gets none,
+/// so the crate's native `cdylib` links.
 #[macro_export]
 macro_rules! export_strategy {
     ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
         struct __GuestSdkStrategy;
+        #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::exports::trading::contract::strategy::Guest for __GuestSdkStrategy {
             fn initialize(
                 limits: $crate::RiskLimits,
@@ -176,6 +181,7 @@ macro_rules! export_strategy {
                 $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::load_state(s, &state))
             }
         }
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::export_strategy_world!(__GuestSdkStrategy with_types_in $crate::bindings);
     };
 }

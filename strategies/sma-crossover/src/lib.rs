@@ -2,6 +2,7 @@
 //! above the slow one, close when it crosses back below. Params: `fast`,
 //! `slow` (bars) and `size_pct` (percent of portfolio value per entry).
 
+use guest_sdk::indicators::{closes, sma};
 use guest_sdk::{signal, state::State, Action, Init, Interval, MarketView, Portfolio, Signal, Strategy};
 
 #[derive(Default)]
@@ -13,10 +14,6 @@ pub struct SmaCrossover {
     scans: u64,
 }
 
-fn sma(c: &[guest_sdk::Candle]) -> f64 {
-    c.iter().map(|c| c.close).sum::<f64>() / c.len() as f64
-}
-
 impl Strategy for SmaCrossover {
     fn initialize(&mut self, init: &Init) -> Result<(), String> {
         self.fast = init.params.usize_or("fast", 10)?;
@@ -24,6 +21,9 @@ impl Strategy for SmaCrossover {
         self.size_pct = init.params.f64_or("size_pct", init.limits.default_trade_pct)?;
         if self.fast >= self.slow {
             return Err(format!("fast ({}) must be shorter than slow ({})", self.fast, self.slow));
+        }
+        if self.size_pct <= 0.0 {
+            return Err(format!("size_pct ({}) must be positive", self.size_pct));
         }
         self.symbols = init.symbols.clone();
         Ok(())
@@ -37,14 +37,13 @@ impl Strategy for SmaCrossover {
         self.scans += 1;
         let mut out = Vec::new();
         for sym in &self.symbols {
-            let c = market.candles(sym, Interval::H1, self.slow as u32 + 1);
-            if c.len() < self.slow + 1 {
+            let c = closes(&market.candles(sym, Interval::H1, self.slow as u32 + 1));
+            let prev = &c[..c.len().saturating_sub(1)];
+            let (Some(fast_prev), Some(slow_prev), Some(fast_cur), Some(slow_cur)) =
+                (sma(prev, self.fast), sma(prev, self.slow), sma(&c, self.fast), sma(&c, self.slow))
+            else {
                 continue;
-            }
-            let (prev, cur) = (&c[..self.slow], &c[1..]);
-            let fast_prev = sma(&prev[prev.len() - self.fast..]);
-            let fast_cur = sma(&cur[cur.len() - self.fast..]);
-            let (slow_prev, slow_cur) = (sma(prev), sma(cur));
+            };
             let held = portfolio.position(sym).is_some();
             if !held && fast_prev <= slow_prev && fast_cur > slow_cur {
                 let mut s = signal(sym, Action::Buy, self.size_pct);
@@ -74,3 +73,107 @@ impl Strategy for SmaCrossover {
 }
 
 guest_sdk::export_strategy!(SmaCrossover);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guest_sdk::testing::{holding, init, long, portfolio};
+    use guest_sdk::TestMarket;
+
+    const T0: i64 = 1_700_000_000;
+
+    fn strategy(params: &[(&str, &str)]) -> SmaCrossover {
+        let mut s = SmaCrossover::default();
+        s.initialize(&init(&["BTC-USD"], params)).expect("valid params");
+        s
+    }
+
+    // fast 2 / slow 4 over the last 5 closes.
+    // up:   prev [10,10,10,9]  fast 9.5  <= slow 9.75;  cur [10,10,9,12] fast 10.5 > slow 10.25
+    // down: prev [10,10,10,11] fast 10.5 >= slow 10.25; cur [10,10,11,8] fast 9.5  < slow 9.75
+    const UP: [f64; 6] = [10.0, 10.0, 10.0, 10.0, 9.0, 12.0];
+    const DOWN: [f64; 6] = [10.0, 10.0, 10.0, 10.0, 11.0, 8.0];
+    const PARAMS: [(&str, &str); 3] = [("fast", "2"), ("slow", "4"), ("size_pct", "3")];
+
+    #[test]
+    fn cross_up_buys() {
+        let mut s = strategy(&PARAMS);
+        let m = TestMarket::from_closes("BTC-USD", T0, &UP);
+        let sig = s.analyze(m.now, &portfolio(1_000.0), &m);
+        assert_eq!(sig.len(), 1, "{sig:?}");
+        assert_eq!(sig[0].symbol, "BTC-USD");
+        assert_eq!(sig[0].action, Action::Buy);
+        assert_eq!(sig[0].size_pct, 3.0);
+        assert_eq!(sig[0].tag, "sma-cross-up");
+        // Already long: no second entry.
+        let held = holding(0.0, vec![long("BTC-USD", 1.0, 12.0)]);
+        assert!(s.analyze(m.now, &held, &m).is_empty());
+    }
+
+    #[test]
+    fn cross_down_closes_a_held_position() {
+        let mut s = strategy(&PARAMS);
+        let m = TestMarket::from_closes("BTC-USD", T0, &DOWN);
+        let held = holding(0.0, vec![long("BTC-USD", 1.0, 10.0)]);
+        let sig = s.analyze(m.now, &held, &m);
+        assert_eq!(sig.len(), 1, "{sig:?}");
+        assert_eq!(sig[0].action, Action::Close);
+        assert_eq!(sig[0].tag, "sma-cross-down");
+        // Nothing to close when flat.
+        assert!(s.analyze(m.now, &portfolio(1_000.0), &m).is_empty());
+    }
+
+    #[test]
+    fn no_cross_or_too_little_data_gives_nothing() {
+        let mut s = strategy(&PARAMS);
+        let flat = TestMarket::from_closes("BTC-USD", T0, &[10.0; 10]);
+        assert!(s.analyze(flat.now, &portfolio(1_000.0), &flat).is_empty());
+        let short = TestMarket::from_closes("BTC-USD", T0, &UP[2..]);
+        assert!(s.analyze(short.now, &portfolio(1_000.0), &short).is_empty());
+        // The cross is not visible before its bar closes.
+        let mut early = TestMarket::from_closes("BTC-USD", T0, &UP);
+        early.now -= 3_600;
+        assert!(s.analyze(early.now, &portfolio(1_000.0), &early).is_empty());
+    }
+
+    #[test]
+    fn defaults_come_from_params_and_limits() {
+        let s = strategy(&[]);
+        assert_eq!((s.fast, s.slow, s.size_pct), (10, 30, 5.0));
+        assert_eq!(s.scan_interval_minutes(), 60);
+    }
+
+    #[test]
+    fn bad_params_are_refused() {
+        for params in [
+            &[("fast", "30"), ("slow", "30")][..],
+            &[("fast", "40"), ("slow", "30")],
+            &[("fast", "ten")],
+            &[("slow", "1.5")],
+            &[("fast", "0")],
+            &[("size_pct", "lots")],
+            &[("size_pct", "NaN")],
+            &[("size_pct", "-1")],
+        ] {
+            let mut s = SmaCrossover::default();
+            assert!(s.initialize(&init(&["BTC-USD"], params)).is_err(), "accepted {params:?}");
+        }
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut s = strategy(&PARAMS);
+        let m = TestMarket::from_closes("BTC-USD", T0, &UP);
+        for _ in 0..3 {
+            s.analyze(m.now, &portfolio(1_000.0), &m);
+        }
+        let saved = s.save_state();
+        let mut next = strategy(&PARAMS);
+        next.load_state(&saved).unwrap();
+        assert_eq!(next.scans, 3);
+        assert_eq!(next.save_state(), saved);
+        next.load_state(&[]).unwrap();
+        assert_eq!(next.scans, 0);
+        assert!(next.load_state(b"scans=many").is_err());
+    }
+}
