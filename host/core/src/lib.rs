@@ -7,6 +7,7 @@ pub mod fill;
 pub mod market;
 pub mod money;
 pub mod portfolio;
+pub mod risk;
 pub mod types;
 
 pub use market::{MarketData, MarketView, Quote, SymbolFacts};
