@@ -2,3 +2,6 @@
 //! (portfolio, fills, risk), storage, and the services built on them.
 
 pub mod runtime;
+pub mod archive;
+pub mod db;
+pub mod events;

@@ -4,7 +4,7 @@
 
 use super::bindings::analysis_world::trading::contract::database;
 use super::bindings::analysis_world::{AnalysisModule as World, AnalysisModulePre};
-use super::bindings::strategy_world::trading::contract::host;
+use super::bindings::strategy_world::trading::contract::{host, types};
 use super::bindings::{DbValue, LogLevel, Report, Rows};
 use super::strategy::log_line;
 use super::{classify_trap, Limits, MemoryCap, ModuleError, ModuleInfo, Runtime};
@@ -37,6 +37,8 @@ impl host::Host for AnalysisHost {
         log_line(&mut self.logs, &mut self.panic, &self.limits, &self.module, level, &message);
     }
 }
+
+impl types::Host for AnalysisHost {}
 
 fn to_sql(v: &DbValue) -> rusqlite::types::Value {
     use rusqlite::types::Value as V;

@@ -8,7 +8,7 @@ mod limits;
 mod strategy;
 mod analysis;
 
-pub use analysis::{AnalysisHost, AnalysisInstance, AnalysisModule};
+pub use analysis::{open_read_only, AnalysisHost, AnalysisInstance, AnalysisModule};
 pub use limits::{Limits, MemoryCap};
 pub use strategy::{validate_signals, StrategyHost, StrategyInstance, StrategyModule};
 

@@ -1,0 +1,175 @@
+//! The SQLite database: opening (WAL), schema migrations keyed by
+//! `PRAGMA user_version`, and the small typed helpers other modules share.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+/// Migrations, applied in order; `user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: core tables
+    r#"
+    CREATE TABLE system_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE candles (
+        symbol TEXT NOT NULL,
+        interval TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
+        volume REAL NOT NULL,
+        PRIMARY KEY (symbol, interval, ts)
+    ) WITHOUT ROWID;
+    CREATE TABLE strategy_versions (
+        version INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL,
+        contract_version TEXT NOT NULL,
+        wasm BLOB NOT NULL,
+        code TEXT,
+        params TEXT NOT NULL DEFAULT '[]',
+        origin TEXT NOT NULL,
+        status TEXT NOT NULL,
+        note TEXT,
+        created_at TEXT NOT NULL DEFAULT (datetime('now')),
+        deployed_at TEXT,
+        retired_at TEXT
+    );
+    CREATE TABLE strategy_state (
+        version INTEGER NOT NULL,
+        state BLOB NOT NULL,
+        scan_seq INTEGER NOT NULL,
+        saved_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE scan_results (
+        seq INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        strategy_version INTEGER,
+        module_hash TEXT,
+        signals INTEGER NOT NULL,
+        fuel INTEGER,
+        error TEXT,
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE signals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scan_seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        action TEXT NOT NULL,
+        size_pct REAL NOT NULL,
+        order_type TEXT NOT NULL,
+        confidence REAL,
+        tag TEXT,
+        reasoning TEXT,
+        decision TEXT NOT NULL,
+        reason TEXT,
+        acted_on INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE fills (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        action TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        price TEXT NOT NULL,
+        fee TEXT NOT NULL,
+        tag TEXT,
+        client_order_id TEXT
+    );
+    CREATE TABLE trades (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        entry_price TEXT NOT NULL,
+        exit_price TEXT NOT NULL,
+        pnl TEXT NOT NULL,
+        pnl_pct REAL NOT NULL,
+        fees TEXT NOT NULL,
+        intent TEXT,
+        tag TEXT,
+        close_reason TEXT NOT NULL,
+        opened_at INTEGER NOT NULL,
+        closed_at INTEGER NOT NULL
+    );
+    CREATE TABLE daily_snapshots (
+        day TEXT PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        cash TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        symbol TEXT,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    "#,
+];
+
+/// Opens (creating if needed) the database at `path` and migrates it.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// An in-memory database with the full schema (tests, backtests).
+pub fn open_in_memory() -> rusqlite::Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM system_meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+}
+
+pub fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO system_meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = datetime('now')",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_meta_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        {
+            let c = open(&p).unwrap();
+            set_meta(&c, "k", "v1").unwrap();
+            set_meta(&c, "k", "v2").unwrap();
+        }
+        let c = open(&p).unwrap();
+        assert_eq!(get_meta(&c, "k").unwrap().as_deref(), Some("v2"));
+        assert_eq!(get_meta(&c, "missing").unwrap(), None);
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}
