@@ -9,6 +9,7 @@ pub mod market;
 pub mod money;
 pub mod portfolio;
 pub mod risk;
+pub mod truth;
 pub mod types;
 
 pub use market::{MarketData, MarketView, Quote, SymbolFacts};
