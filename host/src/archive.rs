@@ -12,7 +12,10 @@ pub enum ArchiveError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("archive file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("strategy version {0} does not exist")]
     NoSuchVersion(i64),
     #[error("no earlier version to roll back to")]
@@ -48,7 +51,10 @@ pub fn version_dir(archive_dir: &Path, version: i64) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Io { path: path.to_path_buf(), source }
+    move |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Records a new version (status `staged`): files first, then the row.
@@ -61,7 +67,11 @@ pub fn add_version(
     origin: &str,
     info: &ModuleInfo,
 ) -> Result<i64, ArchiveError> {
-    let version: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM strategy_versions", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM strategy_versions",
+        [],
+        |r| r.get(0),
+    )?;
     let dir = version_dir(archive_dir, version);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let wasm_path = dir.join("strategy.wasm");
@@ -76,7 +86,11 @@ pub fn add_version(
         "size": info.size, "origin": origin, "params": params,
     });
     let meta_path = dir.join("meta.json");
-    std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap_or_default()).map_err(io(&meta_path))?;
+    std::fs::write(
+        &meta_path,
+        serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+    )
+    .map_err(io(&meta_path))?;
     conn.execute(
         "INSERT INTO strategy_versions (version, hash, contract_version, wasm, code, params, origin, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'staged')",
@@ -101,8 +115,16 @@ pub fn activate(conn: &Connection, version: i64) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-pub fn set_status(conn: &Connection, version: i64, status: &str, note: Option<&str>) -> Result<(), ArchiveError> {
-    conn.execute("UPDATE strategy_versions SET status = ?2, note = COALESCE(?3, note) WHERE version = ?1", params![version, status, note])?;
+pub fn set_status(
+    conn: &Connection,
+    version: i64,
+    status: &str,
+    note: Option<&str>,
+) -> Result<(), ArchiveError> {
+    conn.execute(
+        "UPDATE strategy_versions SET status = ?2, note = COALESCE(?3, note) WHERE version = ?1",
+        params![version, status, note],
+    )?;
     Ok(())
 }
 
@@ -121,22 +143,37 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     })
 }
 
-const COLS: &str = "version, hash, contract_version, params, origin, status, note, created_at, deployed_at";
+const COLS: &str =
+    "version, hash, contract_version, params, origin, status, note, created_at, deployed_at";
 
 pub fn list(conn: &Connection) -> Result<Vec<VersionRecord>, ArchiveError> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM strategy_versions ORDER BY version"))?;
-    let rows = stmt.query_map([], record)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLS} FROM strategy_versions ORDER BY version"
+    ))?;
+    let rows = stmt
+        .query_map([], record)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
 pub fn get(conn: &Connection, version: i64) -> Result<VersionRecord, ArchiveError> {
-    conn.query_row(&format!("SELECT {COLS} FROM strategy_versions WHERE version = ?1"), [version], record)
-        .optional()?
-        .ok_or(ArchiveError::NoSuchVersion(version))
+    conn.query_row(
+        &format!("SELECT {COLS} FROM strategy_versions WHERE version = ?1"),
+        [version],
+        record,
+    )
+    .optional()?
+    .ok_or(ArchiveError::NoSuchVersion(version))
 }
 
 pub fn active(conn: &Connection) -> Result<Option<VersionRecord>, ArchiveError> {
-    Ok(conn.query_row(&format!("SELECT {COLS} FROM strategy_versions WHERE status = 'active'"), [], record).optional()?)
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLS} FROM strategy_versions WHERE status = 'active'"),
+            [],
+            record,
+        )
+        .optional()?)
 }
 
 /// The version to restore on rollback: the latest earlier version that was
@@ -157,7 +194,11 @@ pub fn previous(conn: &Connection) -> Result<VersionRecord, ArchiveError> {
 
 /// The bytes of `version`: the archive file if its hash matches, else the
 /// database copy (which is also checked), else an error.
-pub fn load_bytes(conn: &Connection, archive_dir: &Path, version: i64) -> Result<(Vec<u8>, BytesSource), ArchiveError> {
+pub fn load_bytes(
+    conn: &Connection,
+    archive_dir: &Path,
+    version: i64,
+) -> Result<(Vec<u8>, BytesSource), ArchiveError> {
     let rec = get(conn, version)?;
     let path = version_dir(archive_dir, version).join("strategy.wasm");
     if let Ok(bytes) = std::fs::read(&path) {
@@ -166,7 +207,11 @@ pub fn load_bytes(conn: &Connection, archive_dir: &Path, version: i64) -> Result
         }
         tracing::warn!(version, path = %path.display(), "archive file does not match its recorded hash; using the database copy");
     }
-    let bytes: Vec<u8> = conn.query_row("SELECT wasm FROM strategy_versions WHERE version = ?1", [version], |r| r.get(0))?;
+    let bytes: Vec<u8> = conn.query_row(
+        "SELECT wasm FROM strategy_versions WHERE version = ?1",
+        [version],
+        |r| r.get(0),
+    )?;
     if module_hash(&bytes) == rec.hash {
         Ok((bytes, BytesSource::Database))
     } else {
@@ -175,8 +220,16 @@ pub fn load_bytes(conn: &Connection, archive_dir: &Path, version: i64) -> Result
 }
 
 /// Saves the strategy's state blob (kept: the last 20 per version).
-pub fn save_state(conn: &Connection, version: i64, state: &[u8], scan_seq: i64) -> Result<(), ArchiveError> {
-    conn.execute("INSERT INTO strategy_state (version, state, scan_seq) VALUES (?1, ?2, ?3)", params![version, state, scan_seq])?;
+pub fn save_state(
+    conn: &Connection,
+    version: i64,
+    state: &[u8],
+    scan_seq: i64,
+) -> Result<(), ArchiveError> {
+    conn.execute(
+        "INSERT INTO strategy_state (version, state, scan_seq) VALUES (?1, ?2, ?3)",
+        params![version, state, scan_seq],
+    )?;
     conn.execute(
         "DELETE FROM strategy_state WHERE rowid NOT IN (SELECT rowid FROM strategy_state ORDER BY rowid DESC LIMIT 20)",
         [],
@@ -187,8 +240,10 @@ pub fn save_state(conn: &Connection, version: i64, state: &[u8], scan_seq: i64) 
 /// The most recently saved state, whichever version saved it.
 pub fn latest_state(conn: &Connection) -> Result<Option<(i64, Vec<u8>, i64)>, ArchiveError> {
     Ok(conn
-        .query_row("SELECT version, state, scan_seq FROM strategy_state ORDER BY rowid DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT version, state, scan_seq FROM strategy_state ORDER BY rowid DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?)
 }

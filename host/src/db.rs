@@ -130,7 +130,8 @@ pub fn open_in_memory() -> rusqlite::Result<Connection> {
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    let done: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
@@ -141,7 +142,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row("SELECT value FROM system_meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+    conn.query_row("SELECT value FROM system_meta WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
 }
 
 pub fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
@@ -169,7 +173,9 @@ mod tests {
         let c = open(&p).unwrap();
         assert_eq!(get_meta(&c, "k").unwrap().as_deref(), Some("v2"));
         assert_eq!(get_meta(&c, "missing").unwrap(), None);
-        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
     }
 }

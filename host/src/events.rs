@@ -27,10 +27,20 @@ fn digest(prev: &str, ts: i64, kind: &str, symbol: Option<&str>, detail: &str) -
 }
 
 /// Appends one event and returns its sequence number.
-pub fn append(conn: &Connection, ts: i64, kind: &str, symbol: Option<&str>, detail: &serde_json::Value) -> rusqlite::Result<i64> {
+pub fn append(
+    conn: &Connection,
+    ts: i64,
+    kind: &str,
+    symbol: Option<&str>,
+    detail: &serde_json::Value,
+) -> rusqlite::Result<i64> {
     let detail = detail.to_string();
     let prev: String = conn
-        .query_row("SELECT hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or_else(|| GENESIS.to_string());
     let hash = digest(&prev, ts, kind, symbol, &detail);
@@ -55,14 +65,20 @@ pub enum ChainError {
 /// Checks the whole chain; returns the number of events verified.
 pub fn verify(conn: &Connection) -> Result<u64, ChainError> {
     let db = |e: rusqlite::Error| ChainError::Db(e.to_string());
-    let mut stmt = conn.prepare("SELECT seq, ts, kind, symbol, detail, prev_hash, hash FROM events ORDER BY seq").map_err(db)?;
+    let mut stmt = conn
+        .prepare("SELECT seq, ts, kind, symbol, detail, prev_hash, hash FROM events ORDER BY seq")
+        .map_err(db)?;
     let mut rows = stmt.query([]).map_err(db)?;
     let mut prev = GENESIS.to_string();
     let mut n = 0;
     while let Some(r) = rows.next().map_err(db)? {
         let seq: i64 = r.get(0).map_err(db)?;
-        let (ts, kind, symbol, detail): (i64, String, Option<String>, String) =
-            (r.get(1).map_err(db)?, r.get(2).map_err(db)?, r.get(3).map_err(db)?, r.get(4).map_err(db)?);
+        let (ts, kind, symbol, detail): (i64, String, Option<String>, String) = (
+            r.get(1).map_err(db)?,
+            r.get(2).map_err(db)?,
+            r.get(3).map_err(db)?,
+            r.get(4).map_err(db)?,
+        );
         let (prev_hash, hash): (String, String) = (r.get(5).map_err(db)?, r.get(6).map_err(db)?);
         if prev_hash != prev {
             return Err(ChainError::Broken { seq });
@@ -78,10 +94,18 @@ pub fn verify(conn: &Connection) -> Result<u64, ChainError> {
 
 /// Events after `since` (sequence), oldest first, at most `limit`.
 pub fn since(conn: &Connection, since: i64, limit: usize) -> rusqlite::Result<Vec<Event>> {
-    let mut stmt = conn.prepare("SELECT seq, ts, kind, symbol, detail FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, ts, kind, symbol, detail FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
     let rows = stmt.query_map(params![since, limit as i64], |r| {
         let detail: String = r.get(4)?;
-        Ok(Event { seq: r.get(0)?, ts: r.get(1)?, kind: r.get(2)?, symbol: r.get(3)?, detail: serde_json::from_str(&detail).unwrap_or_default() })
+        Ok(Event {
+            seq: r.get(0)?,
+            ts: r.get(1)?,
+            kind: r.get(2)?,
+            symbol: r.get(3)?,
+            detail: serde_json::from_str(&detail).unwrap_or_default(),
+        })
     })?;
     rows.collect()
 }
@@ -94,12 +118,21 @@ mod tests {
     fn chain_detects_edits_and_deletions() {
         let c = crate::db::open_in_memory().unwrap();
         for i in 0..5 {
-            append(&c, i, "scan", Some("BTCUSD"), &serde_json::json!({ "i": i })).unwrap();
+            append(
+                &c,
+                i,
+                "scan",
+                Some("BTCUSD"),
+                &serde_json::json!({ "i": i }),
+            )
+            .unwrap();
         }
         assert_eq!(verify(&c), Ok(5));
-        c.execute("UPDATE events SET detail = '{\"i\":99}' WHERE seq = 3", []).unwrap();
+        c.execute("UPDATE events SET detail = '{\"i\":99}' WHERE seq = 3", [])
+            .unwrap();
         assert_eq!(verify(&c), Err(ChainError::Tampered { seq: 3 }));
-        c.execute("UPDATE events SET detail = '{\"i\":2}' WHERE seq = 3", []).unwrap();
+        c.execute("UPDATE events SET detail = '{\"i\":2}' WHERE seq = 3", [])
+            .unwrap();
         assert_eq!(verify(&c), Ok(5));
         c.execute("DELETE FROM events WHERE seq = 2", []).unwrap();
         assert_eq!(verify(&c), Err(ChainError::Broken { seq: 3 }));

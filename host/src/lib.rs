@@ -1,7 +1,12 @@
 //! The rigid shell of the trading host: sandbox runtime, market data, money
 //! (portfolio, fills, risk), storage, and the services built on them.
 
-pub mod runtime;
 pub mod archive;
+pub mod bench;
+pub mod config;
+pub mod control;
 pub mod db;
+pub mod dropdir;
 pub mod events;
+pub mod runtime;
+pub mod shell;

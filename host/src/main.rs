@@ -1,1 +1,390 @@
-fn main() {}
+//! The `host` command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use host::config::{RiskFile, Settings};
+use host::control::{self, ControlContext, Reply, Request};
+use host::runtime::bindings::CONTRACT_VERSION;
+use host::shell::{self, Paths, ReplayFeed, Shell};
+use host::{archive, events};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::channel;
+use trading_core::Interval;
+
+#[derive(Parser)]
+#[command(
+    name = "host",
+    version,
+    about = "Autonomous crypto trading host running sandboxed WASM strategies"
+)]
+struct Cli {
+    /// Where the database, caches and state live.
+    #[arg(long, global = true, env = "HOST_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Where strategy versions are archived.
+    #[arg(
+        long,
+        global = true,
+        env = "HOST_ARCHIVE_DIR",
+        default_value = "archive"
+    )]
+    archive_dir: PathBuf,
+    /// settings.toml (default: config/settings.toml if present, else embedded defaults).
+    #[arg(long, global = true, env = "HOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// risk_limits.toml (default: config/risk_limits.toml if present, else embedded defaults).
+    #[arg(long, global = true, env = "HOST_RISK_LIMITS")]
+    risk_limits: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the host (paper mode by default, replaying candles when given).
+    Run {
+        /// Replay this OHLCV CSV instead of a live feed.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        #[arg(long, default_value = "BTCUSD")]
+        symbol: String,
+        #[arg(long, default_value = "1h")]
+        interval: String,
+        /// Replay speed: N times real time, or `max`.
+        #[arg(long, default_value = "max")]
+        speed: String,
+        /// Exit when the replay ends instead of waiting for commands.
+        #[arg(long)]
+        exit_at_end: bool,
+    },
+    /// Deploy a strategy component (hot-swapped between two scans if a host runs).
+    Deploy {
+        path: PathBuf,
+        /// Strategy parameter, e.g. --param fast=10
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// The strategy's Rust source, archived beside it.
+        #[arg(long)]
+        source: Option<PathBuf>,
+    },
+    /// Restore the previous strategy version from the archive.
+    Rollback,
+    /// Show the active strategy, its version, the contract version and the scan state.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List archived strategy versions.
+    Modules {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the hash chain of the event log.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCmd,
+    },
+    /// Print sandbox benchmarks: analyze call cost, instantiation, deploy-to-serving.
+    Bench {
+        /// Directory holding the guest components (target/wasm).
+        #[arg(long, default_value = "target/wasm")]
+        wasm_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    Verify,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+fn config_path(given: Option<PathBuf>, default: &str) -> Option<PathBuf> {
+    given.or_else(|| Some(PathBuf::from(default)).filter(|p| p.exists()))
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOST_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    let paths = Paths {
+        data_dir: cli.data_dir.clone(),
+        archive_dir: cli.archive_dir.clone(),
+    };
+    let settings = Settings::load(config_path(cli.config, "config/settings.toml").as_deref())?;
+    let risk = RiskFile::load(config_path(cli.risk_limits, "config/risk_limits.toml").as_deref())?;
+    match cli.command {
+        Cmd::Run {
+            replay,
+            symbol,
+            interval,
+            speed,
+            exit_at_end,
+        } => run(
+            paths,
+            settings,
+            risk,
+            replay,
+            &symbol,
+            &interval,
+            &speed,
+            exit_at_end,
+        ),
+        Cmd::Deploy {
+            path,
+            params,
+            source,
+        } => deploy(&paths, &settings, &risk, &path, params, source.as_deref()),
+        Cmd::Rollback => rollback(&paths, &settings, &risk),
+        Cmd::Status { json } => status(&paths, json),
+        Cmd::Modules { json } => modules(&paths, json),
+        Cmd::Audit {
+            what: AuditCmd::Verify,
+        } => {
+            let conn = host::db::open(&paths.db())?;
+            let n = events::verify(&conn)?;
+            println!("event log intact: {n} events verified");
+            Ok(())
+        }
+        Cmd::Bench { wasm_dir } => host::bench::run(&wasm_dir, &settings, &risk),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    paths: Paths,
+    settings: Settings,
+    risk: RiskFile,
+    replay: Option<PathBuf>,
+    symbol: &str,
+    interval: &str,
+    speed: &str,
+    exit_at_end: bool,
+) -> Result<()> {
+    let interval = Interval::parse(interval)
+        .with_context(|| format!("--interval {interval:?}: expected 5m, 1h or 1d"))?;
+    let speed = match speed {
+        "max" => None,
+        s => Some(
+            s.parse::<f64>()
+                .ok()
+                .filter(|x| *x > 0.0)
+                .with_context(|| format!("--speed {s:?}: expected a positive number or max"))?,
+        ),
+    };
+    let replay =
+        replay.or_else(|| Some(PathBuf::from("data/sample/BTCUSD-1h.csv")).filter(|p| p.exists()));
+    let Some(replay) = replay else {
+        bail!("no market feed: pass --replay FILE.csv (live exchange feeds are configured in settings.toml)");
+    };
+    let bars = shell::read_replay(&replay, symbol, interval)?;
+    let mut shell = Shell::start(paths.clone(), settings.clone(), risk.clone())?;
+    let (tx, rx) = channel();
+    control::serve(ControlContext {
+        runtime: shell.runtime.clone(),
+        paths: paths.clone(),
+        settings,
+        risk,
+        commands: tx.clone(),
+    })
+    .context("control socket")?;
+    let _watcher = host::dropdir::watch(
+        shell.runtime.clone(),
+        &paths,
+        &shell.settings,
+        &shell.risk,
+        tx.clone(),
+    )?;
+    let sig_tx = tx.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        if let Ok(rt) = rt {
+            rt.block_on(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                }
+            });
+        }
+        let _ = sig_tx.send(host::shell::Command::Shutdown);
+    });
+    tracing::info!(bars = bars.len(), file = %replay.display(), "paper mode: replaying candles");
+    let mut feed = ReplayFeed::new(bars, speed);
+    shell.run(&mut feed, &rx, exit_at_end);
+    let _ = std::fs::remove_file(paths.socket());
+    println!("stopped after {} scans", shell.scan_seq);
+    Ok(())
+}
+
+fn print_deployed(r: &serde_json::Value, live: bool) {
+    let v = &r["version"];
+    match (live, r["previous"].as_i64()) {
+        (true, Some(p)) => println!(
+            "deployed v{v} (was v{p}); serving from scan {}",
+            r["first_scan"]
+        ),
+        (true, None) => println!("deployed v{v}; serving from scan {}", r["first_scan"]),
+        (false, _) => println!("deployed v{v}; no host is running, the next start uses it"),
+    }
+}
+
+fn deploy(
+    paths: &Paths,
+    settings: &Settings,
+    risk: &RiskFile,
+    path: &Path,
+    params: Vec<(String, String)>,
+    source: Option<&Path>,
+) -> Result<()> {
+    let abs = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+    let code = source
+        .map(std::fs::read_to_string)
+        .transpose()
+        .context("--source")?;
+    let req = Request::Deploy {
+        path: abs.clone(),
+        params: params.clone(),
+        source: code.clone(),
+        origin: None,
+    };
+    match control::request(&paths.socket(), &req)? {
+        Some(Reply::Deployed(r)) => print_deployed(&r, true),
+        Some(Reply::Error { message }) => {
+            bail!("deploy refused, the running strategy stays: {message}")
+        }
+        Some(other) => bail!("unexpected reply {other:?}"),
+        None => {
+            let rt = host::runtime::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
+            let bytes = std::fs::read(&abs)?;
+            let mut p = shell::prepare(
+                &rt,
+                bytes,
+                risk,
+                &settings.symbols,
+                params,
+                &format!("deploy {}", abs.display()),
+            )
+            .map_err(|e| anyhow::anyhow!("deploy refused: {e}"))?;
+            p.code = code;
+            let o = shell::deploy_offline(paths, settings, risk, p)?;
+            print_deployed(&serde_json::to_value(o)?, false);
+        }
+    }
+    Ok(())
+}
+
+fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> Result<()> {
+    match control::request(&paths.socket(), &Request::Rollback)? {
+        Some(Reply::Deployed(r)) => println!("rolled back to v{}", r["version"]),
+        Some(Reply::Error { message }) => bail!("rollback refused: {message}"),
+        Some(other) => bail!("unexpected reply {other:?}"),
+        None => {
+            let rt = host::runtime::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
+            let p = control::prepare_rollback(&rt, paths, settings, risk)
+                .map_err(|e| anyhow::anyhow!("rollback refused: {e}"))?;
+            let o = shell::deploy_offline(paths, settings, risk, p)?;
+            println!("rolled back to v{}; the next start uses it", o.version);
+        }
+    }
+    Ok(())
+}
+
+fn status(paths: &Paths, json: bool) -> Result<()> {
+    let live = match control::request(&paths.socket(), &Request::Status) {
+        Ok(Some(Reply::Status(s))) => Some(s),
+        _ => None,
+    };
+    let conn = host::db::open(&paths.db())?;
+    let active = archive::active(&conn)?;
+    let versions = archive::list(&conn)?.len();
+    let (scans, last_scan): (i64, Option<i64>) =
+        conn.query_row("SELECT COUNT(*), MAX(ts) FROM scan_results", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let out = serde_json::json!({
+        "running": live.is_some(),
+        "contract_version": CONTRACT_VERSION,
+        "strategy": active,
+        "strategy_versions": versions,
+        "scans": scans,
+        "last_scan_ts": last_scan,
+        "live": live,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "host:      {}",
+        if live.is_some() {
+            "running"
+        } else {
+            "not running"
+        }
+    );
+    println!("contract:  trading:contract@{CONTRACT_VERSION}");
+    match &active {
+        Some(a) => println!(
+            "strategy:  v{} ({}…, contract {}, {})",
+            a.version,
+            &a.hash[..12],
+            a.contract_version,
+            a.origin
+        ),
+        None => println!("strategy:  none deployed"),
+    }
+    if let Some(p) = live.as_ref().and_then(|l| l["paused"].as_str()) {
+        println!("PAUSED:    {p}");
+    }
+    println!("versions:  {versions}");
+    println!(
+        "scans:     {scans} (last at {})",
+        last_scan
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "never".into())
+    );
+    Ok(())
+}
+
+fn modules(paths: &Paths, json: bool) -> Result<()> {
+    let conn = host::db::open(&paths.db())?;
+    let list = archive::list(&conn)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<10} {:<14} {:<20} origin",
+        "version", "status", "hash", "deployed"
+    );
+    for v in list {
+        println!(
+            "v{:<7} {:<10} {:<14} {:<20} {}",
+            v.version,
+            v.status,
+            &v.hash[..12],
+            v.deployed_at.unwrap_or_default(),
+            v.origin
+        );
+    }
+    Ok(())
+}

@@ -18,7 +18,12 @@ fn btc_view(rows: usize) -> (Arc<MarketData>, i64) {
 }
 
 fn runtime() -> Arc<Runtime> {
-    let limits = Limits { fuel_per_call: 50_000_000, memory_bytes: 32 << 20, deadline_ms: 1_000, ..Limits::default() };
+    let limits = Limits {
+        fuel_per_call: 50_000_000,
+        memory_bytes: 32 << 20,
+        deadline_ms: 1_000,
+        ..Limits::default()
+    };
     Runtime::new(limits, None).unwrap()
 }
 
@@ -29,7 +34,11 @@ fn start(rt: &Arc<Runtime>, name: &str) -> Result<StrategyInstance, ModuleError>
     Ok(i)
 }
 
-fn scan(i: &mut StrategyInstance, data: &Arc<MarketData>, now: i64) -> Result<Vec<host::runtime::bindings::Signal>, ModuleError> {
+fn scan(
+    i: &mut StrategyInstance,
+    data: &Arc<MarketData>,
+    now: i64,
+) -> Result<Vec<host::runtime::bindings::Signal>, ModuleError> {
     i.host().view = Some(MarketView::new(data.clone(), now));
     i.analyze(now, &empty_portfolio())
 }

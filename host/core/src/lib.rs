@@ -3,6 +3,7 @@
 //! and CSV/walk-forward helpers. Backtests, paper and live trading all use
 //! this one copy.
 
+pub mod csv;
 pub mod engine;
 pub mod fill;
 pub mod market;

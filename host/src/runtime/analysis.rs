@@ -27,14 +27,24 @@ pub struct AnalysisHost {
 
 /// Opens `path` read-only for a module: SQLite refuses writes on this connection.
 pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.pragma_update(None, "query_only", true)?;
     Ok(conn)
 }
 
 impl host::Host for AnalysisHost {
     fn log(&mut self, level: LogLevel, message: String) {
-        log_line(&mut self.logs, &mut self.panic, &self.limits, &self.module, level, &message);
+        log_line(
+            &mut self.logs,
+            &mut self.panic,
+            &self.limits,
+            &self.module,
+            level,
+            &message,
+        );
     }
 }
 
@@ -62,14 +72,19 @@ impl AnalysisHost {
         let params: Vec<rusqlite::types::Value> = params.iter().map(to_sql).collect();
         let deadline = Instant::now() + self.limits.deadline();
         conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-        let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(|e| format!("{e}"))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| format!("{e}"))?;
         let mut out = Vec::new();
         let n = columns.len();
         let result = loop {
             match rows.next() {
                 Ok(Some(row)) => {
                     if out.len() >= self.limits.max_query_rows {
-                        break Err(format!("more than {} rows; add a LIMIT or aggregate", self.limits.max_query_rows));
+                        break Err(format!(
+                            "more than {} rows; add a LIMIT or aggregate",
+                            self.limits.max_query_rows
+                        ));
                     }
                     let mut vals = Vec::with_capacity(n);
                     for i in 0..n {
@@ -77,14 +92,18 @@ impl AnalysisHost {
                             ValueRef::Null => DbValue::Null,
                             ValueRef::Integer(i) => DbValue::Integer(i),
                             ValueRef::Real(f) => DbValue::Real(f),
-                            ValueRef::Text(t) => DbValue::Text(String::from_utf8_lossy(t).into_owned()),
+                            ValueRef::Text(t) => {
+                                DbValue::Text(String::from_utf8_lossy(t).into_owned())
+                            }
                             ValueRef::Blob(b) => DbValue::Blob(b.to_vec()),
                         });
                     }
                     out.push(vals);
                 }
                 Ok(None) => break Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::OperationInterrupted => {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+                {
                     break Err("query ran past the deadline".into())
                 }
                 Err(e) => break Err(format!("{e}")),
@@ -102,9 +121,13 @@ impl database::Host for AnalysisHost {
     }
 
     fn schema(&mut self) -> String {
-        let Some(conn) = self.db.as_ref() else { return String::new() };
+        let Some(conn) = self.db.as_ref() else {
+            return String::new();
+        };
         let mut out = String::new();
-        if let Ok(mut stmt) = conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL ORDER BY name") {
+        if let Ok(mut stmt) = conn.prepare(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL ORDER BY name",
+        ) {
             if let Ok(rows) = stmt.query_map([], |r| r.get::<_, String>(0)) {
                 for sql in rows.flatten() {
                     out.push_str(&sql);
@@ -125,7 +148,11 @@ pub struct AnalysisModule {
 }
 
 impl AnalysisModule {
-    pub(super) fn new(runtime: Arc<Runtime>, pre: AnalysisModulePre<AnalysisHost>, info: ModuleInfo) -> Self {
+    pub(super) fn new(
+        runtime: Arc<Runtime>,
+        pre: AnalysisModulePre<AnalysisHost>,
+        info: ModuleInfo,
+    ) -> Self {
         AnalysisModule { runtime, pre, info }
     }
 
@@ -137,7 +164,10 @@ impl AnalysisModule {
     pub fn instantiate(&self, db: Option<Connection>) -> Result<AnalysisInstance, ModuleError> {
         let limits = self.runtime.limits().clone();
         let data = AnalysisHost {
-            cap: MemoryCap { max_bytes: limits.memory_bytes, denied: false },
+            cap: MemoryCap {
+                max_bytes: limits.memory_bytes,
+                denied: false,
+            },
             db,
             logs: Vec::new(),
             panic: None,
@@ -146,13 +176,24 @@ impl AnalysisModule {
         };
         let mut store = Store::new(self.runtime.engine(), data);
         store.limiter(|d| &mut d.cap);
-        store.set_fuel(limits.fuel_per_call).map_err(|e| ModuleError::Host(format!("{e:#}")))?;
+        store
+            .set_fuel(limits.fuel_per_call)
+            .map_err(|e| ModuleError::Host(format!("{e:#}")))?;
         store.set_epoch_deadline(self.runtime.deadline_ticks());
         let world = self.pre.instantiate(&mut store).map_err(|e| {
             let kind = classify_trap(&e, store.data().cap.denied, store.data().panic.as_deref());
-            ModuleError::Trap { call: "instantiate", kind }
+            ModuleError::Trap {
+                call: "instantiate",
+                kind,
+            }
         })?;
-        Ok(AnalysisInstance { store, world, info: self.info.clone(), deadline_ticks: self.runtime.deadline_ticks(), limits })
+        Ok(AnalysisInstance {
+            store,
+            world,
+            info: self.info.clone(),
+            deadline_ticks: self.runtime.deadline_ticks(),
+            limits,
+        })
     }
 }
 
@@ -176,12 +217,24 @@ impl AnalysisInstance {
     /// Runs the analysis at `now` and returns its report.
     pub fn analyze(&mut self, now: i64) -> Result<Report, ModuleError> {
         let host = |e: wasmtime::Error| ModuleError::Host(format!("{e:#}"));
-        self.store.set_fuel(self.limits.fuel_per_call).map_err(host)?;
+        self.store
+            .set_fuel(self.limits.fuel_per_call)
+            .map_err(host)?;
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = self.world.trading_contract_analysis().call_analyze(&mut self.store, now).map_err(|e| {
-            let d = self.store.data();
-            ModuleError::Trap { call: "analyze", kind: classify_trap(&e, d.cap.denied, d.panic.as_deref()) }
-        })?;
-        result.map_err(|reason| ModuleError::BadOutput { call: "analyze", reason })
+        let result = self
+            .world
+            .trading_contract_analysis()
+            .call_analyze(&mut self.store, now)
+            .map_err(|e| {
+                let d = self.store.data();
+                ModuleError::Trap {
+                    call: "analyze",
+                    kind: classify_trap(&e, d.cap.denied, d.panic.as_deref()),
+                }
+            })?;
+        result.map_err(|reason| ModuleError::BadOutput {
+            call: "analyze",
+            reason,
+        })
     }
 }

@@ -3,10 +3,10 @@
 //! an `InstancePre` per module; a `Store` per instance whose data holds the
 //! limits. Every failure of a module becomes a [`ModuleError`] the shell handles.
 
+mod analysis;
 pub mod bindings;
 mod limits;
 mod strategy;
-mod analysis;
 
 pub use analysis::{open_read_only, AnalysisHost, AnalysisInstance, AnalysisModule};
 pub use limits::{Limits, MemoryCap};
@@ -31,12 +31,20 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub enum ModuleError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("module was built for contract {found}, this host speaks {CONTRACT_PACKAGE}@{expected}")]
-    ContractMismatch { found: String, expected: &'static str },
+    #[error(
+        "module was built for contract {found}, this host speaks {CONTRACT_PACKAGE}@{expected}"
+    )]
+    ContractMismatch {
+        found: String,
+        expected: &'static str,
+    },
     #[error("module exports neither {CONTRACT_PACKAGE}/strategy nor {CONTRACT_PACKAGE}/analysis (exports: {exports})")]
     NotAModule { exports: String },
     #[error("module is a {found} module, expected a {expected} module")]
-    WrongKind { found: ModuleKind, expected: ModuleKind },
+    WrongKind {
+        found: ModuleKind,
+        expected: ModuleKind,
+    },
     #[error("module imports `{0}`, which this host does not provide (modules get no files, network, clock or environment)")]
     ForbiddenImport(String),
     #[error("{call} trapped: {kind}")]
@@ -74,7 +82,9 @@ pub enum TrapKind {
 impl fmt::Display for TrapKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrapKind::OutOfFuel => f.write_str("fuel exhausted (endless loop or too much work per call)"),
+            TrapKind::OutOfFuel => {
+                f.write_str("fuel exhausted (endless loop or too much work per call)")
+            }
             TrapKind::Deadline => f.write_str("wall-clock deadline passed"),
             TrapKind::MemoryCap => f.write_str("memory cap reached"),
             TrapKind::StackOverflow => f.write_str("call stack exhausted (too deep recursion)"),
@@ -84,7 +94,11 @@ impl fmt::Display for TrapKind {
     }
 }
 
-pub(crate) fn classify_trap(err: &wasmtime::Error, memory_denied: bool, panic: Option<&str>) -> TrapKind {
+pub(crate) fn classify_trap(
+    err: &wasmtime::Error,
+    memory_denied: bool,
+    panic: Option<&str>,
+) -> TrapKind {
     if memory_denied {
         return TrapKind::MemoryCap;
     }
@@ -92,7 +106,9 @@ pub(crate) fn classify_trap(err: &wasmtime::Error, memory_denied: bool, panic: O
         Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
         Some(Trap::Interrupt) => TrapKind::Deadline,
         Some(Trap::StackOverflow) => TrapKind::StackOverflow,
-        Some(Trap::UnreachableCodeReached) if panic.is_some() => TrapKind::Panic(panic.unwrap_or_default().to_string()),
+        Some(Trap::UnreachableCodeReached) if panic.is_some() => {
+            TrapKind::Panic(panic.unwrap_or_default().to_string())
+        }
         Some(t) => TrapKind::Other(t.to_string()),
         None => match panic {
             Some(p) => TrapKind::Panic(p.to_string()),
@@ -153,12 +169,17 @@ fn inspect(engine: &Engine, component: &Component) -> Result<(ModuleKind, String
                 _ => continue,
             };
             if version != CONTRACT_VERSION {
-                return Err(ModuleError::ContractMismatch { found: format!("{CONTRACT_PACKAGE}@{version}"), expected: CONTRACT_VERSION });
+                return Err(ModuleError::ContractMismatch {
+                    found: format!("{CONTRACT_PACKAGE}@{version}"),
+                    expected: CONTRACT_VERSION,
+                });
             }
             kind = Some(k);
         }
     }
-    let kind = kind.ok_or_else(|| ModuleError::NotAModule { exports: names.join(", ") })?;
+    let kind = kind.ok_or_else(|| ModuleError::NotAModule {
+        exports: names.join(", "),
+    })?;
     let allowed: &[&str] = match kind {
         ModuleKind::Strategy => &["types", "host", "market"],
         ModuleKind::Analysis => &["types", "host", "database"],
@@ -167,7 +188,10 @@ fn inspect(engine: &Engine, component: &Component) -> Result<(ModuleKind, String
         match contract_item(name) {
             Some((item, version)) if allowed.contains(&item) => {
                 if version != CONTRACT_VERSION {
-                    return Err(ModuleError::ContractMismatch { found: format!("{CONTRACT_PACKAGE}@{version}"), expected: CONTRACT_VERSION });
+                    return Err(ModuleError::ContractMismatch {
+                        found: format!("{CONTRACT_PACKAGE}@{version}"),
+                        expected: CONTRACT_VERSION,
+                    });
                 }
             }
             _ => return Err(ModuleError::ForbiddenImport(name.to_string())),
@@ -258,21 +282,40 @@ impl Runtime {
     /// Compiles (or fetches from memory or the disk cache) and validates a component.
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, ModuleInfo), ModuleError> {
         let hash = module_hash(bytes);
-        let cached = self.compiled.lock().expect("compile cache lock").get(&hash).cloned();
+        let cached = self
+            .compiled
+            .lock()
+            .expect("compile cache lock")
+            .get(&hash)
+            .cloned();
         let component = match cached {
             Some(c) => c,
             None => {
                 let c = self.compile_uncached(&hash, bytes)?;
-                self.compiled.lock().expect("compile cache lock").insert(hash.clone(), c.clone());
+                self.compiled
+                    .lock()
+                    .expect("compile cache lock")
+                    .insert(hash.clone(), c.clone());
                 c
             }
         };
         let (kind, contract_version) = inspect(&self.engine, &component)?;
-        Ok((component, ModuleInfo { hash, kind, contract_version, size: bytes.len() }))
+        Ok((
+            component,
+            ModuleInfo {
+                hash,
+                kind,
+                contract_version,
+                size: bytes.len(),
+            },
+        ))
     }
 
     fn compile_uncached(&self, hash: &str, bytes: &[u8]) -> Result<Component, ModuleError> {
-        let path = self.cache_dir.as_ref().map(|d| d.join(format!("{hash}.cwasm")));
+        let path = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{hash}.cwasm")));
         if let Some(p) = path.as_ref().filter(|p| p.exists()) {
             // SAFETY: the file was written by `precompile_component` of this
             // host into its own data directory; wasmtime checks its header and
@@ -284,7 +327,8 @@ impl Runtime {
         if !bytes.starts_with(b"\0asm") {
             return Err(ModuleError::Invalid("missing the \\0asm header".into()));
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
         if let Some(p) = path {
             if let Ok(serialized) = component.serialize() {
                 let tmp = p.with_extension("tmp");
@@ -300,10 +344,17 @@ impl Runtime {
     pub fn load_strategy(self: &Arc<Self>, bytes: &[u8]) -> Result<StrategyModule, ModuleError> {
         let (component, info) = self.compile(bytes)?;
         if info.kind != ModuleKind::Strategy {
-            return Err(ModuleError::WrongKind { found: info.kind, expected: ModuleKind::Strategy });
+            return Err(ModuleError::WrongKind {
+                found: info.kind,
+                expected: ModuleKind::Strategy,
+            });
         }
-        let pre = self.strategy_linker.instantiate_pre(&component).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
-        let pre = bindings::strategy_world::StrategyModulePre::new(pre).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let pre = self
+            .strategy_linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let pre = bindings::strategy_world::StrategyModulePre::new(pre)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
         Ok(StrategyModule::new(self.clone(), pre, info))
     }
 
@@ -311,10 +362,17 @@ impl Runtime {
     pub fn load_analysis(self: &Arc<Self>, bytes: &[u8]) -> Result<AnalysisModule, ModuleError> {
         let (component, info) = self.compile(bytes)?;
         if info.kind != ModuleKind::Analysis {
-            return Err(ModuleError::WrongKind { found: info.kind, expected: ModuleKind::Analysis });
+            return Err(ModuleError::WrongKind {
+                found: info.kind,
+                expected: ModuleKind::Analysis,
+            });
         }
-        let pre = self.analysis_linker.instantiate_pre(&component).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
-        let pre = bindings::analysis_world::AnalysisModulePre::new(pre).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let pre = self
+            .analysis_linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let pre = bindings::analysis_world::AnalysisModulePre::new(pre)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
         Ok(AnalysisModule::new(self.clone(), pre, info))
     }
 

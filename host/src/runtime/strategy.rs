@@ -3,11 +3,13 @@
 
 use super::bindings::strategy_world::trading::contract::{host, market, types};
 use super::bindings::strategy_world::{StrategyModule as World, StrategyModulePre};
-use super::bindings::{Candle, ClosedTrade, Fill, Interval, LogLevel, Portfolio, RiskLimits, Signal, SymbolData};
+use super::bindings::{
+    Candle, ClosedTrade, Fill, Interval, LogLevel, Portfolio, RiskLimits, Signal, SymbolData,
+};
 use super::{classify_trap, clip, Limits, MemoryCap, ModuleError, ModuleInfo, Runtime};
-use trading_core::MarketView;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use trading_core::MarketView;
 use wasmtime::Store;
 
 /// Most closed trades a strategy can pull.
@@ -29,7 +31,14 @@ pub struct StrategyHost {
 
 impl host::Host for StrategyHost {
     fn log(&mut self, level: LogLevel, message: String) {
-        log_line(&mut self.logs, &mut self.panic, &self.limits, &self.module, level, &message);
+        log_line(
+            &mut self.logs,
+            &mut self.panic,
+            &self.limits,
+            &self.module,
+            level,
+            &message,
+        );
     }
 }
 
@@ -60,7 +69,12 @@ pub(crate) fn log_line(
 impl market::Host for StrategyHost {
     fn symbol(&mut self, symbol: String) -> Option<SymbolData> {
         let f = self.view.as_ref()?.symbol_data(&symbol)?;
-        Some(SymbolData { symbol, price: f.price, spread: f.spread, volume_24h: f.volume_24h })
+        Some(SymbolData {
+            symbol,
+            price: f.price,
+            spread: f.spread,
+            volume_24h: f.volume_24h,
+        })
     }
 
     fn candles(&mut self, symbol: String, interval: Interval, n: u32) -> Vec<Candle> {
@@ -69,7 +83,14 @@ impl market::Host for StrategyHost {
             Some(v) => v
                 .candles(&symbol, core_interval(interval), n)
                 .iter()
-                .map(|c| Candle { ts: c.ts, open: c.open, high: c.high, low: c.low, close: c.close, volume: c.volume })
+                .map(|c| Candle {
+                    ts: c.ts,
+                    open: c.open,
+                    high: c.high,
+                    low: c.low,
+                    close: c.close,
+                    volume: c.volume,
+                })
                 .collect(),
             None => Vec::new(),
         }
@@ -77,7 +98,11 @@ impl market::Host for StrategyHost {
 
     fn recent_trades(&mut self, n: u32) -> Vec<ClosedTrade> {
         let n = (n as usize).min(RECENT_TRADES).min(self.trades.len());
-        self.trades.iter().skip(self.trades.len() - n).cloned().collect()
+        self.trades
+            .iter()
+            .skip(self.trades.len() - n)
+            .cloned()
+            .collect()
     }
 }
 
@@ -100,7 +125,11 @@ pub struct StrategyModule {
 }
 
 impl StrategyModule {
-    pub(super) fn new(runtime: Arc<Runtime>, pre: StrategyModulePre<StrategyHost>, info: ModuleInfo) -> Self {
+    pub(super) fn new(
+        runtime: Arc<Runtime>,
+        pre: StrategyModulePre<StrategyHost>,
+        info: ModuleInfo,
+    ) -> Self {
         StrategyModule { runtime, pre, info }
     }
 
@@ -112,7 +141,10 @@ impl StrategyModule {
     pub fn instantiate(&self) -> Result<StrategyInstance, ModuleError> {
         let limits = self.runtime.limits().clone();
         let data = StrategyHost {
-            cap: MemoryCap { max_bytes: limits.memory_bytes, denied: false },
+            cap: MemoryCap {
+                max_bytes: limits.memory_bytes,
+                denied: false,
+            },
             view: None,
             trades: VecDeque::new(),
             logs: Vec::new(),
@@ -122,11 +154,16 @@ impl StrategyModule {
         };
         let mut store = Store::new(self.runtime.engine(), data);
         store.limiter(|d| &mut d.cap);
-        store.set_fuel(limits.fuel_per_call).map_err(|e| ModuleError::Host(format!("{e:#}")))?;
+        store
+            .set_fuel(limits.fuel_per_call)
+            .map_err(|e| ModuleError::Host(format!("{e:#}")))?;
         store.set_epoch_deadline(self.runtime.deadline_ticks());
         let world = self.pre.instantiate(&mut store).map_err(|e| {
             let kind = classify_trap(&e, store.data().cap.denied, store.data().panic.as_deref());
-            ModuleError::Trap { call: "instantiate", kind }
+            ModuleError::Trap {
+                call: "instantiate",
+                kind,
+            }
         })?;
         Ok(StrategyInstance {
             store,
@@ -184,7 +221,9 @@ impl StrategyInstance {
             return Err(ModuleError::Poisoned);
         }
         let host = |e: wasmtime::Error| ModuleError::Host(format!("{e:#}"));
-        self.store.set_fuel(self.limits.fuel_per_call).map_err(host)?;
+        self.store
+            .set_fuel(self.limits.fuel_per_call)
+            .map_err(host)?;
         self.store.set_epoch_deadline(self.deadline_ticks);
         let d = self.store.data_mut();
         d.cap.denied = false;
@@ -195,34 +234,60 @@ impl StrategyInstance {
             Err(e) => {
                 self.poisoned = true;
                 let d = self.store.data();
-                Err(ModuleError::Trap { call: name, kind: classify_trap(&e, d.cap.denied, d.panic.as_deref()) })
+                Err(ModuleError::Trap {
+                    call: name,
+                    kind: classify_trap(&e, d.cap.denied, d.panic.as_deref()),
+                })
             }
         }
     }
 
-    pub fn initialize(&mut self, limits: &RiskLimits, symbols: &[String], params: &[(String, String)]) -> Result<(), ModuleError> {
+    pub fn initialize(
+        &mut self,
+        limits: &RiskLimits,
+        symbols: &[String],
+        params: &[(String, String)],
+    ) -> Result<(), ModuleError> {
         self.symbols = symbols.to_vec();
-        self.call("initialize", |w, s| w.trading_contract_strategy().call_initialize(s, *limits, symbols, params))?
-            .map_err(|e| ModuleError::InitRefused(clip(&e, 1024)))
+        self.call("initialize", |w, s| {
+            w.trading_contract_strategy()
+                .call_initialize(s, *limits, symbols, params)
+        })?
+        .map_err(|e| ModuleError::InitRefused(clip(&e, 1024)))
     }
 
     pub fn scan_interval_minutes(&mut self) -> Result<u32, ModuleError> {
-        let m = self.call("scan-interval-minutes", |w, s| w.trading_contract_strategy().call_scan_interval_minutes(s))?;
+        let m = self.call("scan-interval-minutes", |w, s| {
+            w.trading_contract_strategy().call_scan_interval_minutes(s)
+        })?;
         if m == 0 || m > 7 * 24 * 60 {
-            return Err(ModuleError::BadOutput { call: "scan-interval-minutes", reason: format!("{m} minutes is outside 1..=10080") });
+            return Err(ModuleError::BadOutput {
+                call: "scan-interval-minutes",
+                reason: format!("{m} minutes is outside 1..=10080"),
+            });
         }
         Ok(m)
     }
 
     /// One scan: the caller has set `host().view` to the market at `now`.
     pub fn analyze(&mut self, now: i64, portfolio: &Portfolio) -> Result<Vec<Signal>, ModuleError> {
-        let signals = self.call("analyze", |w, s| w.trading_contract_strategy().call_analyze(s, now, portfolio))?;
-        validate_signals(&signals, &self.symbols, &self.limits).map_err(|reason| ModuleError::BadOutput { call: "analyze", reason })?;
+        let signals = self.call("analyze", |w, s| {
+            w.trading_contract_strategy()
+                .call_analyze(s, now, portfolio)
+        })?;
+        validate_signals(&signals, &self.symbols, &self.limits).map_err(|reason| {
+            ModuleError::BadOutput {
+                call: "analyze",
+                reason,
+            }
+        })?;
         Ok(signals)
     }
 
     pub fn on_fill(&mut self, fill: &Fill) -> Result<(), ModuleError> {
-        self.call("on-fill", |w, s| w.trading_contract_strategy().call_on_fill(s, fill))
+        self.call("on-fill", |w, s| {
+            w.trading_contract_strategy().call_on_fill(s, fill)
+        })
     }
 
     pub fn on_position_closed(&mut self, trade: &ClosedTrade) -> Result<(), ModuleError> {
@@ -231,32 +296,51 @@ impl StrategyInstance {
             t.trades.pop_front();
         }
         t.trades.push_back(trade.clone());
-        self.call("on-position-closed", |w, s| w.trading_contract_strategy().call_on_position_closed(s, trade))
+        self.call("on-position-closed", |w, s| {
+            w.trading_contract_strategy()
+                .call_on_position_closed(s, trade)
+        })
     }
 
     pub fn get_state(&mut self) -> Result<Vec<u8>, ModuleError> {
-        let state = self.call("get-state", |w, s| w.trading_contract_strategy().call_get_state(s))?;
+        let state = self.call("get-state", |w, s| {
+            w.trading_contract_strategy().call_get_state(s)
+        })?;
         if state.len() > self.limits.max_state_bytes {
             return Err(ModuleError::BadOutput {
                 call: "get-state",
-                reason: format!("state of {} bytes exceeds the {}-byte cap", state.len(), self.limits.max_state_bytes),
+                reason: format!(
+                    "state of {} bytes exceeds the {}-byte cap",
+                    state.len(),
+                    self.limits.max_state_bytes
+                ),
             });
         }
         Ok(state)
     }
 
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), ModuleError> {
-        self.call("load-state", |w, s| w.trading_contract_strategy().call_load_state(s, state))?
-            .map_err(|e| ModuleError::StateRefused(clip(&e, 1024)))
+        self.call("load-state", |w, s| {
+            w.trading_contract_strategy().call_load_state(s, state)
+        })?
+        .map_err(|e| ModuleError::StateRefused(clip(&e, 1024)))
     }
 }
 
 /// Structural checks on what `analyze` returned: count, finite numbers in
 /// range, known symbols, bounded strings. Risk limits are checked later by
 /// the risk manager; this only refuses values no sane strategy produces.
-pub fn validate_signals(signals: &[Signal], symbols: &[String], limits: &Limits) -> Result<(), String> {
+pub fn validate_signals(
+    signals: &[Signal],
+    symbols: &[String],
+    limits: &Limits,
+) -> Result<(), String> {
     if signals.len() > limits.max_signals {
-        return Err(format!("{} signals, the cap is {}", signals.len(), limits.max_signals));
+        return Err(format!(
+            "{} signals, the cap is {}",
+            signals.len(),
+            limits.max_signals
+        ));
     }
     for (i, s) in signals.iter().enumerate() {
         let at = |what: String| format!("signal {i} ({}): {what}", clip(&s.symbol, 32));
@@ -277,13 +361,19 @@ pub fn validate_signals(signals: &[Signal], symbols: &[String], limits: &Limits)
         ] {
             if let Some(v) = v {
                 if !v.is_finite() || v < 0.0 {
-                    return Err(at(format!("{name} {v} is not a finite non-negative number")));
+                    return Err(at(format!(
+                        "{name} {v} is not a finite non-negative number"
+                    )));
                 }
             }
         }
         for (name, v) in [("tag", &s.tag), ("reasoning", &s.reasoning)] {
             if v.len() > limits.max_string_bytes {
-                return Err(at(format!("{name} is {} bytes, the cap is {}", v.len(), limits.max_string_bytes)));
+                return Err(at(format!(
+                    "{name} is {} bytes, the cap is {}",
+                    v.len(),
+                    limits.max_string_bytes
+                )));
             }
         }
     }

@@ -4,17 +4,23 @@
 use std::path::PathBuf;
 
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A guest component built by `deploy/build-guests.sh`.
 pub fn guest(name: &str) -> Vec<u8> {
     let p = guest_path(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run deploy/build-guests.sh first)", p.display()))
+    std::fs::read(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (run deploy/build-guests.sh first)", p.display()))
 }
 
 pub fn guest_path(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
     target.join("wasm").join(format!("{name}.wasm"))
 }
 
@@ -27,7 +33,14 @@ pub fn shared_candles(file: &str, skip: usize, rows: usize) -> Vec<trading_core:
         .take(rows)
         .map(|l| {
             let f: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
-            trading_core::Candle { ts: f[0] as i64, open: f[1], high: f[2], low: f[3], close: f[4], volume: f[5] }
+            trading_core::Candle {
+                ts: f[0] as i64,
+                open: f[1],
+                high: f[2],
+                low: f[3],
+                close: f[4],
+                volume: f[5],
+            }
         })
         .collect()
 }

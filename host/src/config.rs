@@ -1,0 +1,282 @@
+//! Settings: raw TOML parsed with unknown keys refused, then validated into
+//! typed settings. Defaults are embedded, so the host runs with no files.
+
+use crate::runtime::Limits;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_SETTINGS: &str = include_str!("../../config/settings.toml");
+pub const DEFAULT_RISK: &str = include_str!("../../config/risk_limits.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Paper,
+    Live,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    mode: Option<Mode>,
+    symbols: Option<Vec<String>>,
+    starting_capital: Option<String>,
+    fee_bps: Option<u32>,
+    slippage_bps: Option<u32>,
+    strategy: Option<RawStrategy>,
+    sandbox: Option<Limits>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStrategy {
+    default: Option<PathBuf>,
+    params: Option<Vec<(String, String)>>,
+    max_failures: Option<u32>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub mode: Mode,
+    pub symbols: Vec<String>,
+    pub starting_capital: Decimal,
+    pub fee_bps: u32,
+    pub slippage_bps: u32,
+    pub default_strategy: Option<PathBuf>,
+    pub strategy_params: Vec<(String, String)>,
+    pub max_failures: u32,
+    pub sandbox: Limits,
+}
+
+/// The user's hard limits, from `risk_limits.toml`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RiskFile {
+    pub max_trade_pct: f64,
+    pub default_trade_pct: f64,
+    pub max_open_positions: u32,
+    pub max_daily_loss_pct: f64,
+    pub max_drawdown_pct: f64,
+    pub max_consecutive_losses: u32,
+    pub allowed_symbols: Option<Vec<String>>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Settings {
+    pub fn parse(text: &str, path: &str) -> Result<Settings, ConfigError> {
+        let d: RawSettings = parse(DEFAULT_SETTINGS, "embedded settings")?;
+        let r: RawSettings = parse(text, path)?;
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            field,
+            message,
+        };
+        let symbols = r.symbols.or(d.symbols).unwrap_or_default();
+        if symbols.is_empty() {
+            return Err(invalid("symbols", "at least one symbol is needed".into()));
+        }
+        if let Some(bad) = symbols
+            .iter()
+            .find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(invalid(
+                "symbols",
+                format!("{bad:?} is not a symbol like BTCUSD"),
+            ));
+        }
+        let cap = r
+            .starting_capital
+            .or(d.starting_capital)
+            .unwrap_or_else(|| "10000".into());
+        let starting_capital: Decimal = cap.parse().map_err(|_| {
+            invalid(
+                "starting_capital",
+                format!("{cap:?} is not a decimal number"),
+            )
+        })?;
+        if starting_capital <= Decimal::ZERO {
+            return Err(invalid("starting_capital", "must be positive".into()));
+        }
+        let fee_bps = r.fee_bps.or(d.fee_bps).unwrap_or(26);
+        let slippage_bps = r.slippage_bps.or(d.slippage_bps).unwrap_or(5);
+        if fee_bps > 1_000 || slippage_bps > 1_000 {
+            return Err(invalid(
+                "fee_bps",
+                "fees and slippage above 10% are not plausible".into(),
+            ));
+        }
+        let (rs, ds) = (
+            r.strategy.unwrap_or(RawStrategy {
+                default: None,
+                params: None,
+                max_failures: None,
+            }),
+            d.strategy,
+        );
+        let ds = ds.unwrap_or(RawStrategy {
+            default: None,
+            params: None,
+            max_failures: None,
+        });
+        let sandbox = r.sandbox.or(d.sandbox).unwrap_or_default();
+        if sandbox.fuel_per_call == 0
+            || sandbox.memory_bytes < (1 << 20)
+            || sandbox.deadline_ms == 0
+        {
+            return Err(invalid(
+                "sandbox",
+                "fuel, memory (>= 1 MiB) and deadline must be positive".into(),
+            ));
+        }
+        Ok(Settings {
+            mode: r.mode.or(d.mode).unwrap_or(Mode::Paper),
+            symbols,
+            starting_capital,
+            fee_bps,
+            slippage_bps,
+            default_strategy: rs.default.or(ds.default),
+            strategy_params: rs.params.or(ds.params).unwrap_or_default(),
+            max_failures: rs.max_failures.or(ds.max_failures).unwrap_or(3).max(1),
+            sandbox,
+        })
+    }
+
+    /// `path` if it exists, else the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        match path {
+            Some(p) => Settings::parse(&read(p)?, &p.display().to_string()),
+            None => Settings::parse(DEFAULT_SETTINGS, "embedded settings"),
+        }
+    }
+}
+
+impl RiskFile {
+    pub fn parse(text: &str, path: &str) -> Result<RiskFile, ConfigError> {
+        let r: RiskFile = parse(text, path)?;
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            field,
+            message,
+        };
+        for (field, v) in [
+            ("max_trade_pct", r.max_trade_pct),
+            ("default_trade_pct", r.default_trade_pct),
+            ("max_daily_loss_pct", r.max_daily_loss_pct),
+            ("max_drawdown_pct", r.max_drawdown_pct),
+        ] {
+            if !v.is_finite() || v <= 0.0 || v > 100.0 {
+                return Err(invalid(
+                    field,
+                    format!("{v} is not a percentage in (0, 100]"),
+                ));
+            }
+        }
+        if r.default_trade_pct > r.max_trade_pct {
+            return Err(invalid(
+                "default_trade_pct",
+                format!(
+                    "{} is above max_trade_pct {}",
+                    r.default_trade_pct, r.max_trade_pct
+                ),
+            ));
+        }
+        if r.max_open_positions == 0 {
+            return Err(invalid("max_open_positions", "must be at least 1".into()));
+        }
+        Ok(r)
+    }
+
+    pub fn load(path: Option<&Path>) -> Result<RiskFile, ConfigError> {
+        match path {
+            Some(p) => RiskFile::parse(&read(p)?, &p.display().to_string()),
+            None => RiskFile::parse(DEFAULT_RISK, "embedded risk limits"),
+        }
+    }
+
+    /// The limits as the contract shows them to a strategy.
+    pub fn contract_view(&self) -> crate::runtime::bindings::RiskLimits {
+        crate::runtime::bindings::RiskLimits {
+            max_trade_pct: self.max_trade_pct,
+            default_trade_pct: self.default_trade_pct,
+            max_positions: self.max_open_positions,
+            max_daily_loss_pct: self.max_daily_loss_pct,
+            max_drawdown_pct: self.max_drawdown_pct,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let s = Settings::load(None).unwrap();
+        assert_eq!(s.mode, Mode::Paper);
+        assert_eq!(s.symbols, vec!["BTCUSD"]);
+        RiskFile::load(None).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let e = Settings::parse("mode = \"paper\"\nfoo = 1\n", "s.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        let e = Settings::parse("starting_capital = \"lots\"", "s.toml").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    field: "starting_capital",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut risk = DEFAULT_RISK.replace("default_trade_pct = 5.0", "default_trade_pct = 50.0");
+        let e = RiskFile::parse(&risk, "r.toml").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    field: "default_trade_pct",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        risk = DEFAULT_RISK.replace("max_trade_pct = 10.0", "max_trade_pct = nan");
+        assert!(RiskFile::parse(&risk, "r.toml").is_err());
+    }
+}

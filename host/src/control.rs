@@ -1,0 +1,215 @@
+//! The local control channel: a Unix socket in the data directory speaking
+//! one JSON request and one JSON reply per connection. `host deploy`,
+//! `host rollback` and `host status` use it when a host is running.
+
+use crate::archive;
+use crate::config::{RiskFile, Settings};
+use crate::runtime::Runtime;
+use crate::shell::{prepare, Command, DeployOutcome, LiveStatus, Paths};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Status,
+    Deploy {
+        path: PathBuf,
+        params: Vec<(String, String)>,
+        source: Option<String>,
+        origin: Option<String>,
+    },
+    Rollback,
+    Shutdown,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "lowercase")]
+pub enum Reply {
+    Status(serde_json::Value),
+    Deployed(serde_json::Value),
+    Ok,
+    Error { message: String },
+}
+
+/// What the control server needs to prepare modules off the scan thread.
+#[derive(Clone)]
+pub struct ControlContext {
+    pub runtime: Arc<Runtime>,
+    pub paths: Paths,
+    pub settings: Settings,
+    pub risk: RiskFile,
+    pub commands: Sender<Command>,
+}
+
+/// Starts the server thread. Removes a stale socket left by a dead host.
+pub fn serve(ctx: ControlContext) -> std::io::Result<()> {
+    let path = ctx.paths.socket();
+    if path.exists() {
+        if UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("a host is already running on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let ctx = ctx.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = handle(&ctx, stream) {
+                        tracing::warn!("control connection: {e}");
+                    }
+                });
+            }
+        })?;
+    Ok(())
+}
+
+fn handle(ctx: &ControlContext, stream: UnixStream) -> std::io::Result<()> {
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => answer(ctx, req),
+        Err(e) => Reply::Error {
+            message: format!("bad request: {e}"),
+        },
+    };
+    let mut w = &stream;
+    serde_json::to_writer(&mut w, &reply)?;
+    w.write_all(b"\n")
+}
+
+fn deployed(r: Result<DeployOutcome, String>) -> Reply {
+    match r {
+        Ok(o) => Reply::Deployed(serde_json::to_value(o).unwrap_or_default()),
+        Err(message) => Reply::Error { message },
+    }
+}
+
+/// Sends a prepared module to the scan loop and waits for the swap.
+pub fn submit(ctx: &ControlContext, p: crate::shell::Prepared) -> Result<DeployOutcome, String> {
+    let (tx, rx) = channel();
+    ctx.commands
+        .send(Command::Deploy(Box::new(p), tx))
+        .map_err(|_| "the host is shutting down".to_string())?;
+    rx.recv_timeout(Duration::from_secs(60))
+        .map_err(|_| "the host did not answer".to_string())?
+}
+
+fn answer(ctx: &ControlContext, req: Request) -> Reply {
+    match req {
+        Request::Status => {
+            let (tx, rx) = channel::<LiveStatus>();
+            if ctx.commands.send(Command::Status(tx)).is_err() {
+                return Reply::Error {
+                    message: "the host is shutting down".into(),
+                };
+            }
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(s) => Reply::Status(serde_json::to_value(s).unwrap_or_default()),
+                Err(_) => Reply::Error {
+                    message: "the host did not answer".into(),
+                },
+            }
+        }
+        Request::Deploy {
+            path,
+            params,
+            source,
+            origin,
+        } => {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Reply::Error {
+                        message: format!("{}: {e}", path.display()),
+                    }
+                }
+            };
+            let origin = origin.unwrap_or_else(|| format!("deploy {}", path.display()));
+            match prepare(
+                &ctx.runtime,
+                bytes,
+                &ctx.risk,
+                &ctx.settings.symbols,
+                params,
+                &origin,
+            ) {
+                Ok(mut p) => {
+                    p.code = source;
+                    deployed(submit(ctx, p))
+                }
+                Err(e) => Reply::Error {
+                    message: e.to_string(),
+                },
+            }
+        }
+        Request::Rollback => deployed(
+            prepare_rollback(&ctx.runtime, &ctx.paths, &ctx.settings, &ctx.risk)
+                .and_then(|p| submit(ctx, p)),
+        ),
+        Request::Shutdown => {
+            let _ = ctx.commands.send(Command::Shutdown);
+            Reply::Ok
+        }
+    }
+}
+
+/// Loads the version before the active one, ready to swap in.
+pub fn prepare_rollback(
+    rt: &Arc<Runtime>,
+    paths: &Paths,
+    settings: &Settings,
+    risk: &RiskFile,
+) -> Result<crate::shell::Prepared, String> {
+    let conn = crate::db::open(&paths.db()).map_err(|e| e.to_string())?;
+    let prev = archive::previous(&conn).map_err(|e| e.to_string())?;
+    let (bytes, _) =
+        archive::load_bytes(&conn, &paths.archive_dir, prev.version).map_err(|e| e.to_string())?;
+    let mut p = prepare(
+        rt,
+        bytes,
+        risk,
+        &settings.symbols,
+        prev.params.clone(),
+        &format!("rollback to v{}", prev.version),
+    )
+    .map_err(|e| format!("version {} does not start: {e}", prev.version))?;
+    p.existing_version = Some(prev.version);
+    Ok(p)
+}
+
+/// Sends one request to a running host. `Ok(None)` when no host is running.
+pub fn request(socket: &Path, req: &Request) -> std::io::Result<Option<Reply>> {
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(90)))?;
+    let mut w = &stream;
+    serde_json::to_writer(&mut w, req)?;
+    w.write_all(b"\n")?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    serde_json::from_str(&line)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
