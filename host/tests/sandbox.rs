@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use host::runtime::bindings::Signal;
 use host::runtime::{Limits, ModuleError, Runtime, StrategyInstance, TrapKind};
 use std::sync::Arc;
 use trading_core::{Interval, MarketData, MarketView};
@@ -38,7 +39,7 @@ fn scan(
     i: &mut StrategyInstance,
     data: &Arc<MarketData>,
     now: i64,
-) -> Result<Vec<host::runtime::bindings::Signal>, ModuleError> {
+) -> Result<Vec<Signal>, ModuleError> {
     i.host().view = Some(MarketView::new(data.clone(), now));
     i.analyze(now, &empty_portfolio())
 }
@@ -56,4 +57,221 @@ fn good_strategy_answers_and_carries_state() {
     let mut t = start(&rt, "sma-crossover").unwrap();
     t.load_state(&state).unwrap();
     assert_eq!(t.get_state().unwrap(), state);
+}
+
+/// Runs `bad`'s analyze, expects `check` to accept its error, then shows a
+/// good strategy in the same runtime still answers and the bad one is poisoned
+/// or still usable as the error kind implies.
+fn contained(bad: &str, check: impl Fn(&ModuleError) -> bool) {
+    let rt = runtime();
+    let (data, now) = btc_view(200);
+    let mut good = start(&rt, "sma-crossover").unwrap();
+    let mut b = start(&rt, bad).unwrap();
+    let err = scan(&mut b, &data, now).unwrap_err();
+    assert!(check(&err), "{bad}: unexpected error {err}");
+    assert!(!err.to_string().is_empty());
+    scan(&mut good, &data, now).expect("the good strategy keeps answering");
+    if err.is_fatal() {
+        assert!(matches!(
+            scan(&mut b, &data, now),
+            Err(ModuleError::Poisoned)
+        ));
+    }
+    // a fresh instance of the bad module can be created again: the host is intact
+    start(&rt, bad).unwrap();
+}
+
+#[test]
+fn endless_loop_runs_out_of_fuel() {
+    contained("bad-endless-loop", |e| {
+        matches!(
+            e,
+            ModuleError::Trap {
+                kind: TrapKind::OutOfFuel,
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn endless_loop_hits_the_deadline_when_fuel_is_plentiful() {
+    let limits = Limits {
+        fuel_per_call: u64::MAX / 2,
+        deadline_ms: 100,
+        ..Limits::default()
+    };
+    let rt = Runtime::new(limits, None).unwrap();
+    let (data, now) = btc_view(50);
+    let mut b = start(&rt, "bad-endless-loop").unwrap();
+    let err = scan(&mut b, &data, now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModuleError::Trap {
+                kind: TrapKind::Deadline,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    contained("bad-memory-bomb", |e| {
+        matches!(
+            e,
+            ModuleError::Trap {
+                kind: TrapKind::MemoryCap,
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn deep_recursion_exhausts_the_stack() {
+    contained("bad-deep-recursion", |e| {
+        matches!(
+            e,
+            ModuleError::Trap {
+                kind: TrapKind::StackOverflow,
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn panic_message_reaches_the_host() {
+    contained(
+        "bad-panic",
+        |e| matches!(e, ModuleError::Trap { kind: TrapKind::Panic(m), .. } if m.contains("boom: deliberate panic")),
+    );
+}
+
+#[test]
+fn thousands_of_signals_are_refused() {
+    contained("bad-huge-return", |e| {
+        matches!(
+            e,
+            ModuleError::BadOutput {
+                call: "analyze",
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn nan_sizes_are_refused() {
+    contained(
+        "bad-nan-signal",
+        |e| matches!(e, ModuleError::BadOutput { reason, .. } if reason.contains("size-pct")),
+    );
+}
+
+#[test]
+fn initialize_refusal_is_reported() {
+    let rt = runtime();
+    let err = start(&rt, "bad-init").err().expect("bad-init must refuse");
+    assert!(
+        matches!(&err, ModuleError::InitRefused(m) if m.contains("deliberate")),
+        "{err}"
+    );
+}
+
+#[test]
+fn another_contract_version_is_refused_with_a_clear_message() {
+    let rt = runtime();
+    let err = rt
+        .load_strategy(&guest("bad-old-contract"))
+        .err()
+        .expect("old contract must be refused");
+    assert!(
+        matches!(&err, ModuleError::ContractMismatch { found, .. } if found == "trading:contract@0.9.0"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1.0.0"));
+}
+
+#[test]
+fn imports_the_host_does_not_give_are_refused() {
+    let rt = runtime();
+    for (name, iface) in [
+        ("bad-fs-import", "wasi:filesystem"),
+        ("bad-socket-import", "wasi:sockets"),
+    ] {
+        let err = rt
+            .load_strategy(&guest(name))
+            .err()
+            .unwrap_or_else(|| panic!("{name} must be refused"));
+        assert!(
+            matches!(&err, ModuleError::ForbiddenImport(i) if i.starts_with(iface)),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn garbage_and_wrong_kind_are_refused() {
+    let rt = runtime();
+    assert!(matches!(
+        rt.load_strategy(b"not wasm at all"),
+        Err(ModuleError::Invalid(_))
+    ));
+    let err = rt.load_strategy(&guest("analysis-probe")).err().unwrap();
+    assert!(matches!(err, ModuleError::WrongKind { .. }), "{err}");
+}
+
+#[test]
+fn precompiled_cache_is_used_and_survives_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = guest("sma-crossover");
+    let rt = Runtime::new(Limits::default(), Some(dir.path())).unwrap();
+    let info = rt.load_strategy(&bytes).unwrap().info().clone();
+    let cached = dir.path().join(format!("{}.cwasm", info.hash));
+    assert!(cached.exists());
+    std::fs::write(&cached, b"damaged").unwrap();
+    let rt2 = Runtime::new(Limits::default(), Some(dir.path())).unwrap();
+    let mut i = rt2.load_strategy(&bytes).unwrap().instantiate().unwrap();
+    i.initialize(&limits(), &["BTCUSD".to_string()], &[])
+        .unwrap();
+}
+
+#[test]
+fn analysis_module_reads_but_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("t.db");
+    {
+        let c = host::db::open(&db_path).unwrap();
+        c.execute(
+            "INSERT INTO candles VALUES ('BTCUSD', '1h', 0, 1, 1, 1, 1, 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let rt = runtime();
+    let m = rt.load_analysis(&guest("analysis-probe")).unwrap();
+    let mut i = m
+        .instantiate(Some(host::runtime::open_read_only(&db_path).unwrap()))
+        .unwrap();
+    let report = i.analyze(0).unwrap();
+    let get = |k: &str| {
+        report
+            .metrics
+            .iter()
+            .find(|m| m.key == k)
+            .map(|m| m.value.clone())
+    };
+    use host::runtime::bindings::MetricValue;
+    assert_eq!(get("candles"), Some(MetricValue::Number(1.0)));
+    assert_eq!(get("insert_refused"), Some(MetricValue::Flag(true)));
+    assert_eq!(get("delete_refused"), Some(MetricValue::Flag(true)));
+    let c = host::db::open(&db_path).unwrap();
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM candles", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
 }
