@@ -14,12 +14,14 @@
 //! (a gap through it fills at the open, minus slippage) and the take-profit
 //! like a limit sell. Orders are sized by `size_pct` of portfolio value marked
 //! at the decision price, clipped by the risk limits and by cash; a buy is
-//! clipped again at fill time to what cash can pay, fee included.
+//! clipped again at fill time to what cash can pay, fee included. Prices are
+//! kept to 10 decimal places: candle, limit and stop prices round to the
+//! nearest, slipped prices round against the trader.
 
-use crate::money::{self, bps, round_fee, round_qty, TICK};
+use crate::money::{self, bps, round_fee, round_price, round_qty, PRICE_DP, TICK};
 use crate::portfolio::{CloseReason, OrderSide};
 use crate::types::{Candle, OrderType};
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -67,12 +69,17 @@ impl FillConfig {
         round_fee(qty.saturating_mul(price).saturating_mul(self.fee_rate()))
     }
 
-    /// `price` moved against the trader: ×(1+s) for a buy, ×(1−s) for a sell.
+    /// `price` moved against the trader: ×(1+s) for a buy, ×(1−s) for a
+    /// sell, rounded to 10 places against the trader too (buys up, sells down).
     pub fn slipped(&self, side: OrderSide, price: Decimal) -> Decimal {
         let s = self.slippage_rate();
         match side {
-            OrderSide::Buy => price.saturating_mul(Decimal::ONE + s),
-            OrderSide::Sell => price.saturating_mul(Decimal::ONE - s),
+            OrderSide::Buy => {
+                price.saturating_mul(Decimal::ONE + s).round_dp_with_strategy(PRICE_DP, RoundingStrategy::AwayFromZero)
+            }
+            OrderSide::Sell => {
+                price.saturating_mul(Decimal::ONE - s).round_dp_with_strategy(PRICE_DP, RoundingStrategy::ToZero)
+            }
         }
     }
 
@@ -126,11 +133,12 @@ pub enum BarError {
 }
 
 impl Bar {
-    /// Converts a float candle, refusing non-finite or non-positive prices and
-    /// a high/low range that does not contain the open and close.
+    /// Converts a float candle (prices rounded to 10 places), refusing
+    /// non-finite or non-positive prices and a high/low range that does not
+    /// contain the open and close.
     pub fn from_candle(c: &Candle) -> Result<Bar, BarError> {
         let conv = |field: &'static str, x: f64| -> Result<Decimal, BarError> {
-            let d = money::to_decimal(x).map_err(|error| BarError::BadNumber { field, error })?;
+            let d = round_price(money::to_decimal(x).map_err(|error| BarError::BadNumber { field, error })?);
             if d <= Decimal::ZERO {
                 return Err(BarError::NonPositive { field });
             }
@@ -281,6 +289,18 @@ mod tests {
         assert!(q * dec!(10) + c.fee(q, dec!(10)) <= dec!(100));
         assert_eq!(c.affordable_qty(dec!(0), dec!(10)), dec!(0));
         assert_eq!(c.affordable_qty(dec!(100), dec!(0)), dec!(0));
+    }
+
+    #[test]
+    fn prices_keep_ten_places() {
+        let c = cfg();
+        // 0.0000123461 × 1.005 = 0.0000124078305 → up 0.0000124079; × 0.995 = 0.0000122843695 → down 0.0000122843
+        assert_eq!(c.slipped(OrderSide::Buy, dec!(0.0000123461)), dec!(0.0000124079));
+        assert_eq!(c.slipped(OrderSide::Sell, dec!(0.0000123461)), dec!(0.0000122843));
+        let noisy = Candle { ts: 0, open: 0.1 + 0.2, high: 0.4, low: 0.1, close: 0.3, volume: 0.0 };
+        assert_eq!(Bar::from_candle(&noisy).unwrap().open, dec!(0.3));
+        let tiny = Candle { ts: 0, open: 1e-11, high: 1e-11, low: 1e-11, close: 1e-11, volume: 0.0 };
+        assert!(matches!(Bar::from_candle(&tiny), Err(BarError::NonPositive { field: "open" })));
     }
 
     #[test]

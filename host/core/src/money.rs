@@ -10,6 +10,11 @@ use thiserror::Error;
 /// Decimal places kept for quantities and fees.
 pub const DP: u32 = 8;
 
+/// Decimal places kept for prices. With 8-place quantities every notional
+/// has at most 18, so amounts below 1e10 always stay exact in `Decimal`'s
+/// 28 significant digits.
+pub const PRICE_DP: u32 = 10;
+
 /// Largest magnitude accepted from a float (1e15): bigger prices, sizes or
 /// amounts are treated as bad input, which keeps every product far inside
 /// `Decimal`'s range.
@@ -57,6 +62,31 @@ pub fn round_fee(f: Decimal) -> Decimal {
     f.round_dp_with_strategy(DP, RoundingStrategy::MidpointAwayFromZero)
 }
 
+/// Rounds a price to 10 decimal places, half away from zero (this also
+/// removes float noise such as `0.30000000000000004`).
+pub fn round_price(p: Decimal) -> Decimal {
+    p.round_dp_with_strategy(PRICE_DP, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// `a + b` only if `Decimal` can hold it without rounding.
+pub fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let r = a.checked_add(b)?;
+    // adding zero returns the other operand as is; otherwise a lower scale means rounding
+    (a.is_zero() || b.is_zero() || r.scale() >= a.scale().max(b.scale())).then_some(r)
+}
+
+/// `a − b` only if `Decimal` can hold it without rounding.
+pub fn exact_sub(a: Decimal, b: Decimal) -> Option<Decimal> {
+    exact_add(a, -b)
+}
+
+/// `a × b` only if `Decimal` can hold it without rounding.
+pub fn exact_mul(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let (a, b) = (a.normalize(), b.normalize());
+    let r = a.checked_mul(b)?;
+    (r.scale() == a.scale() + b.scale()).then_some(r)
+}
+
 /// Basis points as a rate: 25 bps → 0.0025.
 pub fn bps(b: Decimal) -> Decimal {
     b / Decimal::from(10_000)
@@ -102,5 +132,23 @@ mod tests {
         assert_eq!(pct(dec!(5), dec!(200)), Some(dec!(2.5)));
         assert_eq!(pct(dec!(5), Decimal::ZERO), None);
         assert_eq!(to_f64(dec!(1.5)), 1.5);
+        assert_eq!(round_price(dec!(0.30000000000000004)), dec!(0.3));
+        assert_eq!(round_price(dec!(0.00001234617)), dec!(0.0000123462));
+    }
+
+    #[test]
+    fn exact_arithmetic_refuses_rounding() {
+        assert_eq!(exact_add(dec!(1.5), dec!(1.5)), Some(dec!(3.0)));
+        assert_eq!(exact_sub(dec!(1.5), dec!(1.5)), Some(dec!(0)));
+        assert_eq!(exact_mul(dec!(1.50), dec!(2.0)), Some(dec!(3)));
+        assert_eq!(exact_add(dec!(0.00), dec!(-10)), Some(dec!(-10)));
+        assert_eq!(exact_sub(dec!(10), dec!(0.000)), Some(dec!(10)));
+        assert_eq!(exact_mul(dec!(0.12345678), dec!(65000.1234567891)), Some(dec!(8024.705941577651425098)));
+        // 1e10 + 1e-20 needs 31 digits
+        assert_eq!(exact_add(dec!(10000000000), dec!(0.00000000000000000001)), None);
+        // 0.1234567890123456 × 0.123456789012345 has 31 places
+        assert_eq!(exact_mul(dec!(0.1234567890123456), dec!(0.123456789012345)), None);
+        assert_eq!(exact_mul(Decimal::MAX, dec!(2)), None);
+        assert_eq!(exact_add(Decimal::MAX, dec!(1)), None);
     }
 }

@@ -3,6 +3,7 @@
 //! loss streak). Every amount is an exact `Decimal`; fills are the only way
 //! money moves, and [`Portfolio::check_invariant`] proves the books balance:
 //! `cash == starting_capital + net_deposits + realized_pnl − Σ open (cost + entry_fees)`.
+//! A fill whose amounts would need rounding to fit `Decimal` is refused.
 
 use crate::money::{self, round_fee};
 use crate::types::{Intent, Side};
@@ -211,8 +212,8 @@ pub enum LedgerError {
     NoPosition(String),
     #[error("cannot sell {qty} {symbol}: only {held} held (shorting is not supported)")]
     SellExceedsPosition { symbol: String, qty: Decimal, held: Decimal },
-    #[error("amount out of range")]
-    Overflow,
+    #[error("amount out of range or too precise to stay exact (28 significant digits)")]
+    Inexact,
 }
 
 /// A broken ledger identity (a bug, never expected).
@@ -231,7 +232,15 @@ pub enum InvariantViolation {
 }
 
 fn ck(v: Option<Decimal>) -> Result<Decimal, LedgerError> {
-    v.ok_or(LedgerError::Overflow)
+    v.ok_or(LedgerError::Inexact)
+}
+
+fn add(a: Decimal, b: Decimal) -> Result<Decimal, LedgerError> {
+    ck(money::exact_add(a, b))
+}
+
+fn sub(a: Decimal, b: Decimal) -> Result<Decimal, LedgerError> {
+    ck(money::exact_sub(a, b))
 }
 
 /// The ledger of one account.
@@ -390,8 +399,8 @@ impl Portfolio {
         if amount <= Decimal::ZERO {
             return Err(LedgerError::NonPositiveAmount(amount));
         }
-        let cash = ck(self.cash.checked_add(amount))?;
-        let net = ck(self.net_deposits.checked_add(amount))?;
+        let cash = add(self.cash, amount)?;
+        let net = add(self.net_deposits, amount)?;
         self.roll(now);
         self.cash = cash;
         self.net_deposits = net;
@@ -411,9 +420,11 @@ impl Portfolio {
         if amount > self.cash {
             return Err(LedgerError::InsufficientCash { needed: amount, available: self.cash });
         }
+        let cash = sub(self.cash, amount)?;
+        let net = sub(self.net_deposits, amount)?;
         self.roll(now);
-        self.cash -= amount;
-        self.net_deposits = self.net_deposits.saturating_sub(amount);
+        self.cash = cash;
+        self.net_deposits = net;
         self.peak_equity = self.peak_equity.saturating_sub(amount).max(Decimal::ZERO);
         if let Some(day) = self.daily.values_mut().next_back() {
             day.start_equity = day.start_equity.saturating_sub(amount);
@@ -443,7 +454,10 @@ impl Portfolio {
     /// cash is short) and opens or adds to the long; a sell (at most the held
     /// quantity) pays `qty × price − fee` into cash, releases the sold share of
     /// cost basis and entry fees, and returns the closed trade. On error the
-    /// ledger is unchanged.
+    /// ledger is unchanged. Amounts are never rounded silently: a fill whose
+    /// arithmetic would exceed `Decimal`'s 28 significant digits is refused
+    /// with [`LedgerError::Inexact`] (prices of at most 10 places and amounts
+    /// below 1e10 never are).
     pub fn apply_fill(&mut self, fill: &Fill) -> Result<Option<ClosedTrade>, LedgerError> {
         if fill.symbol.is_empty() {
             return Err(LedgerError::EmptySymbol);
@@ -457,23 +471,24 @@ impl Portfolio {
         if fill.fee < Decimal::ZERO {
             return Err(LedgerError::NegativeFee(fill.fee));
         }
-        let notional = ck(fill.qty.checked_mul(fill.price))?;
-        let total_fees = ck(self.total_fees.checked_add(fill.fee))?;
+        let notional = ck(money::exact_mul(fill.qty, fill.price))?;
+        let total_fees = add(self.total_fees, fill.fee)?;
         let closed = match &fill.kind {
             FillKind::Buy { intent, stop_loss, take_profit, tag } => {
-                let needed = ck(notional.checked_add(fill.fee))?;
+                let needed = add(notional, fill.fee)?;
                 if needed > self.cash {
                     return Err(LedgerError::InsufficientCash { needed, available: self.cash });
                 }
+                let cash = sub(self.cash, needed)?;
                 let next = match self.positions.get(&fill.symbol) {
                     Some(p) => {
-                        let qty = ck(p.qty.checked_add(fill.qty))?;
-                        let cost = ck(p.cost.checked_add(notional))?;
+                        let qty = add(p.qty, fill.qty)?;
+                        let cost = add(p.cost, notional)?;
                         Position {
                             qty,
                             cost,
                             avg_entry: avg(cost, qty),
-                            entry_fees: ck(p.entry_fees.checked_add(fill.fee))?,
+                            entry_fees: add(p.entry_fees, fill.fee)?,
                             stop_loss: stop_loss.or(p.stop_loss),
                             take_profit: take_profit.or(p.take_profit),
                             ..p.clone()
@@ -494,7 +509,7 @@ impl Portfolio {
                     },
                 };
                 self.roll(fill.time);
-                self.cash -= needed;
+                self.cash = cash;
                 self.positions.insert(fill.symbol.clone(), next);
                 None
             }
@@ -507,8 +522,8 @@ impl Portfolio {
                         held: p.qty,
                     });
                 }
-                let proceeds = ck(notional.checked_sub(fill.fee))?;
-                let cash = ck(self.cash.checked_add(proceeds))?;
+                let proceeds = sub(notional, fill.fee)?;
+                let cash = add(self.cash, proceeds)?;
                 if cash < Decimal::ZERO {
                     return Err(LedgerError::InsufficientCash { needed: -proceeds, available: self.cash });
                 }
@@ -522,9 +537,9 @@ impl Portfolio {
                 };
                 let released_cost = share(p.cost)?;
                 let released_fees = share(p.entry_fees)?;
-                let basis = ck(released_cost.checked_add(released_fees))?;
-                let pnl = ck(proceeds.checked_sub(basis))?;
-                let realized = ck(self.realized_pnl.checked_add(pnl))?;
+                let basis = add(released_cost, released_fees)?;
+                let pnl = sub(proceeds, basis)?;
+                let realized = add(self.realized_pnl, pnl)?;
                 let trade = ClosedTrade {
                     symbol: fill.symbol.clone(),
                     side: Side::Long,
@@ -533,7 +548,7 @@ impl Portfolio {
                     exit_price: fill.price,
                     pnl,
                     pnl_pct: money::pct(pnl, basis).unwrap_or(Decimal::ZERO).round_dp(8),
-                    fees: ck(released_fees.checked_add(fill.fee))?,
+                    fees: add(released_fees, fill.fee)?,
                     intent: p.intent,
                     opened_at: p.opened_at,
                     closed_at: fill.time,
@@ -543,13 +558,13 @@ impl Portfolio {
                 let rest = if whole {
                     None
                 } else {
-                    let qty = p.qty - fill.qty;
-                    let cost = p.cost - released_cost;
+                    let qty = sub(p.qty, fill.qty)?;
+                    let cost = sub(p.cost, released_cost)?;
                     Some(Position {
                         qty,
                         cost,
                         avg_entry: avg(cost, qty),
-                        entry_fees: p.entry_fees - released_fees,
+                        entry_fees: sub(p.entry_fees, released_fees)?,
                         ..p.clone()
                     })
                 };
@@ -742,6 +757,15 @@ mod tests {
             Err(LedgerError::SellExceedsPosition { .. })
         ));
         assert_eq!(p, before);
+    }
+
+    #[test]
+    fn fills_that_cannot_stay_exact_are_refused() {
+        let mut p = Portfolio::new(dec!(1000)).unwrap();
+        // 8 + 22 decimal places: beyond Decimal's 28
+        let f = buy("A", dec!(0.12345678), dec!(0.1234567890123456789012), dec!(0), T0);
+        assert_eq!(p.apply_fill(&f), Err(LedgerError::Inexact));
+        assert_eq!(p, Portfolio::new(dec!(1000)).unwrap());
     }
 
     #[test]

@@ -347,7 +347,7 @@ fn opt_price(field: &'static str, x: Option<f64>) -> Result<Option<Decimal>, Ref
     match x {
         None => Ok(None),
         Some(x) => {
-            let d = dec(field, x)?;
+            let d = money::round_price(dec(field, x)?);
             if d <= Decimal::ZERO {
                 return Err(Refusal::NonPositivePrice { field });
             }
@@ -496,7 +496,7 @@ impl RiskManager {
         if size < Decimal::ZERO {
             return Err(Refusal::NegativeSize);
         }
-        let price = dec("price", price_now)?;
+        let price = money::round_price(dec("price", price_now)?);
         if price <= Decimal::ZERO {
             return Err(Refusal::BadMarketPrice);
         }

@@ -1,0 +1,396 @@
+//! Property tests of the money core: random signals and bars never make the
+//! engine break a risk limit or the ledger identity, runs are deterministic,
+//! and the parsers never panic.
+
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use trading_core::csv::{parse_candles, walk_forward};
+use trading_core::engine::{Engine, EngineConfig, EngineEvent};
+use trading_core::fill::FillConfig;
+use trading_core::portfolio::{CloseReason, Fill, FillKind, OrderSide, Portfolio};
+use trading_core::risk::{Decision, RiskConfig, RiskManager};
+use trading_core::{Action, Candle, Intent, Interval, MarketData, MarketView, OrderType, Signal};
+
+const H: i64 = 3600;
+const T0: i64 = 1_700_000_000 - 1_700_000_000 % H;
+const SYMBOLS: [&str; 3] = ["A", "B", "C"];
+
+#[derive(Debug, Clone)]
+struct Sig {
+    sym: usize,
+    action: usize,
+    size: f64,
+    order_type: usize,
+    trigger_off: f64,
+    sl_off: Option<f64>,
+    tp_off: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Move {
+    gap: f64,
+    body: f64,
+    up: f64,
+    down: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    signals: Vec<Sig>,
+    moves: [Move; 3],
+    resume: bool,
+    kill: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Setup {
+    risk: RiskConfig,
+    fill: FillConfig,
+    capital: i64,
+    /// Raw float prices (up to 17 significant digits) instead of a 4-place tick.
+    raw: bool,
+    steps: Vec<Step>,
+}
+
+fn sig() -> impl Strategy<Value = Sig> {
+    (
+        0..3usize,
+        prop_oneof![3 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize), 1 => Just(3usize)],
+        prop_oneof![Just(0.0), 0.0..120.0f64, Just(-1.0), Just(f64::NAN)],
+        0..3usize,
+        -0.6..0.6f64,
+        proptest::option::of(0.5..1.2f64),
+        proptest::option::of(0.9..1.6f64),
+    )
+        .prop_map(|(sym, action, size, order_type, trigger_off, sl_off, tp_off)| Sig {
+            sym,
+            action,
+            size,
+            order_type,
+            trigger_off,
+            sl_off,
+            tp_off,
+        })
+}
+
+fn mv() -> impl Strategy<Value = Move> {
+    (-0.2..0.2f64, -0.15..0.15f64, 0.0..0.1f64, 0.0..0.1f64).prop_map(|(gap, body, up, down)| Move {
+        gap,
+        body,
+        up,
+        down,
+    })
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        proptest::collection::vec(sig(), 0..4),
+        [mv(), mv(), mv()],
+        proptest::bool::weighted(0.1),
+        proptest::bool::weighted(0.01),
+    )
+        .prop_map(|(signals, moves, resume, kill)| Step { signals, moves, resume, kill })
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (
+        1..=50u32,
+        1..=100u32,
+        1..=3u32,
+        2..=30u32,
+        5..=50u32,
+        1..=6u32,
+        0..=30u32,
+        0..=50u32,
+        100..100_000i64,
+        any::<bool>(),
+    )
+        .prop_flat_map(|(max, def_frac, pos, daily, dd, losses, fee, slip, capital, raw)| {
+            let risk = RiskConfig {
+                max_trade_pct: Decimal::from(max),
+                default_trade_pct: Decimal::from(max) * Decimal::from(def_frac) / Decimal::ONE_HUNDRED,
+                max_open_positions: pos,
+                max_daily_loss_pct: Decimal::from(daily),
+                max_drawdown_pct: Decimal::from(dd),
+                max_consecutive_losses: losses,
+                allowed_symbols: Some(vec!["A".into(), "B".into()]),
+                max_price_deviation_pct: Decimal::from(50),
+                min_order_notional: Decimal::ZERO,
+            };
+            let fill = FillConfig { fee_bps: Decimal::from(fee), slippage_bps: Decimal::from(slip) };
+            proptest::collection::vec(step(), 1..40).prop_map(move |steps| Setup {
+                risk: risk.clone(),
+                fill,
+                capital,
+                raw,
+                steps,
+            })
+        })
+}
+
+/// Prices on a 4-decimal tick (or raw), never below 0.01.
+fn tick(x: f64, raw: bool) -> f64 {
+    if raw {
+        x.max(0.01)
+    } else {
+        ((x * 1e4).round() / 1e4).max(0.01)
+    }
+}
+
+fn to_signal(s: &Sig, price: f64, raw: bool) -> Signal {
+    let action = [Action::Buy, Action::Sell, Action::Close, Action::Modify][s.action];
+    let order_type = [OrderType::Market, OrderType::Limit, OrderType::Stop][s.order_type];
+    Signal {
+        symbol: SYMBOLS[s.sym].to_string(),
+        action,
+        size_pct: s.size,
+        order_type,
+        limit_price: (order_type != OrderType::Market).then(|| tick(price * (1.0 + s.trigger_off), raw)),
+        stop_loss: s.sl_off.map(|o| tick(price * o, raw)),
+        take_profit: s.tp_off.map(|o| tick(price * o, raw)),
+        intent: Intent::Swing,
+        tag: format!("s{}", s.sym),
+        confidence: 0.5,
+        reasoning: String::new(),
+        slippage_tolerance: None,
+    }
+}
+
+fn d(x: f64) -> Decimal {
+    trading_core::money::to_decimal(x).unwrap()
+}
+
+/// Runs the scenario, asserting the properties after every step; returns a
+/// log of every decision and event, and the final engine.
+fn run(setup: &Setup) -> Result<(Vec<String>, Engine), TestCaseError> {
+    let risk = RiskManager::new(setup.risk.clone()).unwrap();
+    let portfolio = Portfolio::new(Decimal::from(setup.capital)).unwrap();
+    let mut e = Engine::new(portfolio, risk, EngineConfig { fill: setup.fill, order_ttl_bars: 5 }).unwrap();
+    let max_pos = setup.risk.max_open_positions as usize;
+    let mut closes = [100.0f64, 20.0, 3.0];
+    let mut log = Vec::new();
+    for (i, st) in setup.steps.iter().enumerate() {
+        let now = T0 + i as i64 * H;
+        let mut data = MarketData::new();
+        for (k, sym) in SYMBOLS.iter().enumerate() {
+            let c = closes[k];
+            data.set_series(
+                sym,
+                Interval::H1,
+                vec![Candle { ts: now - H, open: c, high: c, low: c, close: c, volume: 1.0 }],
+            );
+        }
+        let view = MarketView::new(Arc::new(data), now);
+        if st.resume {
+            e.resume();
+        }
+        if st.kill {
+            log.push(format!("{:?}", e.kill(now)));
+        }
+        let signals: Vec<Signal> = st.signals.iter().map(|s| to_signal(s, closes[s.sym], setup.raw)).collect();
+        let decisions = e.submit(now, &signals, &view);
+        prop_assert_eq!(decisions.len(), signals.len());
+        let value = e.portfolio().equity();
+        let blocked = e.risk().entries_blocked();
+        for dec in &decisions {
+            if let Decision::Approved(o) = dec {
+                if o.side == OrderSide::Buy {
+                    prop_assert!(!blocked, "entry approved while halted or killed: {:?}", o);
+                    prop_assert!(setup.risk.allowed_symbols.as_ref().unwrap().contains(&o.symbol));
+                    let sizing = o.trigger_price.map_or(o.decision_price, |t| t.max(o.decision_price));
+                    let budget = value * setup.risk.max_trade_pct / Decimal::ONE_HUNDRED;
+                    prop_assert!(
+                        o.qty * sizing <= budget,
+                        "entry {} × {} above {}% of {}",
+                        o.qty,
+                        sizing,
+                        setup.risk.max_trade_pct,
+                        value
+                    );
+                    prop_assert!(o.qty * o.decision_price <= budget);
+                    prop_assert!(o.qty > Decimal::ZERO);
+                }
+            }
+        }
+        log.push(format!("{decisions:?}"));
+        for (k, sym) in SYMBOLS.iter().enumerate() {
+            let m = &st.moves[k];
+            let open = tick(closes[k] * (1.0 + m.gap), setup.raw);
+            let close = tick(open * (1.0 + m.body), setup.raw);
+            let high = tick(open.max(close) * (1.0 + m.up), setup.raw);
+            let low = tick(open.min(close) * (1.0 - m.down), setup.raw).min(open).min(close);
+            let candle = Candle { ts: now, open, high: high.max(open).max(close), low, close, volume: 1.0 };
+            let halted_before = e.risk().entries_blocked();
+            let events = e.on_bar(sym, &candle).map_err(|err| TestCaseError::fail(format!("on_bar: {err}")))?;
+            let mut halted = halted_before;
+            for ev in &events {
+                match ev {
+                    EngineEvent::Halted(_) => halted = true,
+                    EngineEvent::Filled(f) if f.fill.side() == OrderSide::Buy => {
+                        prop_assert!(!halted, "buy filled while halted: {:?}", f);
+                    }
+                    _ => {}
+                }
+            }
+            closes[k] = close;
+            let p = e.portfolio();
+            prop_assert!(p.positions().len() <= max_pos, "{} positions open, max {}", p.positions().len(), max_pos);
+            prop_assert!(p.cash() >= Decimal::ZERO, "negative cash {}", p.cash());
+            prop_assert!(p.positions().keys().all(|s| s != "C"), "entered a symbol that is not allowed");
+            if let Err(v) = p.check_invariant() {
+                return Err(TestCaseError::fail(format!("ledger invariant: {v}")));
+            }
+            log.push(format!("{events:?}"));
+        }
+    }
+    let last: BTreeMap<String, Decimal> = SYMBOLS.iter().zip(closes).map(|(s, c)| (s.to_string(), d(c))).collect();
+    let end = T0 + setup.steps.len() as i64 * H;
+    log.push(format!("{:?}", e.close_all(end, &last, CloseReason::EndOfData)));
+    prop_assert!(e.portfolio().positions().is_empty());
+    if let Err(v) = e.portfolio().check_invariant() {
+        return Err(TestCaseError::fail(format!("ledger invariant at the end: {v}")));
+    }
+    Ok((log, e))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_respects_limits_and_is_deterministic(setup in setup()) {
+        let (log_a, engine_a) = run(&setup)?;
+        let (log_b, engine_b) = run(&setup)?;
+        prop_assert_eq!(log_a, log_b);
+        prop_assert_eq!(engine_a, engine_b);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Buy { sym: usize, qty: u32, price: u32, fee: u32 },
+    Sell { sym: usize, frac: u8, price: u32, fee: u32 },
+    Mark { price: u32 },
+    Deposit(u32),
+    Withdraw(u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..2usize, 1..5_000_000u32, 1..2_000_000u32, 0..5_000u32).prop_map(|(sym, qty, price, fee)| Op::Buy {
+            sym,
+            qty,
+            price,
+            fee
+        }),
+        (0..2usize, 0..=100u8, 1..2_000_000u32, 0..5_000u32).prop_map(|(sym, frac, price, fee)| Op::Sell {
+            sym,
+            frac,
+            price,
+            fee
+        }),
+        (1..2_000_000u32).prop_map(|price| Op::Mark { price }),
+        (1..1_000_000u32).prop_map(Op::Deposit),
+        (1..1_000_000u32).prop_map(Op::Withdraw),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Any sequence of fills, marks and cash movements keeps the ledger exact;
+    /// a refused operation changes nothing.
+    #[test]
+    fn ledger_invariant_holds(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut p = Portfolio::new(Decimal::from(10_000)).unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            let t = T0 + i as i64 * 600;
+            let before = p.clone();
+            // qty in 1e-8 units, prices and fees in 1e-4 units
+            let res = match op {
+                Op::Buy { sym, qty, price, fee } => p.apply_fill(&Fill {
+                    symbol: SYMBOLS[*sym].into(),
+                    qty: Decimal::new(i64::from(*qty), 8),
+                    price: Decimal::new(i64::from(*price), 4),
+                    fee: Decimal::new(i64::from(*fee), 4),
+                    time: t,
+                    kind: FillKind::Buy { intent: Intent::Day, stop_loss: None, take_profit: None, tag: String::new() },
+                }).map(|_| ()),
+                Op::Sell { sym, frac, price, fee } => {
+                    let held = p.position(SYMBOLS[*sym]).map_or(Decimal::ONE, |x| x.qty);
+                    let qty = trading_core::money::round_qty(held * Decimal::from(*frac) / Decimal::ONE_HUNDRED);
+                    p.apply_fill(&Fill {
+                        symbol: SYMBOLS[*sym].into(),
+                        qty,
+                        price: Decimal::new(i64::from(*price), 4),
+                        fee: Decimal::new(i64::from(*fee), 4),
+                        time: t,
+                        kind: FillKind::Sell { reason: CloseReason::Signal },
+                    }).map(|_| ())
+                }
+                Op::Mark { price } => {
+                    p.mark(t, [("A", Decimal::new(i64::from(*price), 4)), ("B", Decimal::new(i64::from(*price), 3))]);
+                    Ok(())
+                }
+                Op::Deposit(x) => p.deposit(t, Decimal::new(i64::from(*x), 2)),
+                Op::Withdraw(x) => p.withdraw(t, Decimal::new(i64::from(*x), 2)),
+            };
+            if res.is_err() {
+                prop_assert_eq!(&p, &before);
+            }
+            if let Err(v) = p.check_invariant() {
+                return Err(TestCaseError::fail(format!("after {op:?}: {v}")));
+            }
+            prop_assert!(p.cash() >= Decimal::ZERO);
+            prop_assert!(p.drawdown_pct() >= Decimal::ZERO);
+        }
+    }
+
+    #[test]
+    fn csv_parser_never_panics(text in ".{0,400}") {
+        let _ = parse_candles(&text);
+    }
+
+    #[test]
+    fn csv_rows_never_panic(rows in proptest::collection::vec(
+        proptest::collection::vec(prop_oneof![
+            Just("1".to_string()), Just("-1".to_string()), Just("NaN".to_string()), Just("inf".to_string()),
+            Just(String::new()), Just("1e400".to_string()), Just("9223372036854775808".to_string()),
+            (-1e6..1e6f64).prop_map(|x| x.to_string()), (0i64..1_000_000).prop_map(|x| x.to_string())
+        ], 0..8), 0..20)) {
+        let mut text = String::from("ts,open,high,low,close,volume\n");
+        for r in &rows {
+            text.push_str(&r.join(","));
+            text.push('\n');
+        }
+        match parse_candles(&text) {
+            Ok(c) => prop_assert!(c.windows(2).all(|w| w[0].ts < w[1].ts)),
+            Err(e) => prop_assert!(e.line >= 2 && e.line <= rows.len() + 1),
+        }
+    }
+
+    #[test]
+    fn walk_forward_tiles_the_range(start in -1_000_000_000i64..1_000_000_000, len in 1i64..100_000_000, k in 1usize..50) {
+        match walk_forward(start, start + len, k) {
+            Ok(folds) => {
+                prop_assert_eq!(folds.len(), k);
+                prop_assert_eq!(folds[0].range.start, start);
+                prop_assert_eq!(folds[k - 1].range.end, start + len);
+                for w in folds.windows(2) {
+                    prop_assert_eq!(w[0].range.end, w[1].range.start);
+                }
+                for f in &folds {
+                    prop_assert_eq!(f.in_sample.start, f.range.start);
+                    prop_assert_eq!(f.in_sample.end, f.out_of_sample.start);
+                    prop_assert_eq!(f.out_of_sample.end, f.range.end);
+                    prop_assert!(!f.in_sample.is_empty() && !f.out_of_sample.is_empty());
+                    // the in-sample part is ⌊70%⌋ of the fold
+                    let flen = i128::from(f.range.end - f.range.start);
+                    prop_assert_eq!(i128::from(f.in_sample.end - f.in_sample.start), flen * 70 / 100);
+                }
+            }
+            Err(_) => prop_assert!(2 * k as i64 > len),
+        }
+    }
+}
