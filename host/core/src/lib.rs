@@ -1,7 +1,7 @@
-//! Pure trading logic with no I/O and no clock: the market view, the
-//! portfolio ledger, fill model, risk manager, simulated venue, truth metrics
-//! and CSV/walk-forward helpers. Backtests, paper and live trading all use
-//! this one copy.
+//! Pure trading logic with no I/O and no clock (time is always passed in as
+//! Unix seconds): the market view, the exact-money portfolio ledger, fill
+//! model, risk manager, simulated venue, truth metrics and CSV/walk-forward
+//! helpers. Backtests, paper and live trading all use this one copy.
 
 pub mod csv;
 pub mod engine;
@@ -13,6 +13,15 @@ pub mod risk;
 pub mod truth;
 pub mod types;
 
+pub use engine::{CancelReason, Engine, EngineConfig, EngineError, EngineEvent, FillRecord, PendingOrder};
+pub use fill::{Bar, FillConfig};
 pub use market::{MarketData, MarketView, Quote, SymbolFacts};
-pub use portfolio::{CloseReason, ClosedTrade, DailyStats, Fill, FillKind, OrderSide, Portfolio, Position};
+pub use portfolio::{
+    utc_day, CloseReason, ClosedTrade, DailyStats, Fill, FillKind, LedgerError, OrderSide, Portfolio, Position,
+};
+pub use risk::{
+    Clip, ClipReason, Counterfactual, Decision, HaltReason, ModifyRequest, OrderRequest, PortfolioState, Refusal,
+    RiskConfig, RiskManager,
+};
+pub use truth::{Counters, EquityPoint, TruthInput, TruthReport};
 pub use types::*;
