@@ -459,14 +459,13 @@ impl RiskManager {
     /// Decides one signal at `now`, with `price_now` the symbol's market price.
     /// The portfolio should already be marked at current prices.
     pub fn evaluate(&mut self, signal: &Signal, state: &PortfolioState, price_now: f64, now: i64) -> Decision {
-        if self.killed {
-            return Decision::Refused(Refusal::Killed);
-        }
         let parsed = match self.parse(signal, price_now) {
             Ok(p) => p,
+            Err(_) if self.killed => return Decision::Refused(Refusal::Killed),
             Err(r) => return Decision::Refused(r),
         };
         let decision = match signal.action {
+            _ if self.killed => Err(Refusal::Killed),
             Action::Buy => self.entry(signal, &parsed, state, now),
             Action::Sell | Action::Close => self.exit(signal, &parsed, state, now),
             Action::Modify => self.modify(signal, &parsed, state),
@@ -1020,6 +1019,10 @@ mod tests {
         let st = PortfolioState::new(&p);
         assert_eq!(refused(rm.evaluate(&sig("A", Action::Close, 0.0), &st, 10.0, T0)), Refusal::Killed);
         assert_eq!(refused(rm.evaluate(&sig("C", Action::Buy, 1.0), &st, 10.0, T0)), Refusal::Killed);
+        assert_eq!(refused(rm.evaluate(&sig("C", Action::Buy, f64::NAN), &st, 10.0, T0)), Refusal::Killed);
+        // the refused entry is still recorded: 1% of 1000 at 10
+        let cf = rm.take_counterfactuals();
+        assert_eq!((cf.len(), cf[0].qty), (1, dec!(1)));
         rm.clear_kill();
         assert!(rm.evaluate(&sig("A", Action::Close, 0.0), &st, 10.0, T0).is_approved());
     }
