@@ -356,7 +356,6 @@ impl Shell {
         }
         let origin = p.origin.clone();
         self.activate_prepared(version, p);
-        self.next_scan_at = i64::MIN.max(self.next_scan_at);
         self.event(
             "deploy",
             serde_json::json!({ "version": version, "previous": previous, "hash": hash, "origin": origin, "first_scan": self.scan_seq + 1 }),
@@ -549,7 +548,7 @@ impl Shell {
             };
             self.on_bar(&symbol, interval, bar);
             bars += 1;
-            if bars % 500 == 0 {
+            if bars.is_multiple_of(500) {
                 self.save_state();
             }
         }
