@@ -612,49 +612,8 @@ pub fn deploy_offline(
 }
 
 /// Reads the candles of a CSV file for replay.
-pub fn read_replay(
-    path: &Path,
-    symbol: &str,
-    interval: Interval,
-) -> anyhow::Result<Vec<(String, Interval, Candle)>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if i == 0 && line.starts_with("ts") || line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |k: usize| -> anyhow::Result<f64> {
-            f.get(k)
-                .and_then(|x| x.trim().parse::<f64>().ok())
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}:{}: column {} is not a number",
-                        path.display(),
-                        i + 1,
-                        k + 1
-                    )
-                })
-        };
-        if f.len() != 6 {
-            anyhow::bail!(
-                "{}:{}: expected 6 columns (ts,open,high,low,close,volume), found {}",
-                path.display(),
-                i + 1,
-                f.len()
-            );
-        }
-        let c = Candle {
-            ts: num(0)? as i64,
-            open: num(1)?,
-            high: num(2)?,
-            low: num(3)?,
-            close: num(4)?,
-            volume: num(5)?,
-        };
-        out.push((symbol.to_string(), interval, c));
-    }
-    Ok(out)
+pub fn read_replay(path: &Path, symbol: &str, interval: Interval) -> anyhow::Result<Vec<(String, Interval, Candle)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let candles = trading_core::csv::parse_candles(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(candles.into_iter().map(|c| (symbol.to_string(), interval, c)).collect())
 }
