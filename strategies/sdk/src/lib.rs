@@ -3,12 +3,14 @@
 //! `export_strategy!` / `export_analysis!` macros that wire a type to the
 //! component exports, and the indicators strategies need.
 
+mod analysis;
 pub mod indicators;
 mod market;
 mod params;
 pub mod state;
 pub mod testing;
 
+pub use analysis::{rows, Analysis, Database, DbValue, HostDatabase, Metric, MetricValue, Report, Rows, TestDatabase};
 pub use market::{HostMarket, MarketView, TestMarket};
 pub use params::{ParamError, Params};
 
@@ -83,7 +85,10 @@ pub fn log(level: LogLevel, message: &str) {
 /// host can say why a module died.
 pub fn install_panic_hook() {
     #[cfg(target_arch = "wasm32")]
-    std::panic::set_hook(Box::new(|info| log(LogLevel::Error, &format!("panic: {info}"))));
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| std::panic::set_hook(Box::new(|info| log(LogLevel::Error, &format!("panic: {info}")))));
+    }
 }
 
 /// A signal with the usual defaults: market order, swing intent, no stops.
@@ -121,11 +126,12 @@ pub mod runtime {
         static SLOT: RefCell<Option<Box<dyn std::any::Any>>> = const { RefCell::new(None) };
     }
 
-    pub fn with<S: Strategy, R>(f: impl FnOnce(&mut S) -> R) -> R {
+    /// The component's one module value (a [`Strategy`] or an [`Analysis`]).
+    pub fn with<S: Default + 'static, R>(f: impl FnOnce(&mut S) -> R) -> R {
         SLOT.with(|slot| {
             let mut slot = slot.borrow_mut();
             let any = slot.get_or_insert_with(|| Box::new(S::default()));
-            let s = any.downcast_mut::<S>().expect("one strategy type per component");
+            let s = any.downcast_mut::<S>().expect("one module type per component");
             f(s)
         })
     }
@@ -142,6 +148,11 @@ pub mod runtime {
 
     pub fn analyze<S: Strategy>(now: i64, portfolio: Portfolio) -> Vec<Signal> {
         with::<S, _>(|s| s.analyze(now, &portfolio, &HostMarket))
+    }
+
+    pub fn analysis<A: Analysis>(now: i64) -> Result<Report, String> {
+        install_panic_hook();
+        with::<A, _>(|a| a.analyze(now, &HostDatabase))
     }
 }
 
@@ -183,5 +194,23 @@ macro_rules! export_strategy {
         }
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::export_strategy_world!(__GuestSdkStrategy with_types_in $crate::bindings);
+    };
+}
+
+/// Exports an [`Analysis`] type as the component's `analysis` interface (on
+/// `wasm32` only, like [`export_strategy!`]).
+#[macro_export]
+macro_rules! export_analysis {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        struct __GuestSdkAnalysis;
+        #[cfg(target_arch = "wasm32")]
+        impl $crate::analysis_bindings::exports::trading::contract::analysis::Guest for __GuestSdkAnalysis {
+            fn analyze(now: i64) -> ::std::result::Result<$crate::Report, ::std::string::String> {
+                $crate::runtime::analysis::<$ty>(now)
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        $crate::analysis_bindings::export_analysis_world!(__GuestSdkAnalysis with_types_in $crate::analysis_bindings);
     };
 }
