@@ -612,8 +612,17 @@ pub fn deploy_offline(
 }
 
 /// Reads the candles of a CSV file for replay.
-pub fn read_replay(path: &Path, symbol: &str, interval: Interval) -> anyhow::Result<Vec<(String, Interval, Candle)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let candles = trading_core::csv::parse_candles(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(candles.into_iter().map(|c| (symbol.to_string(), interval, c)).collect())
+pub fn read_replay(
+    path: &Path,
+    symbol: &str,
+    interval: Interval,
+) -> anyhow::Result<Vec<(String, Interval, Candle)>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let candles = trading_core::csv::parse_candles(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(candles
+        .into_iter()
+        .map(|c| (symbol.to_string(), interval, c))
+        .collect())
 }

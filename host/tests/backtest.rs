@@ -1,0 +1,246 @@
+//! Backtests through the real sandbox: sma-crossover over a slice of the
+//! shared BTCUSD hourly data.
+
+mod common;
+
+use common::*;
+use host::backtest::{self, BacktestConfig, BacktestReport, Series};
+use host::config::RiskFile;
+use std::path::{Path, PathBuf};
+use trading_core::Interval;
+
+const SKIP: usize = 50_000;
+const ROWS: usize = 3_000;
+
+fn series(rows: usize) -> Series {
+    Series {
+        symbol: "BTCUSD".into(),
+        interval: Interval::H1,
+        candles: shared_candles("BTCUSD-1h.csv", SKIP, rows),
+    }
+}
+
+fn config(rows: usize) -> BacktestConfig {
+    BacktestConfig::new(
+        guest("sma-crossover"),
+        vec![series(rows)],
+        RiskFile::load(None).unwrap(),
+    )
+}
+
+fn write_slice(dir: &Path) -> PathBuf {
+    let p = dir.join("BTCUSD-1h.csv");
+    std::fs::write(&p, trading_core::csv::to_csv(&series(ROWS).candles)).unwrap();
+    p
+}
+
+fn run(cfg: &BacktestConfig) -> BacktestReport {
+    backtest::run(cfg).unwrap()
+}
+
+#[test]
+fn sma_crossover_trades() {
+    let r = run(&config(ROWS));
+    assert_eq!(r.bars, ROWS as u64);
+    assert!(r.metrics.trade_count > 0, "no trades: {:?}", r.notes);
+    assert_eq!(r.metrics.trade_count as usize, r.trades.len());
+    assert_eq!(r.strategy.scan_interval_minutes, 60);
+    assert_eq!(r.metrics.total_scans, ROWS as u64);
+    assert!(r.metrics.total_signals >= r.metrics.acted_signals && r.metrics.acted_signals > 0);
+    assert_eq!(r.equity_curve.len(), ROWS);
+    // every entry fills at the open of a bar starting at or after its signal
+    for t in &r.trades {
+        assert!(r
+            .signals
+            .iter()
+            .any(|s| s.ts <= t.opened_at && s.signal.tag == t.tag));
+    }
+    assert!(r.metrics.market_change_pct.is_some());
+    let text = backtest::summary(&r);
+    assert!(
+        text.contains("BTCUSD") && text.contains("Max drawdown"),
+        "{text}"
+    );
+}
+
+#[test]
+fn same_inputs_give_identical_json() {
+    let a = serde_json::to_string(&run(&config(1_500))).unwrap();
+    let b = serde_json::to_string(&run(&config(1_500))).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn no_lookahead_truncated_run_matches_full_run() {
+    let full = run(&config(ROWS));
+    let cut_rows = 2_000;
+    let short = run(&config(cut_rows));
+    let t_end = short.end;
+    // the signals of the truncated run equal the full run's up to its end
+    let upto: Vec<_> = full
+        .signals
+        .iter()
+        .filter(|s| s.ts <= t_end)
+        .cloned()
+        .collect();
+    assert!(!upto.is_empty());
+    assert_eq!(short.signals, upto);
+    // and the equity curves agree before the truncated run's end-of-data close
+    let n = short.equity_curve.len() - 1;
+    assert_eq!(short.equity_curve[..n], full.equity_curve[..n]);
+    // the same cut through --to
+    let mut cfg = config(ROWS);
+    cfg.to = Some(t_end);
+    let via_to = run(&cfg);
+    assert_eq!(via_to.signals, short.signals);
+}
+
+#[test]
+fn market_view_never_shows_unclosed_candles() {
+    let data = backtest::market_data(&[series(500)], None);
+    let candles = data.series("BTCUSD", Interval::H1).to_vec();
+    for now in [
+        candles[10].ts,
+        candles[10].ts + 1,
+        candles[10].ts + 3_599,
+        candles[300].ts + 3_600,
+    ] {
+        let v = trading_core::MarketView::new(data.clone(), now);
+        let seen = v.candles("BTCUSD", Interval::H1, 1_000);
+        assert!(seen.iter().all(|c| c.ts + 3_600 <= now));
+        assert_eq!(
+            seen.len(),
+            candles.iter().filter(|c| c.ts + 3_600 <= now).count()
+        );
+    }
+}
+
+#[test]
+fn params_change_results() {
+    let base = run(&config(ROWS));
+    let mut cfg = config(ROWS);
+    cfg.params = vec![("fast".into(), "5".into()), ("slow".into(), "20".into())];
+    let fast = run(&cfg);
+    assert!(fast.metrics.trade_count > 0);
+    assert_ne!(base.signals, fast.signals);
+    assert_eq!(fast.strategy.params, cfg.params);
+    // bad params are refused by the strategy's initialize
+    cfg.params = vec![("fast".into(), "30".into()), ("slow".into(), "10".into())];
+    let e = backtest::run(&cfg).unwrap_err();
+    assert!(e.to_string().contains("initialize"), "{e}");
+}
+
+#[test]
+fn walk_forward_folds() {
+    let mut cfg = config(ROWS);
+    cfg.walk_forward = Some(3);
+    let r = run(&cfg);
+    let folds = r.walk_forward.as_ref().unwrap();
+    assert_eq!(folds.len(), 3);
+    for w in folds.windows(2) {
+        assert_eq!(w[0].out_of_sample.to, w[1].in_sample.from);
+    }
+    for f in folds {
+        assert_eq!(f.in_sample.to, f.out_of_sample.from);
+        assert!(f.in_sample.bars > f.out_of_sample.bars);
+    }
+    assert!(backtest::summary(&r).contains("WALK-FORWARD"));
+}
+
+#[test]
+fn csv_loading_and_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_slice(dir.path());
+    let s = backtest::load_csv(&p, None).unwrap();
+    assert_eq!(
+        (s.symbol.as_str(), s.interval, s.candles.len()),
+        ("BTCUSD", Interval::H1, ROWS)
+    );
+    let other = dir.path().join("data.csv");
+    std::fs::copy(&p, &other).unwrap();
+    let s = backtest::load_csv(&other, Some("XBT")).unwrap();
+    assert_eq!((s.symbol.as_str(), s.interval), ("XBT", Interval::H1));
+    std::fs::write(&other, "ts,open,high,low,close,volume\n1,2,1,3,2,0\n").unwrap();
+    let e = backtest::load_csv(&other, None).unwrap_err();
+    assert!(e.to_string().contains("line 2"), "{e}");
+    assert_eq!(backtest::parse_date("2024-01-31").unwrap(), 1_706_659_200);
+    assert_eq!(
+        backtest::format_ts(1_706_659_200 + 3_660),
+        "2024-01-31 01:01"
+    );
+    assert!(backtest::parse_date("2024-13-01").is_err());
+    assert!(backtest::parse_date("yesterday").is_err());
+}
+
+#[test]
+fn cli_writes_json_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_slice(dir.path());
+    let out = dir.path().join("out");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+            .current_dir(dir.path())
+            .env("HOST_LOG", "error")
+            .arg("backtest")
+            .arg("--strategy")
+            .arg(guest_path("sma-crossover"))
+            .arg("--data")
+            .arg(&csv)
+            .args(["--param", "fast=5", "--param", "slow=20", "--json", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["metrics"]["trade_count"].as_u64().unwrap() > 0);
+    for f in ["report.json", "trades.csv", "equity.svg"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let svg = std::fs::read_to_string(out.join("equity.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("polyline") && svg.trim_end().ends_with("</svg>")
+    );
+    let trades = std::fs::read_to_string(out.join("trades.csv")).unwrap();
+    assert_eq!(
+        trades.lines().count() as u64,
+        1 + v["metrics"]["trade_count"].as_u64().unwrap()
+    );
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(file, v);
+    // deterministic across processes
+    assert_eq!(run().stdout, o.stdout);
+    // the text summary
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .current_dir(dir.path())
+        .env("HOST_LOG", "error")
+        .args(["backtest", "--strategy"])
+        .arg(guest_path("sma-crossover"))
+        .arg("--data")
+        .arg(&csv)
+        .args([
+            "--from",
+            "2020-11-01",
+            "--to",
+            "2020-12-31",
+            "--walk-forward",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for part in [
+        "BACKTEST RESULTS PER SYMBOL",
+        "EXIT REASONS",
+        "SUMMARY METRICS",
+        "WALK-FORWARD",
+        "2020-11-01",
+    ] {
+        assert!(text.contains(part), "{part} missing in\n{text}");
+    }
+    // stderr is not a terminal here: no progress bar
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("backtest ["));
+}
