@@ -2,6 +2,7 @@
 //! (portfolio, fills, risk), storage, and the services built on them.
 
 pub mod archive;
+pub mod backtest;
 pub mod bench;
 pub mod config;
 pub mod control;

@@ -89,7 +89,49 @@ enum Cmd {
         /// Directory holding the guest components (target/wasm).
         #[arg(long, default_value = "target/wasm")]
         wasm_dir: PathBuf,
+        /// Instead: backtest throughput (bars/s) of sma-crossover, WASM vs native, over this CSV.
+        #[arg(long, value_name = "CSV")]
+        backtest: Option<PathBuf>,
     },
+    /// Backtest a strategy component over historical candles.
+    Backtest(BacktestArgs),
+}
+
+#[derive(clap::Args)]
+struct BacktestArgs {
+    /// The strategy component.
+    #[arg(long)]
+    strategy: PathBuf,
+    /// OHLCV CSV (ts,open,high,low,close,volume), named like BTCUSD-1h.csv; repeatable.
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
+    /// Symbol of each --data file, in order (default: from the file name).
+    #[arg(long)]
+    symbol: Vec<String>,
+    /// First day traded (YYYY-MM-DD, UTC); earlier candles are history only.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day included (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long, default_value = "10000")]
+    capital: rust_decimal::Decimal,
+    #[arg(long, default_value = "26")]
+    fee_bps: rust_decimal::Decimal,
+    #[arg(long, default_value = "5")]
+    slippage_bps: rust_decimal::Decimal,
+    /// Strategy parameter, e.g. --param fast=10
+    #[arg(long = "param", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write report.json, trades.csv and equity.svg here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also run K walk-forward folds (70% in-sample, 30% out-of-sample each).
+    #[arg(long, value_name = "K")]
+    walk_forward: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -162,8 +204,60 @@ fn real_main() -> Result<()> {
             println!("event log intact: {n} events verified");
             Ok(())
         }
-        Cmd::Bench { wasm_dir } => host::bench::run(&wasm_dir, &settings, &risk),
+        Cmd::Bench {
+            wasm_dir,
+            backtest: Some(csv),
+        } => {
+            host::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
+            Ok(())
+        }
+        Cmd::Bench { wasm_dir, .. } => host::bench::run(&wasm_dir, &settings, &risk),
+        Cmd::Backtest(args) => backtest(args, &settings, risk),
     }
+}
+
+fn backtest(a: BacktestArgs, settings: &Settings, risk: RiskFile) -> Result<()> {
+    use host::backtest as bt;
+    use std::io::IsTerminal;
+    if a.symbol.len() > a.data.len() {
+        bail!("more --symbol than --data");
+    }
+    let series = a
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, p)| bt::load_csv(p, a.symbol.get(i).map(String::as_str)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = std::fs::read(&a.strategy).with_context(|| a.strategy.display().to_string())?;
+    let mut cfg = bt::BacktestConfig::new(bytes, series, risk);
+    cfg.from = a.from.as_deref().map(bt::parse_date).transpose()?;
+    cfg.to =
+        a.to.as_deref()
+            .map(|d| bt::parse_date(d).map(|t| t + 86_400))
+            .transpose()?;
+    cfg.capital = a.capital;
+    cfg.fee_bps = a.fee_bps;
+    cfg.slippage_bps = a.slippage_bps;
+    cfg.params = a.params;
+    cfg.sandbox = settings.sandbox.clone();
+    cfg.walk_forward = a.walk_forward;
+    cfg.progress = std::io::stderr().is_terminal();
+    let report = bt::run(&cfg)?;
+    if let Some(dir) = &a.out {
+        bt::write_outputs(&report, dir)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", bt::summary(&report));
+        if let Some(dir) = &a.out {
+            println!(
+                "wrote report.json, trades.csv, equity.svg to {}",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
