@@ -132,6 +132,9 @@ struct BacktestArgs {
     /// Also run K walk-forward folds (70% in-sample, 30% out-of-sample each).
     #[arg(long, value_name = "K")]
     walk_forward: Option<usize>,
+    /// Clear a risk halt after this many hours (default: it stays latched, as live).
+    #[arg(long, value_name = "HOURS")]
+    resume_after_hours: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +244,7 @@ fn backtest(a: BacktestArgs, settings: &Settings, risk: RiskFile) -> Result<()> 
     cfg.params = a.params;
     cfg.sandbox = settings.sandbox.clone();
     cfg.walk_forward = a.walk_forward;
+    cfg.resume_after_hours = a.resume_after_hours;
     cfg.progress = std::io::stderr().is_terminal();
     let report = bt::run(&cfg)?;
     if let Some(dir) = &a.out {

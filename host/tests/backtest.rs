@@ -244,3 +244,41 @@ fn cli_writes_json_and_files() {
     // stderr is not a terminal here: no progress bar
     assert!(!String::from_utf8_lossy(&o.stderr).contains("backtest ["));
 }
+
+#[test]
+fn halts_latch_unless_resume_is_asked() {
+    let mut cfg = config(ROWS);
+    // a tight loss-streak limit makes the halt certain
+    cfg.risk.max_consecutive_losses = 1;
+    let latched = run(&cfg);
+    let halts = |r: &BacktestReport| r.notes.iter().filter(|n| n.kind == "halted").count();
+    assert_eq!(halts(&latched), 1);
+    assert!(latched
+        .signals
+        .iter()
+        .any(|s| s.decision.starts_with("refused: entries halted")));
+    cfg.resume_after_hours = Some(24);
+    let resumed = run(&cfg);
+    assert!(resumed.notes.iter().any(|n| n.kind == "resumed"));
+    assert!(halts(&resumed) > 1);
+    assert!(resumed.metrics.trade_count > latched.metrics.trade_count);
+}
+
+#[test]
+fn native_sma_matches_the_component() {
+    let cfg = config(ROWS);
+    let account = backtest::Account::from_config(&cfg).unwrap();
+    let data = backtest::market_data(&cfg.series, None);
+    let mut native = backtest::NativeSma {
+        fast: 10,
+        slow: 30,
+        size_pct: cfg.risk.default_trade_pct,
+        symbols: vec!["BTCUSD".into()],
+    };
+    let o =
+        backtest::simulate(&mut native, &data, &cfg.series, None, None, &account, false).unwrap();
+    let wasm = run(&cfg);
+    assert_eq!(o.signals, wasm.signals);
+    assert_eq!(o.portfolio.closed_trades(), wasm.trades.as_slice());
+    assert_eq!(o.equity, wasm.equity_curve);
+}

@@ -188,6 +188,9 @@ pub struct BacktestConfig {
     pub walk_forward: Option<usize>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Clear a risk halt this many hours after it latched. `None` keeps it
+    /// latched to the end, as live trading does until the user resumes.
+    pub resume_after_hours: Option<u32>,
 }
 
 impl BacktestConfig {
@@ -207,6 +210,7 @@ impl BacktestConfig {
             order_ttl_bars: EngineConfig::default().order_ttl_bars,
             walk_forward: None,
             progress: false,
+            resume_after_hours: None,
         }
     }
 }
@@ -377,6 +381,8 @@ pub struct Account {
     pub capital: Decimal,
     pub engine: EngineConfig,
     pub risk: trading_core::risk::RiskConfig,
+    /// Seconds after which a latched halt is cleared (`None`: never).
+    pub resume_after: Option<i64>,
 }
 
 impl Account {
@@ -402,6 +408,7 @@ impl Account {
             capital: cfg.capital,
             engine,
             risk: risk_config(&cfg.risk)?,
+            resume_after: cfg.resume_after_hours.map(|h| i64::from(h) * 3_600),
         })
     }
 }
@@ -518,6 +525,7 @@ pub fn simulate(
         shown: usize::MAX,
     };
     let mut last_close: BTreeMap<String, f64> = BTreeMap::new();
+    let mut halted_since: Option<i64> = None;
 
     let mut i = 0;
     while i < bars.len() {
@@ -534,6 +542,23 @@ pub fn simulate(
             let events = engine.on_bar(symbol, &candle)?;
             forward(driver, &events, &mut entries, &mut notes, t)?;
             i += 1;
+        }
+        if engine.risk().halt().is_none() {
+            halted_since = None;
+        } else {
+            let since = *halted_since.get_or_insert(t);
+            if account
+                .resume_after
+                .is_some_and(|wait| t >= since.saturating_add(wait))
+            {
+                engine.resume();
+                halted_since = None;
+                notes.push(Note {
+                    ts: t,
+                    kind: "resumed".into(),
+                    detail: "halt cleared by --resume-after-hours".into(),
+                });
+            }
         }
         if t >= next_scan_at {
             next_scan_at = (t.div_euclid(step) + 1) * step;

@@ -59,6 +59,23 @@ fn table(title: &str, head: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
+fn halts(r: &BacktestReport) -> String {
+    let all: Vec<&super::Note> = r.notes.iter().filter(|n| n.kind == "halted").collect();
+    let resumed = r.notes.iter().filter(|n| n.kind == "resumed").count();
+    match all.first() {
+        None => "none".into(),
+        Some(first) if resumed == 0 => {
+            format!(
+                "{} (latched from {}: {})",
+                all.len(),
+                format_ts(first.ts),
+                first.detail
+            )
+        }
+        Some(_) => format!("{} ({resumed} resumed)", all.len()),
+    }
+}
+
 /// A freqtrade-like text summary: per-symbol table, exit reasons, metrics.
 pub fn summary(r: &BacktestReport) -> String {
     let mut out = String::new();
@@ -195,14 +212,7 @@ pub fn summary(r: &BacktestReport) -> String {
             "Signals (acted)",
             format!("{} ({})", m.total_signals, m.acted_signals),
         ),
-        (
-            "Halts",
-            r.notes
-                .iter()
-                .filter(|n| n.kind == "halted")
-                .count()
-                .to_string(),
-        ),
+        ("Halts", halts(r)),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_string(), v])
