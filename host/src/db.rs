@@ -109,6 +109,45 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL
     );
     "#,
+    // 2: the trading account (paper and live): orders with client ids, fill
+    // detail for rebuilding the ledger, engine snapshots
+    r#"
+    ALTER TABLE fills ADD COLUMN order_id INTEGER;
+    ALTER TABLE fills ADD COLUMN mode TEXT NOT NULL DEFAULT 'paper';
+    ALTER TABLE fills ADD COLUMN kind TEXT;
+    ALTER TABLE fills ADD COLUMN venue_fill_id TEXT;
+    CREATE UNIQUE INDEX fills_venue_fill ON fills (venue_fill_id) WHERE venue_fill_id IS NOT NULL;
+    ALTER TABLE trades ADD COLUMN mode TEXT NOT NULL DEFAULT 'paper';
+    ALTER TABLE trades ADD COLUMN return_pct REAL;
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        client_order_id TEXT NOT NULL UNIQUE,
+        mode TEXT NOT NULL,
+        venue TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        order_type TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        price TEXT,
+        status TEXT NOT NULL,
+        venue_order_id TEXT,
+        reason TEXT,
+        request TEXT NOT NULL,
+        created_ts INTEGER NOT NULL,
+        updated_ts INTEGER NOT NULL
+    );
+    CREATE INDEX orders_status ON orders (status);
+    CREATE TABLE account_snapshot (
+        mode TEXT PRIMARY KEY,
+        engine TEXT NOT NULL,
+        bar_ts INTEGER NOT NULL,
+        fills INTEGER NOT NULL,
+        saved_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE INDEX signals_ts ON signals (ts);
+    CREATE INDEX trades_closed ON trades (closed_at);
+    CREATE INDEX events_kind ON events (kind, seq);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it.
