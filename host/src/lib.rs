@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod backtest;
 pub mod bench;
+pub mod candles;
 pub mod config;
 pub mod control;
 pub mod db;

@@ -92,9 +92,56 @@ enum Cmd {
         /// Instead: backtest throughput (bars/s) of sma-crossover, WASM vs native, over this CSV.
         #[arg(long, value_name = "CSV")]
         backtest: Option<PathBuf>,
+        /// `backtest`: the same as --backtest, over FILE (default ../shared/data/BTCUSD-1h.csv,
+        /// else data/sample/BTCUSD-1h.csv).
+        #[arg(value_name = "WHAT")]
+        what: Option<String>,
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Backtest a strategy component over historical candles.
     Backtest(BacktestArgs),
+    /// The candle store (in the host database): import, list, aggregate, prune.
+    Data {
+        #[command(subcommand)]
+        what: DataCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Import an OHLCV CSV (ts,open,high,low,close,volume); whole or not at all, idempotent.
+    Import {
+        file: PathBuf,
+        /// Default: from the file name (BTCUSD-1h.csv).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// 5m, 1h or 1d. Default: from the file name, else the candles' spacing.
+        #[arg(long)]
+        interval: Option<String>,
+    },
+    /// Stored series: symbol, interval, count, first and last candle.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build 1h candles from 5m and 1d from 1h (for one symbol, or all).
+    Aggregate {
+        #[arg(long)]
+        symbol: Option<String>,
+    },
+    /// Delete candles older than each tier's retention (days, or `forever`).
+    Prune {
+        #[arg(long, default_value = "30")]
+        keep_5m: String,
+        #[arg(long, default_value = "730")]
+        keep_1h: String,
+        #[arg(long, default_value = "forever")]
+        keep_1d: String,
+        /// Prune as of this Unix time (default: now).
+        #[arg(long)]
+        now: Option<i64>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -102,9 +149,23 @@ struct BacktestArgs {
     /// The strategy component.
     #[arg(long)]
     strategy: PathBuf,
-    /// OHLCV CSV (ts,open,high,low,close,volume), named like BTCUSD-1h.csv; repeatable.
+    /// OHLCV CSV (ts,open,high,low,close,volume), named like BTCUSD-1h.csv, or a symbol
+    /// in the candle store (`host data list`); repeatable.
     #[arg(long, required = true)]
     data: Vec<PathBuf>,
+    /// The store tier used for --data SYMBOL: 5m, 1h or 1d.
+    #[arg(long, default_value = "1h")]
+    interval: String,
+    /// Parameter sweep, e.g. --sweep fast=5..20:5 (or fast=5,8,13); repeatable, cartesian
+    /// product with the others and the fixed --param values, run in parallel.
+    #[arg(long, value_name = "NAME=FROM..TO[:STEP]")]
+    sweep: Vec<String>,
+    /// Exit non-zero if the strategy trapped (a module_error) during the run.
+    #[arg(long)]
+    fail_on_trap: bool,
+    /// Exit non-zero if the run broke a risk limit (see risk_breaches in the report).
+    #[arg(long)]
+    fail_on_breach: bool,
     /// Symbol of each --data file, in order (default: from the file name).
     #[arg(long)]
     symbol: Vec<String>,
@@ -209,27 +270,124 @@ fn real_main() -> Result<()> {
         }
         Cmd::Bench {
             wasm_dir,
+            what: Some(w),
+            file,
+            ..
+        } if w == "backtest" => {
+            let csv = file.unwrap_or_else(|| {
+                let shared = PathBuf::from("../shared/data/BTCUSD-1h.csv");
+                if shared.exists() {
+                    shared
+                } else {
+                    PathBuf::from("data/sample/BTCUSD-1h.csv")
+                }
+            });
+            host::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
+            Ok(())
+        }
+        Cmd::Bench { what: Some(w), .. } => bail!("unknown bench {w:?}: expected `backtest`"),
+        Cmd::Bench {
+            wasm_dir,
             backtest: Some(csv),
+            ..
         } => {
             host::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
             Ok(())
         }
         Cmd::Bench { wasm_dir, .. } => host::bench::run(&wasm_dir, &settings, &risk),
-        Cmd::Backtest(args) => backtest(args, &settings, risk),
+        Cmd::Backtest(args) => backtest(args, &paths, &settings, risk),
+        Cmd::Data { what } => data(what, &paths),
     }
 }
 
-fn backtest(a: BacktestArgs, settings: &Settings, risk: RiskFile) -> Result<()> {
+fn data(what: DataCmd, paths: &Paths) -> Result<()> {
+    use host::candles;
+    std::fs::create_dir_all(&paths.data_dir)
+        .with_context(|| paths.data_dir.display().to_string())?;
+    let mut conn = host::db::open(&paths.db())?;
+    match what {
+        DataCmd::Import {
+            file,
+            symbol,
+            interval,
+        } => {
+            let iv = interval
+                .map(|s| {
+                    Interval::parse(&s)
+                        .with_context(|| format!("--interval {s:?}: expected 5m, 1h or 1d"))
+                })
+                .transpose()?;
+            let r = candles::import_file(&mut conn, &file, symbol.as_deref(), iv)?;
+            println!(
+                "{} {}: {} rows: {} inserted, {} updated, {} unchanged",
+                r.symbol,
+                r.interval.name(),
+                r.rows,
+                r.stats.inserted,
+                r.stats.updated,
+                r.stats.unchanged
+            );
+        }
+        DataCmd::List { json } => {
+            let list = candles::list(&conn)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", candles::list_table(&list));
+            }
+        }
+        DataCmd::Aggregate { symbol } => {
+            let syms = match symbol {
+                Some(s) => vec![s],
+                None => candles::symbols(&conn)?,
+            };
+            for s in syms {
+                let (h, d) = candles::aggregate(&mut conn, &s)?;
+                println!(
+                    "{s}: 1h {} inserted, {} updated, {} unchanged; 1d {} inserted, {} updated, {} unchanged",
+                    h.inserted, h.updated, h.unchanged, d.inserted, d.updated, d.unchanged
+                );
+            }
+        }
+        DataCmd::Prune {
+            keep_5m,
+            keep_1h,
+            keep_1d,
+            now,
+        } => {
+            let retention = candles::Retention {
+                m5: candles::parse_keep(&keep_5m)?,
+                h1: candles::parse_keep(&keep_1h)?,
+                d1: candles::parse_keep(&keep_1d)?,
+            };
+            let now = now.unwrap_or_else(|| chrono::Utc::now().timestamp());
+            let p = candles::prune(&mut conn, now, &retention)?;
+            println!("pruned 5m {}, 1h {}, 1d {}", p.m5, p.h1, p.d1);
+        }
+    }
+    Ok(())
+}
+
+fn backtest(a: BacktestArgs, paths: &Paths, settings: &Settings, risk: RiskFile) -> Result<()> {
     use host::backtest as bt;
     use std::io::IsTerminal;
     if a.symbol.len() > a.data.len() {
         bail!("more --symbol than --data");
     }
+    let interval = Interval::parse(&a.interval)
+        .with_context(|| format!("--interval {:?}: expected 5m, 1h or 1d", a.interval))?;
     let series = a
         .data
         .iter()
         .enumerate()
-        .map(|(i, p)| bt::load_csv(p, a.symbol.get(i).map(String::as_str)))
+        .map(|(i, p)| {
+            bt::load_data(
+                p,
+                a.symbol.get(i).map(String::as_str),
+                interval,
+                &paths.db(),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let bytes = std::fs::read(&a.strategy).with_context(|| a.strategy.display().to_string())?;
     let mut cfg = bt::BacktestConfig::new(bytes, series, risk);
@@ -246,6 +404,26 @@ fn backtest(a: BacktestArgs, settings: &Settings, risk: RiskFile) -> Result<()> 
     cfg.walk_forward = a.walk_forward;
     cfg.resume_after_hours = a.resume_after_hours;
     cfg.progress = std::io::stderr().is_terminal();
+    if !a.sweep.is_empty() {
+        let sweeps = a
+            .sweep
+            .iter()
+            .map(|s| bt::Sweep::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let report = bt::run_sweep(&cfg, &sweeps)?;
+        if let Some(dir) = &a.out {
+            bt::write_sweep(&report, dir)?;
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", bt::sweep_table(&report));
+            if let Some(dir) = &a.out {
+                println!("wrote sweep.json, sweep.csv to {}", dir.display());
+            }
+        }
+        return bt::check_sweep(&report, a.fail_on_trap, a.fail_on_breach).map_err(Into::into);
+    }
     let report = bt::run(&cfg)?;
     if let Some(dir) = &a.out {
         bt::write_outputs(&report, dir)?;
@@ -261,7 +439,7 @@ fn backtest(a: BacktestArgs, settings: &Settings, risk: RiskFile) -> Result<()> 
             );
         }
     }
-    Ok(())
+    bt::check(&report, a.fail_on_trap, a.fail_on_breach).map_err(Into::into)
 }
 
 #[allow(clippy::too_many_arguments)]

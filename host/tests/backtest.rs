@@ -162,7 +162,8 @@ fn csv_loading_and_dates() {
     assert_eq!((s.symbol.as_str(), s.interval), ("XBT", Interval::H1));
     std::fs::write(&other, "ts,open,high,low,close,volume\n1,2,1,3,2,0\n").unwrap();
     let e = backtest::load_csv(&other, None).unwrap_err();
-    assert!(e.to_string().contains("line 2"), "{e}");
+    let msg = backtest::error_chain(&e);
+    assert!(msg.contains("line 2") && msg.contains("data.csv"), "{msg}");
     assert_eq!(backtest::parse_date("2024-01-31").unwrap(), 1_706_659_200);
     assert_eq!(
         backtest::format_ts(1_706_659_200 + 3_660),

@@ -9,13 +9,20 @@
 //! fill on a bar opening at or after `t`, and the view only shows candles
 //! closed at or before `t`: there is no lookahead by construction.
 
+mod audit;
 mod bench;
-mod convert;
+pub mod convert;
 mod output;
+mod sweep;
 
+pub use audit::Breach;
 pub use bench::{bench, BenchFigures, NativeSma};
 pub use convert::{portfolio_to_contract, risk_config, RiskConvertError};
 pub use output::{equity_svg, summary, trades_csv, write_outputs};
+pub use sweep::{
+    check_sweep, combinations, run_sweep, sweep_csv, sweep_table, write_sweep, Sweep, SweepError,
+    SweepReport, SweepRow,
+};
 
 use crate::config::RiskFile;
 use crate::runtime::bindings as c;
@@ -39,12 +46,12 @@ use trading_core::{
 /// Why a backtest could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Csv { path: PathBuf, source: CsvError },
     #[error("{0}")]
     Config(String),
@@ -52,16 +59,41 @@ pub enum BacktestError {
     NoData,
     #[error("sandbox runtime: {0}")]
     Runtime(String),
-    #[error("strategy: {0}")]
+    #[error("strategy")]
     Module(#[from] ModuleError),
     #[error("strategy failed at {ts}: {error}")]
     ModuleAt { ts: i64, error: ModuleError },
-    #[error("engine: {0}")]
+    #[error("engine")]
     Engine(#[from] EngineError),
-    #[error("{0}")]
+    #[error(transparent)]
     Risk(#[from] RiskConvertError),
-    #[error("walk-forward: {0}")]
+    #[error("walk-forward")]
     WalkForward(#[from] WalkForwardError),
+    #[error(transparent)]
+    Store(#[from] crate::candles::CandleError),
+    #[error("--sweep")]
+    Sweep(#[from] SweepError),
+    #[error("the strategy trapped {count} time(s); first at {ts}: {detail}")]
+    Trapped { count: u64, ts: i64, detail: String },
+    #[error("{count} risk limit breach(es); first at {ts}: {limit}: {detail}")]
+    Breached {
+        count: u64,
+        ts: i64,
+        limit: String,
+        detail: String,
+    },
+}
+
+/// An error and its causes on one line, as `anyhow`'s `{:#}` prints them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// The candles of one symbol at one interval.
@@ -121,6 +153,34 @@ pub fn load_csv(path: &Path, symbol: Option<&str>) -> Result<Series, BacktestErr
         interval,
         candles,
     })
+}
+
+/// One `--data` argument: an existing file is read as CSV (`symbol` or the
+/// file name names it); anything else that looks like a symbol is loaded from
+/// the candle store in the database at `db`, at `interval`.
+pub fn load_data(
+    spec: &Path,
+    symbol: Option<&str>,
+    interval: Interval,
+    db: &Path,
+) -> Result<Series, BacktestError> {
+    let name = spec.to_str().unwrap_or_default();
+    if spec.exists() || crate::candles::check_symbol(name).is_err() || name.contains('/') {
+        return load_csv(spec, symbol);
+    }
+    if !db.exists() {
+        return Err(crate::candles::CandleError::NotStored {
+            symbol: name.to_string(),
+            interval: interval.name(),
+        }
+        .into());
+    }
+    let conn = crate::db::open(db).map_err(crate::candles::CandleError::from)?;
+    let mut s = crate::candles::series(&conn, name, interval)?;
+    if let Some(sym) = symbol {
+        s.symbol = sym.to_string();
+    }
+    Ok(s)
 }
 
 /// Unix seconds of a `YYYY-MM-DD` date at 00:00 UTC.
@@ -309,6 +369,45 @@ pub struct BacktestReport {
     pub notes: Vec<Note>,
     pub equity_curve: Vec<EquityPoint>,
     pub walk_forward: Option<Vec<FoldReport>>,
+    /// Non-fatal strategy failures (traps, refused output) during the run.
+    pub module_errors: u64,
+    /// Risk limits the run broke (the engine should make this impossible);
+    /// at most 100 are kept, `risk_breach_count` counts all.
+    pub risk_breaches: Vec<Breach>,
+    pub risk_breach_count: u64,
+}
+
+impl BacktestReport {
+    /// Fails when asked to and the strategy trapped or a risk limit broke.
+    pub fn check(&self, fail_on_trap: bool, fail_on_breach: bool) -> Result<(), BacktestError> {
+        if fail_on_trap && self.module_errors > 0 {
+            let first = self.notes.iter().find(|n| n.kind == "module_error");
+            return Err(BacktestError::Trapped {
+                count: self.module_errors,
+                ts: first.map_or(0, |n| n.ts),
+                detail: first.map(|n| n.detail.clone()).unwrap_or_default(),
+            });
+        }
+        if fail_on_breach && self.risk_breach_count > 0 {
+            let first = self.risk_breaches.first();
+            return Err(BacktestError::Breached {
+                count: self.risk_breach_count,
+                ts: first.map_or(0, |b| b.ts),
+                limit: first.map(|b| b.limit.clone()).unwrap_or_default(),
+                detail: first.map(|b| b.detail.clone()).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// [`BacktestReport::check`] as a free function.
+pub fn check(
+    r: &BacktestReport,
+    fail_on_trap: bool,
+    fail_on_breach: bool,
+) -> Result<(), BacktestError> {
+    r.check(fail_on_trap, fail_on_breach)
 }
 
 /// What the bar loop drives: the sandboxed component, or native code for
@@ -346,6 +445,16 @@ impl WasmDriver {
             instance,
             scan_minutes,
         })
+    }
+}
+
+impl WasmDriver {
+    /// Wraps an instance that is already initialised.
+    pub fn from_instance(instance: StrategyInstance, scan_minutes: u32) -> Self {
+        WasmDriver {
+            instance,
+            scan_minutes,
+        }
     }
 }
 
@@ -426,6 +535,8 @@ pub struct Outcome {
     pub equity: Vec<EquityPoint>,
     /// Per symbol: bars walked, first and last close.
     pub per_symbol: BTreeMap<String, (u64, f64, f64)>,
+    pub breaches: Vec<Breach>,
+    pub breach_count: u64,
 }
 
 /// The market data a run may see: every candle closing at or before `to`.
@@ -526,6 +637,7 @@ pub fn simulate(
     };
     let mut last_close: BTreeMap<String, f64> = BTreeMap::new();
     let mut halted_since: Option<i64> = None;
+    let mut auditor = audit::Auditor::default();
 
     let mut i = 0;
     while i < bars.len() {
@@ -539,7 +651,9 @@ pub fn simulate(
             e.0 += 1;
             e.2 = candle.close;
             last_close.insert(symbol.clone(), candle.close);
+            auditor.before_bar(&engine);
             let events = engine.on_bar(symbol, &candle)?;
+            auditor.after_bar(t, &engine, &events);
             forward(driver, &events, &mut entries, &mut notes, t)?;
             i += 1;
         }
@@ -570,6 +684,7 @@ pub fn simulate(
                 &mut counters,
                 &mut signals,
                 &mut notes,
+                &mut auditor,
             )?;
         }
         equity.push(EquityPoint {
@@ -598,6 +713,8 @@ pub fn simulate(
         notes,
         equity,
         per_symbol,
+        breaches: auditor.breaches,
+        breach_count: auditor.count,
     })
 }
 
@@ -676,6 +793,7 @@ fn halt_text(h: &HaltReason) -> String {
     h.to_string()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scan(
     driver: &mut dyn Driver,
     engine: &mut Engine,
@@ -684,6 +802,7 @@ fn scan(
     counters: &mut Counters,
     records: &mut Vec<SignalRecord>,
     notes: &mut Vec<Note>,
+    auditor: &mut audit::Auditor,
 ) -> Result<(), BacktestError> {
     counters.total_scans += 1;
     counters.first_scan_at.get_or_insert(t);
@@ -698,7 +817,9 @@ fn scan(
         return Ok(());
     }
     let core: Vec<trading_core::Signal> = out.iter().map(convert::signal_from_contract).collect();
+    let equity = engine.portfolio().equity();
     let decisions = engine.submit(t, &core, &view);
+    auditor.decisions(t, engine, equity, &decisions);
     for (signal, d) in core.into_iter().zip(decisions) {
         counters.total_signals += 1;
         let decision = match &d {
@@ -902,6 +1023,7 @@ pub fn run_with(
     };
 
     let final_value = o.portfolio.equity();
+    let module_errors = o.notes.iter().filter(|n| n.kind == "module_error").count() as u64;
     Ok(BacktestReport {
         strategy: StrategyMeta {
             hash,
@@ -924,6 +1046,9 @@ pub fn run_with(
         notes: o.notes,
         equity_curve: o.equity,
         walk_forward: walk,
+        module_errors,
+        risk_breaches: o.breaches,
+        risk_breach_count: o.breach_count,
     })
 }
 
