@@ -43,6 +43,8 @@ struct RawSettings {
     slippage_bps: Option<u32>,
     strategy: Option<RawStrategy>,
     sandbox: Option<Limits>,
+    safety: Option<Safety>,
+    orchestrator: Option<crate::orchestrator::OrchestratorSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +53,33 @@ struct RawStrategy {
     default: Option<PathBuf>,
     params: Option<Vec<(String, String)>>,
     max_failures: Option<u32>,
+}
+
+/// The shell's own safety timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    /// Cancel every open order once the strategy has not answered for this long (0: off).
+    #[serde(default = "Safety::default_dead_man")]
+    pub dead_man_minutes: u32,
+    /// Do not call the strategy when a symbol's newest candle is older than this (0: off).
+    #[serde(default = "Safety::default_stale")]
+    pub stale_data_minutes: u32,
+}
+
+impl Safety {
+    fn default_dead_man() -> u32 {
+        120
+    }
+    fn default_stale() -> u32 {
+        180
+    }
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety { dead_man_minutes: Safety::default_dead_man(), stale_data_minutes: Safety::default_stale() }
+    }
 }
 
 /// Validated settings.
@@ -65,6 +94,8 @@ pub struct Settings {
     pub strategy_params: Vec<(String, String)>,
     pub max_failures: u32,
     pub sandbox: Limits,
+    pub safety: Safety,
+    pub orchestrator: crate::orchestrator::OrchestratorSettings,
 }
 
 /// The user's hard limits, from `risk_limits.toml`.
@@ -170,6 +201,12 @@ impl Settings {
             strategy_params: rs.params.or(ds.params).unwrap_or_default(),
             max_failures: rs.max_failures.or(ds.max_failures).unwrap_or(3).max(1),
             sandbox,
+            safety: r.safety.or(d.safety).unwrap_or_default(),
+            orchestrator: {
+                let o = r.orchestrator.or(d.orchestrator).unwrap_or_default();
+                o.validate().map_err(|m| invalid("orchestrator", m))?;
+                o
+            },
         })
     }
 

@@ -5,7 +5,7 @@
 use crate::archive;
 use crate::config::{RiskFile, Settings};
 use crate::runtime::Runtime;
-use crate::shell::{prepare, Command, DeployOutcome, LiveStatus, Paths};
+use crate::shell::{prepare, Command, DeployOutcome, Paths, Status};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -25,6 +25,23 @@ pub enum Request {
         origin: Option<String>,
     },
     Rollback,
+    /// Re-activate an archived version.
+    Activate {
+        version: i64,
+    },
+    Halt {
+        by: Option<String>,
+    },
+    Resume {
+        by: Option<String>,
+    },
+    Kill {
+        by: Option<String>,
+    },
+    Review {
+        by: Option<String>,
+        reason: String,
+    },
     Shutdown,
 }
 
@@ -33,6 +50,8 @@ pub enum Request {
 pub enum Reply {
     Status(serde_json::Value),
     Deployed(serde_json::Value),
+    /// The answer to halt, resume, kill or review.
+    Done(serde_json::Value),
     Ok,
     Error { message: String },
 }
@@ -106,10 +125,11 @@ pub fn submit(ctx: &ControlContext, p: crate::shell::Prepared) -> Result<DeployO
         .map_err(|_| "the host did not answer".to_string())?
 }
 
-fn answer(ctx: &ControlContext, req: Request) -> Reply {
+/// Carries out one request (the socket server and the in-process [`crate::handle::HostHandle`] share this).
+pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
     match req {
         Request::Status => {
-            let (tx, rx) = channel::<LiveStatus>();
+            let (tx, rx) = channel::<Status>();
             if ctx.commands.send(Command::Status(tx)).is_err() {
                 return Reply::Error {
                     message: "the host is shutting down".into(),
@@ -158,11 +178,52 @@ fn answer(ctx: &ControlContext, req: Request) -> Reply {
             prepare_rollback(&ctx.runtime, &ctx.paths, &ctx.settings, &ctx.risk)
                 .and_then(|p| submit(ctx, p)),
         ),
+        Request::Activate { version } => deployed(
+            prepare_version(&ctx.runtime, &ctx.paths, &ctx.settings, &ctx.risk, version)
+                .and_then(|p| submit(ctx, p)),
+        ),
+        Request::Halt { by } => ask(ctx, |reply| Command::Halt { by: by.unwrap_or_else(|| "cli".into()), reply }),
+        Request::Resume { by } => {
+            ask(ctx, |reply| Command::Resume { by: by.unwrap_or_else(|| "cli".into()), reply })
+        }
+        Request::Kill { by } => ask(ctx, |reply| Command::Kill { by: by.unwrap_or_else(|| "cli".into()), reply }),
+        Request::Review { by, reason } => {
+            ask(ctx, |reply| Command::TriggerReview { by: by.unwrap_or_else(|| "cli".into()), reason, reply })
+        }
         Request::Shutdown => {
             let _ = ctx.commands.send(Command::Shutdown);
             Reply::Ok
         }
     }
+}
+
+/// Sends a command built around a reply channel and waits for its answer.
+fn ask<T: Serialize>(ctx: &ControlContext, make: impl FnOnce(Sender<T>) -> Command) -> Reply {
+    let (tx, rx) = channel::<T>();
+    if ctx.commands.send(make(tx)).is_err() {
+        return Reply::Error { message: "the host is shutting down".into() };
+    }
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(v) => Reply::Done(serde_json::to_value(v).unwrap_or_default()),
+        Err(_) => Reply::Error { message: "the host did not answer".into() },
+    }
+}
+
+/// Loads archived version `version`, ready to swap in.
+pub fn prepare_version(
+    rt: &Arc<Runtime>,
+    paths: &Paths,
+    settings: &Settings,
+    risk: &RiskFile,
+    version: i64,
+) -> Result<crate::shell::Prepared, String> {
+    let conn = crate::db::open(&paths.db()).map_err(|e| e.to_string())?;
+    let rec = archive::get(&conn, version).map_err(|e| e.to_string())?;
+    let (bytes, _) = archive::load_bytes(&conn, &paths.archive_dir, version).map_err(|e| e.to_string())?;
+    let mut p = prepare(rt, bytes, risk, &settings.symbols, rec.params.clone(), &format!("activate v{version}"))
+        .map_err(|e| format!("version {version} does not start: {e}"))?;
+    p.existing_version = Some(version);
+    Ok(p)
 }
 
 /// Loads the version before the active one, ready to swap in.

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Event {
     pub seq: i64,
     pub ts: i64,
@@ -49,6 +49,23 @@ pub fn append(
         params![ts, kind, symbol, detail, prev, hash],
     )?;
     Ok(conn.last_insert_rowid())
+}
+
+/// The in-process channel every appended event is published on (API, bot).
+pub type Bus = tokio::sync::broadcast::Sender<Event>;
+
+/// Appends one event and publishes it to `bus` subscribers (none is fine).
+pub fn publish(
+    conn: &Connection,
+    bus: &Bus,
+    ts: i64,
+    kind: &str,
+    symbol: Option<&str>,
+    detail: &serde_json::Value,
+) -> rusqlite::Result<i64> {
+    let seq = append(conn, ts, kind, symbol, detail)?;
+    let _ = bus.send(Event { seq, ts, kind: kind.to_string(), symbol: symbol.map(str::to_string), detail: detail.clone() });
+    Ok(seq)
 }
 
 /// Why the chain does not verify.

@@ -1,17 +1,25 @@
-//! The running host: owns the active strategy, the market data and the
-//! database on one thread, scans at the strategy's interval on the injected
-//! (feed) clock, and applies deploys and rollbacks between two scans.
+//! The running host: one thread owns the active strategy, the trading
+//! account (the shared engine, persisted per bar), the market data and the
+//! database; it runs the scheduled jobs on the injected (feed) clock and
+//! applies commands (deploy, halt, kill, status) between two bars.
 
+use crate::account::{self, Reconciliation};
 use crate::archive::{self, BytesSource};
-use crate::config::{RiskFile, Settings};
+use crate::backtest::{convert, Driver, WasmDriver};
+use crate::config::{Mode, RiskFile, Settings};
 use crate::events;
 use crate::runtime::{ModuleError, ModuleInfo, Runtime, StrategyInstance, StrategyModule};
+use crate::trader::Trader;
 use rusqlite::Connection;
-use serde::Serialize;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use trading_core::{Candle, Interval, MarketData, MarketView};
+use trading_core::{
+    Candle, Decision, EngineConfig, EngineEvent, FillConfig, Interval, MarketData, MarketView,
+};
 
 /// Where a host keeps its state.
 #[derive(Debug, Clone)]
@@ -83,15 +91,14 @@ pub fn prepare(
 pub struct Active {
     pub version: i64,
     pub module: StrategyModule,
-    pub instance: StrategyInstance,
+    pub driver: WasmDriver,
     pub params: Vec<(String, String)>,
-    pub scan_minutes: u32,
     pub failures: u32,
     /// State after the last good scan, to restart a trapped instance from.
     pub last_good_state: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployOutcome {
     pub version: i64,
     pub hash: String,
@@ -101,27 +108,94 @@ pub struct DeployOutcome {
     pub state_bytes: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LiveStatus {
-    pub running: bool,
-    pub paused: Option<String>,
-    pub active_version: Option<i64>,
-    pub active_hash: Option<String>,
-    pub scan_seq: i64,
-    pub last_scan_ts: Option<i64>,
-    pub clock: i64,
+/// The active strategy as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StrategyStatus {
+    pub version: i64,
+    pub hash: String,
+    pub scan_minutes: u32,
+    pub failures: u32,
 }
 
+/// One open position, marked at the last price.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PositionStatus {
+    pub symbol: String,
+    pub qty: Decimal,
+    pub avg_entry: Decimal,
+    pub mark: Option<Decimal>,
+    pub value: Decimal,
+    pub unrealized_pnl: Decimal,
+    pub stop_loss: Option<Decimal>,
+    pub take_profit: Option<Decimal>,
+    pub opened_at: i64,
+    pub intent: String,
+    pub tag: String,
+}
+
+/// Everything `host status`, the API and the bot show about a running host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub running: bool,
+    pub mode: Mode,
+    pub paused: Option<String>,
+    pub strategy: Option<StrategyStatus>,
+    pub scan_seq: i64,
+    pub last_scan_ts: Option<i64>,
+    /// The injected clock: the close of the last bar (replay) or wall time (live).
+    pub clock: i64,
+    pub starting_capital: Decimal,
+    pub cash: Decimal,
+    pub equity: Decimal,
+    pub total_pnl: Decimal,
+    pub realized_pnl: Decimal,
+    pub unrealized_pnl: Decimal,
+    pub daily_pnl: Decimal,
+    pub fees_paid: Decimal,
+    pub drawdown_pct: Decimal,
+    pub positions: Vec<PositionStatus>,
+    pub open_orders: usize,
+    pub closed_trades: usize,
+    pub halt: Option<String>,
+    pub killed: bool,
+    pub limits: RiskFile,
+}
+
+/// What the kill switch did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillOutcome {
+    pub cancelled_orders: usize,
+    /// Positions whose market close is queued for the next bar.
+    pub closing: Vec<String>,
+}
+
+/// A request to the scan loop. Replies go back on the enclosed channel.
 pub enum Command {
     Deploy(Box<Prepared>, Sender<Result<DeployOutcome, String>>),
-    Status(Sender<LiveStatus>),
+    Status(Sender<Status>),
+    /// Latch a manual halt (no new entries). Replies whether it was newly latched.
+    Halt { by: String, reply: Sender<bool> },
+    /// Clear halts and the kill switch. Replies whether anything was cleared.
+    Resume { by: String, reply: Sender<bool> },
+    /// Kill switch: cancel every order, close every position, refuse all signals.
+    Kill { by: String, reply: Sender<KillOutcome> },
+    /// Record a manual tuning trigger for the orchestrator. Replies with the event's sequence.
+    TriggerReview { by: String, reason: String, reply: Sender<Option<i64>> },
     Shutdown,
+}
+
+/// What a market feed yields.
+pub enum FeedEvent {
+    /// A closed candle.
+    Bar(String, Interval, Candle),
+    /// Time passed with no bar (live feeds): run due jobs at this clock.
+    Tick(i64),
 }
 
 /// Where candles come from: a replayed file, or (live) an exchange feed.
 pub trait Feed {
-    /// The next closed candle, or None at the end of the feed.
-    fn next_bar(&mut self) -> Option<(String, Interval, Candle)>;
+    /// The next event, or None at the end of the feed.
+    fn next_event(&mut self) -> Option<FeedEvent>;
 }
 
 /// Replays candles in time order, paced at `speed`× real time (None = as fast as possible).
@@ -134,16 +208,18 @@ pub struct ReplayFeed {
 impl ReplayFeed {
     pub fn new(mut bars: Vec<(String, Interval, Candle)>, speed: Option<f64>) -> Self {
         bars.sort_by_key(|(s, i, c)| (c.ts + i.secs(), s.clone()));
-        ReplayFeed {
-            bars: bars.into_iter(),
-            speed,
-            last_ts: None,
-        }
+        ReplayFeed { bars: bars.into_iter(), speed, last_ts: None }
+    }
+
+    /// Drops every bar closing at or before `ts` (a restarted replay resumes after what it saw).
+    pub fn skip_through(&mut self, ts: i64) {
+        let rest: Vec<_> = self.bars.by_ref().filter(|(_, i, c)| c.ts + i.secs() > ts).collect();
+        self.bars = rest.into_iter();
     }
 }
 
 impl Feed for ReplayFeed {
-    fn next_bar(&mut self) -> Option<(String, Interval, Candle)> {
+    fn next_event(&mut self) -> Option<FeedEvent> {
         let bar = self.bars.next()?;
         if let (Some(speed), Some(last)) = (self.speed, self.last_ts) {
             let dt = (bar.2.ts - last).max(0) as f64 / speed;
@@ -152,11 +228,12 @@ impl Feed for ReplayFeed {
             }
         }
         self.last_ts = Some(bar.2.ts);
-        Some(bar)
+        Some(FeedEvent::Bar(bar.0, bar.1, bar.2))
     }
 }
 
-/// The host's state machine.
+/// The host's state machine: strategy, account, market data and jobs, all
+/// driven by the injected clock.
 pub struct Shell {
     pub conn: Connection,
     pub runtime: Arc<Runtime>,
@@ -166,10 +243,23 @@ pub struct Shell {
     pub active: Option<Active>,
     pub paused: Option<String>,
     pub data: Arc<MarketData>,
+    pub trader: Trader,
     pub scan_seq: i64,
     pub clock: i64,
+    pub bus: events::Bus,
+    pub reconciliation: Reconciliation,
+    mode: &'static str,
     next_scan_at: i64,
     last_scan_ts: Option<i64>,
+    /// The last time the strategy answered a scan.
+    last_answer: Option<i64>,
+    dead_man_fired: bool,
+    /// UTC day of the last daily job.
+    day: Option<i64>,
+}
+
+fn cents(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
 }
 
 fn now_unix() -> i64 {
@@ -179,18 +269,129 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// The account part of [`Status`] from an engine (running host or stored snapshot).
+pub fn account_status(engine: &trading_core::Engine, settings: &Settings, risk: &RiskFile) -> Status {
+    let p = engine.portfolio();
+    let positions: Vec<PositionStatus> = p
+        .positions()
+        .values()
+        .map(|pos| {
+            let mark = p.mark_price(&pos.symbol);
+            let px = mark.unwrap_or(pos.avg_entry);
+            PositionStatus {
+                symbol: pos.symbol.clone(),
+                qty: pos.qty,
+                avg_entry: pos.avg_entry,
+                mark,
+                value: cents(pos.value_at(px)),
+                unrealized_pnl: cents(pos.unrealized_pnl(px)),
+                stop_loss: pos.stop_loss,
+                take_profit: pos.take_profit,
+                opened_at: pos.opened_at,
+                intent: format!("{:?}", pos.intent).to_lowercase(),
+                tag: pos.tag.clone(),
+            }
+        })
+        .collect();
+    let unrealized: Decimal = positions.iter().map(|x| x.unrealized_pnl).sum();
+    let equity = p.equity();
+    Status {
+        running: false,
+        mode: settings.mode,
+        paused: None,
+        strategy: None,
+        scan_seq: 0,
+        last_scan_ts: None,
+        clock: p.last_time().unwrap_or(0),
+        starting_capital: p.starting_capital(),
+        cash: cents(p.cash()),
+        equity: cents(equity),
+        total_pnl: cents(equity - p.starting_capital() - p.net_deposits()),
+        realized_pnl: cents(p.realized_pnl()),
+        unrealized_pnl: unrealized,
+        daily_pnl: cents(p.today().map(|(_, d)| d.pnl()).unwrap_or_default()),
+        fees_paid: cents(p.total_fees()),
+        drawdown_pct: p.drawdown_pct().round_dp(4),
+        positions,
+        open_orders: engine.pending().len(),
+        closed_trades: p.closed_trades().len(),
+        halt: engine.risk().halt().map(|h| h.to_string()),
+        killed: engine.risk().is_killed(),
+        limits: risk.clone(),
+    }
+}
+
+/// The account as last saved, for `host status` when no host runs.
+pub fn stored_status(conn: &Connection, settings: &Settings, risk: &RiskFile) -> anyhow::Result<Option<Status>> {
+    let mode = match settings.mode {
+        Mode::Paper => "paper",
+        Mode::Live => "live",
+    };
+    let json: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT engine FROM account_snapshot WHERE mode = ?1",
+        [mode],
+        |r| r.get(0),
+    ))?;
+    let Some(json) = json else {
+        return Ok(None);
+    };
+    let engine: trading_core::Engine = serde_json::from_str(&json)?;
+    Ok(Some(account_status(&engine, settings, risk)))
+}
+
+/// A stand-in the engine calls back into when no strategy runs (paused):
+/// fills still happen, nobody is told.
+struct NoStrategy;
+
+impl Driver for NoStrategy {
+    fn scan_minutes(&self) -> u32 {
+        5
+    }
+    fn analyze(
+        &mut self,
+        _: i64,
+        _: &crate::runtime::bindings::Portfolio,
+        _: &MarketView,
+    ) -> Result<Vec<crate::runtime::bindings::Signal>, ModuleError> {
+        Ok(Vec::new())
+    }
+    fn on_fill(&mut self, _: &crate::runtime::bindings::Fill) -> Result<(), ModuleError> {
+        Ok(())
+    }
+    fn on_position_closed(&mut self, _: &crate::runtime::bindings::ClosedTrade) -> Result<(), ModuleError> {
+        Ok(())
+    }
+}
+
 impl Shell {
-    /// Startup: open the database, then load the active strategy from the
-    /// archive file, else its database copy, else the configured default,
-    /// else start paused.
+    /// Startup (the seed's L1–L9): open and migrate the database, rebuild the
+    /// account from its fills and check it against the snapshot (L1),
+    /// re-evaluate halts (L2), warn about orphaned positions (L3), load the
+    /// strategy from the archive file, else its database copy, else the
+    /// configured default, else start paused (L4), restore its state, cancel
+    /// orders that are no longer open (L7) and raise the startup alerts.
     pub fn start(paths: Paths, settings: Settings, risk: RiskFile) -> anyhow::Result<Shell> {
         std::fs::create_dir_all(&paths.data_dir)?;
         let conn = crate::db::open(&paths.db())?;
         let runtime = Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
-        let scan_seq: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| {
-                r.get(0)
-            })?;
+        let scan_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| r.get(0))?;
+        let mode = match settings.mode {
+            Mode::Paper => "paper",
+            Mode::Live => "live",
+        };
+        let risk_config = convert::risk_config(&risk)?;
+        let engine_config = EngineConfig {
+            fill: FillConfig { fee_bps: settings.fee_bps.into(), slippage_bps: settings.slippage_bps.into() },
+            order_ttl_bars: 24,
+        };
+        let (mut engine, reconciliation) =
+            account::open(&conn, mode, settings.starting_capital, risk_config, engine_config)?;
+        if reconciliation.mismatch {
+            account::next_epoch(&conn, mode)?;
+        }
+        let clock = engine.portfolio().last_time().unwrap_or(0);
+        let halt_now = engine.observe();
+        let (bus, _) = tokio::sync::broadcast::channel(1024);
         let mut shell = Shell {
             conn,
             runtime,
@@ -200,19 +401,117 @@ impl Shell {
             active: None,
             paused: None,
             data: Arc::new(MarketData::new()),
+            trader: Trader::new(engine),
             scan_seq,
-            clock: 0,
+            clock,
+            bus,
+            reconciliation,
+            mode,
             next_scan_at: i64::MIN,
             last_scan_ts: None,
+            last_answer: None,
+            dead_man_fired: false,
+            day: None,
         };
+        shell.load_candles()?;
+        let rec = shell.reconciliation.clone();
+        shell.event("reconcile", None, serde_json::to_value(&rec)?);
+        if let Some(c) = rec.configured_capital_ignored {
+            shell.alert(format!(
+                "settings name a starting capital of {c}, but this account started with {}; the stored value is kept",
+                rec.starting_capital
+            ));
+        }
+        if rec.mismatch {
+            shell.alert(format!(
+                "the account snapshot (cash {}) disagreed with the {} stored fills (cash {}); rebuilt from the fills",
+                rec.snapshot_cash.unwrap_or_default(),
+                rec.fills,
+                rec.cash
+            ));
+        }
+        if !rec.stale_orders.is_empty() {
+            shell.alert(format!("cancelled {} stale orders: {}", rec.stale_orders.len(), rec.stale_orders.join(", ")));
+        }
+        if let Some(h) = halt_now.or(shell.trader.engine.risk().halt()) {
+            shell.alert(format!("entries are halted: {h}"));
+        }
+        if shell.trader.engine.risk().is_killed() {
+            shell.alert("the kill switch is engaged: every signal is refused until resumed".into());
+        }
+        let orphans: Vec<String> = shell
+            .trader
+            .engine
+            .portfolio()
+            .positions()
+            .keys()
+            .filter(|s| !shell.settings.symbols.contains(s))
+            .cloned()
+            .collect();
+        if !orphans.is_empty() {
+            shell.alert(format!("orphaned positions in unconfigured symbols: {}", orphans.join(", ")));
+        }
         shell.load_strategy()?;
+        if let Some(p) = shell.paused.clone() {
+            shell.alert(format!("strategy paused: {p}"));
+        }
         Ok(shell)
     }
 
-    fn event(&self, kind: &str, detail: serde_json::Value) {
-        if let Err(e) = events::append(&self.conn, now_unix(), kind, None, &detail) {
-            tracing::error!("event log: {e}");
+    /// Loads the stored candles of the configured symbols (the market view's history).
+    fn load_candles(&mut self) -> anyhow::Result<()> {
+        let data = Arc::make_mut(&mut self.data);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ?1 AND interval = ?2 ORDER BY ts")?;
+        for symbol in &self.settings.symbols {
+            for interval in [Interval::M5, Interval::H1, Interval::D1] {
+                let candles = stmt
+                    .query_map(rusqlite::params![symbol, interval.name()], |r| {
+                        Ok(Candle {
+                            ts: r.get(0)?,
+                            open: r.get(1)?,
+                            high: r.get(2)?,
+                            low: r.get(3)?,
+                            close: r.get(4)?,
+                            volume: r.get(5)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(last) = candles.last() {
+                    self.clock = self.clock.max(last.ts + interval.secs());
+                }
+                if !candles.is_empty() {
+                    data.set_series(symbol, interval, candles);
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The time events are stamped with: the injected clock once it runs.
+    fn now(&self) -> i64 {
+        if self.clock > 0 {
+            self.clock
+        } else {
+            now_unix()
+        }
+    }
+
+    /// Appends to the hash-chained event log and publishes to subscribers.
+    pub fn event(&self, kind: &str, symbol: Option<&str>, detail: serde_json::Value) -> Option<i64> {
+        match events::publish(&self.conn, &self.bus, self.now(), kind, symbol, &detail) {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::error!("event log: {e}");
+                None
+            }
+        }
+    }
+
+    fn alert(&self, message: String) {
+        tracing::warn!("{message}");
+        self.event("alert", None, serde_json::json!({ "message": message }));
     }
 
     fn load_strategy(&mut self) -> anyhow::Result<()> {
@@ -222,42 +521,27 @@ impl Shell {
             match loaded {
                 Ok((bytes, source)) => {
                     if source == BytesSource::Database {
-                        tracing::warn!(
-                            version = rec.version,
-                            "archive file missing or damaged: loaded the database copy"
-                        );
-                        self.event(
-                            "strategy_fallback",
-                            serde_json::json!({ "version": rec.version, "source": "database" }),
-                        );
+                        self.alert(format!(
+                            "strategy v{}: archive file missing or damaged, loaded the database copy",
+                            rec.version
+                        ));
                     }
-                    match prepare(
-                        &self.runtime,
-                        bytes,
-                        &self.risk,
-                        &symbols,
-                        rec.params.clone(),
-                        "startup",
-                    ) {
+                    match prepare(&self.runtime, bytes, &self.risk, &symbols, rec.params.clone(), "startup") {
                         Ok(mut p) => {
-                            let saved = archive::latest_state(&self.conn)?;
-                            if let Some((_, state, _)) = saved {
+                            if let Some((_, state, _)) = archive::latest_state(&self.conn)? {
                                 if let Err(e) = p.instance.load_state(&state) {
-                                    tracing::warn!("saved strategy state refused ({e}); starting from a fresh state");
+                                    self.alert(format!("saved strategy state refused ({e}); starting from a fresh state"));
                                 }
                             }
                             tracing::info!(version = rec.version, ?source, "strategy loaded");
                             self.event(
                                 "strategy_loaded",
+                                None,
                                 serde_json::json!({ "version": rec.version, "source": source }),
                             );
                             self.activate_prepared(rec.version, p);
-                            return Ok(());
                         }
-                        Err(e) => self.pause(format!(
-                            "active version {} does not start: {e}",
-                            rec.version
-                        )),
+                        Err(e) => self.pause(format!("active version {} does not start: {e}", rec.version)),
                     }
                 }
                 Err(e) => self.pause(format!("{e}")),
@@ -283,17 +567,16 @@ impl Shell {
                 }
                 Err(e) => self.pause(format!("default strategy {}: {e}", path.display())),
             },
-            Err(e) => self.pause(format!(
-                "no strategy deployed and the default {} cannot be read: {e}",
-                path.display()
-            )),
+            Err(e) => {
+                self.pause(format!("no strategy deployed and the default {} cannot be read: {e}", path.display()))
+            }
         }
         Ok(())
     }
 
     fn pause(&mut self, reason: String) {
         tracing::error!("strategy paused: {reason}");
-        self.event("strategy_paused", serde_json::json!({ "reason": reason }));
+        self.event("strategy_paused", None, serde_json::json!({ "reason": reason }));
         self.paused = Some(reason);
         self.active = None;
     }
@@ -319,13 +602,13 @@ impl Shell {
         self.active = Some(Active {
             version,
             module: p.module,
-            instance: p.instance,
+            driver: WasmDriver::from_instance(p.instance, p.scan_minutes),
             params: p.params,
-            scan_minutes: p.scan_minutes,
             failures: 0,
             last_good_state: None,
         });
         self.paused = None;
+        self.dead_man_fired = false;
     }
 
     /// Swaps `p` in: carries the running strategy's state across, records the
@@ -335,37 +618,29 @@ impl Shell {
         let previous = self.active.as_ref().map(|a| a.version);
         let state = match self.active.as_mut() {
             Some(a) => Some(
-                a.instance
+                a.driver
+                    .instance
                     .get_state()
                     .map_err(|e| format!("the running strategy's state cannot be read: {e}"))?,
             ),
-            None => archive::latest_state(&self.conn)
-                .map_err(|e| e.to_string())?
-                .map(|(_, s, _)| s),
+            None => archive::latest_state(&self.conn).map_err(|e| e.to_string())?.map(|(_, s, _)| s),
         };
         if let Some(s) = &state {
-            p.instance
-                .load_state(s)
-                .map_err(|e| format!("the new strategy refused the running state: {e}"))?;
+            p.instance.load_state(s).map_err(|e| format!("the new strategy refused the running state: {e}"))?;
         }
         let hash = p.info().hash.clone();
         let version = self.record_version(&p).map_err(|e| e.to_string())?;
         if let Some(s) = &state {
-            archive::save_state(&self.conn, version, s, self.scan_seq)
-                .map_err(|e| e.to_string())?;
+            archive::save_state(&self.conn, version, s, self.scan_seq).map_err(|e| e.to_string())?;
         }
         let origin = p.origin.clone();
         self.activate_prepared(version, p);
         self.event(
             "deploy",
+            None,
             serde_json::json!({ "version": version, "previous": previous, "hash": hash, "origin": origin, "first_scan": self.scan_seq + 1 }),
         );
-        tracing::info!(
-            version,
-            ?previous,
-            "strategy swapped in before scan {}",
-            self.scan_seq + 1
-        );
+        tracing::info!(version, ?previous, "strategy swapped in before scan {}", self.scan_seq + 1);
         Ok(DeployOutcome {
             version,
             hash,
@@ -375,16 +650,20 @@ impl Shell {
         })
     }
 
-    pub fn status(&self) -> LiveStatus {
-        LiveStatus {
-            running: true,
-            paused: self.paused.clone(),
-            active_version: self.active.as_ref().map(|a| a.version),
-            active_hash: self.active.as_ref().map(|a| a.module.info().hash.clone()),
-            scan_seq: self.scan_seq,
-            last_scan_ts: self.last_scan_ts,
-            clock: self.clock,
-        }
+    pub fn status(&self) -> Status {
+        let mut s = account_status(&self.trader.engine, &self.settings, &self.risk);
+        s.running = true;
+        s.paused = self.paused.clone();
+        s.strategy = self.active.as_ref().map(|a| StrategyStatus {
+            version: a.version,
+            hash: a.module.info().hash.clone(),
+            scan_minutes: a.driver.scan_minutes(),
+            failures: a.failures,
+        });
+        s.scan_seq = self.scan_seq;
+        s.last_scan_ts = self.last_scan_ts;
+        s.clock = self.clock;
+        s
     }
 
     fn handle(&mut self, cmd: Command) -> bool {
@@ -393,65 +672,300 @@ impl Shell {
                 let r = self.swap(*p);
                 if let Err(e) = &r {
                     tracing::error!("deploy refused: {e}");
-                    self.event("deploy_failed", serde_json::json!({ "reason": e }));
+                    self.event("deploy_failed", None, serde_json::json!({ "reason": e }));
                 }
                 let _ = reply.send(r);
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Command::Halt { by, reply } => {
+                let newly = self.trader.engine.halt_manually();
+                self.persist_account(&[], &[]);
+                self.event("halt", None, serde_json::json!({ "by": by, "reason": "manual", "newly": newly }));
+                let _ = reply.send(newly);
+            }
+            Command::Resume { by, reply } => {
+                let e = &mut self.trader.engine;
+                let was = e.risk().halt().map(|h| h.to_string());
+                let killed = e.risk().is_killed();
+                e.resume();
+                e.clear_kill();
+                self.persist_account(&[], &[]);
+                self.event("resume", None, serde_json::json!({ "by": by, "halt": was, "killed": killed }));
+                let _ = reply.send(was.is_some() || killed);
+            }
+            Command::Kill { by, reply } => {
+                let now = self.now();
+                let before: BTreeSet<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+                let events = self.trader.engine.kill(now);
+                let closing: Vec<_> =
+                    self.trader.engine.pending().iter().filter(|o| !before.contains(&o.id)).cloned().collect();
+                let outcome = KillOutcome {
+                    cancelled_orders: events.len(),
+                    closing: closing.iter().map(|o| o.request.symbol.clone()).collect(),
+                };
+                self.persist_account(&events, &closing);
+                self.event("kill", None, serde_json::json!({ "by": by, "outcome": outcome }));
+                let _ = reply.send(outcome);
+            }
+            Command::TriggerReview { by, reason, reply } => {
+                let seq = self.event(
+                    "tuning_trigger",
+                    None,
+                    serde_json::json!({ "kind": "manual", "by": by, "reason": reason }),
+                );
+                let _ = reply.send(seq);
+            }
             Command::Shutdown => return false,
         }
         true
     }
 
-    /// One bar of market data arrived; scan if one is due. Returns false on shutdown.
+    /// Writes engine events, new orders and the engine snapshot in one transaction.
+    fn persist_account(&mut self, events: &[EngineEvent], new_orders: &[trading_core::PendingOrder]) {
+        self.persist(events, new_orders, None)
+    }
+
+    /// As [`Shell::persist_account`], plus the bar that caused it: a bar is
+    /// stored together with what the engine did on it, so a restart never
+    /// skips a bar the account did not see.
+    fn persist(
+        &mut self,
+        events: &[EngineEvent],
+        new_orders: &[trading_core::PendingOrder],
+        bar: Option<(&str, Interval, &Candle)>,
+    ) {
+        let r = (|| -> Result<(), account::AccountError> {
+            let tx = self.conn.transaction()?;
+            if let Some((symbol, interval, c)) = bar {
+                tx.execute(
+                    "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    rusqlite::params![symbol, interval.name(), c.ts, c.open, c.high, c.low, c.close, c.volume],
+                )?;
+                if events.is_empty() && new_orders.is_empty() {
+                    return Ok(tx.commit()?);
+                }
+            }
+            account::record_events(&tx, self.mode, events, self.clock)?;
+            account::record_orders(&tx, self.mode, self.mode, new_orders, self.clock)?;
+            account::snapshot(&tx, self.mode, &self.trader.engine, self.clock)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            // the account in memory is ahead of the database: say so loudly
+            tracing::error!("account not saved: {e}");
+            self.event("error", None, serde_json::json!({ "where": "account", "error": e.to_string() }));
+        }
+    }
+
+    fn engine_events(&self, events: &[EngineEvent]) {
+        for ev in events {
+            let (kind, symbol) = match ev {
+                EngineEvent::Filled(r) => ("fill", Some(r.fill.symbol.as_str())),
+                EngineEvent::PositionClosed(t) => ("position_closed", Some(t.symbol.as_str())),
+                EngineEvent::OrderCancelled { symbol, .. } => ("order_cancelled", Some(symbol.as_str())),
+                EngineEvent::OrderExpired { symbol, .. } => ("order_expired", Some(symbol.as_str())),
+                EngineEvent::Halted(_) => ("halted", None),
+            };
+            let mut detail = serde_json::to_value(ev).unwrap_or_default();
+            if let EngineEvent::Halted(h) = ev {
+                detail["message"] = serde_json::Value::String(h.to_string());
+            }
+            self.event(kind, symbol, detail);
+        }
+    }
+
+    /// One closed bar: store it, let the engine fill and exit on it, tell the
+    /// strategy, then run the jobs that are due at the new clock.
     pub fn on_bar(&mut self, symbol: &str, interval: Interval, bar: Candle) {
+        if self.data.series(symbol, interval).last().is_some_and(|c| c.ts >= bar.ts) {
+            return; // seen before (a restarted replay, or a repeated feed message)
+        }
         Arc::make_mut(&mut self.data).push(symbol, interval, bar);
         self.clock = self.clock.max(bar.ts + interval.secs());
+        // the engine trades on the strategy's own timeframe only (the finest configured)
+        let result = match self.active.as_mut() {
+            Some(a) => self.trader.on_bar(&mut a.driver, symbol, &bar),
+            None => self.trader.on_bar(&mut NoStrategy, symbol, &bar),
+        };
+        match result {
+            Ok((events, errors)) => {
+                self.persist(&events, &[], Some((symbol, interval, &bar)));
+                self.engine_events(&events);
+                for e in errors {
+                    self.module_failed(e);
+                }
+            }
+            Err(e) => {
+                self.persist(&[], &[], Some((symbol, interval, &bar)));
+                self.event("error", Some(symbol), serde_json::json!({ "where": "engine", "error": e.to_string() }));
+            }
+        }
+        self.tick(self.clock);
+    }
+
+    /// Runs whatever is due at `now`: daily jobs, the dead-man's switch, a scan.
+    pub fn tick(&mut self, now: i64) {
+        self.clock = self.clock.max(now);
+        let day = trading_core::utc_day(self.clock);
+        if self.day != Some(day) {
+            if self.day.is_some() {
+                self.daily_jobs();
+            }
+            self.day = Some(day);
+        }
+        self.dead_man();
         if self.clock >= self.next_scan_at {
             self.scan(self.clock);
         }
     }
 
-    /// One scan at `now`: the strategy sees the market up to `now`.
+    /// The daily P&L snapshot (and, through the orchestrator, candle tiering).
+    fn daily_jobs(&mut self) {
+        let p = self.trader.engine.portfolio();
+        let day = chrono::DateTime::from_timestamp(self.clock - 1, 0)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        if let Err(e) = self.conn.execute(
+            "INSERT OR REPLACE INTO daily_snapshots (day, ts, value, cash) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![day, self.clock, cents(p.equity()).to_string(), cents(p.cash()).to_string()],
+        ) {
+            tracing::error!("daily snapshot: {e}");
+        }
+    }
+
+    /// Cancels every open order once the strategy has not answered for the configured time.
+    fn dead_man(&mut self) {
+        let limit = i64::from(self.settings.safety.dead_man_minutes) * 60;
+        if limit == 0 || self.dead_man_fired || self.trader.engine.pending().is_empty() {
+            return;
+        }
+        let since = self.last_answer.unwrap_or(i64::MIN);
+        let silent = self.active.is_none() || self.active.as_ref().is_some_and(|a| a.failures > 0);
+        if silent && self.clock.saturating_sub(since) >= limit {
+            let ids: Vec<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+            let events: Vec<EngineEvent> = ids.into_iter().filter_map(|id| self.trader.engine.cancel(id)).collect();
+            self.dead_man_fired = true;
+            self.persist_account(&events, &[]);
+            self.engine_events(&events);
+            self.alert(format!(
+                "dead-man's switch: the strategy has not answered since {}; cancelled {} open orders",
+                self.last_answer.map_or("startup".to_string(), |t| t.to_string()),
+                events.len()
+            ));
+        }
+    }
+
+    /// Symbols whose newest candle is older than the stale limit at `now`.
+    fn stale_symbols(&self, now: i64) -> Vec<String> {
+        let limit = i64::from(self.settings.safety.stale_data_minutes) * 60;
+        if limit == 0 {
+            return Vec::new();
+        }
+        self.settings
+            .symbols
+            .iter()
+            .filter(|s| {
+                let newest = [Interval::M5, Interval::H1, Interval::D1]
+                    .iter()
+                    .filter_map(|i| self.data.series(s, *i).last().map(|c| c.ts + i.secs()))
+                    .max();
+                newest.is_none_or(|t| now - t > limit)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// One scan at `now`: the strategy sees the market up to `now`, its
+    /// signals go through the risk manager, and everything is recorded.
     pub fn scan(&mut self, now: i64) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let step = i64::from(active.driver.scan_minutes().max(1)) * 60;
+        self.next_scan_at = (now.div_euclid(step) + 1) * step;
+        let stale = self.stale_symbols(now);
+        if !stale.is_empty() {
+            self.event("stale_data", None, serde_json::json!({ "symbols": stale, "at": now }));
+            return;
+        }
         let Some(active) = self.active.as_mut() else {
             return;
         };
         self.scan_seq += 1;
         let seq = self.scan_seq;
-        let step = active.scan_minutes as i64 * 60;
-        self.next_scan_at = (now / step + 1) * step;
         self.last_scan_ts = Some(now);
-        let portfolio = crate::runtime::bindings::Portfolio {
-            cash: self.settings.starting_capital.try_into().unwrap_or(0.0),
-            total_value: self.settings.starting_capital.try_into().unwrap_or(0.0),
-            positions: vec![],
-            daily_pnl: 0.0,
-            total_pnl: 0.0,
-            fees_paid: 0.0,
-            closed_trade_count: 0,
-        };
-        active.instance.host().view = Some(MarketView::new(self.data.clone(), now));
-        let result = active.instance.analyze(now, &portfolio);
-        active.instance.host().view = None;
-        let fuel = active.instance.fuel_used() as i64;
+        let before: BTreeSet<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+        let outcome = self.trader.scan(&mut active.driver, &self.data, now);
+        let fuel = active.driver.instance.fuel_used() as i64;
         let (version, hash) = (active.version, active.module.info().hash.clone());
-        let (n, error) = match &result {
-            Ok(s) => (s.len() as i64, None),
-            Err(e) => (0, Some(e.to_string())),
-        };
+        let error = outcome.error.as_ref().map(|e| e.to_string());
         if let Err(e) = self.conn.execute(
             "INSERT INTO scan_results (seq, ts, strategy_version, module_hash, signals, fuel, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![seq, now, version, hash, n, fuel, error],
+            rusqlite::params![seq, now, version, hash, outcome.decisions.len() as i64, fuel, error],
         ) {
             tracing::error!("scan {seq}: {e}");
         }
-        match result {
-            Ok(_) => active.failures = 0,
-            Err(e) => self.module_failed(e),
+        for (signal, decision) in &outcome.decisions {
+            self.record_signal(seq, now, signal, decision);
         }
+        for cf in self.trader.engine.take_counterfactuals() {
+            self.event("counterfactual", Some(&cf.symbol.clone()), serde_json::to_value(&cf).unwrap_or_default());
+        }
+        let new_orders: Vec<_> =
+            self.trader.engine.pending().iter().filter(|o| !before.contains(&o.id)).cloned().collect();
+        if !new_orders.is_empty() || !outcome.decisions.is_empty() {
+            self.persist_account(&[], &new_orders);
+        }
+        for o in &new_orders {
+            self.event("order", Some(&o.request.symbol), serde_json::to_value(o).unwrap_or_default());
+        }
+        match outcome.error {
+            None => {
+                self.last_answer = Some(now);
+                self.dead_man_fired = false;
+                if let Some(a) = self.active.as_mut() {
+                    a.failures = 0;
+                }
+            }
+            Some(e) => self.module_failed(e),
+        }
+    }
+
+    fn record_signal(&self, seq: i64, now: i64, s: &trading_core::Signal, d: &Decision) {
+        let (decision, reason) = match d {
+            Decision::Approved(o) => ("approved", o.clipped_from.as_ref().map(|c| format!("clipped: {c:?}"))),
+            Decision::Modify(_) => ("modify", None),
+            Decision::Refused(r) => ("refused", Some(r.to_string())),
+        };
+        let lower = |x: String| x.to_lowercase();
+        if let Err(e) = self.conn.execute(
+            "INSERT INTO signals (scan_seq, ts, symbol, action, size_pct, order_type, confidence, tag, reasoning, decision, reason, acted_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            rusqlite::params![
+                seq,
+                now,
+                s.symbol,
+                lower(format!("{:?}", s.action)),
+                if s.size_pct.is_finite() { s.size_pct } else { -1.0 },
+                lower(format!("{:?}", s.order_type)),
+                if s.confidence.is_finite() { Some(s.confidence) } else { None },
+                s.tag,
+                s.reasoning,
+                decision,
+                reason,
+                d.is_approved()
+            ],
+        ) {
+            tracing::error!("signal not stored: {e}");
+        }
+        self.event(
+            "risk_decision",
+            Some(&s.symbol),
+            serde_json::json!({ "scan": seq, "signal": s, "decision": decision, "reason": reason }),
+        );
     }
 
     fn module_failed(&mut self, e: ModuleError) {
@@ -459,46 +973,36 @@ impl Shell {
             return;
         };
         active.failures += 1;
-        tracing::error!(
-            version = active.version,
-            failures = active.failures,
-            "strategy failed: {e}"
-        );
-        let detail = serde_json::json!({ "version": active.version, "error": e.to_string(), "failures": active.failures });
+        tracing::error!(version = active.version, failures = active.failures, "strategy failed: {e}");
+        let detail =
+            serde_json::json!({ "version": active.version, "error": e.to_string(), "failures": active.failures });
         if active.failures >= self.settings.max_failures {
-            let reason = format!(
-                "version {} failed {} scans in a row: {e}",
-                active.version, active.failures
-            );
+            let reason = format!("version {} failed {} scans in a row: {e}", active.version, active.failures);
             let _ = archive::set_status(&self.conn, active.version, "failed", Some(&reason));
-            self.event("module_error", detail);
+            self.event("module_error", None, detail);
             self.pause(reason);
             return;
         }
         if e.is_fatal() {
             // restart the instance from its last good state
-            let restarted = active.module.instantiate().and_then(|mut i| {
-                i.initialize(
-                    &self.risk.contract_view(),
-                    &self.settings.symbols,
-                    &active.params,
-                )?;
-                if let Some(s) = &active.last_good_state {
-                    i.load_state(s)?;
-                }
-                Ok(i)
-            });
+            let restarted = WasmDriver::start(&active.module, &self.risk, &self.settings.symbols, &active.params)
+                .and_then(|mut d| {
+                    if let Some(s) = &active.last_good_state {
+                        d.instance.load_state(s)?;
+                    }
+                    Ok(d)
+                });
             match restarted {
-                Ok(i) => active.instance = i,
+                Ok(d) => active.driver = d,
                 Err(e2) => {
                     let reason = format!("version {} cannot be restarted: {e2}", active.version);
-                    self.event("module_error", detail);
+                    self.event("module_error", None, detail);
                     self.pause(reason);
                     return;
                 }
             }
         }
-        self.event("module_error", detail);
+        self.event("module_error", None, detail);
     }
 
     /// Saves the strategy state (shutdown, and periodically).
@@ -506,7 +1010,7 @@ impl Shell {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        match active.instance.get_state() {
+        match active.driver.instance.get_state() {
             Ok(s) => {
                 active.last_good_state = Some(s.clone());
                 if let Err(e) = archive::save_state(&self.conn, active.version, &s, self.scan_seq) {
@@ -521,7 +1025,8 @@ impl Shell {
     pub fn run(&mut self, feed: &mut dyn Feed, commands: &Receiver<Command>, exit_at_end: bool) {
         self.event(
             "startup",
-            serde_json::json!({ "mode": self.settings.mode, "paused": self.paused }),
+            None,
+            serde_json::json!({ "mode": self.settings.mode, "paused": self.paused, "version": self.active.as_ref().map(|a| a.version) }),
         );
         let mut bars = 0u64;
         'outer: loop {
@@ -530,15 +1035,12 @@ impl Shell {
                     break 'outer;
                 }
             }
-            let Some((symbol, interval, bar)) = feed.next_bar() else {
+            let Some(ev) = feed.next_event() else {
                 if exit_at_end {
                     break;
                 }
                 self.save_state();
-                tracing::info!(
-                    "feed ended after {} scans; waiting for commands",
-                    self.scan_seq
-                );
+                tracing::info!("feed ended after {} scans; waiting for commands", self.scan_seq);
                 while let Ok(cmd) = commands.recv() {
                     if !self.handle(cmd) {
                         break;
@@ -546,19 +1048,33 @@ impl Shell {
                 }
                 break;
             };
-            self.on_bar(&symbol, interval, bar);
-            bars += 1;
-            if bars.is_multiple_of(500) {
-                self.save_state();
+            match ev {
+                FeedEvent::Bar(symbol, interval, bar) => {
+                    self.on_bar(&symbol, interval, bar);
+                    bars += 1;
+                    if bars.is_multiple_of(500) {
+                        self.save_state();
+                    }
+                }
+                FeedEvent::Tick(now) => self.tick(now),
             }
         }
         self.shutdown();
     }
 
-    /// Shutdown sequence: stop scanning, save the strategy state, log, close.
+    /// Shutdown sequence: stop scanning, save the strategy state, cancel
+    /// unfilled orders (positions are kept), log, close.
     pub fn shutdown(&mut self) {
         self.save_state();
-        self.event("shutdown", serde_json::json!({ "scans": self.scan_seq }));
+        let ids: Vec<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+        let events: Vec<EngineEvent> = ids.into_iter().filter_map(|id| self.trader.engine.cancel(id)).collect();
+        self.persist_account(&events, &[]);
+        self.engine_events(&events);
+        self.event(
+            "shutdown",
+            None,
+            serde_json::json!({ "scans": self.scan_seq, "cancelled_orders": events.len(), "positions": self.trader.engine.portfolio().positions().len() }),
+        );
     }
 }
 

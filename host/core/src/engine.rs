@@ -254,6 +254,28 @@ impl Engine {
         events
     }
 
+    /// Replaces the risk limits (the user edited risk_limits.toml); halts and
+    /// the kill switch are kept.
+    pub fn set_risk_config(&mut self, config: crate::risk::RiskConfig) -> Result<(), crate::risk::RiskConfigError> {
+        self.risk.set_config(config)
+    }
+
+    /// Re-evaluates the halt conditions on the account as it stands (startup
+    /// after a restart); returns a newly latched halt.
+    pub fn observe(&mut self) -> Option<HaltReason> {
+        self.risk.observe(&self.portfolio)
+    }
+
+    /// Latches a manual halt: new entries are refused, exits still run.
+    pub fn halt_manually(&mut self) -> bool {
+        self.risk.halt_manually()
+    }
+
+    /// Disengages the kill switch; halts stay until resumed.
+    pub fn clear_kill(&mut self) {
+        self.risk.clear_kill();
+    }
+
     /// Clears a latched halt (see [`RiskManager::resume`]).
     pub fn resume(&mut self) {
         self.risk.resume(&self.portfolio);

@@ -21,7 +21,7 @@ pub use portfolio::{
 };
 pub use risk::{
     Clip, ClipReason, Counterfactual, Decision, HaltReason, ModifyRequest, OrderRequest, PortfolioState, Refusal,
-    RiskConfig, RiskManager,
+    RiskConfig, RiskConfigError, RiskManager,
 };
 pub use truth::{Counters, EquityPoint, TruthInput, TruthReport};
 pub use types::*;

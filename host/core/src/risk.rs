@@ -142,6 +142,8 @@ pub enum HaltReason {
     Drawdown { pct: Decimal, limit: Decimal },
     DailyLoss { pct: Decimal, limit: Decimal },
     ConsecutiveLosses { count: u32, limit: u32 },
+    /// A person halted entries (CLI, API, Telegram).
+    Manual,
 }
 
 impl fmt::Display for HaltReason {
@@ -156,6 +158,7 @@ impl fmt::Display for HaltReason {
             HaltReason::ConsecutiveLosses { count, limit } => {
                 write!(f, "{count} losing trades in a row reached the limit of {limit}")
             }
+            HaltReason::Manual => write!(f, "halted by hand"),
         }
     }
 }
@@ -376,6 +379,13 @@ impl RiskManager {
         &self.config
     }
 
+    /// Replaces the limits (validated); halt, kill and baseline are kept.
+    pub fn set_config(&mut self, config: RiskConfig) -> Result<(), RiskConfigError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The latched halt, if entries are halted.
     pub fn halt(&self) -> Option<HaltReason> {
         self.halt
@@ -444,6 +454,16 @@ impl RiskManager {
                 clipped_from: None,
             })
             .collect()
+    }
+
+    /// Latches a manual halt (kept until [`RiskManager::resume`]); returns
+    /// false when entries were already halted.
+    pub fn halt_manually(&mut self) -> bool {
+        if self.halt.is_some() {
+            return false;
+        }
+        self.halt = Some(HaltReason::Manual);
+        true
     }
 
     /// Disengages the kill switch (halts are untouched).

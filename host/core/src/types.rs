@@ -101,6 +101,35 @@ pub struct Signal {
     pub slippage_tolerance: Option<f64>,
 }
 
+impl Signal {
+    fn market(symbol: &str, action: Action, size_pct: f64, intent: Intent) -> Signal {
+        Signal {
+            symbol: symbol.to_string(),
+            action,
+            size_pct,
+            order_type: OrderType::Market,
+            limit_price: None,
+            stop_loss: None,
+            take_profit: None,
+            intent,
+            tag: String::new(),
+            confidence: 1.0,
+            reasoning: String::new(),
+            slippage_tolerance: None,
+        }
+    }
+
+    /// A market buy of `size_pct` percent of portfolio value.
+    pub fn buy(symbol: &str, size_pct: f64, intent: Intent) -> Signal {
+        Signal::market(symbol, Action::Buy, size_pct, intent)
+    }
+
+    /// A market close of the whole position.
+    pub fn close(symbol: &str) -> Signal {
+        Signal::market(symbol, Action::Close, 100.0, Intent::Day)
+    }
+}
+
 /// The user's hard limits.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RiskLimitsView {

@@ -1,0 +1,462 @@
+//! The trading account's durable side: every order, fill and closed trade is
+//! written with the engine snapshot in one SQLite transaction, and at startup
+//! the ledger is rebuilt from first principles (starting capital kept in the
+//! database, plus every stored fill) and checked against the snapshot (L1).
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use trading_core::risk::RiskConfig;
+use trading_core::{
+    Engine, EngineConfig, EngineError, EngineEvent, Fill, FillKind, LedgerError, OrderSide, Portfolio, RiskManager,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("stored {what} is unreadable: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("risk limits: {0}")]
+    Risk(String),
+}
+
+/// What the startup reconciliation found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciliation {
+    pub starting_capital: Decimal,
+    /// Set when settings.toml names another capital than the stored one (the stored one wins).
+    pub configured_capital_ignored: Option<Decimal>,
+    pub fills: u64,
+    /// Cash as rebuilt from the starting capital and every stored fill.
+    pub cash: Decimal,
+    /// Cash the last snapshot held, if there was one.
+    pub snapshot_cash: Option<Decimal>,
+    /// The snapshot disagreed with the fills; the fills won.
+    pub mismatch: bool,
+    /// Orders the database thought open that the account no longer has.
+    pub stale_orders: Vec<String>,
+}
+
+const META_CAPITAL: &str = "starting_capital";
+
+fn meta_key(mode: &str, key: &str) -> String {
+    format!("{mode}.{key}")
+}
+
+fn dec(what: &'static str, s: &str) -> Result<Decimal, AccountError> {
+    Decimal::from_str(s).map_err(|e| AccountError::Corrupt { what, detail: format!("{s:?}: {e}") })
+}
+
+/// The starting capital: the stored one, or `configured` stored on first use.
+pub fn starting_capital(
+    conn: &Connection,
+    mode: &str,
+    configured: Decimal,
+) -> Result<(Decimal, Option<Decimal>), AccountError> {
+    let key = meta_key(mode, META_CAPITAL);
+    match crate::db::get_meta(conn, &key)? {
+        Some(s) => {
+            let stored = dec("starting capital", &s)?;
+            Ok((stored, (stored != configured).then_some(configured)))
+        }
+        None => {
+            crate::db::set_meta(conn, &key, &configured.to_string())?;
+            Ok((configured, None))
+        }
+    }
+}
+
+/// Every stored fill of `mode`, oldest first.
+pub fn stored_fills(conn: &Connection, mode: &str) -> Result<Vec<Fill>, AccountError> {
+    let mut stmt =
+        conn.prepare("SELECT ts, symbol, qty, price, fee, kind FROM fills WHERE mode = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([mode], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (time, symbol, qty, price, fee, kind) = row?;
+        let kind: FillKind = serde_json::from_str(kind.as_deref().unwrap_or("null"))
+            .map_err(|e| AccountError::Corrupt { what: "fill kind", detail: e.to_string() })?;
+        out.push(Fill {
+            symbol,
+            qty: dec("fill qty", &qty)?,
+            price: dec("fill price", &price)?,
+            fee: dec("fill fee", &fee)?,
+            time,
+            kind,
+        });
+    }
+    Ok(out)
+}
+
+/// The ledger from first principles: starting capital, then every fill.
+pub fn rebuild(capital: Decimal, fills: &[Fill]) -> Result<Portfolio, AccountError> {
+    let mut p = Portfolio::new(capital)?;
+    for f in fills {
+        p.apply_fill(f)?;
+    }
+    Ok(p)
+}
+
+fn same_holdings(a: &Portfolio, b: &Portfolio) -> bool {
+    a.cash() == b.cash()
+        && a.positions().len() == b.positions().len()
+        && a.positions().iter().zip(b.positions()).all(|((s1, p1), (s2, p2))| s1 == s2 && p1.qty == p2.qty && p1.cost == p2.cost)
+}
+
+/// Opens the account of `mode`: the snapshot's engine when it agrees with the
+/// fills, else a fresh engine over the rebuilt ledger. Orders the database
+/// holds as open but the engine does not know are marked cancelled.
+pub fn open(
+    conn: &Connection,
+    mode: &str,
+    configured_capital: Decimal,
+    risk: RiskConfig,
+    config: EngineConfig,
+) -> Result<(Engine, Reconciliation), AccountError> {
+    let (capital, ignored) = starting_capital(conn, mode, configured_capital)?;
+    let fills = stored_fills(conn, mode)?;
+    let rebuilt = rebuild(capital, &fills)?;
+    let snapshot: Option<String> = conn
+        .query_row("SELECT engine FROM account_snapshot WHERE mode = ?1", [mode], |r| r.get(0))
+        .optional()?;
+    let snapshot: Option<Engine> = match snapshot {
+        Some(s) => Some(
+            serde_json::from_str(&s)
+                .map_err(|e| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() })?,
+        ),
+        None => None,
+    };
+    let snapshot_cash = snapshot.as_ref().map(|e| e.portfolio().cash());
+    let (mut engine, mismatch) = match snapshot {
+        Some(e) if same_holdings(e.portfolio(), &rebuilt) => (e, false),
+        other => {
+            let risk_manager = match other.as_ref() {
+                // keep latched halts and the kill switch of a snapshot we cannot use
+                Some(e) => {
+                    let mut r = e.risk().clone();
+                    r.take_counterfactuals();
+                    r
+                }
+                None => RiskManager::new(risk.clone()).map_err(|e| AccountError::Risk(e.to_string()))?,
+            };
+            (Engine::new(rebuilt.clone(), risk_manager, config)?, other.is_some())
+        }
+    };
+    // the user's limits as configured now win over the snapshot's
+    engine.set_risk_config(risk).map_err(|e| AccountError::Risk(e.to_string()))?;
+    let open_ids: BTreeSet<String> =
+        engine.pending().iter().map(|o| client_order_id(conn, mode, o.id)).collect::<Result<_, _>>()?;
+    let mut stale = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT client_order_id FROM orders WHERE mode = ?1 AND status = 'open'")?;
+        for id in stmt.query_map([mode], |r| r.get::<_, String>(0))? {
+            let id = id?;
+            if !open_ids.contains(&id) {
+                stale.push(id);
+            }
+        }
+    }
+    for id in &stale {
+        conn.execute(
+            "UPDATE orders SET status = 'cancelled', reason = 'not open after restart' WHERE client_order_id = ?1",
+            [id],
+        )?;
+    }
+    Ok((
+        engine,
+        Reconciliation {
+            starting_capital: capital,
+            configured_capital_ignored: ignored,
+            fills: fills.len() as u64,
+            cash: rebuilt.cash(),
+            snapshot_cash,
+            mismatch,
+            stale_orders: stale,
+        },
+    ))
+}
+
+/// The epoch numbers client order ids so that a rebuilt engine (whose ids
+/// restart at 1) never reuses one.
+fn epoch(conn: &Connection, mode: &str) -> Result<i64, AccountError> {
+    let key = meta_key(mode, "order_epoch");
+    Ok(match crate::db::get_meta(conn, &key)? {
+        Some(s) => s.parse().map_err(|_| AccountError::Corrupt { what: "order epoch", detail: s })?,
+        None => 0,
+    })
+}
+
+/// Starts a new order-id epoch (called when a fresh engine is built).
+pub fn next_epoch(conn: &Connection, mode: &str) -> Result<i64, AccountError> {
+    let e = epoch(conn, mode)? + 1;
+    crate::db::set_meta(conn, &meta_key(mode, "order_epoch"), &e.to_string())?;
+    Ok(e)
+}
+
+/// The client order id of engine order `id` in the current epoch.
+pub fn client_order_id(conn: &Connection, mode: &str, id: u64) -> Result<String, AccountError> {
+    Ok(format!("{mode}-{}-{id}", epoch(conn, mode)?))
+}
+
+fn side_name(s: OrderSide) -> &'static str {
+    match s {
+        OrderSide::Buy => "buy",
+        OrderSide::Sell => "sell",
+    }
+}
+
+/// Records orders the engine accepted (status open).
+pub fn record_orders(
+    tx: &Transaction,
+    mode: &str,
+    venue: &str,
+    orders: &[trading_core::PendingOrder],
+    now: i64,
+) -> Result<(), AccountError> {
+    for o in orders {
+        let r = &o.request;
+        let request = serde_json::to_string(r).map_err(|e| AccountError::Corrupt { what: "order", detail: e.to_string() })?;
+        tx.execute(
+            "INSERT INTO orders (client_order_id, mode, venue, symbol, side, order_type, qty, price, status, request, created_ts, updated_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10, ?10)",
+            params![
+                client_order_id(tx, mode, o.id)?,
+                mode,
+                venue,
+                r.symbol,
+                side_name(r.side),
+                format!("{:?}", r.order_type).to_lowercase(),
+                r.qty.to_string(),
+                r.trigger_price.map(|p| p.to_string()),
+                request,
+                now
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn set_order_status(tx: &Transaction, mode: &str, id: u64, status: &str, reason: Option<&str>, now: i64) -> Result<(), AccountError> {
+    tx.execute(
+        "UPDATE orders SET status = ?2, reason = COALESCE(?3, reason), updated_ts = ?4 WHERE client_order_id = ?1",
+        params![client_order_id(tx, mode, id)?, status, reason, now],
+    )?;
+    Ok(())
+}
+
+/// Writes what the engine did: fills, closed trades and order states.
+pub fn record_events(tx: &Transaction, mode: &str, events: &[EngineEvent], now: i64) -> Result<(), AccountError> {
+    for ev in events {
+        match ev {
+            EngineEvent::Filled(rec) => {
+                let f = &rec.fill;
+                let (action, tag) = match &f.kind {
+                    FillKind::Buy { tag, .. } => ("buy", Some(tag.as_str())),
+                    FillKind::Sell { .. } => ("sell", None),
+                };
+                let coid = rec.order_id.map(|id| client_order_id(tx, mode, id)).transpose()?;
+                let kind = serde_json::to_string(&f.kind)
+                    .map_err(|e| AccountError::Corrupt { what: "fill kind", detail: e.to_string() })?;
+                tx.execute(
+                    "INSERT INTO fills (ts, symbol, action, qty, price, fee, tag, client_order_id, order_id, mode, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        f.time,
+                        f.symbol,
+                        action,
+                        f.qty.to_string(),
+                        f.price.to_string(),
+                        f.fee.to_string(),
+                        tag,
+                        coid,
+                        rec.order_id.map(|i| i as i64),
+                        mode,
+                        kind
+                    ],
+                )?;
+                if let Some(id) = rec.order_id {
+                    set_order_status(tx, mode, id, "filled", None, now)?;
+                }
+            }
+            EngineEvent::PositionClosed(t) => {
+                tx.execute(
+                    "INSERT INTO trades (symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, intent, tag, close_reason, opened_at, closed_at, mode, return_pct)
+                     VALUES (?1, 'long', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?6)",
+                    params![
+                        t.symbol,
+                        t.qty.to_string(),
+                        t.entry_price.to_string(),
+                        t.exit_price.to_string(),
+                        t.pnl.to_string(),
+                        t.pnl_pct.to_string().parse::<f64>().unwrap_or(0.0),
+                        t.fees.to_string(),
+                        format!("{:?}", t.intent).to_lowercase(),
+                        t.tag,
+                        t.close_reason.name(),
+                        t.opened_at,
+                        t.closed_at,
+                        mode
+                    ],
+                )?;
+            }
+            EngineEvent::OrderCancelled { order_id, reason, .. } => {
+                let reason = serde_json::to_string(reason).unwrap_or_default();
+                set_order_status(tx, mode, *order_id, "cancelled", Some(&reason), now)?;
+            }
+            EngineEvent::OrderExpired { order_id, .. } => {
+                set_order_status(tx, mode, *order_id, "expired", None, now)?;
+            }
+            EngineEvent::Halted(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Saves the engine (pending orders, halts, marks) as of `bar_ts`.
+pub fn snapshot(tx: &Transaction, mode: &str, engine: &Engine, bar_ts: i64) -> Result<(), AccountError> {
+    let json = serde_json::to_string(engine)
+        .map_err(|e| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() })?;
+    let fills: i64 = tx.query_row("SELECT COUNT(*) FROM fills WHERE mode = ?1", [mode], |r| r.get(0))?;
+    tx.execute(
+        "INSERT INTO account_snapshot (mode, engine, bar_ts, fills) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(mode) DO UPDATE SET engine = excluded.engine, bar_ts = excluded.bar_ts, fills = excluded.fills, saved_at = datetime('now')",
+        params![mode, json, bar_ts, fills],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use trading_core::{Candle, FillConfig, Intent, MarketData, MarketView, Signal};
+
+    fn engine(capital: Decimal) -> Engine {
+        let cfg = EngineConfig { fill: FillConfig { fee_bps: dec!(26), slippage_bps: dec!(5) }, order_ttl_bars: 24 };
+        Engine::new(Portfolio::new(capital).unwrap(), RiskManager::new(RiskConfig::default()).unwrap(), cfg).unwrap()
+    }
+
+    fn candle(ts: i64, px: f64) -> Candle {
+        Candle { ts, open: px, high: px * 1.01, low: px * 0.99, close: px, volume: 1.0 }
+    }
+
+    /// Buys at bar 2, sells at bar 4, recording everything as the shell does.
+    fn trade_through(conn: &mut Connection, e: &mut Engine) {
+        let mut data = MarketData::new();
+        let mut step = |conn: &mut Connection, e: &mut Engine, data: &mut MarketData, ts: i64, px: f64, sig: Option<Signal>| {
+            let c = candle(ts, px);
+            data.push("BTCUSD", trading_core::Interval::H1, c);
+            let tx = conn.transaction().unwrap();
+            let ev = e.on_bar("BTCUSD", &c).unwrap();
+            record_events(&tx, "paper", &ev, ts).unwrap();
+            if let Some(s) = sig {
+                let before: BTreeSet<u64> = e.pending().iter().map(|o| o.id).collect();
+                let view = MarketView::new(std::sync::Arc::new(data.clone()), ts + 3600);
+                e.submit(ts + 3600, &[s], &view);
+                let new: Vec<_> = e.pending().iter().filter(|o| !before.contains(&o.id)).cloned().collect();
+                record_orders(&tx, "paper", "paper", &new, ts).unwrap();
+            }
+            snapshot(&tx, "paper", e, ts).unwrap();
+            tx.commit().unwrap();
+        };
+        step(conn, e, &mut data, 0, 100.0, Some(Signal::buy("BTCUSD", 10.0, Intent::Day)));
+        step(conn, e, &mut data, 3600, 101.0, None);
+        step(conn, e, &mut data, 7200, 103.0, Some(Signal::close("BTCUSD")));
+        step(conn, e, &mut data, 10800, 104.0, None);
+    }
+
+    #[test]
+    fn reopened_account_matches_the_fills_to_the_cent() {
+        let mut conn = crate::db::open_in_memory().unwrap();
+        let (mut e, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        assert_eq!(rec.fills, 0);
+        trade_through(&mut conn, &mut e);
+        assert_eq!(e.portfolio().closed_trades().len(), 1);
+        let (e2, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        assert!(!rec.mismatch);
+        assert_eq!(rec.fills, 2);
+        assert_eq!(rec.cash, e.portfolio().cash());
+        assert_eq!(e2.portfolio().cash(), e.portfolio().cash());
+        let trades: i64 = conn.query_row("SELECT COUNT(*) FROM trades", [], |r| r.get(0)).unwrap();
+        assert_eq!(trades, 1);
+        let filled: i64 = conn.query_row("SELECT COUNT(*) FROM orders WHERE status = 'filled'", [], |r| r.get(0)).unwrap();
+        assert_eq!(filled, 2);
+    }
+
+    #[test]
+    fn a_snapshot_that_disagrees_with_the_fills_loses() {
+        let mut conn = crate::db::open_in_memory().unwrap();
+        let (mut e, _) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        trade_through(&mut conn, &mut e);
+        // a fill that never reached the snapshot (e.g. written by a crashed run)
+        let mut json: serde_json::Value =
+            serde_json::from_str(&conn.query_row("SELECT engine FROM account_snapshot", [], |r| r.get::<_, String>(0)).unwrap()).unwrap();
+        json["portfolio"]["cash"] = serde_json::json!("1");
+        conn.execute("UPDATE account_snapshot SET engine = ?1", [json.to_string()]).unwrap();
+        let (e2, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        assert!(rec.mismatch);
+        assert_eq!(rec.snapshot_cash, Some(dec!(1)));
+        assert_eq!(e2.portfolio().cash(), e.portfolio().cash());
+    }
+
+    #[test]
+    fn the_stored_starting_capital_wins_over_the_config() {
+        let conn = crate::db::open_in_memory().unwrap();
+        let (_, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        assert_eq!(rec.configured_capital_ignored, None);
+        let (e, rec) = open(&conn, "paper", dec!(50000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        assert_eq!(rec.starting_capital, dec!(10000));
+        assert_eq!(rec.configured_capital_ignored, Some(dec!(50000)));
+        assert_eq!(e.portfolio().cash(), dec!(10000));
+    }
+
+    #[test]
+    fn orders_open_in_the_database_but_unknown_to_the_engine_are_cancelled() {
+        let mut conn = crate::db::open_in_memory().unwrap();
+        let (e, _) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let tx = conn.transaction().unwrap();
+        let ghost = trading_core::PendingOrder { id: 99, request: sample_request(), bars_waited: 0 };
+        record_orders(&tx, "paper", "paper", &[ghost], 0).unwrap();
+        snapshot(&tx, "paper", &e, 0).unwrap();
+        tx.commit().unwrap();
+        let (_, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        assert_eq!(rec.stale_orders, vec!["paper-0-99".to_string()]);
+        let status: String = conn.query_row("SELECT status FROM orders", [], |r| r.get(0)).unwrap();
+        assert_eq!(status, "cancelled");
+    }
+
+    fn sample_request() -> trading_core::OrderRequest {
+        trading_core::OrderRequest {
+            symbol: "BTCUSD".into(),
+            action: trading_core::Action::Buy,
+            side: OrderSide::Buy,
+            order_type: trading_core::OrderType::Market,
+            qty: dec!(1),
+            trigger_price: None,
+            stop_loss: None,
+            take_profit: None,
+            intent: Intent::Day,
+            tag: String::new(),
+            decided_at: 0,
+            decision_price: dec!(100),
+            close_reason: trading_core::CloseReason::Signal,
+            clipped_from: None,
+        }
+    }
+}
