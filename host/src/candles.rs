@@ -12,13 +12,13 @@ use trading_core::{Candle, Interval};
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CandleError {
-    #[error("{path}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}")]
-    Csv { path: PathBuf, source: CsvError },
+    #[error("{path}: {error}")]
+    Csv { path: PathBuf, error: CsvError },
     #[error("{path}: line {line}: timestamp {ts} is not aligned to the {interval} interval")]
     Unaligned {
         path: PathBuf,
@@ -47,8 +47,14 @@ pub enum CandleError {
     },
     #[error("retention {0:?}: expected a number of days or `forever`")]
     BadRetention(String),
-    #[error("candle store")]
-    Db(#[from] rusqlite::Error),
+    #[error("candle store: {0}")]
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for CandleError {
+    fn from(e: rusqlite::Error) -> Self {
+        CandleError::Db(e)
+    }
 }
 
 /// What an import or aggregation did to the store.
@@ -165,13 +171,13 @@ pub fn read_csv(
     symbol: Option<&str>,
     interval: Option<Interval>,
 ) -> Result<(String, Interval, Vec<Candle>), CandleError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CandleError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| CandleError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    let candles = parse_candles(&text).map_err(|source| CandleError::Csv {
+    let candles = parse_candles(&text).map_err(|error| CandleError::Csv {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let (name_sym, name_iv) = crate::backtest::name_parts(path);
     let symbol = symbol

@@ -127,7 +127,8 @@ fn params_change_results() {
     // bad params are refused by the strategy's initialize
     cfg.params = vec![("fast".into(), "30".into()), ("slow".into(), "10".into())];
     let e = backtest::run(&cfg).unwrap_err();
-    assert!(e.to_string().contains("initialize"), "{e}");
+    let msg = backtest::error_chain(&e);
+    assert!(msg.contains("initialize"), "{msg}");
 }
 
 #[test]
@@ -282,4 +283,130 @@ fn native_sma_matches_the_component() {
     assert_eq!(o.signals, wasm.signals);
     assert_eq!(o.portfolio.closed_trades(), wasm.trades.as_slice());
     assert_eq!(o.equity, wasm.equity_curve);
+}
+
+fn host_cmd(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
+    c.current_dir(dir)
+        .env("HOST_DATA_DIR", dir)
+        .env("HOST_LOG", "error");
+    c
+}
+
+#[test]
+fn sweep_runs_every_combination_ranked() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_slice(dir.path());
+    let out = dir.path().join("sweep");
+    let o = host_cmd(dir.path())
+        .args(["backtest", "--strategy"])
+        .arg(guest_path("sma-crossover"))
+        .arg("--data")
+        .arg(&csv)
+        .args([
+            "--sweep",
+            "fast=5..15:5",
+            "--sweep",
+            "slow=30,40",
+            "--param",
+            "size_pct=4",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("SWEEP: 6 combinations"), "{text}");
+    for h in [
+        "params", "trades", "net P&L", "return %", "Sharpe", "max DD %",
+    ] {
+        assert!(text.contains(h), "{h} missing in\n{text}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    let returns: Vec<f64> = rows
+        .iter()
+        .map(|r| r["return_pct"].as_f64().unwrap())
+        .collect();
+    assert!(returns.windows(2).all(|w| w[0] >= w[1]), "{returns:?}");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["rank"], i + 1);
+        assert_eq!(r["params"][0][0], "size_pct");
+        assert!(r["error"].is_null());
+    }
+    let csv_text = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv_text.lines().count(), 7);
+    assert!(csv_text.starts_with("rank,size_pct,fast,slow,trades,"));
+
+    // each row is exactly the single backtest with those parameters
+    let row = rows
+        .iter()
+        .find(|r| r["params"][1][1] == "10" && r["params"][2][1] == "40")
+        .unwrap();
+    let mut cfg = config(ROWS);
+    cfg.params = vec![
+        ("size_pct".into(), "4".into()),
+        ("fast".into(), "10".into()),
+        ("slow".into(), "40".into()),
+    ];
+    let single = run(&cfg);
+    assert_eq!(row["trades"], single.metrics.trade_count);
+    assert_eq!(row["return_pct"].as_f64(), single.return_pct);
+    assert_eq!(
+        row["net_pnl"],
+        serde_json::to_value(single.metrics.net_pnl).unwrap()
+    );
+
+    // a bad sweep is a clear error
+    let o = host_cmd(dir.path())
+        .args(["backtest", "--strategy"])
+        .arg(guest_path("sma-crossover"))
+        .arg("--data")
+        .arg(&csv)
+        .args(["--sweep", "fast=20..5"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("fast=20..5"));
+}
+
+#[test]
+fn fail_flags_catch_module_errors_and_pass_clean_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_slice(dir.path());
+    let bt = |guest: &str, flags: &[&str]| {
+        host_cmd(dir.path())
+            .args(["backtest", "--json", "--strategy"])
+            .arg(guest_path(guest))
+            .arg("--data")
+            .arg(&csv)
+            .args(flags)
+            .output()
+            .unwrap()
+    };
+    // a clean strategy: no module errors, no breaches, flags pass
+    let o = bt("sma-crossover", &["--fail-on-trap", "--fail-on-breach"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["module_errors"], 0);
+    assert_eq!(v["risk_breach_count"], 0);
+    assert_eq!(v["risk_breaches"].as_array().unwrap().len(), 0);
+
+    // a strategy returning NaN sizes: refused output is recorded, and fails the run when asked
+    let o = bt("bad-nan-signal", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["module_errors"].as_u64().unwrap() > 0);
+    let o = bt("bad-nan-signal", &["--fail-on-trap"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the strategy trapped"), "{err}");
+
+    // a trap that kills the instance fails the run with or without flags
+    let o = bt("bad-panic", &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }

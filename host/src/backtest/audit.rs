@@ -133,3 +133,60 @@ impl Auditor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use trading_core::risk::{RiskConfig, RiskManager};
+    use trading_core::{
+        Action, CloseReason, EngineConfig, Intent, OrderRequest, OrderType, Portfolio,
+    };
+
+    fn engine() -> Engine {
+        let cfg = RiskConfig {
+            max_trade_pct: dec!(10),
+            default_trade_pct: dec!(5),
+            max_open_positions: 2,
+            ..RiskConfig::default()
+        };
+        Engine::new(
+            Portfolio::new(dec!(10000)).unwrap(),
+            RiskManager::new(cfg).unwrap(),
+            EngineConfig::default(),
+        )
+        .unwrap()
+    }
+
+    fn buy(qty: Decimal, price: Decimal) -> Decision {
+        Decision::Approved(OrderRequest {
+            symbol: "BTCUSD".into(),
+            action: Action::Buy,
+            side: OrderSide::Buy,
+            order_type: OrderType::Market,
+            qty,
+            trigger_price: None,
+            stop_loss: None,
+            take_profit: None,
+            intent: Intent::Swing,
+            tag: String::new(),
+            decided_at: 0,
+            decision_price: price,
+            close_reason: CloseReason::Signal,
+            clipped_from: None,
+        })
+    }
+
+    #[test]
+    fn flags_an_entry_above_max_trade_pct_and_an_unapproved_fill() {
+        let e = engine();
+        let mut a = Auditor::default();
+        // 10% of 10 000 at 100 is exactly 10 units: allowed
+        a.decisions(1, &e, dec!(10000), &[buy(dec!(10), dec!(100))]);
+        assert!(a.breaches.is_empty());
+        a.decisions(2, &e, dec!(10000), &[buy(dec!(10.00000001), dec!(100))]);
+        assert_eq!(a.count, 1);
+        assert_eq!(a.breaches[0].limit, "max_trade_pct");
+        assert_eq!(a.breaches[0].ts, 2);
+    }
+}

@@ -132,9 +132,9 @@ pub struct BenchFigures {
 /// instantiation excluded) and with [`NativeSma`], prints one line each plus
 /// the ratio, and returns the figures.
 pub fn bench(wasm: &Path, csv: &Path) -> Result<BenchFigures, BacktestError> {
-    let bytes = std::fs::read(wasm).map_err(|source| BacktestError::Io {
+    let bytes = std::fs::read(wasm).map_err(|error| BacktestError::Io {
         path: wasm.to_path_buf(),
-        source,
+        error,
     })?;
     let series = super::load_csv(csv, None)?;
     let risk = RiskFile::load(None).map_err(|e| BacktestError::Config(e.to_string()))?;

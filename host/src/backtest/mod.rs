@@ -46,32 +46,32 @@ use trading_core::{
 /// Why a backtest could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
-    #[error("{path}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}")]
-    Csv { path: PathBuf, source: CsvError },
+    #[error("{path}: {error}")]
+    Csv { path: PathBuf, error: CsvError },
     #[error("{0}")]
     Config(String),
     #[error("no candles to walk (check --from/--to and the data files)")]
     NoData,
     #[error("sandbox runtime: {0}")]
     Runtime(String),
-    #[error("strategy")]
+    #[error(transparent)]
     Module(#[from] ModuleError),
     #[error("strategy failed at {ts}: {error}")]
     ModuleAt { ts: i64, error: ModuleError },
-    #[error("engine")]
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Risk(#[from] RiskConvertError),
-    #[error("walk-forward")]
+    #[error(transparent)]
     WalkForward(#[from] WalkForwardError),
     #[error(transparent)]
     Store(#[from] crate::candles::CandleError),
-    #[error("--sweep")]
+    #[error(transparent)]
     Sweep(#[from] SweepError),
     #[error("the strategy trapped {count} time(s); first at {ts}: {detail}")]
     Trapped { count: u64, ts: i64, detail: String },
@@ -123,13 +123,13 @@ pub fn name_parts(path: &Path) -> (Option<String>, Option<Interval>) {
 /// `symbol` or taken from the file name; the interval from the file name
 /// (`BTCUSD-1h.csv`), else from the spacing of the first two candles.
 pub fn load_csv(path: &Path, symbol: Option<&str>) -> Result<Series, BacktestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BacktestError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| BacktestError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    let candles = parse_candles(&text).map_err(|source| BacktestError::Csv {
+    let candles = parse_candles(&text).map_err(|error| BacktestError::Csv {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let (name_sym, name_iv) = name_parts(path);
     let symbol = symbol.map(str::to_string).or(name_sym).ok_or_else(|| {

@@ -436,7 +436,7 @@ pub fn equity_svg(r: &BacktestReport) -> String {
 pub fn write_outputs(r: &BacktestReport, dir: &Path) -> Result<(), BacktestError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source: std::io::Error| BacktestError::Io { path, source }
+        move |error: std::io::Error| BacktestError::Io { path, error }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let json = serde_json::to_string_pretty(r)

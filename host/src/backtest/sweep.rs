@@ -336,9 +336,9 @@ pub fn sweep_csv(r: &SweepReport) -> String {
 
 /// Writes `sweep.json` and `sweep.csv` into `dir` (created if needed).
 pub fn write_sweep(r: &SweepReport, dir: &Path) -> Result<(), BacktestError> {
-    let io = |source| BacktestError::Io {
+    let io = |error| BacktestError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let json = serde_json::to_string_pretty(r)
