@@ -10,5 +10,6 @@ pub mod control;
 pub mod db;
 pub mod dropdir;
 pub mod events;
+pub mod exchange;
 pub mod runtime;
 pub mod shell;
