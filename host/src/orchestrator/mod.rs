@@ -1,0 +1,1108 @@
+//! The nightly orchestrator: truth benchmarks → both analysis reports →
+//! labelled context → decision and generation (Claude, or the offline
+//! proposer) → review → source check → compile → checks → walk-forward
+//! backtest → paper stage → deploy (control socket, else offline) or a typed
+//! rejection → observations, strategy document and a report in the log, the
+//! database and a file.
+
+pub mod checks;
+pub mod claude;
+pub mod compile;
+pub mod proposer;
+pub mod schedule;
+pub mod settings;
+pub mod source_check;
+
+pub use checks::{CheckConfig, CheckFigures, Rejection};
+pub use proposer::{DecisionKind, Proposal};
+pub use settings::OrchestratorSettings;
+
+use crate::archive;
+use crate::backtest::{self, BacktestConfig, Series};
+use crate::config::{RiskFile, Settings};
+use crate::control::{self, Reply, Request};
+use crate::runtime::bindings::MetricValue;
+use crate::runtime::{open_read_only, Runtime};
+use crate::shell::{self, Paths};
+use chrono::{DateTime, Utc};
+use claude::{Claude, ClaudeConfig, ClaudeError, Price};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a cycle could not run at all (a rejected candidate is not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("settings: {0}")]
+    Config(String),
+    #[error("no market data: {0}")]
+    NoData(String),
+    #[error("sandbox runtime: {0}")]
+    Runtime(String),
+    #[error("archive: {0}")]
+    Archive(#[from] archive::ArchiveError),
+    #[error("model: {0}")]
+    Claude(#[from] ClaudeError),
+    #[error("the incumbent cannot be backtested: {0}")]
+    Incumbent(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OrchestratorError + '_ {
+    move |source| OrchestratorError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Which proposer writes the candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProposerChoice {
+    Offline,
+    Claude,
+}
+
+/// Everything one cycle needs.
+#[derive(Debug, Clone)]
+pub struct CycleOptions {
+    pub paths: Paths,
+    pub settings: Settings,
+    pub orchestrator: OrchestratorSettings,
+    pub risk: RiskFile,
+    /// Holds deploy/guest-env.sh, strategies/sdk and Cargo.lock.
+    pub repo_root: PathBuf,
+    pub proposer: ProposerChoice,
+    pub seed: u64,
+    pub trigger: String,
+    pub now: DateTime<Utc>,
+    /// Key for the Claude proposer; `None` reads ANTHROPIC_API_KEY.
+    pub api_key: Option<String>,
+}
+
+/// How a cycle ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CycleOutcome {
+    Deployed { version: i64, live: bool },
+    Rejected { rejection: Rejection },
+    NoChange { reason: String },
+}
+
+/// The cycle's report (also stored in `orchestrator_runs` and written to a file).
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub run_id: String,
+    pub started_at: String,
+    pub trigger: String,
+    pub proposer: ProposerChoice,
+    pub decision: DecisionKind,
+    pub template: String,
+    pub params: Vec<(String, String)>,
+    pub rationale: String,
+    pub outcome: CycleOutcome,
+    pub figures: CheckFigures,
+    pub ground_truth: serde_json::Value,
+    pub market_report: serde_json::Value,
+    pub trade_report: serde_json::Value,
+    /// (stage, seconds)
+    pub timings: Vec<(String, f64)>,
+    pub report_path: PathBuf,
+    pub candidate_dir: PathBuf,
+}
+
+impl CycleReport {
+    /// One line for the log.
+    pub fn headline(&self) -> String {
+        let outcome = match &self.outcome {
+            CycleOutcome::Deployed { version, live } => format!(
+                "deployed v{version}{}",
+                if *live {
+                    " into the running host"
+                } else {
+                    " (next start uses it)"
+                }
+            ),
+            CycleOutcome::Rejected { rejection } => {
+                format!("rejected ({}): {rejection}", rejection.code())
+            }
+            CycleOutcome::NoChange { reason } => format!("no change: {reason}"),
+        };
+        format!(
+            "orchestrator run {}: {} {} → {outcome}",
+            self.run_id,
+            self.decision.as_str(),
+            self.template
+        )
+    }
+}
+
+/// The inputs of a decision, each labelled with who may change it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    pub ground_truth: serde_json::Value,
+    pub market_report: serde_json::Value,
+    pub trade_report: serde_json::Value,
+    pub strategy_source: Option<String>,
+    pub incumbent_template: Option<String>,
+    pub incumbent_params: Vec<(String, String)>,
+    pub strategy_document: String,
+    pub versions: Vec<archive::VersionRecord>,
+    pub observations: Vec<(String, String, String)>,
+    pub constraints: serde_json::Value,
+}
+
+impl Context {
+    /// The labelled prompt text.
+    pub fn render(&self) -> String {
+        let j = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        let mut s = String::new();
+        s.push_str("=== GROUND TRUTH (rigid: computed by the shell; you cannot change this) ===\n");
+        s.push_str(&j(&self.ground_truth));
+        s.push_str("\n\n=== YOUR MARKET ANALYSIS (a module you designed; you can change it) ===\n");
+        s.push_str(&j(&self.market_report));
+        s.push_str("\n\n=== YOUR TRADE ANALYSIS (a module you designed; you can change it) ===\n");
+        s.push_str(&j(&self.trade_report));
+        s.push_str("\n\n=== YOUR STRATEGY (Rust source; you can change it; every change is checked, backtested and paper-tested) ===\n");
+        s.push_str(
+            self.strategy_source
+                .as_deref()
+                .unwrap_or("(source not archived)"),
+        );
+        s.push_str("\n\n=== YOUR STRATEGY DOCUMENT (your long-term memory; you maintain it) ===\n");
+        s.push_str(&self.strategy_document);
+        s.push_str("\n\n=== VERSION HISTORY (rigid record; you cannot change this) ===\n");
+        for v in &self.versions {
+            s.push_str(&format!(
+                "v{} {} {} {}\n",
+                v.version,
+                v.status,
+                v.origin,
+                v.deployed_at.clone().unwrap_or_default()
+            ));
+        }
+        s.push_str("\n=== YOUR OBSERVATIONS, LAST 30 DAYS (your notes) ===\n");
+        for (ts, cat, text) in &self.observations {
+            s.push_str(&format!("{ts} [{cat}] {text}\n"));
+        }
+        s.push_str(
+            "\n=== USER CONSTRAINTS (risk limits and settings; you cannot change this) ===\n",
+        );
+        s.push_str(&j(&self.constraints));
+        s
+    }
+}
+
+/// Writes and reviews candidates.
+pub trait Proposer {
+    fn propose(&mut self, conn: &Connection, ctx: &Context) -> Result<Proposal, OrchestratorError>;
+    /// `Ok(Err(why))` when the reviewer refuses the change.
+    fn review(
+        &mut self,
+        conn: &Connection,
+        ctx: &Context,
+        p: &Proposal,
+    ) -> Result<Result<(), String>, OrchestratorError>;
+}
+
+/// The offline proposer behind the [`Proposer`] interface.
+pub struct Offline {
+    pub seed: u64,
+    pub max_source_bytes: usize,
+}
+
+impl Proposer for Offline {
+    fn propose(
+        &mut self,
+        _conn: &Connection,
+        ctx: &Context,
+    ) -> Result<Proposal, OrchestratorError> {
+        Ok(proposer::propose(
+            self.seed,
+            ctx.incumbent_template.as_deref(),
+        ))
+    }
+    fn review(
+        &mut self,
+        _conn: &Connection,
+        _ctx: &Context,
+        p: &Proposal,
+    ) -> Result<Result<(), String>, OrchestratorError> {
+        // The offline review: the source must render completely and be within size.
+        if p.source.is_empty() || p.source.contains("{{") {
+            return Ok(Err("the template did not render".into()));
+        }
+        if p.source.len() > self.max_source_bytes {
+            return Ok(Err(format!("source is {} bytes", p.source.len())));
+        }
+        Ok(Ok(()))
+    }
+}
+
+const WRITER_SYSTEM: &str = "You maintain a crypto trading strategy that runs as a sandboxed WebAssembly component. \
+Mandate: portfolio growth with capital preservation; avoid major drawdowns; a long-term fund. \
+The strategy is one Rust file (src/lib.rs) using only the crate guest_sdk: implement guest_sdk::Strategy \
+(initialize(&mut self, &Init) -> Result<(), String>; scan_interval_minutes; analyze(&mut self, now: i64, &Portfolio, &dyn MarketView) -> Vec<Signal>; \
+save_state/load_state) on a #[derive(Default)] struct and end with guest_sdk::export_strategy!(YourType);. \
+Indicators: guest_sdk::indicators::{closes, sma, ema, rsi, atr, stddev, bollinger, macd, roc}. Build signals with guest_sdk::signal(symbol, Action::Buy|Close, size_pct). \
+market.candles(symbol, Interval::H1, n) returns the last n closed candles, never anything newer than now. \
+Forbidden (the source is refused): unsafe, extern, include!/include_str!/include_bytes!, env!/option_env!, asm!, #[link], #[path], mod x; (out-of-line modules), proc_macro, std::fs/net/process/env. \
+Answer with lines `DECISION: no_change|tune_params|tweak|restructure|overhaul|update_analysis`, `CONFIDENCE: 0..1`, `REASON: ...`, `OBSERVATION: ...`, \
+then (unless no_change) the complete src/lib.rs in one ```rust block.";
+
+const REVIEWER_SYSTEM: &str = "You review a generated trading strategy in Rust for correctness, contract compliance (guest_sdk::Strategy, export_strategy!), \
+lookahead (using information not available at `now`), and risk. Answer `APPROVE` or `REJECT: <reason>` on the first line.";
+
+/// Claude writes (writer model) and reviews (reviewer model).
+pub struct ClaudeProposer {
+    pub client: Claude,
+    pub settings: OrchestratorSettings,
+    pub trigger: String,
+}
+
+impl Proposer for ClaudeProposer {
+    fn propose(&mut self, conn: &Connection, ctx: &Context) -> Result<Proposal, OrchestratorError> {
+        let s = &self.settings;
+        let prompt = format!(
+            "{}\n\nDecide, and if you change the strategy write the complete new src/lib.rs.",
+            ctx.render()
+        );
+        let reply = self.client.complete(
+            conn,
+            &s.writer_model,
+            Price {
+                input: s.writer_price_in,
+                output: s.writer_price_out,
+            },
+            s.max_tokens,
+            WRITER_SYSTEM,
+            &prompt,
+            &self.trigger,
+        )?;
+        let decision = claude::field(&reply.text, "DECISION")
+            .and_then(|d| DecisionKind::parse(&d))
+            .unwrap_or(if claude::code_block(&reply.text).is_some() {
+                DecisionKind::Tweak
+            } else {
+                DecisionKind::NoChange
+            });
+        let rationale =
+            claude::field(&reply.text, "REASON").unwrap_or_else(|| "no reason given".into());
+        let source = claude::code_block(&reply.text).unwrap_or_default();
+        Ok(Proposal {
+            decision,
+            template: "claude".into(),
+            params: Vec::new(),
+            rationale,
+            source,
+        })
+    }
+
+    fn review(
+        &mut self,
+        conn: &Connection,
+        _ctx: &Context,
+        p: &Proposal,
+    ) -> Result<Result<(), String>, OrchestratorError> {
+        let s = &self.settings;
+        let prompt = format!(
+            "Decision: {}\nReason: {}\n\n```rust\n{}\n```",
+            p.decision.as_str(),
+            p.rationale,
+            p.source
+        );
+        let reply = self.client.complete(
+            conn,
+            &s.reviewer_model,
+            Price {
+                input: s.reviewer_price_in,
+                output: s.reviewer_price_out,
+            },
+            1024,
+            REVIEWER_SYSTEM,
+            &prompt,
+            &self.trigger,
+        )?;
+        let first = reply
+            .text
+            .trim_start()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if first.to_ascii_uppercase().starts_with("APPROVE") {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(first
+                .trim_start_matches("REJECT")
+                .trim_start_matches(':')
+                .trim()
+                .to_string()))
+        }
+    }
+}
+
+/// Candle series for the settings' symbols: the first existing data file per
+/// symbol, its most recent `history_bars` candles.
+pub fn load_series(
+    settings: &Settings,
+    o: &OrchestratorSettings,
+) -> Result<Vec<Series>, OrchestratorError> {
+    let mut out = Vec::new();
+    for sym in &settings.symbols {
+        let file = o
+            .data
+            .iter()
+            .find(|p| p.exists() && backtest::name_parts(p).0.as_deref() == Some(sym.as_str()));
+        let Some(file) = file else {
+            return Err(OrchestratorError::NoData(format!(
+                "no data file for {sym} among {:?}",
+                o.data
+            )));
+        };
+        let mut s = backtest::load_csv(file, Some(sym))
+            .map_err(|e| OrchestratorError::NoData(e.to_string()))?;
+        let n = s.candles.len();
+        s.candles.drain(..n.saturating_sub(o.history_bars));
+        if s.candles.len() < 100 {
+            return Err(OrchestratorError::NoData(format!(
+                "{}: only {} candles",
+                file.display(),
+                s.candles.len()
+            )));
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Stores the series in the `candles` table (existing rows are kept) so the
+/// analysis modules see what the cycle backtests on.
+fn import_candles(conn: &Connection, series: &[Series]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut stmt = tx.prepare(
+            "INSERT OR IGNORE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for s in series {
+            for c in &s.candles {
+                stmt.execute(params![
+                    s.symbol,
+                    s.interval.name(),
+                    c.ts,
+                    c.open,
+                    c.high,
+                    c.low,
+                    c.close,
+                    c.volume
+                ])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+fn report_json(r: &crate::runtime::bindings::Report) -> serde_json::Value {
+    let mut sections = serde_json::Map::new();
+    for m in &r.metrics {
+        let v = match &m.value {
+            MetricValue::Number(n) => serde_json::json!(n),
+            MetricValue::Text(t) => serde_json::json!(t),
+            MetricValue::Flag(b) => serde_json::json!(b),
+            MetricValue::Missing => serde_json::Value::Null,
+        };
+        sections
+            .entry(m.section.clone())
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .map(|o| o.insert(m.key.clone(), v));
+    }
+    serde_json::json!({ "module": r.module, "summary": r.summary, "sections": sections })
+}
+
+/// Runs one analysis component against the read-only database.
+pub fn run_analysis(
+    rt: &Arc<Runtime>,
+    wasm_path: &Path,
+    db_path: &Path,
+    now: i64,
+) -> serde_json::Value {
+    let run = || -> Result<serde_json::Value, String> {
+        let bytes =
+            std::fs::read(wasm_path).map_err(|e| format!("{}: {e}", wasm_path.display()))?;
+        let m = rt.load_analysis(&bytes).map_err(|e| e.to_string())?;
+        let conn = open_read_only(db_path).map_err(|e| e.to_string())?;
+        let mut inst = m.instantiate(Some(conn)).map_err(|e| e.to_string())?;
+        let r = inst.analyze(now).map_err(|e| e.to_string())?;
+        Ok(report_json(&r))
+    };
+    run().unwrap_or_else(|e| serde_json::json!({ "error": e }))
+}
+
+/// Shell-computed facts the orchestrator cannot change: recorded trades and
+/// scans, and the incumbent's backtest on the cycle's data.
+fn ground_truth(
+    conn: &Connection,
+    incumbent: Option<&backtest::BacktestReport>,
+) -> rusqlite::Result<serde_json::Value> {
+    let (trades, wins, losses, pnl_pct): (i64, i64, i64, Option<f64>) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(CAST(pnl AS REAL) > 0), 0), COALESCE(SUM(CAST(pnl AS REAL) < 0), 0), AVG(pnl_pct) FROM trades",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let mut pnl = rust_decimal::Decimal::ZERO;
+    let mut fees = rust_decimal::Decimal::ZERO;
+    let mut stmt = conn.prepare("SELECT pnl, fees FROM trades")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (p, f) = row?;
+        pnl = pnl.saturating_add(p.parse().unwrap_or_default());
+        fees = fees.saturating_add(f.parse().unwrap_or_default());
+    }
+    let scans: i64 = conn.query_row("SELECT COUNT(*) FROM scan_results", [], |r| r.get(0))?;
+    Ok(serde_json::json!({
+        "recorded": { "trades": trades, "wins": wins, "losses": losses, "net_pnl": pnl.to_string(), "fees": fees.to_string(), "avg_pnl_pct": pnl_pct, "scans": scans },
+        "incumbent_backtest": incumbent.map(|r| serde_json::json!({
+            "return_pct": r.return_pct, "metrics": r.metrics, "mean_oos_sharpe": checks::mean_oos_sharpe(r), "trades": r.trades.len(),
+        })),
+    }))
+}
+
+fn observations(conn: &Connection, since: i64) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare("SELECT datetime(ts, 'unixepoch'), category, text FROM observations WHERE ts >= ?1 ORDER BY ts, id")?;
+    let rows = stmt
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn observe(
+    conn: &Connection,
+    ts: i64,
+    run_id: &str,
+    category: &str,
+    text: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO observations (ts, run_id, category, text) VALUES (?1, ?2, ?3, ?4)",
+        params![ts, run_id, category, text],
+    )?;
+    Ok(())
+}
+
+/// The incumbent: the active version's bytes, source, template and
+/// parameters; else the configured default strategy.
+struct Incumbent {
+    wasm: Vec<u8>,
+    source: Option<String>,
+    template: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+fn incumbent(
+    conn: &Connection,
+    paths: &Paths,
+    settings: &Settings,
+) -> Result<Option<Incumbent>, OrchestratorError> {
+    if let Some(rec) = archive::active(conn)? {
+        let (wasm, _) = archive::load_bytes(conn, &paths.archive_dir, rec.version)?;
+        let source: Option<String> = conn.query_row(
+            "SELECT code FROM strategy_versions WHERE version = ?1",
+            [rec.version],
+            |r| r.get(0),
+        )?;
+        let meta: Option<String> = conn
+            .query_row("SELECT template || char(31) || params FROM orchestrator_runs WHERE deployed_version = ?1", [rec.version], |r| r.get(0))
+            .optional()?;
+        let (template, params) = match meta.as_deref().and_then(|m| m.split_once('\u{1f}')) {
+            Some((t, p)) => (
+                Some(t.to_string()),
+                serde_json::from_str(p).unwrap_or_default(),
+            ),
+            None => (
+                rec.origin
+                    .strip_prefix("default")
+                    .map(|_| "sma-crossover".to_string()),
+                rec.params.clone(),
+            ),
+        };
+        return Ok(Some(Incumbent {
+            wasm,
+            source,
+            template,
+            params,
+        }));
+    }
+    match &settings.default_strategy {
+        Some(p) if p.exists() => Ok(Some(Incumbent {
+            wasm: std::fs::read(p).map_err(io(p))?,
+            source: None,
+            template: p.file_stem().and_then(|s| s.to_str()).map(String::from),
+            params: settings.strategy_params.clone(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn check_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> CheckConfig {
+    CheckConfig {
+        fuzz_calls: o.fuzz_calls,
+        seed,
+        window_bars: o.window_bars,
+        lookahead_cuts: o.lookahead_cuts,
+        shift_weeks: o.shift_weeks,
+        warmup_bars: o.warmup_bars,
+        walk_forward_folds: o.walk_forward_folds,
+        margin: o.margin,
+        paper_bars: o.paper_bars,
+        paper_tolerance_pct: o.paper_tolerance_pct,
+        max_drawdown_pct: risk.max_drawdown_pct,
+    }
+}
+
+/// Keeps `strategies/strategy_document.md` current and under 2,000 words:
+/// the "Current strategy" section is rewritten, a journal line appended,
+/// and the oldest journal lines dropped when the document grows too long.
+pub fn update_document(
+    path: &Path,
+    current: &str,
+    journal_line: &str,
+    max_words: usize,
+) -> std::io::Result<String> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let head = old
+        .split("\n## Current strategy")
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .to_string();
+    let head = if head.trim().is_empty() {
+        "# Strategy document\n\nMaintained by the orchestrator (kept under 2,000 words). Mandate: portfolio growth with capital \
+preservation; avoid major drawdowns; a long-term fund. The shell's risk limits and truth benchmarks are fixed; the \
+strategy, the analysis modules and this document are ours to change."
+            .to_string()
+    } else {
+        head
+    };
+    let mut journal: Vec<String> = old
+        .split("\n## Journal\n")
+        .nth(1)
+        .map(|j| {
+            j.lines()
+                .filter(|l| l.starts_with("- "))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    journal.push(format!("- {journal_line}"));
+    let render = |j: &[String]| {
+        format!(
+            "{head}\n\n## Current strategy\n\n{current}\n\n## Journal\n\n{}\n",
+            j.join("\n")
+        )
+    };
+    let mut doc = render(&journal);
+    while doc.split_whitespace().count() > max_words && journal.len() > 1 {
+        journal.remove(0);
+        doc = render(&journal);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, &doc)?;
+    Ok(doc)
+}
+
+/// Runs one full cycle with the proposer the options name.
+pub fn run_cycle(opts: &CycleOptions) -> Result<CycleReport, OrchestratorError> {
+    let conn = crate::db::open(&opts.paths.db())?;
+    let mut proposer: Box<dyn Proposer> = match opts.proposer {
+        ProposerChoice::Offline => Box::new(Offline {
+            seed: opts.seed,
+            max_source_bytes: opts.orchestrator.max_source_bytes,
+        }),
+        ProposerChoice::Claude => {
+            let o = &opts.orchestrator;
+            let cfg = ClaudeConfig {
+                base_url: o.base_url.clone(),
+                timeout: Duration::from_secs(o.timeout_secs.max(1)),
+                retries: o.retries,
+                requests_per_minute: o.requests_per_minute,
+                budget_usd: o.nightly_budget_usd,
+                backoff: Duration::from_millis(500),
+                max_retry_after: Duration::from_secs(60),
+            };
+            let spent = claude::spent_since(&conn, opts.now.timestamp() - 86_400)?;
+            let client = match &opts.api_key {
+                Some(k) => Claude::with_key(cfg, k.clone(), spent)?,
+                None => Claude::from_env(cfg, spent)?,
+            };
+            Box::new(ClaudeProposer {
+                client,
+                settings: o.clone(),
+                trigger: opts.trigger.clone(),
+            })
+        }
+    };
+    run_cycle_with(opts, &conn, proposer.as_mut())
+}
+
+/// Runs one full cycle with `proposer`.
+pub fn run_cycle_with(
+    opts: &CycleOptions,
+    conn: &Connection,
+    proposer: &mut dyn Proposer,
+) -> Result<CycleReport, OrchestratorError> {
+    let o = &opts.orchestrator;
+    o.validate().map_err(OrchestratorError::Config)?;
+    let t0 = Instant::now();
+    let mut timings: Vec<(String, f64)> = Vec::new();
+    let mut lap = |name: &str, since: &mut Instant| {
+        timings.push((name.to_string(), since.elapsed().as_secs_f64()));
+        *since = Instant::now();
+    };
+    let mut since = Instant::now();
+    let now = opts.now.timestamp();
+    let run_id = format!("{}-{}", opts.now.format("%Y%m%dT%H%M%S"), opts.seed);
+    let work = opts.paths.data_dir.join("orchestrator");
+    let reports_dir = work.join("reports");
+    std::fs::create_dir_all(&reports_dir).map_err(io(&reports_dir))?;
+    conn.execute(
+        "INSERT INTO tuning_triggers (ts, kind, priority, detail, run_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now, opts.trigger, 0, format!("cycle {run_id}"), run_id],
+    )?;
+    tracing::info!(run = %run_id, trigger = %opts.trigger, "orchestrator cycle starts");
+
+    // 1. data and truth
+    let series = load_series(&opts.settings, o)?;
+    import_candles(conn, &series)?;
+    let rt = Runtime::new(opts.settings.sandbox.clone(), Some(&opts.paths.cache()))
+        .map_err(|e| OrchestratorError::Runtime(format!("{e:#}")))?;
+    let inc = incumbent(conn, &opts.paths, &opts.settings)?;
+    let input = checks::CheckInput {
+        runtime: &rt,
+        series: &series,
+        risk: &opts.risk,
+        symbols: &opts.settings.symbols,
+        capital: opts.settings.starting_capital,
+        fee_bps: opts.settings.fee_bps.into(),
+        slippage_bps: opts.settings.slippage_bps.into(),
+        incumbent_params: inc.as_ref().map(|i| i.params.as_slice()).unwrap_or(&[]),
+    };
+    let cfg = check_config(o, &opts.risk, opts.seed);
+    let inc_report = match &inc {
+        Some(i) => {
+            let mut b = BacktestConfig::new(i.wasm.clone(), series.clone(), opts.risk.clone());
+            b.capital = input.capital;
+            b.fee_bps = input.fee_bps;
+            b.slippage_bps = input.slippage_bps;
+            b.sandbox = opts.settings.sandbox.clone();
+            b.params = i.params.clone();
+            b.walk_forward = Some(cfg.walk_forward_folds);
+            Some(
+                backtest::run_with(&rt, &b)
+                    .map_err(|e| OrchestratorError::Incumbent(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let truth = ground_truth(conn, inc_report.as_ref())?;
+    lap("truth", &mut since);
+
+    // 2. analysis reports
+    let market_report = run_analysis(&rt, &o.market_analysis, &opts.paths.db(), now);
+    let trade_report = run_analysis(&rt, &o.trade_performance, &opts.paths.db(), now);
+    lap("analysis", &mut since);
+
+    // 3. context
+    let document = std::fs::read_to_string(&o.strategy_document).unwrap_or_default();
+    let ctx = Context {
+        ground_truth: truth.clone(),
+        market_report: market_report.clone(),
+        trade_report: trade_report.clone(),
+        strategy_source: inc.as_ref().and_then(|i| i.source.clone()),
+        incumbent_template: inc.as_ref().and_then(|i| i.template.clone()),
+        incumbent_params: inc.as_ref().map(|i| i.params.clone()).unwrap_or_default(),
+        strategy_document: document,
+        versions: archive::list(conn)?,
+        observations: observations(conn, now - 30 * 86_400)?,
+        constraints: serde_json::json!({ "risk_limits": opts.risk, "symbols": opts.settings.symbols, "fee_bps": opts.settings.fee_bps, "slippage_bps": opts.settings.slippage_bps }),
+    };
+
+    // 4. decision and generation
+    let proposal = proposer.propose(conn, &ctx)?;
+    lap("proposal", &mut since);
+    let candidate_dir = opts.paths.archive_dir.join("candidates").join(&run_id);
+    std::fs::create_dir_all(&candidate_dir).map_err(io(&candidate_dir))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<(), OrchestratorError> {
+        let p = candidate_dir.join(name);
+        std::fs::write(&p, bytes).map_err(io(&p))
+    };
+    write("strategy.rs", proposal.source.as_bytes())?;
+
+    let mut figures = CheckFigures::default();
+    let mut wasm: Option<Vec<u8>> = None;
+    let outcome = if matches!(proposal.decision, DecisionKind::NoChange) {
+        CycleOutcome::NoChange {
+            reason: proposal.rationale.clone(),
+        }
+    } else if matches!(proposal.decision, DecisionKind::UpdateAnalysis) {
+        CycleOutcome::NoChange {
+            reason: format!(
+                "analysis-module updates are recorded but not deployed automatically yet: {}",
+                proposal.rationale
+            ),
+        }
+    } else {
+        let result = (|| -> Result<(Vec<u8>, backtest::BacktestReport), Rejection> {
+            // 5. review
+            proposer
+                .review(conn, &ctx, &proposal)
+                .map_err(|e| Rejection::Review {
+                    detail: e.to_string(),
+                })?
+                .map_err(|detail| Rejection::Review { detail })?;
+            // 6. source check
+            source_check::check(&proposal.source, o.max_source_bytes).map_err(|r| {
+                Rejection::SourceRefused {
+                    refusals: r.iter().map(|x| x.to_string()).collect(),
+                }
+            })?;
+            // 7. compile
+            let ccfg = compile::CompileConfig {
+                repo_root: opts.repo_root.clone(),
+                build_root: work.join("build"),
+                target_dir: o.target_dir.clone().unwrap_or_else(|| work.join("target")),
+                timeout: Duration::from_secs(o.compile_timeout_secs.max(1)),
+                max_wasm_bytes: o.max_wasm_bytes,
+                allowed_deps: o.allowed_deps.clone(),
+            };
+            let id = run_id.to_ascii_lowercase().replace('t', "-");
+            let built = compile::compile(&ccfg, &id, &proposal.source).map_err(|e| {
+                Rejection::CompileFailed {
+                    detail: e.to_string(),
+                }
+            })?;
+            // 8-10. checks, walk-forward backtest, paper stage
+            let report = checks::run_all(
+                &input,
+                &built.wasm,
+                inc_report.as_ref(),
+                inc.as_ref().map(|i| i.wasm.as_slice()),
+                &cfg,
+                &mut figures,
+            )?;
+            Ok((built.wasm, report))
+        })();
+        match result {
+            Err(rejection) => CycleOutcome::Rejected { rejection },
+            Ok((bytes, report)) => {
+                wasm = Some(bytes.clone());
+                let _ = write(
+                    "backtest.json",
+                    &serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                );
+                // 11. deploy
+                match deploy(opts, &rt, &bytes, &proposal, &run_id) {
+                    Ok((version, live)) => {
+                        let p = archive::version_dir(&opts.paths.archive_dir, version)
+                            .join("backtest.json");
+                        let _ = std::fs::write(
+                            &p,
+                            serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                        );
+                        CycleOutcome::Deployed { version, live }
+                    }
+                    Err(detail) => CycleOutcome::Rejected {
+                        rejection: Rejection::Deploy { detail },
+                    },
+                }
+            }
+        }
+    };
+    lap("candidate", &mut since);
+    if let Some(w) = &wasm {
+        write("strategy.wasm", w)?;
+    }
+
+    // 12. memory: config history, observations, document
+    let deployed_version = match &outcome {
+        CycleOutcome::Deployed { version, .. } => Some(*version),
+        _ => None,
+    };
+    if deployed_version.is_some() {
+        let same_family = ctx.incumbent_template.as_deref() == Some(proposal.template.as_str());
+        for (k, v) in &proposal.params {
+            let old = ctx
+                .incumbent_params
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone());
+            if !same_family || old.as_deref() != Some(v.as_str()) {
+                conn.execute(
+                    "INSERT INTO config_history (ts, param, symbol, old_value, new_value, reason, confidence, run_id) VALUES (?1, ?2, '*', ?3, ?4, ?5, ?6, ?7)",
+                    params![now, k, if same_family { old } else { None }, v, proposal.rationale, 0.5, run_id],
+                )?;
+            }
+        }
+    }
+    let summary = |v: &serde_json::Value| {
+        v["summary"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| v["error"].as_str().map(|e| format!("error: {e}")))
+            .unwrap_or_default()
+    };
+    observe(conn, now, &run_id, "market", &summary(&market_report))?;
+    observe(conn, now, &run_id, "performance", &summary(&trade_report))?;
+    let outcome_text = match &outcome {
+        CycleOutcome::Deployed { version, .. } => format!("deployed v{version}"),
+        CycleOutcome::Rejected { rejection } => {
+            format!("rejected ({}): {rejection}", rejection.code())
+        }
+        CycleOutcome::NoChange { reason } => format!("no change: {reason}"),
+    };
+    observe(
+        conn,
+        now,
+        &run_id,
+        "decision",
+        &format!(
+            "{} {}: {} → {outcome_text}",
+            proposal.decision.as_str(),
+            proposal.template,
+            proposal.rationale
+        ),
+    )?;
+    let active = archive::active(conn)?;
+    let current = match &active {
+        Some(a) => format!(
+            "Active: v{} ({}), origin {}.",
+            a.version,
+            &a.hash[..12.min(a.hash.len())],
+            a.origin
+        ),
+        None => "No strategy deployed yet.".into(),
+    };
+    let line = format!(
+        "{} {}: {} {} → {}",
+        opts.now.format("%Y-%m-%d %H:%M"),
+        run_id,
+        proposal.decision.as_str(),
+        proposal.template,
+        outcome_text
+    );
+    update_document(&o.strategy_document, &current, &line, 2_000)
+        .map_err(io(&o.strategy_document))?;
+    lap("memory", &mut since);
+    timings.push(("total".into(), t0.elapsed().as_secs_f64()));
+
+    // 13. report
+    let report_path = reports_dir.join(format!("{run_id}.json"));
+    let report = CycleReport {
+        run_id: run_id.clone(),
+        started_at: opts.now.to_rfc3339(),
+        trigger: opts.trigger.clone(),
+        proposer: opts.proposer,
+        decision: proposal.decision,
+        template: proposal.template.clone(),
+        params: proposal.params.clone(),
+        rationale: proposal.rationale.clone(),
+        outcome,
+        figures,
+        ground_truth: truth,
+        market_report,
+        trade_report,
+        timings,
+        report_path: report_path.clone(),
+        candidate_dir: candidate_dir.clone(),
+    };
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    std::fs::write(&report_path, &json).map_err(io(&report_path))?;
+    write("meta.json", json.as_bytes())?;
+    let (code, rejection) = match &report.outcome {
+        CycleOutcome::Deployed { .. } => ("deployed", None),
+        CycleOutcome::Rejected { rejection } => ("rejected", Some(rejection.to_string())),
+        CycleOutcome::NoChange { .. } => ("no_change", None),
+    };
+    conn.execute(
+        "INSERT INTO orchestrator_runs (run_id, ts, trigger, proposer, decision, template, params, outcome, rejection_code, rejection, deployed_version, report)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            run_id,
+            now,
+            opts.trigger,
+            serde_json::to_value(opts.proposer).ok().and_then(|v| v.as_str().map(String::from)),
+            proposal.decision.as_str(),
+            proposal.template,
+            serde_json::to_string(&proposal.params).unwrap_or_default(),
+            code,
+            match &report.outcome {
+                CycleOutcome::Rejected { rejection } => Some(rejection.code()),
+                _ => None,
+            },
+            rejection,
+            deployed_version,
+            json
+        ],
+    )?;
+    if let Err(e) = crate::events::append(
+        conn,
+        now,
+        "orchestrator_run",
+        None,
+        &serde_json::json!({ "run_id": run_id, "outcome": code, "decision": proposal.decision.as_str() }),
+    ) {
+        tracing::warn!("event log: {e}");
+    }
+    tracing::info!("{}", report.headline());
+    Ok(report)
+}
+
+/// `offline`, `claude`, or `auto` (Claude when ANTHROPIC_API_KEY is set).
+pub fn choose_proposer(name: &str) -> Result<ProposerChoice, OrchestratorError> {
+    match name {
+        "offline" => Ok(ProposerChoice::Offline),
+        "claude" => Ok(ProposerChoice::Claude),
+        "auto" => Ok(
+            if std::env::var(claude::KEY_VAR).is_ok_and(|k| !k.trim().is_empty()) {
+                ProposerChoice::Claude
+            } else {
+                ProposerChoice::Offline
+            },
+        ),
+        other => Err(OrchestratorError::Config(format!(
+            "proposer {other:?}: expected offline, claude or auto"
+        ))),
+    }
+}
+
+/// Times two offline cycles in a scratch data directory
+/// (`<data>/orchestrator/bench`) that shares the candidates' cargo target
+/// directory: the first may compile the SDK, the second is warm.
+pub fn bench(
+    paths: &Paths,
+    settings: &Settings,
+    risk: &RiskFile,
+    repo_root: &Path,
+) -> Result<(f64, f64), OrchestratorError> {
+    let work = paths.data_dir.join("orchestrator");
+    let scratch = work.join("bench");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(io(&scratch))?;
+    let mut o = settings.orchestrator.clone();
+    o.target_dir = Some(o.target_dir.clone().unwrap_or_else(|| work.join("target")));
+    o.strategy_document = scratch.join("strategy_document.md");
+    let mut times = Vec::new();
+    for seed in [1u64, 2] {
+        let opts = CycleOptions {
+            paths: Paths {
+                data_dir: scratch.join("data"),
+                archive_dir: scratch.join("archive"),
+            },
+            settings: settings.clone(),
+            orchestrator: o.clone(),
+            risk: risk.clone(),
+            repo_root: repo_root.to_path_buf(),
+            proposer: ProposerChoice::Offline,
+            seed,
+            trigger: "bench".into(),
+            now: Utc::now(),
+            api_key: None,
+        };
+        std::fs::create_dir_all(&opts.paths.data_dir).map_err(io(&opts.paths.data_dir))?;
+        let t = Instant::now();
+        let r = run_cycle(&opts)?;
+        let secs = t.elapsed().as_secs_f64();
+        println!("cycle {seed}: {secs:.1} s — {}", r.headline());
+        for (stage, s) in &r.timings {
+            println!("  {stage:<10} {s:>7.2} s");
+        }
+        times.push(secs);
+    }
+    Ok((times[0], times[1]))
+}
+
+/// Deploys through the running host's control socket, else offline.
+fn deploy(
+    opts: &CycleOptions,
+    rt: &Arc<Runtime>,
+    wasm: &[u8],
+    p: &Proposal,
+    run_id: &str,
+) -> Result<(i64, bool), String> {
+    let origin = format!("orchestrator {run_id} {}", p.template);
+    let dir = opts
+        .paths
+        .data_dir
+        .join("orchestrator")
+        .join("build")
+        .join(run_id);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("candidate.wasm");
+    std::fs::write(&path, wasm).map_err(|e| e.to_string())?;
+    let abs = std::fs::canonicalize(&path).map_err(|e| e.to_string())?;
+    let req = Request::Deploy {
+        path: abs,
+        params: Vec::new(),
+        source: Some(p.source.clone()),
+        origin: Some(origin.clone()),
+    };
+    match control::request(&opts.paths.socket(), &req) {
+        Ok(Some(Reply::Deployed(v))) => v["version"]
+            .as_i64()
+            .map(|v| (v, true))
+            .ok_or_else(|| format!("odd reply {v}")),
+        Ok(Some(Reply::Error { message })) => Err(message),
+        Ok(Some(other)) => Err(format!("unexpected reply {other:?}")),
+        Ok(None) | Err(_) => {
+            let mut prepared = shell::prepare(
+                rt,
+                wasm.to_vec(),
+                &opts.risk,
+                &opts.settings.symbols,
+                Vec::new(),
+                &origin,
+            )
+            .map_err(|e| e.to_string())?;
+            prepared.code = Some(p.source.clone());
+            let o = shell::deploy_offline(&opts.paths, &opts.settings, &opts.risk, prepared)
+                .map_err(|e| format!("{e:#}"))?;
+            Ok((o.version, false))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_stays_under_the_word_limit_and_keeps_its_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("doc.md");
+        for i in 0..400 {
+            update_document(
+                &p,
+                "Active: v1.",
+                &format!("cycle {i} with some words to fill the journal quickly"),
+                2_000,
+            )
+            .unwrap();
+        }
+        let doc = std::fs::read_to_string(&p).unwrap();
+        assert!(doc.split_whitespace().count() <= 2_000);
+        assert!(doc.starts_with("# Strategy document"));
+        assert!(doc.contains("cycle 399 "));
+        assert!(!doc.contains("cycle 0 "));
+        assert_eq!(doc.matches("## Current strategy").count(), 1);
+    }
+}

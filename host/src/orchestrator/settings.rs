@@ -1,0 +1,151 @@
+//! `[orchestrator]` settings: data, schedule, models and prices, compile
+//! caps, check thresholds, tuning triggers and rollback. Every key optional.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The `[orchestrator]` section of settings.toml.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorSettings {
+    /// Candle files the cycle backtests on; the first existing file per symbol wins.
+    pub data: Vec<PathBuf>,
+    /// Most recent bars of each file used.
+    pub history_bars: usize,
+    /// Nightly window, America/New_York wall-clock, "HH:MM".
+    pub window_start: String,
+    pub window_end: String,
+    /// `auto` (Claude when ANTHROPIC_API_KEY is set, else offline), `offline` or `claude`.
+    pub proposer: String,
+    pub base_url: String,
+    pub writer_model: String,
+    pub reviewer_model: String,
+    pub max_tokens: u32,
+    pub timeout_secs: u64,
+    pub retries: u32,
+    pub requests_per_minute: u32,
+    /// Spending cap per night (24 h), USD.
+    pub nightly_budget_usd: f64,
+    /// USD per million input / output tokens: writer, reviewer.
+    pub writer_price_in: f64,
+    pub writer_price_out: f64,
+    pub reviewer_price_in: f64,
+    pub reviewer_price_out: f64,
+    /// Analysis components run each cycle.
+    pub market_analysis: PathBuf,
+    pub trade_performance: PathBuf,
+    /// Strategy document maintained by the cycle.
+    pub strategy_document: PathBuf,
+    pub compile_timeout_secs: u64,
+    pub max_wasm_bytes: u64,
+    pub max_source_bytes: usize,
+    /// Extra crates a candidate may depend on: [["name", "version"]].
+    pub allowed_deps: Vec<(String, String)>,
+    /// Shared cargo target directory of candidates (default: <data>/orchestrator/target).
+    pub target_dir: Option<PathBuf>,
+    pub fuzz_calls: usize,
+    pub window_bars: usize,
+    pub lookahead_cuts: usize,
+    pub shift_weeks: i64,
+    pub warmup_bars: usize,
+    pub walk_forward_folds: usize,
+    /// Mean out-of-sample Sharpe the candidate must add over the incumbent.
+    pub margin: f64,
+    pub paper_bars: usize,
+    pub paper_tolerance_pct: f64,
+    /// Triggers.
+    pub loss_threshold_pct: f64,
+    pub consecutive_losses: u32,
+    pub every_n_trades: u64,
+    pub atr_spike_pct: f64,
+    pub cooldown_minutes: i64,
+    /// Roll back a deployed candidate that trails its backtest by this many percentage points.
+    pub rollback_underperform_pct: f64,
+    pub rollback_min_days: f64,
+}
+
+impl Default for OrchestratorSettings {
+    fn default() -> Self {
+        OrchestratorSettings {
+            data: vec![
+                "../shared/data/BTCUSD-1h.csv".into(),
+                "data/sample/BTCUSD-1h.csv".into(),
+            ],
+            history_bars: 3000,
+            window_start: "03:30".into(),
+            window_end: "06:00".into(),
+            proposer: "auto".into(),
+            base_url: "https://api.anthropic.com".into(),
+            writer_model: "claude-sonnet-4-5".into(),
+            reviewer_model: "claude-opus-4-1".into(),
+            max_tokens: 8000,
+            timeout_secs: 120,
+            retries: 3,
+            requests_per_minute: 10,
+            nightly_budget_usd: 5.0,
+            writer_price_in: 3.0,
+            writer_price_out: 15.0,
+            reviewer_price_in: 15.0,
+            reviewer_price_out: 75.0,
+            market_analysis: "target/wasm/market-analysis.wasm".into(),
+            trade_performance: "target/wasm/trade-performance.wasm".into(),
+            strategy_document: "strategies/strategy_document.md".into(),
+            compile_timeout_secs: 600,
+            max_wasm_bytes: 4 << 20,
+            max_source_bytes: 64 << 10,
+            allowed_deps: Vec::new(),
+            target_dir: None,
+            fuzz_calls: 40,
+            window_bars: 240,
+            lookahead_cuts: 3,
+            shift_weeks: 53,
+            warmup_bars: 200,
+            walk_forward_folds: 3,
+            margin: 0.0,
+            paper_bars: 240,
+            paper_tolerance_pct: 2.0,
+            loss_threshold_pct: 2.0,
+            consecutive_losses: 3,
+            every_n_trades: 20,
+            atr_spike_pct: 50.0,
+            cooldown_minutes: 60,
+            rollback_underperform_pct: 5.0,
+            rollback_min_days: 3.0,
+        }
+    }
+}
+
+impl OrchestratorSettings {
+    /// Refuses values that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("window_start", &self.window_start),
+            ("window_end", &self.window_end),
+        ] {
+            super::schedule::parse_hhmm(v).ok_or_else(|| format!("{name} {v:?} is not HH:MM"))?;
+        }
+        if !matches!(self.proposer.as_str(), "auto" | "offline" | "claude") {
+            return Err(format!(
+                "proposer {:?}: expected auto, offline or claude",
+                self.proposer
+            ));
+        }
+        if self.requests_per_minute == 0 || self.history_bars < 100 || self.walk_forward_folds == 0
+        {
+            return Err("requests_per_minute, walk_forward_folds must be positive and history_bars at least 100".into());
+        }
+        for (name, v) in [
+            ("nightly_budget_usd", self.nightly_budget_usd),
+            ("writer_price_in", self.writer_price_in),
+            ("writer_price_out", self.writer_price_out),
+            ("reviewer_price_in", self.reviewer_price_in),
+            ("reviewer_price_out", self.reviewer_price_out),
+            ("margin", self.margin),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{name} ({v}) must be a non-negative number"));
+            }
+        }
+        Ok(())
+    }
+}
