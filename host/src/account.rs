@@ -1,9 +1,10 @@
 //! The trading account's durable side: every order, fill and closed trade is
-//! written with the engine snapshot in one SQLite transaction, and at startup
+//! written with the engine snapshot inside the caller's transaction (the
+//! shell commits one per bar), and at startup
 //! the ledger is rebuilt from first principles (starting capital kept in the
 //! database, plus every stored fill) and checked against the snapshot (L1).
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -223,7 +224,7 @@ fn side_name(s: OrderSide) -> &'static str {
 
 /// Records orders the engine accepted (status open).
 pub fn record_orders(
-    tx: &Transaction,
+    tx: &Connection,
     mode: &str,
     venue: &str,
     orders: &[trading_core::PendingOrder],
@@ -252,7 +253,7 @@ pub fn record_orders(
     Ok(())
 }
 
-fn set_order_status(tx: &Transaction, mode: &str, id: u64, status: &str, reason: Option<&str>, now: i64) -> Result<(), AccountError> {
+fn set_order_status(tx: &Connection, mode: &str, id: u64, status: &str, reason: Option<&str>, now: i64) -> Result<(), AccountError> {
     tx.execute(
         "UPDATE orders SET status = ?2, reason = COALESCE(?3, reason), updated_ts = ?4 WHERE client_order_id = ?1",
         params![client_order_id(tx, mode, id)?, status, reason, now],
@@ -261,7 +262,7 @@ fn set_order_status(tx: &Transaction, mode: &str, id: u64, status: &str, reason:
 }
 
 /// Writes what the engine did: fills, closed trades and order states.
-pub fn record_events(tx: &Transaction, mode: &str, events: &[EngineEvent], now: i64) -> Result<(), AccountError> {
+pub fn record_events(tx: &Connection, mode: &str, events: &[EngineEvent], now: i64) -> Result<(), AccountError> {
     for ev in events {
         match ev {
             EngineEvent::Filled(rec) => {
@@ -329,7 +330,7 @@ pub fn record_events(tx: &Transaction, mode: &str, events: &[EngineEvent], now: 
 }
 
 /// Saves the engine (pending orders, halts, marks) as of `bar_ts`.
-pub fn snapshot(tx: &Transaction, mode: &str, engine: &Engine, bar_ts: i64) -> Result<(), AccountError> {
+pub fn snapshot(tx: &Connection, mode: &str, engine: &Engine, bar_ts: i64) -> Result<(), AccountError> {
     let json = serde_json::to_string(engine)
         .map_err(|e| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() })?;
     let fills: i64 = tx.query_row("SELECT COUNT(*) FROM fills WHERE mode = ?1", [mode], |r| r.get(0))?;

@@ -56,6 +56,9 @@ enum Cmd {
         /// Exit when the replay ends instead of waiting for commands.
         #[arg(long)]
         exit_at_end: bool,
+        /// API and dashboard address (default: [api] addr in settings, 127.0.0.1:8080); `off` disables.
+        #[arg(long, env = "HOST_API_ADDR")]
+        api_addr: Option<String>,
     },
     /// Deploy a strategy component (hot-swapped between two scans if a host runs).
     Deploy {
@@ -69,6 +72,21 @@ enum Cmd {
     },
     /// Restore the previous strategy version from the archive.
     Rollback,
+    /// Halt new entries on the running host (exits still run) until `host resume`.
+    Halt,
+    /// Clear halts and the kill switch on the running host.
+    Resume,
+    /// Kill switch: cancel every order, close every position at market, refuse all signals.
+    Kill {
+        /// Confirm (the kill switch closes every position).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Ask the orchestrator for a review now (a manual tuning trigger).
+    Review {
+        #[arg(long, default_value = "manual review")]
+        reason: String,
+    },
     /// Show the active strategy, its version, the contract version and the scan state.
     Status {
         #[arg(long)]
@@ -101,6 +119,24 @@ enum Cmd {
     },
     /// Backtest a strategy component over historical candles.
     Backtest(BacktestArgs),
+    /// The nightly orchestrator: one review-and-improve cycle (propose, check, backtest, paper-stage, deploy or reject).
+    Orchestrate {
+        /// Run now instead of only inside the nightly window.
+        #[arg(long)]
+        now: bool,
+        /// offline (templates) or claude (default: settings; auto = claude when ANTHROPIC_API_KEY is set).
+        #[arg(long)]
+        proposer: Option<String>,
+        /// Seed of the offline proposer and the fuzz run (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Repository root: deploy/guest-env.sh, strategies/sdk, Cargo.lock.
+        #[arg(long, default_value = ".")]
+        repo_root: PathBuf,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The candle store (in the host database): import, list, aggregate, prune.
     Data {
         #[command(subcommand)]
@@ -242,6 +278,7 @@ fn real_main() -> Result<()> {
             interval,
             speed,
             exit_at_end,
+            api_addr,
         } => run(
             paths,
             settings,
@@ -251,6 +288,7 @@ fn real_main() -> Result<()> {
             &interval,
             &speed,
             exit_at_end,
+            api_addr.as_deref(),
         ),
         Cmd::Deploy {
             path,
@@ -258,7 +296,16 @@ fn real_main() -> Result<()> {
             source,
         } => deploy(&paths, &settings, &risk, &path, params, source.as_deref()),
         Cmd::Rollback => rollback(&paths, &settings, &risk),
-        Cmd::Status { json } => status(&paths, json),
+        Cmd::Status { json } => status(&paths, &settings, &risk, json),
+        Cmd::Halt => command(&paths, Request::Halt { by: Some("cli".into()) }, "halt"),
+        Cmd::Resume => command(&paths, Request::Resume { by: Some("cli".into()) }, "resume"),
+        Cmd::Kill { yes } => {
+            if !yes {
+                bail!("the kill switch closes every position at market: confirm with `host kill --yes`");
+            }
+            command(&paths, Request::Kill { by: Some("cli".into()) }, "kill")
+        }
+        Cmd::Review { reason } => command(&paths, Request::Review { by: Some("cli".into()), reason }, "review"),
         Cmd::Modules { json } => modules(&paths, json),
         Cmd::Audit {
             what: AuditCmd::Verify,
@@ -285,6 +332,11 @@ fn real_main() -> Result<()> {
             host::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
             Ok(())
         }
+        Cmd::Bench { what: Some(w), .. } if w == "orchestrate" => {
+            let (cold, warm) = host::orchestrator::bench(&paths, &settings, &risk, Path::new("."))?;
+            println!("orchestrator cycle (offline proposer, compile included): first {cold:.1} s, warm {warm:.1} s (goal < 60 s)");
+            Ok(())
+        }
         Cmd::Bench { what: Some(w), .. } => bail!("unknown bench {w:?}: expected `backtest`"),
         Cmd::Bench {
             wasm_dir,
@@ -296,6 +348,13 @@ fn real_main() -> Result<()> {
         }
         Cmd::Bench { wasm_dir, .. } => host::bench::run(&wasm_dir, &settings, &risk),
         Cmd::Backtest(args) => backtest(args, &paths, &settings, risk),
+        Cmd::Orchestrate {
+            now,
+            proposer,
+            seed,
+            repo_root,
+            json,
+        } => orchestrate(paths, settings, risk, now, proposer, seed, repo_root, json),
         Cmd::Data { what } => data(what, &paths),
     }
 }
@@ -452,6 +511,7 @@ fn run(
     interval: &str,
     speed: &str,
     exit_at_end: bool,
+    api_addr: Option<&str>,
 ) -> Result<()> {
     let interval = Interval::parse(interval)
         .with_context(|| format!("--interval {interval:?}: expected 5m, 1h or 1d"))?;
@@ -472,14 +532,17 @@ fn run(
     let bars = shell::read_replay(&replay, symbol, interval)?;
     let mut shell = Shell::start(paths.clone(), settings.clone(), risk.clone())?;
     let (tx, rx) = channel();
-    control::serve(ControlContext {
+    let ctx = ControlContext {
         runtime: shell.runtime.clone(),
         paths: paths.clone(),
         settings,
         risk,
         commands: tx.clone(),
-    })
-    .context("control socket")?;
+    };
+    control::serve(ctx.clone()).context("control socket")?;
+    let people = host::handle::HostHandle::new(ctx, shell.bus.clone());
+    host::api::serve(people.clone(), api_addr)?;
+    host::telegram::spawn(people);
     let _watcher = host::dropdir::watch(
         shell.runtime.clone(),
         &paths,
@@ -584,9 +647,33 @@ fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> Result<()> {
     Ok(())
 }
 
-fn status(paths: &Paths, json: bool) -> Result<()> {
-    let live = match control::request(&paths.socket(), &Request::Status) {
-        Ok(Some(Reply::Status(s))) => Some(s),
+/// Sends a halt/resume/kill/review request to the running host and prints its answer.
+fn command(paths: &Paths, req: Request, what: &str) -> Result<()> {
+    match control::request(&paths.socket(), &req)? {
+        None => bail!("no host is running (start one with `host run`)"),
+        Some(Reply::Done(v)) => {
+            match what {
+                "halt" if v == serde_json::json!(true) => println!("halted: new entries are refused until `host resume`"),
+                "halt" => println!("entries were already halted"),
+                "resume" if v == serde_json::json!(true) => println!("resumed: halts and the kill switch are cleared"),
+                "resume" => println!("nothing to resume"),
+                "kill" => println!(
+                    "KILLED: cancelled {} orders; closing at market: {}",
+                    v["cancelled_orders"],
+                    v["closing"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).filter(|s| !s.is_empty()).unwrap_or_else(|| "no positions".into())
+                ),
+                _ => println!("review requested (event {v})"),
+            }
+            Ok(())
+        }
+        Some(Reply::Error { message }) => bail!("{message}"),
+        Some(other) => bail!("unexpected reply: {other:?}"),
+    }
+}
+
+fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Result<()> {
+    let live: Option<shell::Status> = match control::request(&paths.socket(), &Request::Status) {
+        Ok(Some(Reply::Status(s))) => serde_json::from_value(s).ok(),
         _ => None,
     };
     let conn = host::db::open(&paths.db())?;
@@ -596,6 +683,10 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
         conn.query_row("SELECT COUNT(*), MAX(ts) FROM scan_results", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
+    let account = match &live {
+        Some(s) => Some(s.clone()),
+        None => shell::stored_status(&conn, settings, risk)?,
+    };
     let out = serde_json::json!({
         "running": live.is_some(),
         "contract_version": CONTRACT_VERSION,
@@ -603,19 +694,17 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
         "strategy_versions": versions,
         "scans": scans,
         "last_scan_ts": last_scan,
-        "live": live,
+        "account": account,
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    let mode = account.as_ref().map(|a| a.mode).unwrap_or(settings.mode);
     println!(
-        "host:      {}",
-        if live.is_some() {
-            "running"
-        } else {
-            "not running"
-        }
+        "host:      {} ({} mode)",
+        if live.is_some() { "running" } else { "not running" },
+        serde_json::to_value(mode)?.as_str().unwrap_or("?")
     );
     println!("contract:  trading:contract@{CONTRACT_VERSION}");
     match &active {
@@ -628,16 +717,45 @@ fn status(paths: &Paths, json: bool) -> Result<()> {
         ),
         None => println!("strategy:  none deployed"),
     }
-    if let Some(p) = live.as_ref().and_then(|l| l["paused"].as_str()) {
+    if let Some(p) = live.as_ref().and_then(|l| l.paused.as_deref()) {
         println!("PAUSED:    {p}");
     }
     println!("versions:  {versions}");
     println!(
         "scans:     {scans} (last at {})",
-        last_scan
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "never".into())
+        last_scan.map(host::backtest::format_ts).unwrap_or_else(|| "never".into())
     );
+    if let Some(a) = &account {
+        println!(
+            "account:   equity {} | cash {} | P&L {} (realized {}, unrealized {}, today {}) | fees {}",
+            a.equity, a.cash, a.total_pnl, a.realized_pnl, a.unrealized_pnl, a.daily_pnl, a.fees_paid
+        );
+        println!(
+            "trades:    {} closed | {} open orders | drawdown {}%",
+            a.closed_trades, a.open_orders, a.drawdown_pct.round_dp(2)
+        );
+        if a.positions.is_empty() {
+            println!("positions: none");
+        }
+        for p in &a.positions {
+            println!(
+                "position:  {} {} @ {} (mark {}, value {}, unrealized {}) SL {} TP {}",
+                p.symbol,
+                p.qty,
+                p.avg_entry.round_dp(2),
+                p.mark.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                p.value,
+                p.unrealized_pnl,
+                p.stop_loss.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                p.take_profit.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            );
+        }
+        match (&a.halt, a.killed) {
+            (_, true) => println!("risk:      KILLED (every signal refused until `host resume`)"),
+            (Some(h), _) => println!("risk:      HALTED: {h}"),
+            (None, false) => println!("risk:      ok"),
+        }
+    }
     Ok(())
 }
 
@@ -661,6 +779,58 @@ fn modules(paths: &Paths, json: bool) -> Result<()> {
             v.deployed_at.unwrap_or_default(),
             v.origin
         );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn orchestrate(
+    paths: Paths,
+    settings: Settings,
+    risk: RiskFile,
+    now: bool,
+    proposer: Option<String>,
+    seed: Option<u64>,
+    repo_root: PathBuf,
+    json: bool,
+) -> Result<()> {
+    use host::orchestrator::{self as orch, schedule};
+    let o = settings.orchestrator.clone();
+    let t = chrono::Utc::now();
+    let (start, end) = (
+        schedule::parse_hhmm(&o.window_start).context("window_start")?,
+        schedule::parse_hhmm(&o.window_end).context("window_end")?,
+    );
+    if !now && !schedule::in_window(t, start, end) {
+        println!(
+            "outside the nightly window ({}–{} New York, now {}); pass --now to run anyway",
+            o.window_start,
+            o.window_end,
+            schedule::new_york(t).format("%H:%M")
+        );
+        return Ok(());
+    }
+    let choice = orch::choose_proposer(proposer.as_deref().unwrap_or(&o.proposer))?;
+    std::fs::create_dir_all(&paths.data_dir)?;
+    let opts = orch::CycleOptions {
+        paths,
+        orchestrator: o,
+        settings,
+        risk,
+        repo_root,
+        proposer: choice,
+        seed: seed.unwrap_or(t.timestamp() as u64),
+        trigger: if now { "manual".into() } else { "nightly".into() },
+        now: t,
+        api_key: None,
+    };
+    let report = orch::run_cycle(&opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.headline());
+        println!("report: {}", report.report_path.display());
+        println!("candidate: {}", report.candidate_dir.display());
     }
     Ok(())
 }

@@ -256,6 +256,8 @@ pub struct Shell {
     dead_man_fired: bool,
     /// UTC day of the last daily job.
     day: Option<i64>,
+    /// Inside a bar's (or command's) transaction: events wait here until it commits.
+    unpublished: Option<Vec<events::Event>>,
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -412,6 +414,7 @@ impl Shell {
             last_answer: None,
             dead_man_fired: false,
             day: None,
+            unpublished: None,
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();
@@ -499,9 +502,19 @@ impl Shell {
     }
 
     /// Appends to the hash-chained event log and publishes to subscribers.
-    pub fn event(&self, kind: &str, symbol: Option<&str>, detail: serde_json::Value) -> Option<i64> {
-        match events::publish(&self.conn, &self.bus, self.now(), kind, symbol, &detail) {
-            Ok(seq) => Some(seq),
+    pub fn event(&mut self, kind: &str, symbol: Option<&str>, detail: serde_json::Value) -> Option<i64> {
+        let ts = self.now();
+        match events::append(&self.conn, ts, kind, symbol, &detail) {
+            Ok(seq) => {
+                let ev = events::Event { seq, ts, kind: kind.to_string(), symbol: symbol.map(str::to_string), detail };
+                match self.unpublished.as_mut() {
+                    Some(buf) => buf.push(ev),
+                    None => {
+                        let _ = self.bus.send(ev);
+                    }
+                }
+                Some(seq)
+            }
             Err(e) => {
                 tracing::error!("event log: {e}");
                 None
@@ -509,7 +522,45 @@ impl Shell {
         }
     }
 
-    fn alert(&self, message: String) {
+    /// Opens the transaction everything until [`Shell::commit`] lands in.
+    fn begin(&mut self) {
+        if self.unpublished.is_some() {
+            return;
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!("cannot begin a transaction: {e}");
+            return;
+        }
+        self.unpublished = Some(Vec::new());
+    }
+
+    /// Saves the engine snapshot (and the strategy state when `with_state`),
+    /// commits, then publishes the events the transaction held.
+    fn commit(&mut self, with_state: bool) {
+        let Some(buf) = self.unpublished.take() else {
+            return;
+        };
+        if with_state {
+            self.save_state();
+        }
+        let r = account::snapshot(&self.conn, self.mode, &self.trader.engine, self.clock)
+            .and_then(|_| Ok(self.conn.execute_batch("COMMIT")?));
+        match r {
+            Ok(()) => {
+                for ev in buf {
+                    let _ = self.bus.send(ev);
+                }
+            }
+            Err(e) => {
+                // the account in memory is ahead of the database: say so loudly
+                tracing::error!("account not saved: {e}");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.event("error", None, serde_json::json!({ "where": "account", "error": e.to_string() }));
+            }
+        }
+    }
+
+    fn alert(&mut self, message: String) {
         tracing::warn!("{message}");
         self.event("alert", None, serde_json::json!({ "message": message }));
     }
@@ -722,45 +773,28 @@ impl Shell {
         true
     }
 
-    /// Writes engine events, new orders and the engine snapshot in one transaction.
+    /// Writes engine events and new orders, with the engine snapshot, in one
+    /// transaction (or inside the bar's, when one is open).
     fn persist_account(&mut self, events: &[EngineEvent], new_orders: &[trading_core::PendingOrder]) {
-        self.persist(events, new_orders, None)
+        let own = self.unpublished.is_none();
+        self.begin();
+        self.record(events, new_orders);
+        if own {
+            self.commit(false);
+        }
     }
 
-    /// As [`Shell::persist_account`], plus the bar that caused it: a bar is
-    /// stored together with what the engine did on it, so a restart never
-    /// skips a bar the account did not see.
-    fn persist(
-        &mut self,
-        events: &[EngineEvent],
-        new_orders: &[trading_core::PendingOrder],
-        bar: Option<(&str, Interval, &Candle)>,
-    ) {
-        let r = (|| -> Result<(), account::AccountError> {
-            let tx = self.conn.transaction()?;
-            if let Some((symbol, interval, c)) = bar {
-                tx.execute(
-                    "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    rusqlite::params![symbol, interval.name(), c.ts, c.open, c.high, c.low, c.close, c.volume],
-                )?;
-                if events.is_empty() && new_orders.is_empty() {
-                    return Ok(tx.commit()?);
-                }
-            }
-            account::record_events(&tx, self.mode, events, self.clock)?;
-            account::record_orders(&tx, self.mode, self.mode, new_orders, self.clock)?;
-            account::snapshot(&tx, self.mode, &self.trader.engine, self.clock)?;
-            tx.commit()?;
-            Ok(())
-        })();
+    /// Writes engine events and new orders into the open transaction.
+    fn record(&mut self, events: &[EngineEvent], new_orders: &[trading_core::PendingOrder]) {
+        let r = account::record_events(&self.conn, self.mode, events, self.clock)
+            .and_then(|_| account::record_orders(&self.conn, self.mode, self.mode, new_orders, self.clock));
         if let Err(e) = r {
-            // the account in memory is ahead of the database: say so loudly
-            tracing::error!("account not saved: {e}");
+            tracing::error!("account not recorded: {e}");
             self.event("error", None, serde_json::json!({ "where": "account", "error": e.to_string() }));
         }
     }
 
-    fn engine_events(&self, events: &[EngineEvent]) {
+    fn engine_events(&mut self, events: &[EngineEvent]) {
         for ev in events {
             let (kind, symbol) = match ev {
                 EngineEvent::Filled(r) => ("fill", Some(r.fill.symbol.as_str())),
@@ -777,37 +811,53 @@ impl Shell {
         }
     }
 
-    /// One closed bar: store it, let the engine fill and exit on it, tell the
-    /// strategy, then run the jobs that are due at the new clock.
+    /// One closed bar, in one transaction: store it, let the engine fill and
+    /// exit on it, tell the strategy, run the jobs due at the new clock (the
+    /// scan included), then save the account and the strategy state. A crash
+    /// anywhere in between leaves the database as it was before the bar, and
+    /// the restarted host replays it.
     pub fn on_bar(&mut self, symbol: &str, interval: Interval, bar: Candle) {
         if self.data.series(symbol, interval).last().is_some_and(|c| c.ts >= bar.ts) {
             return; // seen before (a restarted replay, or a repeated feed message)
         }
+        self.begin();
+        if let Err(e) = self.conn.execute(
+            "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![symbol, interval.name(), bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume],
+        ) {
+            tracing::error!("candle not stored: {e}");
+        }
         Arc::make_mut(&mut self.data).push(symbol, interval, bar);
         self.clock = self.clock.max(bar.ts + interval.secs());
-        // the engine trades on the strategy's own timeframe only (the finest configured)
         let result = match self.active.as_mut() {
             Some(a) => self.trader.on_bar(&mut a.driver, symbol, &bar),
             None => self.trader.on_bar(&mut NoStrategy, symbol, &bar),
         };
         match result {
             Ok((events, errors)) => {
-                self.persist(&events, &[], Some((symbol, interval, &bar)));
+                self.record(&events, &[]);
+                if events.iter().any(|e| matches!(e, EngineEvent::Filled(_))) {
+                    // filled in memory, not yet in the database
+                    crate::failpoint::hit("fill.before_commit");
+                }
                 self.engine_events(&events);
                 for e in errors {
                     self.module_failed(e);
                 }
             }
             Err(e) => {
-                self.persist(&[], &[], Some((symbol, interval, &bar)));
                 self.event("error", Some(symbol), serde_json::json!({ "where": "engine", "error": e.to_string() }));
             }
         }
-        self.tick(self.clock);
+        let scanned = self.tick(self.clock);
+        crate::failpoint::hit("bar.before_commit");
+        self.commit(scanned);
+        crate::failpoint::hit("bar.after_commit");
     }
 
-    /// Runs whatever is due at `now`: daily jobs, the dead-man's switch, a scan.
-    pub fn tick(&mut self, now: i64) {
+    /// Runs whatever is due at `now`: daily jobs, the dead-man's switch, a
+    /// scan. Returns whether the strategy was called.
+    pub fn tick(&mut self, now: i64) -> bool {
         self.clock = self.clock.max(now);
         let day = trading_core::utc_day(self.clock);
         if self.day != Some(day) {
@@ -818,8 +868,9 @@ impl Shell {
         }
         self.dead_man();
         if self.clock >= self.next_scan_at {
-            self.scan(self.clock);
+            return self.scan(self.clock);
         }
+        false
     }
 
     /// The daily P&L snapshot (and, through the orchestrator, candle tiering).
@@ -880,19 +931,20 @@ impl Shell {
 
     /// One scan at `now`: the strategy sees the market up to `now`, its
     /// signals go through the risk manager, and everything is recorded.
-    pub fn scan(&mut self, now: i64) {
+    /// Returns whether the strategy was called.
+    pub fn scan(&mut self, now: i64) -> bool {
         let Some(active) = self.active.as_mut() else {
-            return;
+            return false;
         };
         let step = i64::from(active.driver.scan_minutes().max(1)) * 60;
         self.next_scan_at = (now.div_euclid(step) + 1) * step;
         let stale = self.stale_symbols(now);
         if !stale.is_empty() {
             self.event("stale_data", None, serde_json::json!({ "symbols": stale, "at": now }));
-            return;
+            return false;
         }
         let Some(active) = self.active.as_mut() else {
-            return;
+            return false;
         };
         self.scan_seq += 1;
         let seq = self.scan_seq;
@@ -916,9 +968,11 @@ impl Shell {
         }
         let new_orders: Vec<_> =
             self.trader.engine.pending().iter().filter(|o| !before.contains(&o.id)).cloned().collect();
-        if !new_orders.is_empty() || !outcome.decisions.is_empty() {
-            self.persist_account(&[], &new_orders);
+        if !new_orders.is_empty() {
+            // the order is decided, not yet recorded
+            crate::failpoint::hit("order.before_record");
         }
+        self.persist_account(&[], &new_orders);
         for o in &new_orders {
             self.event("order", Some(&o.request.symbol), serde_json::to_value(o).unwrap_or_default());
         }
@@ -932,9 +986,10 @@ impl Shell {
             }
             Some(e) => self.module_failed(e),
         }
+        true
     }
 
-    fn record_signal(&self, seq: i64, now: i64, s: &trading_core::Signal, d: &Decision) {
+    fn record_signal(&mut self, seq: i64, now: i64, s: &trading_core::Signal, d: &Decision) {
         let (decision, reason) = match d {
             Decision::Approved(o) => ("approved", o.clipped_from.as_ref().map(|c| format!("clipped: {c:?}"))),
             Decision::Modify(_) => ("modify", None),
@@ -1028,7 +1083,6 @@ impl Shell {
             None,
             serde_json::json!({ "mode": self.settings.mode, "paused": self.paused, "version": self.active.as_ref().map(|a| a.version) }),
         );
-        let mut bars = 0u64;
         'outer: loop {
             while let Ok(cmd) = commands.try_recv() {
                 if !self.handle(cmd) {
@@ -1051,12 +1105,12 @@ impl Shell {
             match ev {
                 FeedEvent::Bar(symbol, interval, bar) => {
                     self.on_bar(&symbol, interval, bar);
-                    bars += 1;
-                    if bars.is_multiple_of(500) {
-                        self.save_state();
-                    }
                 }
-                FeedEvent::Tick(now) => self.tick(now),
+                FeedEvent::Tick(now) => {
+                    self.begin();
+                    let scanned = self.tick(now);
+                    self.commit(scanned);
+                }
             }
         }
         self.shutdown();
