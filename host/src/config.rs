@@ -45,6 +45,7 @@ struct RawSettings {
     sandbox: Option<Limits>,
     safety: Option<Safety>,
     orchestrator: Option<crate::orchestrator::OrchestratorSettings>,
+    exchanges: Option<crate::exchange::RawExchanges>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +97,8 @@ pub struct Settings {
     pub sandbox: Limits,
     pub safety: Safety,
     pub orchestrator: crate::orchestrator::OrchestratorSettings,
+    /// `[exchanges.kraken]`, `[exchanges.coinbase]`: venue URLs, timeouts, retries, rate.
+    pub exchanges: crate::exchange::ExchangesSettings,
 }
 
 /// The user's hard limits, from `risk_limits.toml`.
@@ -207,6 +210,8 @@ impl Settings {
                 o.validate().map_err(|m| invalid("orchestrator", m))?;
                 o
             },
+            exchanges: crate::exchange::ExchangesSettings::resolve(r.exchanges, d.exchanges)
+                .map_err(|m| invalid("exchanges", m))?,
         })
     }
 

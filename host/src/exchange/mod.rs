@@ -309,6 +309,61 @@ impl VenueSettings {
     }
 }
 
+/// `[exchanges]` as written: each venue section optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExchanges {
+    pub kraken: Option<VenueSettings>,
+    pub coinbase: Option<VenueSettings>,
+}
+
+/// `[exchanges]` resolved: every venue's URLs and limits (keys come only from the environment).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExchangesSettings {
+    pub kraken: VenueSettings,
+    pub coinbase: VenueSettings,
+}
+
+impl Default for ExchangesSettings {
+    fn default() -> Self {
+        let venue = |rest: &str, ws: &str, rate| VenueSettings {
+            rest_url: rest.into(),
+            ws_url: ws.into(),
+            timeout_ms: 10_000,
+            max_retries: 4,
+            rate_per_sec: rate,
+        };
+        ExchangesSettings {
+            kraken: venue(kraken::config::DEFAULT_REST_URL, kraken::config::DEFAULT_WS_URL, 1.0),
+            coinbase: venue(
+                coinbase::config::DEFAULT_REST_URL,
+                coinbase::config::DEFAULT_WS_URL,
+                10.0,
+            ),
+        }
+    }
+}
+
+impl ExchangesSettings {
+    /// The user's sections over the embedded ones over the built-in defaults, validated.
+    pub fn resolve(
+        user: Option<RawExchanges>,
+        embedded: Option<RawExchanges>,
+    ) -> Result<ExchangesSettings, String> {
+        let (u, e) = (user.unwrap_or_default(), embedded.unwrap_or_default());
+        let def = ExchangesSettings::default();
+        let out = ExchangesSettings {
+            kraken: u.kraken.or(e.kraken).unwrap_or(def.kraken),
+            coinbase: u.coinbase.or(e.coinbase).unwrap_or(def.coinbase),
+        };
+        for (name, v) in [("kraken", &out.kraken), ("coinbase", &out.coinbase)] {
+            v.validate()
+                .map_err(|(field, m)| format!("{name}.{field}: {m}"))?;
+        }
+        Ok(out)
+    }
+}
+
 /// Quote currencies recognised at the end of a host symbol, longest first.
 const QUOTES: &[&str] = &["USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "BTC", "ETH"];
 
@@ -407,6 +462,25 @@ mod tests {
         assert_eq!(dec(&serde_json::json!(1e-7)).unwrap().to_string(), "0.0000001");
         assert!(dec(&serde_json::json!("abc")).is_err());
         assert!(dec(&serde_json::json!(null)).is_err());
+    }
+
+    #[test]
+    fn exchanges_settings_resolve_and_validate() {
+        let d = ExchangesSettings::resolve(None, None).unwrap();
+        assert_eq!(d.kraken.rest_url, "https://api.kraken.com");
+        assert_eq!(d.coinbase.ws_url, "wss://advanced-trade-ws.coinbase.com");
+        let mut k = d.kraken.clone();
+        k.rest_url = "http://127.0.0.1:9".into();
+        let user = RawExchanges { kraken: Some(k), coinbase: None };
+        let r = ExchangesSettings::resolve(Some(user), None).unwrap();
+        assert_eq!((r.kraken.rest_url.as_str(), r.coinbase), ("http://127.0.0.1:9", d.coinbase.clone()));
+        let mut bad = d.coinbase.clone();
+        bad.rate_per_sec = 0.0;
+        let e = ExchangesSettings::resolve(Some(RawExchanges { kraken: None, coinbase: Some(bad) }), None);
+        assert!(e.unwrap_err().starts_with("coinbase.rate_per_sec"));
+        let mut bad = d.kraken;
+        bad.ws_url = "not a url".into();
+        assert!(ExchangesSettings::resolve(Some(RawExchanges { kraken: Some(bad), coinbase: None }), None).is_err());
     }
 
     #[test]
