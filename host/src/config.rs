@@ -46,6 +46,8 @@ struct RawSettings {
     safety: Option<Safety>,
     orchestrator: Option<crate::orchestrator::OrchestratorSettings>,
     exchanges: Option<crate::exchange::RawExchanges>,
+    api: Option<crate::api::ApiSettings>,
+    telegram: Option<crate::telegram::TelegramSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +101,10 @@ pub struct Settings {
     pub orchestrator: crate::orchestrator::OrchestratorSettings,
     /// `[exchanges.kraken]`, `[exchanges.coinbase]`: venue URLs, timeouts, retries, rate.
     pub exchanges: crate::exchange::ExchangesSettings,
+    /// `[api]`: the REST/WebSocket API and dashboard.
+    pub api: crate::api::ApiSettings,
+    /// `[telegram]`: the bot (token from `TELEGRAM_BOT_TOKEN`).
+    pub telegram: crate::telegram::TelegramSettings,
 }
 
 /// The user's hard limits, from `risk_limits.toml`.
@@ -212,6 +218,16 @@ impl Settings {
             },
             exchanges: crate::exchange::ExchangesSettings::resolve(r.exchanges, d.exchanges)
                 .map_err(|m| invalid("exchanges", m))?,
+            api: {
+                let a = r.api.or(d.api).unwrap_or_default();
+                a.validate().map_err(|m| invalid("api", m))?;
+                a
+            },
+            telegram: {
+                let t = r.telegram.or(d.telegram).unwrap_or_default();
+                t.validate().map_err(|m| invalid("telegram", m))?;
+                t
+            },
         })
     }
 

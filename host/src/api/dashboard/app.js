@@ -1,0 +1,259 @@
+// The dashboard: polls the REST API, listens to the WebSocket event stream,
+// and steers the host (halt / resume / kill). No build step, no libraries.
+"use strict";
+
+const TOKEN_KEY = "hostApiToken";
+const $ = (id) => document.getElementById(id);
+let lastSeq = null;
+let ws = null;
+let refreshTimer = null;
+
+function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
+
+function showError(msg) {
+  const e = $("error");
+  e.textContent = msg || "";
+  e.hidden = !msg;
+}
+
+async function api(path, opts = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (token()) headers.Authorization = "Bearer " + token();
+  const r = await fetch("/api/v1/" + path, { ...opts, headers });
+  let body = null;
+  try { body = await r.json(); } catch (_) { body = null; }
+  if (r.status === 401) {
+    showError("The API needs a token: enter HOST_API_TOKEN above.");
+    throw new Error("unauthorized");
+  }
+  if (!r.ok) throw new Error((body && body.error) || ("HTTP " + r.status));
+  return body;
+}
+
+function num(s) { return s === null || s === undefined ? NaN : Number(s); }
+function fmt(s, dp = 2) {
+  const n = num(s);
+  return Number.isFinite(n) ? n.toLocaleString(undefined, { minimumFractionDigits: dp, maximumFractionDigits: dp }) : "–";
+}
+function signed(el, s) {
+  const n = num(s);
+  el.textContent = (n > 0 ? "+" : "") + fmt(s);
+  el.className = el.className.replace(/\b(up|down)\b/g, "").trim() + (n > 0 ? " up" : n < 0 ? " down" : "");
+}
+function time(ts) {
+  return ts ? new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 16) : "–";
+}
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+}
+
+function renderStatus(st) {
+  $("mode").textContent = st.mode + (st.running ? "" : " (stopped)");
+  $("equity").textContent = fmt(st.equity);
+  $("cash").textContent = "cash " + fmt(st.cash) + " · fees " + fmt(st.fees_paid);
+  signed($("pnl-today"), st.daily_pnl);
+  signed($("pnl-all"), st.total_pnl);
+
+  const body = $("positions").querySelector("tbody");
+  body.replaceChildren();
+  for (const p of st.positions) {
+    const tr = document.createElement("tr");
+    tr.dataset.symbol = p.symbol;
+    cell(tr, p.symbol);
+    cell(tr, p.qty);
+    cell(tr, fmt(p.avg_entry));
+    cell(tr, fmt(p.mark));
+    const n = num(p.unrealized_pnl);
+    cell(tr, fmt(p.unrealized_pnl), n > 0 ? "up" : n < 0 ? "down" : "");
+    cell(tr, p.stop_loss ? fmt(p.stop_loss) : "–");
+    cell(tr, p.take_profit ? fmt(p.take_profit) : "–");
+    body.appendChild(tr);
+  }
+  $("no-positions").hidden = st.positions.length > 0;
+
+  const risk = $("risk-state");
+  if (st.killed) { risk.textContent = "KILLED — every position closed, signals refused"; risk.className = "risk killed"; }
+  else if (st.halt) { risk.textContent = "HALTED — " + st.halt; risk.className = "risk halted"; }
+  else { risk.textContent = "Trading"; risk.className = "risk ok"; }
+  risk.dataset.state = st.killed ? "killed" : st.halt ? "halted" : "ok";
+
+  const l = st.limits;
+  const dl = $("limits");
+  dl.replaceChildren();
+  for (const [k, v] of [
+    ["Drawdown", fmt(st.drawdown_pct) + "% of " + l.max_drawdown_pct + "%"],
+    ["Daily loss limit", l.max_daily_loss_pct + "%"],
+    ["Positions", st.positions.length + " of " + l.max_open_positions],
+    ["Trade size", l.default_trade_pct + "% (max " + l.max_trade_pct + "%)"],
+    ["Open orders", String(st.open_orders)],
+    ["Scans", st.scan_seq + " · clock " + time(st.clock)],
+  ]) {
+    const dt = document.createElement("dt"); dt.textContent = k;
+    const dd = document.createElement("dd"); dd.textContent = v;
+    dl.append(dt, dd);
+  }
+}
+
+function renderChart(perf) {
+  const pts = perf.days.map((d) => [d.ts, num(d.value)]);
+  pts.push([perf.current.ts, num(perf.current.value)]);
+  signed($("pnl-week"), perf.summary.week);
+  const svg = $("chart");
+  svg.replaceChildren();
+  if (pts.length < 2) return;
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
+  const W = 800, H = 200, pad = 14;
+  const X = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * pad);
+  const Y = (y) => H - pad - ((y - y0) / (y1 - y0)) * (H - 2 * pad);
+  const ns = "http://www.w3.org/2000/svg";
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", pts.map((p) => X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1)).join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", ys[ys.length - 1] >= ys[0] ? "#3fb950" : "#f85149");
+  line.setAttribute("stroke-width", "2");
+  line.setAttribute("vector-effect", "non-scaling-stroke");
+  svg.appendChild(line);
+  for (const [y, label] of [[y1, fmt(y1)], [y0, fmt(y0)]]) {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", "4"); t.setAttribute("y", String(Y(y) + (y === y1 ? 10 : -2)));
+    t.setAttribute("fill", "#8b98a5"); t.setAttribute("font-size", "11");
+    t.textContent = label;
+    svg.appendChild(t);
+  }
+}
+
+function renderStrategy(s) {
+  const a = s.active;
+  $("strategy").textContent = a
+    ? "v" + a.version + " · " + a.hash.slice(0, 12) + " · every " + a.scan_minutes + " min" + (a.failures ? " · " + a.failures + " failures" : "") + (s.paused ? " · PAUSED: " + s.paused : "")
+    : "No active strategy" + (s.paused ? " (" + s.paused + ")" : "");
+  const body = $("versions").querySelector("tbody");
+  body.replaceChildren();
+  for (const v of s.versions.slice(0, 10)) {
+    const tr = document.createElement("tr");
+    cell(tr, v.version); cell(tr, v.status); cell(tr, v.origin); cell(tr, v.created_at);
+    body.appendChild(tr);
+  }
+}
+
+function renderDecisions(d) {
+  const box = $("decisions");
+  box.replaceChildren();
+  if (!d.runs.length && !d.config_changes.length) {
+    const p = document.createElement("p"); p.className = "muted"; p.textContent = "No decisions yet.";
+    box.appendChild(p);
+    return;
+  }
+  for (const r of d.runs.slice(0, 5)) {
+    const div = document.createElement("div"); div.className = "decision";
+    const head = document.createElement("div");
+    head.textContent = time(r.ts) + " · " + r.trigger + " · " + r.decision + " → " + r.outcome +
+      (r.deployed_version ? " (v" + r.deployed_version + ")" : "") + (r.rejection ? " — " + r.rejection : "");
+    const changes = d.config_changes.filter((c) => c.run_id === r.run_id);
+    const why = document.createElement("div"); why.className = "why";
+    why.textContent = changes.map((c) => c.param + ": " + (c.old_value ?? "–") + " → " + c.new_value + " (" + c.reason + ")").join("\n") ||
+      (r.template ? "template " + r.template + " " + JSON.stringify(r.params) : "");
+    div.append(head, why);
+    box.appendChild(div);
+  }
+}
+
+function addEvent(ev, live) {
+  const ul = $("events");
+  const li = document.createElement("li");
+  li.dataset.kind = ev.kind;
+  const k = document.createElement("span"); k.className = "kind"; k.textContent = ev.kind;
+  const rest = document.createElement("span");
+  rest.textContent = " #" + ev.seq + " " + time(ev.ts) + " " + (ev.symbol || "") + " " + JSON.stringify(ev.detail).slice(0, 200);
+  li.append(k, rest);
+  ul.prepend(li);
+  while (ul.children.length > 200) ul.lastChild.remove();
+  if (lastSeq === null || ev.seq > lastSeq) lastSeq = ev.seq;
+  if (live && ["fill", "position_closed", "halt", "halted", "resume", "kill", "deploy", "strategy_paused"].includes(ev.kind)) scheduleRefresh(150);
+}
+
+async function refresh() {
+  try {
+    const [st, perf] = await Promise.all([api("status"), api("performance/daily")]);
+    renderStatus(st);
+    renderChart(perf);
+    showError("");
+  } catch (e) {
+    if (e.message !== "unauthorized") showError("Host: " + e.message);
+  }
+}
+
+async function refreshSlow() {
+  try {
+    const [s, d] = await Promise.all([api("strategy"), api("ai/decisions?limit=10")]);
+    renderStrategy(s);
+    renderDecisions(d);
+  } catch (_) { /* shown by refresh() */ }
+}
+
+function scheduleRefresh(ms) {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, ms);
+}
+
+async function connect() {
+  if (ws) ws.close();
+  if (lastSeq === null) {
+    try {
+      const r = await api("events?limit=50");
+      for (const ev of r.events) addEvent(ev, false);
+      lastSeq = r.last_seq ?? 0;
+    } catch (_) { lastSeq = null; }
+  }
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const q = token() ? "?token=" + encodeURIComponent(token()) : "";
+  ws = new WebSocket(proto + "//" + location.host + "/api/v1/ws" + q);
+  ws.onopen = () => {
+    $("conn").textContent = "live"; $("conn").className = "pill on";
+    ws.send(JSON.stringify({ op: "subscribe", channels: ["events"], since: lastSeq ?? 0 }));
+  };
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.type === "event") addEvent(msg.data, true);
+  };
+  ws.onclose = () => {
+    $("conn").textContent = "offline"; $("conn").className = "pill off";
+    setTimeout(connect, 2000);
+  };
+}
+
+async function act(path, body, label) {
+  try {
+    const r = await api(path, { method: "POST", body: JSON.stringify(body || {}) });
+    $("action-result").textContent = label + ": " + (r.changed === false ? "no change" : "done");
+  } catch (e) {
+    $("action-result").textContent = label + " failed: " + e.message;
+  }
+  refresh();
+}
+
+$("btn-halt").onclick = () => act("halt", {}, "Halt");
+$("btn-resume").onclick = () => act("resume", {}, "Resume");
+$("btn-kill").onclick = () => {
+  if (confirm("Kill switch: cancel every order and close every position at market?")) act("kill", { confirm: true }, "Kill");
+};
+$("tokenform").onsubmit = (e) => {
+  e.preventDefault();
+  const t = $("token").value.trim();
+  if (t) localStorage.setItem(TOKEN_KEY, t); else localStorage.removeItem(TOKEN_KEY);
+  $("token").value = "";
+  refresh(); refreshSlow(); connect();
+};
+$("token").placeholder = token() ? "token saved (enter to replace)" : "API token (HOST_API_TOKEN)";
+
+refresh();
+refreshSlow();
+connect();
+setInterval(refresh, 5000);
+setInterval(refreshSlow, 15000);

@@ -1,0 +1,662 @@
+//! The REST endpoints: read-only views over the host's status and database,
+//! and the few POSTs that steer it (halt, resume, kill, review, deploy,
+//! rollback). Query strings are parsed by hand so that every bad value gets
+//! a 400 naming the parameter; bodies are JSON objects.
+
+use super::auth::{error, guard};
+use super::AppState;
+use crate::handle::HandleError;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rusqlite::{params_from_iter, Connection};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+
+type S = State<Arc<AppState>>;
+type ApiResult = Result<Response, Response>;
+
+const INDEX_HTML: &str = include_str!("dashboard/index.html");
+const APP_JS: &str = include_str!("dashboard/app.js");
+const STYLE_CSS: &str = include_str!("dashboard/style.css");
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/index.html", get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/app.js", get(|| async { static_file("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/style.css", get(|| async { static_file("text/css; charset=utf-8", STYLE_CSS) }))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/symbols", get(symbols))
+        .route("/api/v1/positions", get(positions))
+        .route("/api/v1/trades", get(trades))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/performance/daily", get(perf_daily))
+        .route("/api/v1/performance/symbols", get(perf_symbols))
+        .route("/api/v1/truth", get(truth))
+        .route("/api/v1/strategy", get(strategy))
+        .route("/api/v1/ai/decisions", get(ai_decisions))
+        .route("/api/v1/config", get(config))
+        .route("/api/v1/halt", post(halt))
+        .route("/api/v1/resume", post(resume))
+        .route("/api/v1/kill", post(kill))
+        .route("/api/v1/review", post(review))
+        .route("/api/v1/deploy", post(deploy))
+        .route("/api/v1/rollback", post(rollback))
+        .route("/api/v1/ws", get(super::ws::upgrade))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint: see /api/v1/openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+fn ok(v: Value) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+fn bad(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+fn db_err(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, format!("database: {e}"))
+}
+
+fn host_err(e: HandleError) -> Response {
+    match e {
+        HandleError::Refused(m) => error(StatusCode::CONFLICT, m),
+        HandleError::Protocol(m) => error(StatusCode::SERVICE_UNAVAILABLE, format!("the host did not answer: {m}")),
+    }
+}
+
+/// Runs blocking host or database work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Response> + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("worker failed: {e}"))))
+}
+
+/// Query parameters, refusing unknown names and repeated ones.
+pub(crate) struct Query(HashMap<String, String>);
+
+impl Query {
+    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Query, Response> {
+        let mut m = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if !allowed.contains(&k.as_ref()) {
+                return Err(bad(format!(
+                    "unknown query parameter {k:?} (expected one of: {})",
+                    allowed.join(", ")
+                )));
+            }
+            if m.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(bad(format!("query parameter {k:?} given twice")));
+            }
+        }
+        Ok(Query(m))
+    }
+
+    pub(crate) fn raw(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub(crate) fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, Response> {
+        let Some(v) = self.0.get(name) else { return Ok(None) };
+        let n: i64 = v
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("{name}: {v:?} is not a whole number")))?;
+        if n < min || n > max {
+            return Err(bad(format!("{name}: {n} is out of range {min}..={max}")));
+        }
+        Ok(Some(n))
+    }
+
+    /// Unix seconds or an RFC 3339 time.
+    fn time(&self, name: &str) -> Result<Option<i64>, Response> {
+        let Some(v) = self.0.get(name) else { return Ok(None) };
+        if let Ok(n) = v.trim().parse::<i64>() {
+            return Ok(Some(n));
+        }
+        chrono::DateTime::parse_from_rfc3339(v.trim())
+            .map(|d| Some(d.timestamp()))
+            .map_err(|_| bad(format!("{name}: {v:?} is neither Unix seconds nor an RFC 3339 time")))
+    }
+
+    fn word(&self, name: &str, ok: fn(char) -> bool, what: &str) -> Result<Option<String>, Response> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(v) if !v.is_empty() && v.len() <= 64 && v.chars().all(ok) => Ok(Some(v.clone())),
+            Some(v) => Err(bad(format!("{name}: {v:?} is not {what}"))),
+        }
+    }
+
+    fn symbol(&self) -> Result<Option<String>, Response> {
+        self.word("symbol", |c| c.is_ascii_alphanumeric(), "a symbol like BTCUSD")
+            .map(|s| s.map(|s| s.to_ascii_uppercase()))
+    }
+}
+
+/// A JSON object body (an empty body is an empty object).
+fn body_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad("the body must be a JSON object")),
+        Err(e) => Err(bad(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+fn table_exists(c: &Connection, name: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap_or_default()
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn status(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    let st = blocking(move || h.status().map_err(host_err)).await?;
+    ok(serde_json::to_value(st).map_err(db_err)?)
+}
+
+async fn positions(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    let st = blocking(move || h.status().map_err(host_err)).await?;
+    ok(json!({ "positions": st.positions }))
+}
+
+async fn symbols(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let allowed = h.risk().allowed_symbols.clone();
+        let mut out = Vec::new();
+        for sym in &h.settings().symbols {
+            let mut stmt = c.prepare("SELECT pnl FROM trades WHERE symbol = ?1").map_err(db_err)?;
+            let pnls: Vec<String> = stmt
+                .query_map([sym], |r| r.get(0))
+                .and_then(|r| r.collect())
+                .map_err(db_err)?;
+            let last: Option<(i64, f64)> = c
+                .query_row(
+                    "SELECT ts, close FROM candles WHERE symbol = ?1 ORDER BY ts DESC LIMIT 1",
+                    [sym],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .ok();
+            let pos = st.positions.iter().find(|p| &p.symbol == sym);
+            out.push(json!({
+                "symbol": sym,
+                "allowed": allowed.as_ref().is_none_or(|a| a.contains(sym)),
+                "position_qty": pos.map(|p| p.qty),
+                "last_price": pos.and_then(|p| p.mark).map(|m| m.to_string()).or(last.map(|l| l.1.to_string())),
+                "last_candle_ts": last.map(|l| l.0),
+                "trades": pnls.len(),
+                "realized_pnl": pnls.iter().map(|p| dec(p)).sum::<Decimal>(),
+            }));
+        }
+        ok(json!({ "symbols": out }))
+    })
+    .await
+}
+
+fn trade_json(r: &rusqlite::Row) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": r.get::<_, i64>(0)?,
+        "symbol": r.get::<_, String>(1)?,
+        "side": r.get::<_, String>(2)?,
+        "qty": r.get::<_, String>(3)?,
+        "entry_price": r.get::<_, String>(4)?,
+        "exit_price": r.get::<_, String>(5)?,
+        "pnl": r.get::<_, String>(6)?,
+        "pnl_pct": r.get::<_, f64>(7)?,
+        "fees": r.get::<_, String>(8)?,
+        "intent": r.get::<_, Option<String>>(9)?,
+        "tag": r.get::<_, Option<String>>(10)?,
+        "close_reason": r.get::<_, String>(11)?,
+        "opened_at": r.get::<_, i64>(12)?,
+        "closed_at": r.get::<_, i64>(13)?,
+        "mode": r.get::<_, String>(14)?,
+    }))
+}
+
+/// Recent closed trades, newest first (also used by the bot).
+pub(crate) fn recent_trades(c: &Connection, symbol: Option<&str>, limit: i64, offset: i64) -> rusqlite::Result<(Vec<Value>, i64)> {
+    let filter = if symbol.is_some() { "WHERE symbol = ?1" } else { "WHERE ?1 IS NULL" };
+    let total: i64 = c.query_row(&format!("SELECT COUNT(*) FROM trades {filter}"), [symbol], |r| r.get(0))?;
+    let mut stmt = c.prepare(&format!(
+        "SELECT id, symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, intent, tag, close_reason,
+                opened_at, closed_at, mode
+         FROM trades {filter} ORDER BY closed_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+    ))?;
+    let rows = stmt
+        .query_map(rusqlite::params![symbol, limit, offset], trade_json)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
+
+async fn trades(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["limit", "offset", "symbol"])?;
+    let limit = q.int("limit", 1, 1000)?.unwrap_or(50);
+    let offset = q.int("offset", 0, i64::MAX)?.unwrap_or(0);
+    let symbol = q.symbol()?;
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let (rows, total) = recent_trades(&c, symbol.as_deref(), limit, offset).map_err(db_err)?;
+        ok(json!({ "trades": rows, "total": total, "limit": limit, "offset": offset }))
+    })
+    .await
+}
+
+/// An event filter (REST and WebSocket replay).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct EventFilter {
+    pub symbol: Option<String>,
+    pub kinds: Option<Vec<String>>,
+    pub since: Option<i64>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Events matching `f`, oldest first: the first `limit` after `since`, or
+/// (without `since`) the newest `limit`.
+pub(crate) fn query_events(c: &Connection, f: &EventFilter, limit: i64) -> rusqlite::Result<Vec<crate::events::Event>> {
+    let mut cond = vec!["1 = 1".to_string()];
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |cond: &mut Vec<String>, sql: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        cond.push(sql.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(s) = &f.symbol {
+        arg(&mut cond, "symbol = ?", s.clone().into());
+    }
+    if let Some(since) = f.since {
+        arg(&mut cond, "seq > ?", since.into());
+    }
+    if let Some(from) = f.from {
+        arg(&mut cond, "ts >= ?", from.into());
+    }
+    if let Some(to) = f.to {
+        arg(&mut cond, "ts <= ?", to.into());
+    }
+    if let Some(kinds) = &f.kinds {
+        let start = args.len();
+        let marks: Vec<String> = kinds.iter().enumerate().map(|(i, _)| format!("?{}", start + i + 1)).collect();
+        args.extend(kinds.iter().map(|k| rusqlite::types::Value::from(k.clone())));
+        cond.push(format!("kind IN ({})", marks.join(", ")));
+    }
+    let order = if f.since.is_some() { "ASC" } else { "DESC" };
+    args.push(limit.into());
+    let sql = format!(
+        "SELECT seq, ts, kind, symbol, detail FROM events WHERE {} ORDER BY seq {order} LIMIT ?{}",
+        cond.join(" AND "),
+        args.len()
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            let detail: String = r.get(4)?;
+            Ok(crate::events::Event {
+                seq: r.get(0)?,
+                ts: r.get(1)?,
+                kind: r.get(2)?,
+                symbol: r.get(3)?,
+                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if f.since.is_none() {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+async fn events(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["symbol", "kind", "since", "from", "to", "limit"])?;
+    let kind = q.word("kind", |c| c.is_ascii_lowercase() || c == '_' || c == ',', "an event kind like fill (or a comma-separated list)")?;
+    let f = EventFilter {
+        symbol: q.symbol()?,
+        kinds: kind.map(|k| k.split(',').filter(|s| !s.is_empty()).map(String::from).collect()),
+        since: q.int("since", 0, i64::MAX)?,
+        from: q.time("from")?,
+        to: q.time("to")?,
+    };
+    if let (Some(a), Some(b)) = (f.from, f.to) {
+        if a > b {
+            return Err(bad(format!("from ({a}) is after to ({b})")));
+        }
+    }
+    let limit = q.int("limit", 1, 1000)?.unwrap_or(100);
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let rows = query_events(&c, &f, limit).map_err(db_err)?;
+        let last: Option<i64> = c.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0)).map_err(db_err)?;
+        ok(json!({ "events": rows, "last_seq": last }))
+    })
+    .await
+}
+
+/// Realized P&L of closed trades per UTC day.
+fn realized_by_day(c: &Connection) -> rusqlite::Result<BTreeMap<String, (Decimal, i64)>> {
+    let mut stmt = c.prepare("SELECT date(closed_at, 'unixepoch'), pnl FROM trades")?;
+    let mut m: BTreeMap<String, (Decimal, i64)> = BTreeMap::new();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (day, pnl) = row?;
+        let e = m.entry(day).or_default();
+        e.0 += dec(&pnl);
+        e.1 += 1;
+    }
+    Ok(m)
+}
+
+async fn perf_daily(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["limit"])?;
+    let limit = q.int("limit", 1, 10_000)?.unwrap_or(365) as usize;
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let curve = crate::truth_db::equity_curve(&c).map_err(db_err)?;
+        let realized = realized_by_day(&c).map_err(db_err)?;
+        let mut prev = st.starting_capital;
+        let mut days = Vec::new();
+        for (day, p, cash) in &curve {
+            let (r, n) = realized.get(day).copied().unwrap_or_default();
+            days.push(json!({
+                "day": day, "ts": p.ts, "value": p.value, "cash": cash,
+                "pnl": p.value - prev, "realized_pnl": r, "trades": n,
+            }));
+            prev = p.value;
+        }
+        let week_ago = st.clock - 7 * 86_400;
+        let week_base = curve
+            .iter()
+            .rev()
+            .find(|(_, p, _)| p.ts <= week_ago)
+            .map(|(_, p, _)| p.value)
+            .unwrap_or(st.starting_capital);
+        let skip = days.len().saturating_sub(limit);
+        ok(json!({
+            "days": days.split_off(skip),
+            "current": { "ts": st.clock, "value": st.equity, "cash": st.cash },
+            "summary": { "today": st.daily_pnl, "week": st.equity - week_base, "all": st.total_pnl },
+        }))
+    })
+    .await
+}
+
+async fn perf_symbols(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let mut stmt = c.prepare("SELECT symbol, pnl, fees, pnl_pct FROM trades ORDER BY symbol").map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, f64>(3)?)))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db_err)?;
+        #[derive(Default)]
+        struct Acc {
+            trades: i64,
+            wins: i64,
+            losses: i64,
+            pnl: Decimal,
+            fees: Decimal,
+            best: Option<f64>,
+            worst: Option<f64>,
+        }
+        let mut m: BTreeMap<String, Acc> = BTreeMap::new();
+        for (sym, pnl, fees, pct) in rows {
+            let a = m.entry(sym).or_default();
+            let p = dec(&pnl);
+            a.trades += 1;
+            a.wins += i64::from(p > Decimal::ZERO);
+            a.losses += i64::from(p < Decimal::ZERO);
+            a.pnl += p;
+            a.fees += dec(&fees);
+            a.best = Some(a.best.map_or(pct, |b| b.max(pct)));
+            a.worst = Some(a.worst.map_or(pct, |w| w.min(pct)));
+        }
+        let out: Vec<Value> = m
+            .into_iter()
+            .map(|(sym, a)| {
+                json!({
+                    "symbol": sym, "trades": a.trades, "wins": a.wins, "losses": a.losses,
+                    "win_rate": (a.trades > 0).then(|| a.wins as f64 / a.trades as f64),
+                    "pnl": a.pnl, "fees": a.fees, "best_pnl_pct": a.best, "worst_pnl_pct": a.worst,
+                })
+            })
+            .collect();
+        ok(json!({ "symbols": out }))
+    })
+    .await
+}
+
+async fn truth(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let current = crate::truth_db::Current { ts: st.clock, value: st.equity, cash: st.cash };
+        let bench = h.settings().symbols.first().cloned();
+        let r = crate::truth_db::truth_from_db(&c, Some(current), bench.as_deref()).map_err(db_err)?;
+        ok(serde_json::to_value(r).map_err(db_err)?)
+    })
+    .await
+}
+
+/// The archive, newest first (also used by the bot).
+pub(crate) fn versions(c: &Connection) -> rusqlite::Result<Vec<Value>> {
+    let mut stmt = c.prepare(
+        "SELECT version, hash, contract_version, origin, status, note, params, created_at, deployed_at, retired_at,
+                code IS NOT NULL
+         FROM strategy_versions ORDER BY version DESC",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let params: String = r.get(6)?;
+        Ok(json!({
+            "version": r.get::<_, i64>(0)?,
+            "hash": r.get::<_, String>(1)?,
+            "contract_version": r.get::<_, String>(2)?,
+            "origin": r.get::<_, String>(3)?,
+            "status": r.get::<_, String>(4)?,
+            "note": r.get::<_, Option<String>>(5)?,
+            "params": serde_json::from_str::<Value>(&params).unwrap_or(json!([])),
+            "created_at": r.get::<_, String>(7)?,
+            "deployed_at": r.get::<_, Option<String>>(8)?,
+            "retired_at": r.get::<_, Option<String>>(9)?,
+            "has_source": r.get::<_, bool>(10)?,
+        }))
+    })?;
+    rows.collect()
+}
+
+async fn strategy(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let v = versions(&c).map_err(db_err)?;
+        ok(json!({ "active": st.strategy, "paused": st.paused, "versions": v }))
+    })
+    .await
+}
+
+/// The orchestrator's runs, parameter changes and AI calls, newest first
+/// (empty lists when the orchestrator's tables do not exist).
+pub(crate) fn ai_decisions_json(c: &Connection, limit: i64) -> rusqlite::Result<Value> {
+    let mut runs = Vec::new();
+    if table_exists(c, "orchestrator_runs")? {
+        let mut stmt = c.prepare(
+            "SELECT id, run_id, ts, trigger, proposer, decision, template, params, outcome, rejection_code, rejection,
+                    deployed_version, report
+             FROM orchestrator_runs ORDER BY ts DESC, id DESC LIMIT ?1",
+        )?;
+        runs = stmt
+            .query_map([limit], |r| {
+                let params: String = r.get(7)?;
+                let report: String = r.get(12)?;
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "run_id": r.get::<_, String>(1)?,
+                    "ts": r.get::<_, i64>(2)?,
+                    "trigger": r.get::<_, String>(3)?,
+                    "proposer": r.get::<_, Option<String>>(4)?,
+                    "decision": r.get::<_, String>(5)?,
+                    "template": r.get::<_, Option<String>>(6)?,
+                    "params": serde_json::from_str::<Value>(&params).unwrap_or(json!([])),
+                    "outcome": r.get::<_, String>(8)?,
+                    "rejection_code": r.get::<_, Option<String>>(9)?,
+                    "rejection": r.get::<_, Option<String>>(10)?,
+                    "deployed_version": r.get::<_, Option<i64>>(11)?,
+                    "report": report,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+    }
+    let mut changes = Vec::new();
+    if table_exists(c, "config_history")? {
+        let mut stmt = c.prepare(
+            "SELECT id, ts, param, symbol, old_value, new_value, reason, confidence, run_id
+             FROM config_history ORDER BY ts DESC, id DESC LIMIT ?1",
+        )?;
+        changes = stmt
+            .query_map([limit], |r| {
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "ts": r.get::<_, i64>(1)?,
+                    "param": r.get::<_, String>(2)?,
+                    "symbol": r.get::<_, String>(3)?,
+                    "old_value": r.get::<_, Option<String>>(4)?,
+                    "new_value": r.get::<_, String>(5)?,
+                    "reason": r.get::<_, String>(6)?,
+                    "confidence": r.get::<_, Option<f64>>(7)?,
+                    "run_id": r.get::<_, Option<String>>(8)?,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+    }
+    let mut audit = Vec::new();
+    if table_exists(c, "ai_audit")? {
+        let mut stmt = c.prepare(
+            "SELECT id, ts, trigger, model, tokens_in, tokens_out, latency_ms, cost_usd, status
+             FROM ai_audit ORDER BY ts DESC, id DESC LIMIT ?1",
+        )?;
+        audit = stmt
+            .query_map([limit], |r| {
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "ts": r.get::<_, i64>(1)?,
+                    "trigger": r.get::<_, String>(2)?,
+                    "model": r.get::<_, String>(3)?,
+                    "tokens_in": r.get::<_, i64>(4)?,
+                    "tokens_out": r.get::<_, i64>(5)?,
+                    "latency_ms": r.get::<_, i64>(6)?,
+                    "cost_usd": r.get::<_, f64>(7)?,
+                    "status": r.get::<_, Option<i64>>(8)?,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+    }
+    Ok(json!({ "runs": runs, "config_changes": changes, "audit": audit }))
+}
+
+async fn ai_decisions(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["limit"])?;
+    let limit = q.int("limit", 1, 1000)?.unwrap_or(20);
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        ok(ai_decisions_json(&c, limit).map_err(db_err)?)
+    })
+    .await
+}
+
+async fn config(State(s): S) -> ApiResult {
+    // Settings hold no secrets: tokens and keys come from the environment only.
+    ok(json!({
+        "settings": serde_json::to_value(s.handle.settings()).map_err(db_err)?,
+        "risk_limits": serde_json::to_value(s.handle.risk()).map_err(db_err)?,
+        "api": { "auth": s.token.is_some(), "cors": false },
+    }))
+}
+
+async fn halt(State(s): S, body: Bytes) -> ApiResult {
+    body_object(&body)?;
+    let h = s.handle.clone();
+    let changed = blocking(move || h.halt("api").map_err(host_err)).await?;
+    ok(json!({ "ok": true, "changed": changed }))
+}
+
+async fn resume(State(s): S, body: Bytes) -> ApiResult {
+    body_object(&body)?;
+    let h = s.handle.clone();
+    let changed = blocking(move || h.resume("api").map_err(host_err)).await?;
+    ok(json!({ "ok": true, "changed": changed }))
+}
+
+async fn kill(State(s): S, body: Bytes) -> ApiResult {
+    let b = body_object(&body)?;
+    if b.get("confirm") != Some(&Value::Bool(true)) {
+        return Err(bad("the kill switch cancels every order and closes every position at market: send {\"confirm\": true}"));
+    }
+    let h = s.handle.clone();
+    let o = blocking(move || h.kill("api").map_err(host_err)).await?;
+    ok(json!({ "ok": true, "cancelled_orders": o.cancelled_orders, "closing": o.closing }))
+}
+
+async fn review(State(s): S, body: Bytes) -> ApiResult {
+    let b = body_object(&body)?;
+    let reason = match b.get("reason") {
+        None | Some(Value::Null) => "manual review from the API".to_string(),
+        Some(Value::String(r)) if r.len() <= 1000 => r.clone(),
+        Some(_) => return Err(bad("reason: expected a string of at most 1000 characters")),
+    };
+    let h = s.handle.clone();
+    let seq = blocking(move || h.trigger_review("api", &reason).map_err(host_err)).await?;
+    ok(json!({ "ok": true, "seq": seq }))
+}
+
+async fn deploy(State(s): S, body: Bytes) -> ApiResult {
+    let b = body_object(&body)?;
+    let version = match b.get("version") {
+        Some(v) => v.as_i64().filter(|v| *v >= 1).ok_or_else(|| bad(format!("version: {v} is not a version number (1, 2, ...)")))?,
+        None => return Err(bad("version: required, e.g. {\"version\": 3}")),
+    };
+    let h = s.handle.clone();
+    let o = blocking(move || h.deploy_version(version).map_err(host_err)).await?;
+    ok(serde_json::to_value(o).map_err(db_err)?)
+}
+
+async fn rollback(State(s): S, body: Bytes) -> ApiResult {
+    body_object(&body)?;
+    let h = s.handle.clone();
+    let o = blocking(move || h.rollback().map_err(host_err)).await?;
+    ok(serde_json::to_value(o).map_err(db_err)?)
+}

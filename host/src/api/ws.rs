@@ -1,0 +1,205 @@
+//! The WebSocket stream at `/api/v1/ws`: clients subscribe to channels
+//! (`{"op":"subscribe","channels":["fills","positions","risk","strategy",
+//! "orders","events"],"since":SEQ}`), get the stored events after `since`
+//! replayed from the database, then every new event live, each once, in order.
+
+use super::routes::{query_events, EventFilter, Query};
+use super::AppState;
+use crate::events::Event;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The channels and the event kinds each carries (`events` carries all).
+pub const CHANNELS: &[(&str, &[&str])] = &[
+    ("fills", &["fill"]),
+    ("positions", &["fill", "position_closed", "kill", "reconcile"]),
+    ("orders", &["order", "order_cancelled", "order_expired"]),
+    ("risk", &["risk_decision", "counterfactual", "halted", "halt", "resume", "kill", "alert", "stale_data"]),
+    (
+        "strategy",
+        &["deploy", "deploy_failed", "rollback", "module_error", "strategy_paused", "tuning_trigger", "orchestrator_run", "review"],
+    ),
+    ("events", &[]),
+];
+
+/// The subscribed channel an event is delivered on, if any.
+pub fn channel_of(ev: &Event, subs: &BTreeSet<String>) -> Option<&'static str> {
+    CHANNELS.iter().find_map(|(name, kinds)| {
+        let hit = subs.contains(*name) && (kinds.is_empty() || kinds.contains(&ev.kind.as_str()));
+        hit.then_some(*name)
+    })
+}
+
+pub(crate) async fn upgrade(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, ws: WebSocketUpgrade) -> Result<Response, Response> {
+    let q = Query::parse(q.as_deref(), &["token", "since", "channels"])?;
+    let since = q.int("since", 0, i64::MAX)?;
+    let initial = match q_channels(&q) {
+        Ok(c) => c,
+        Err(m) => return Err(super::auth::error(axum::http::StatusCode::BAD_REQUEST, m)),
+    };
+    Ok(ws.on_upgrade(move |socket| session(s, socket, initial, since)))
+}
+
+fn q_channels(q: &Query) -> Result<Vec<String>, String> {
+    // Re-parse through the same validation as a subscribe message.
+    match q.raw("channels") {
+        None => Ok(Vec::new()),
+        Some(c) => parse_channels(&Value::Array(c.split(',').map(|s| Value::String(s.to_string())).collect())),
+    }
+}
+
+fn parse_channels(v: &Value) -> Result<Vec<String>, String> {
+    let Some(list) = v.as_array() else {
+        return Err("channels: expected a list of channel names".into());
+    };
+    list.iter()
+        .map(|c| match c.as_str() {
+            Some(n) if CHANNELS.iter().any(|(name, _)| *name == n) => Ok(n.to_string()),
+            _ => Err(format!(
+                "channels: {c} is not one of {}",
+                CHANNELS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )),
+        })
+        .collect()
+}
+
+async fn send(socket: &mut WebSocket, v: Value) -> bool {
+    socket.send(Message::Text(v.to_string().into())).await.is_ok()
+}
+
+async fn deliver(socket: &mut WebSocket, ev: &Event, subs: &BTreeSet<String>, last: &mut i64) -> bool {
+    if ev.seq <= *last {
+        return true;
+    }
+    *last = ev.seq;
+    match channel_of(ev, subs) {
+        Some(ch) => send(socket, json!({ "type": "event", "channel": ch, "data": ev })).await,
+        None => true,
+    }
+}
+
+/// Replays stored events after `since` (in pages) to the subscribed channels.
+async fn replay(s: &Arc<AppState>, socket: &mut WebSocket, since: i64, subs: &BTreeSet<String>, last: &mut i64) -> bool {
+    let mut from = since;
+    loop {
+        let h = s.handle.clone();
+        let f = EventFilter { since: Some(from), ..Default::default() };
+        let page = tokio::task::spawn_blocking(move || h.read_db().and_then(|c| query_events(&c, &f, 500))).await;
+        let page = match page {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return send(socket, json!({ "type": "error", "error": format!("replay: database: {e}") })).await,
+            Err(e) => return send(socket, json!({ "type": "error", "error": format!("replay: {e}") })).await,
+        };
+        let Some(end) = page.last().map(|e| e.seq) else { return true };
+        for ev in &page {
+            if !deliver(socket, ev, subs, last).await {
+                return false;
+            }
+        }
+        from = end;
+    }
+}
+
+async fn session(s: Arc<AppState>, mut socket: WebSocket, initial: Vec<String>, since: Option<i64>) {
+    // Subscribe to the bus first so nothing falls between the replay and the live stream.
+    let mut rx = s.handle.subscribe();
+    let mut subs: BTreeSet<String> = initial.into_iter().collect();
+    let mut last = -1i64;
+    if !send(&mut socket, json!({ "type": "hello", "channels": CHANNELS.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "subscribed": subs })).await {
+        return;
+    }
+    if let Some(since) = since {
+        if !replay(&s, &mut socket, since, &subs, &mut last).await {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                let reply = handle_op(&s, &mut socket, &text, &mut subs, &mut last).await;
+                match reply {
+                    Some(v) => if !send(&mut socket, v).await { return },
+                    None => return,
+                }
+            }
+            ev = rx.recv() => match ev {
+                Ok(ev) => if !deliver(&mut socket, &ev, &subs, &mut last).await { return },
+                Err(RecvError::Lagged(n)) => {
+                    // Catch up from the database, which holds every event.
+                    if !send(&mut socket, json!({ "type": "lagged", "missed": n })).await { return }
+                    if last >= 0 && !replay(&s, &mut socket, last, &subs.clone(), &mut last).await { return }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Applies one client message; the reply to send (None: the socket failed).
+async fn handle_op(s: &Arc<AppState>, socket: &mut WebSocket, text: &str, subs: &mut BTreeSet<String>, last: &mut i64) -> Option<Value> {
+    let v: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Some(json!({ "type": "error", "error": format!("not JSON: {e}") })),
+    };
+    let op = v.get("op").or_else(|| v.get("type")).and_then(Value::as_str).unwrap_or("");
+    match op {
+        "subscribe" | "unsubscribe" => {
+            let chans = match parse_channels(v.get("channels").unwrap_or(&Value::Null)) {
+                Ok(c) => c,
+                Err(e) => return Some(json!({ "type": "error", "error": e })),
+            };
+            let since = match v.get("since") {
+                None | Some(Value::Null) => None,
+                Some(x) => match x.as_i64().filter(|n| *n >= 0) {
+                    Some(n) => Some(n),
+                    None => return Some(json!({ "type": "error", "error": format!("since: {x} is not an event sequence number") })),
+                },
+            };
+            if op == "subscribe" {
+                subs.extend(chans);
+            } else {
+                for c in chans {
+                    subs.remove(&c);
+                }
+            }
+            if let Some(since) = since {
+                // A fresh replay for the new subscription set.
+                *last = since;
+                if !replay(s, socket, since, &subs.clone(), last).await {
+                    return None;
+                }
+            }
+            Some(json!({ "type": "subscribed", "channels": subs.clone(), "last_seq": (*last >= 0).then_some(*last) }))
+        }
+        "ping" => Some(json!({ "type": "pong" })),
+        other => Some(json!({ "type": "error", "error": format!("unknown op {other:?}: expected subscribe, unsubscribe or ping") })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_route_event_kinds() {
+        let ev = |k: &str| Event { seq: 1, ts: 0, kind: k.into(), symbol: None, detail: Value::Null };
+        let subs: BTreeSet<String> = ["fills".to_string(), "risk".to_string()].into();
+        assert_eq!(channel_of(&ev("fill"), &subs), Some("fills"));
+        assert_eq!(channel_of(&ev("halt"), &subs), Some("risk"));
+        assert_eq!(channel_of(&ev("deploy"), &subs), None);
+        let all: BTreeSet<String> = ["events".to_string()].into();
+        assert_eq!(channel_of(&ev("deploy"), &all), Some("events"));
+        assert!(parse_channels(&json!(["fills", "nope"])).is_err());
+        assert!(parse_channels(&json!("fills")).is_err());
+    }
+}

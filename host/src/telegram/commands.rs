@@ -1,0 +1,417 @@
+//! The bot's commands: each takes the text after the command and answers
+//! with an HTML message built from the host's status and database. Steering
+//! commands (halt, resume, kill, deploy, rollback, orchestrate) go through
+//! the same [`HostHandle`] calls as the API and the control socket.
+
+use super::format::{esc, time};
+use crate::handle::{HandleError, HostHandle};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+pub const HELP: &str = "<b>Commands</b>
+/status – mode, strategy, equity, P&amp;L, halts
+/positions – open positions
+/trades [n] – the last n closed trades (10)
+/profit – P&amp;L, win rate, expectancy
+/daily [n] – daily P&amp;L for the last n days (7)
+/balance – cash and equity
+/performance – results per symbol
+/risk – limits, halts, drawdown
+/halt – stop new entries (exits still run)
+/resume – clear halts and the kill switch
+/kill – close everything at market (asks to confirm)
+/strategy – active version and history
+/deploy &lt;version&gt; – re-activate an archived version
+/rollback – back to the previous version
+/orchestrate – trigger a review now
+/report – the last nightly report
+/logs [n] – the last n events (20)
+/help – this list";
+
+/// How long `/kill confirm` is accepted after `/kill`.
+pub const KILL_CONFIRM_WINDOW: Duration = Duration::from_secs(60);
+
+/// Per-chat state: the pending kill confirmation.
+#[derive(Default)]
+pub struct Session {
+    kill_asked: Option<Instant>,
+}
+
+async fn on_host<T: Send + 'static>(h: &HostHandle, f: impl FnOnce(&HostHandle) -> T + Send + 'static) -> Result<T, String> {
+    let h = h.clone();
+    tokio::task::spawn_blocking(move || f(&h)).await.map_err(|e| format!("worker failed: {e}"))
+}
+
+fn refused(e: HandleError) -> String {
+    format!("⚠️ {}", esc(&e.to_string()))
+}
+
+fn money(d: Decimal) -> String {
+    esc(&d.round_dp(2).to_string())
+}
+
+fn count(arg: &str, default: i64, max: i64) -> Result<i64, String> {
+    match arg.trim() {
+        "" => Ok(default),
+        a => match a.parse::<i64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!("⚠️ {} is not a number between 1 and {max}", esc(a))),
+        },
+    }
+}
+
+/// Splits `/cmd@bot args` into (`cmd`, `args`); None for plain text.
+pub fn parse(text: &str) -> Option<(String, String)> {
+    let text = text.trim();
+    let rest = text.strip_prefix('/')?;
+    let (head, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let cmd = head.split('@').next().unwrap_or("").to_ascii_lowercase();
+    (!cmd.is_empty()).then(|| (cmd, args.trim().to_string()))
+}
+
+/// Answers one command.
+pub async fn answer(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> String {
+    match run(h, session, cmd, args).await {
+        Ok(s) | Err(s) => s,
+    }
+}
+
+async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Result<String, String> {
+    if cmd != "kill" {
+        session.kill_asked = None;
+    }
+    match cmd {
+        "start" | "help" => Ok(HELP.to_string()),
+        "status" => {
+            let st = on_host(h, |h| h.status()).await?.map_err(refused)?;
+            let strategy = match &st.strategy {
+                Some(s) => format!("v{} <code>{}</code>", s.version, esc(&s.hash.chars().take(12).collect::<String>())),
+                None => "none".into(),
+            };
+            let mut m = format!(
+                "<b>Status</b> ({:?} mode)\nStrategy: {strategy}{}\nEquity: {} (cash {})\nP&amp;L: {} total, {} today\nPositions: {}, open orders: {}\nScans: {}, clock {}",
+                st.mode,
+                st.paused.as_ref().map(|p| format!(" — <b>paused</b>: {}", esc(p))).unwrap_or_default(),
+                money(st.equity),
+                money(st.cash),
+                money(st.total_pnl),
+                money(st.daily_pnl),
+                st.positions.len(),
+                st.open_orders,
+                st.scan_seq,
+                time(st.clock),
+            );
+            if let Some(halt) = &st.halt {
+                m.push_str(&format!("\n⛔ <b>Halted</b>: {}", esc(halt)));
+            }
+            if st.killed {
+                m.push_str("\n☠️ <b>Kill switch engaged</b>");
+            }
+            Ok(m)
+        }
+        "positions" => {
+            let st = on_host(h, |h| h.status()).await?.map_err(refused)?;
+            if st.positions.is_empty() {
+                return Ok("No open positions.".into());
+            }
+            let mut m = String::from("<b>Open positions</b>");
+            for p in &st.positions {
+                m.push_str(&format!(
+                    "\n{} {} @ {} → {} (P&amp;L {}){}{}",
+                    esc(&p.symbol),
+                    esc(&p.qty.to_string()),
+                    money(p.avg_entry),
+                    p.mark.map(money).unwrap_or_else(|| "-".into()),
+                    money(p.unrealized_pnl),
+                    p.stop_loss.map(|s| format!(" SL {}", money(s))).unwrap_or_default(),
+                    p.take_profit.map(|s| format!(" TP {}", money(s))).unwrap_or_default(),
+                ));
+            }
+            Ok(m)
+        }
+        "trades" => {
+            let n = count(args, 10, 500)?;
+            let rows = on_host(h, move |h| {
+                h.read_db().and_then(|c| crate::api::recent_trades(&c, None, n, 0))
+            })
+            .await?
+            .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
+            if rows.0.is_empty() {
+                return Ok("No closed trades yet.".into());
+            }
+            let mut m = format!("<b>Last {} of {} trades</b>", rows.0.len(), rows.1);
+            for t in &rows.0 {
+                m.push_str(&format!(
+                    "\n#{} {} {} {} → {}: {} ({:.2}%) {}",
+                    t["id"],
+                    time(t["closed_at"].as_i64().unwrap_or(0)),
+                    esc(t["symbol"].as_str().unwrap_or("")),
+                    esc(t["entry_price"].as_str().unwrap_or("")),
+                    esc(t["exit_price"].as_str().unwrap_or("")),
+                    esc(t["pnl"].as_str().unwrap_or("")),
+                    t["pnl_pct"].as_f64().unwrap_or(0.0),
+                    esc(t["close_reason"].as_str().unwrap_or("")),
+                ));
+            }
+            Ok(m)
+        }
+        "profit" | "performance" | "daily" | "balance" | "risk" => report(h, cmd, args).await,
+        "halt" => {
+            let newly = on_host(h, |h| h.halt("telegram")).await?.map_err(refused)?;
+            Ok(if newly { "⏸ Halted: no new entries; exits still run. /resume to continue." } else { "Already halted." }.into())
+        }
+        "resume" => {
+            let cleared = on_host(h, |h| h.resume("telegram")).await?.map_err(refused)?;
+            Ok(if cleared { "▶️ Resumed." } else { "Nothing to resume: not halted." }.into())
+        }
+        "kill" => {
+            let confirmed = args.eq_ignore_ascii_case("confirm")
+                && session.kill_asked.is_some_and(|t| t.elapsed() <= KILL_CONFIRM_WINDOW);
+            if !confirmed {
+                session.kill_asked = Some(Instant::now());
+                return Ok("☠️ The kill switch cancels every order and closes every position at market.\nSend <code>/kill confirm</code> within 60 s to go ahead.".into());
+            }
+            session.kill_asked = None;
+            let o = on_host(h, |h| h.kill("telegram")).await?.map_err(refused)?;
+            Ok(format!(
+                "☠️ Kill switch engaged: {} orders cancelled, closing {}. /resume clears it.",
+                o.cancelled_orders,
+                esc(&o.closing.join(", "))
+            ))
+        }
+        "strategy" => {
+            let (st, versions) = on_host(h, |h| {
+                let st = h.status().map_err(refused)?;
+                let v = h
+                    .read_db()
+                    .and_then(|c| crate::api::versions(&c))
+                    .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
+                Ok::<_, String>((st, v))
+            })
+            .await??;
+            let mut m = match &st.strategy {
+                Some(s) => format!(
+                    "<b>Active</b>: v{} <code>{}</code>, every {} min, {} failures",
+                    s.version,
+                    esc(&s.hash.chars().take(12).collect::<String>()),
+                    s.scan_minutes,
+                    s.failures
+                ),
+                None => "<b>No active strategy</b>".into(),
+            };
+            if let Some(p) = &st.paused {
+                m.push_str(&format!("\n⏸ paused: {}", esc(p)));
+            }
+            m.push_str("\n<b>History</b>");
+            for v in versions.iter().take(15) {
+                m.push_str(&format!(
+                    "\nv{} {} {} — {}",
+                    v["version"],
+                    esc(v["status"].as_str().unwrap_or("")),
+                    esc(v["created_at"].as_str().unwrap_or("")),
+                    esc(v["origin"].as_str().unwrap_or("")),
+                ));
+            }
+            Ok(m)
+        }
+        "deploy" => {
+            let v: i64 = args
+                .trim()
+                .trim_start_matches('v')
+                .parse()
+                .ok()
+                .filter(|v| *v >= 1)
+                .ok_or_else(|| "Usage: <code>/deploy &lt;version&gt;</code>, e.g. /deploy 3 (see /strategy)".to_string())?;
+            let o = on_host(h, move |h| h.deploy_version(v)).await?.map_err(refused)?;
+            Ok(format!(
+                "🚀 v{} serving from scan {} (was {}).",
+                o.version,
+                o.first_scan,
+                o.previous.map(|p| format!("v{p}")).unwrap_or_else(|| "none".into())
+            ))
+        }
+        "rollback" => {
+            let o = on_host(h, |h| h.rollback()).await?.map_err(refused)?;
+            Ok(format!(
+                "↩️ Rolled back to v{} (was {}), serving from scan {}.",
+                o.version,
+                o.previous.map(|p| format!("v{p}")).unwrap_or_else(|| "none".into()),
+                o.first_scan
+            ))
+        }
+        "orchestrate" => {
+            let reason = if args.is_empty() { "manual review from Telegram".to_string() } else { args.to_string() };
+            let seq = on_host(h, move |h| h.trigger_review("telegram", &reason)).await?.map_err(refused)?;
+            Ok(format!(
+                "🤖 Review requested{}; the orchestrator picks it up on its next cycle.",
+                seq.map(|s| format!(" (event #{s})")).unwrap_or_default()
+            ))
+        }
+        "report" => {
+            let v = on_host(h, |h| h.read_db().and_then(|c| crate::api::ai_decisions_json(&c, 1)))
+                .await?
+                .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
+            let Some(run) = v["runs"].get(0) else {
+                return Ok("No nightly report yet.".into());
+            };
+            let report = run["report"].as_str().unwrap_or("");
+            let report = match serde_json::from_str::<Value>(report) {
+                Ok(j) => serde_json::to_string_pretty(&j).unwrap_or_default(),
+                Err(_) => report.to_string(),
+            };
+            Ok(format!(
+                "<b>Report {}</b> {} ({})\nDecision: {} → {}{}\n{}",
+                esc(run["run_id"].as_str().unwrap_or("")),
+                time(run["ts"].as_i64().unwrap_or(0)),
+                esc(run["trigger"].as_str().unwrap_or("")),
+                esc(run["decision"].as_str().unwrap_or("")),
+                esc(run["outcome"].as_str().unwrap_or("")),
+                run["rejection"].as_str().map(|r| format!(" ({})", esc(r))).unwrap_or_default(),
+                esc(&report)
+            ))
+        }
+        "logs" => {
+            let n = count(args, 20, 1000)?;
+            let f = crate::api::EventFilter::default();
+            let evs = on_host(h, move |h| h.read_db().and_then(|c| crate::api::query_events(&c, &f, n)))
+                .await?
+                .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
+            if evs.is_empty() {
+                return Ok("The event log is empty.".into());
+            }
+            let mut m = format!("<b>Last {} events</b>", evs.len());
+            for e in &evs {
+                let mut d = e.detail.to_string();
+                if d.chars().count() > 160 {
+                    d = d.chars().take(157).collect::<String>() + "...";
+                }
+                m.push_str(&format!(
+                    "\n#{} {} <b>{}</b> {} {}",
+                    e.seq,
+                    time(e.ts),
+                    esc(&e.kind),
+                    esc(e.symbol.as_deref().unwrap_or("")),
+                    esc(&d)
+                ));
+            }
+            Ok(m)
+        }
+        other => Ok(format!("Unknown command /{}. Try /help.", esc(other))),
+    }
+}
+
+/// The account reports: profit, performance, daily, balance, risk.
+async fn report(h: &HostHandle, cmd: &str, args: &str) -> Result<String, String> {
+    let days = if cmd == "daily" { count(args, 7, 365)? } else { 0 };
+    let cmd = cmd.to_string();
+    on_host(h, move |h| {
+        let st = h.status().map_err(refused)?;
+        let c = h.read_db().map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
+        let dberr = |e: &dyn std::fmt::Display| format!("⚠️ {}", esc(&e.to_string()));
+        match cmd.as_str() {
+            "balance" => {
+                let held: Decimal = st.positions.iter().map(|p| p.value).sum();
+                Ok(format!(
+                    "<b>Balance</b>\nCash: {}\nPositions: {}\nEquity: {}\nStarting capital: {}",
+                    money(st.cash),
+                    money(held),
+                    money(st.equity),
+                    money(st.starting_capital)
+                ))
+            }
+            "profit" => {
+                let cur = crate::truth_db::Current { ts: st.clock, value: st.equity, cash: st.cash };
+                let t = crate::truth_db::truth_from_db(&c, Some(cur), st.positions.first().map(|p| p.symbol.as_str()))
+                    .map_err(|e| dberr(&e))?;
+                let pct = |x: Option<f64>| x.map(|v| format!("{v:.1}%")).unwrap_or_else(|| "-".into());
+                Ok(format!(
+                    "<b>Profit</b>\nTotal: {} (realized {}, unrealized {})\nToday: {}\nFees: {}\nTrades: {} ({} won, {} lost), win rate {}\nExpectancy: {}\nMax drawdown: {}\nSharpe: {}",
+                    money(st.total_pnl),
+                    money(st.realized_pnl),
+                    money(st.unrealized_pnl),
+                    money(st.daily_pnl),
+                    money(st.fees_paid),
+                    t.trade_count,
+                    t.win_count,
+                    t.loss_count,
+                    pct(t.win_rate.map(|w| w * 100.0)),
+                    t.expectancy.map(money).unwrap_or_else(|| "-".into()),
+                    pct(t.max_drawdown_pct),
+                    t.sharpe_ratio.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
+                ))
+            }
+            "daily" => {
+                let curve = crate::truth_db::equity_curve(&c).map_err(|e| dberr(&e))?;
+                if curve.is_empty() {
+                    return Ok(format!("No daily snapshots yet. Today: {}", money(st.daily_pnl)));
+                }
+                let mut prev = st.starting_capital;
+                let mut lines = Vec::new();
+                for (day, p, _) in &curve {
+                    lines.push(format!("{} {} ({})", esc(day), money(p.value), money(p.value - prev)));
+                    prev = p.value;
+                }
+                let skip = lines.len().saturating_sub(days as usize);
+                Ok(format!("<b>Daily equity (P&amp;L)</b>\n{}\nToday so far: {}", lines[skip..].join("\n"), money(st.daily_pnl)))
+            }
+            "performance" => {
+                let mut stmt = c.prepare("SELECT symbol, pnl FROM trades").map_err(|e| dberr(&e))?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(|e| dberr(&e))?;
+                let mut m: std::collections::BTreeMap<String, (u32, u32, Decimal)> = Default::default();
+                for (s, p) in rows {
+                    let p: Decimal = p.parse().unwrap_or_default();
+                    let e = m.entry(s).or_default();
+                    e.0 += 1;
+                    e.1 += u32::from(p > Decimal::ZERO);
+                    e.2 += p;
+                }
+                if m.is_empty() {
+                    return Ok("No closed trades yet.".into());
+                }
+                let mut out = String::from("<b>Performance per symbol</b>");
+                for (s, (n, w, p)) in m {
+                    out.push_str(&format!("\n{}: {} trades, {} won, P&amp;L {}", esc(&s), n, w, money(p)));
+                }
+                Ok(out)
+            }
+            _ => {
+                let l = &st.limits;
+                Ok(format!(
+                    "<b>Risk</b>\nHalt: {}\nKill switch: {}\nDrawdown: {}% (max {}%)\nToday: {} (max loss {}%)\nPositions: {} (max {})\nTrade size: {}% (max {}%)\nMax consecutive losses: {}",
+                    st.halt.as_deref().map(esc).unwrap_or_else(|| "none".into()),
+                    if st.killed { "engaged" } else { "off" },
+                    money(st.drawdown_pct),
+                    l.max_drawdown_pct,
+                    money(st.daily_pnl),
+                    l.max_daily_loss_pct,
+                    st.positions.len(),
+                    l.max_open_positions,
+                    l.default_trade_pct,
+                    l.max_trade_pct,
+                    l.max_consecutive_losses,
+                ))
+            }
+        }
+    })
+    .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse("/status"), Some(("status".into(), "".into())));
+        assert_eq!(parse("/Trades@my_bot  5 "), Some(("trades".into(), "5".into())));
+        assert_eq!(parse("hello"), None);
+        assert_eq!(parse("/"), None);
+        assert_eq!(count("", 10, 50), Ok(10));
+        assert_eq!(count("7", 10, 50), Ok(7));
+        assert!(count("0", 10, 50).is_err() && count("x<", 10, 50).unwrap_err().contains("x&lt;"));
+    }
+}

@@ -1,0 +1,217 @@
+//! The Telegram bot: long-polls the Bot API for commands from the one
+//! configured chat (anything else is ignored and logged), answers them
+//! through the [`HostHandle`], and pushes notifications from the event bus
+//! (fills, SL/TP exits, halts, kills, deploys, rollbacks, errors, alerts,
+//! nightly reports). Runs on its own thread and tokio runtime.
+
+pub mod api;
+pub mod commands;
+pub mod format;
+
+use crate::handle::HostHandle;
+use api::{BotApi, BotError, Incoming};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+/// `[telegram]` in settings.toml. The token comes from `TELEGRAM_BOT_TOKEN` only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    #[serde(default = "TelegramSettings::default_url")]
+    pub api_url: String,
+    /// The only chat obeyed (and notified).
+    #[serde(default)]
+    pub chat_id: Option<i64>,
+    #[serde(default = "TelegramSettings::default_timeout")]
+    pub poll_timeout_s: u32,
+}
+
+impl TelegramSettings {
+    fn default_url() -> String {
+        "https://api.telegram.org".into()
+    }
+    fn default_timeout() -> u32 {
+        30
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let u = url::Url::parse(&self.api_url).map_err(|e| format!("api_url {:?}: {e}", self.api_url))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(format!("api_url {:?}: expected http(s)", self.api_url));
+        }
+        if self.poll_timeout_s > 300 {
+            return Err("poll_timeout_s: at most 300".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        TelegramSettings { api_url: Self::default_url(), chat_id: None, poll_timeout_s: Self::default_timeout() }
+    }
+}
+
+/// Notifications gathered into one message at most this many lines.
+const BATCH_LINES: usize = 25;
+
+/// Starts the bot when `TELEGRAM_BOT_TOKEN` is set and `[telegram] chat_id`
+/// is configured; otherwise logs why not and returns None.
+pub fn spawn(handle: HostHandle) -> Option<std::thread::JoinHandle<()>> {
+    let token = std::env::var("TELEGRAM_BOT_TOKEN").ok().filter(|t| !t.trim().is_empty())?;
+    let settings = handle.settings().telegram.clone();
+    let Some(chat_id) = settings.chat_id else {
+        tracing::warn!("TELEGRAM_BOT_TOKEN is set but [telegram] chat_id is not: the bot stays off");
+        return None;
+    };
+    let bot = match BotApi::new(&settings.api_url, token.trim(), settings.poll_timeout_s) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("telegram bot: {e}");
+            return None;
+        }
+    };
+    let r = std::thread::Builder::new().name("telegram".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(run(handle, bot, chat_id, settings.poll_timeout_s)),
+            Err(e) => tracing::error!("telegram runtime: {e}"),
+        }
+    });
+    match r {
+        Ok(j) => {
+            tracing::info!(chat_id, "telegram bot started");
+            Some(j)
+        }
+        Err(e) => {
+            tracing::error!("telegram thread: {e}");
+            None
+        }
+    }
+}
+
+async fn run(handle: HostHandle, bot: BotApi, chat_id: i64, timeout_s: u32) {
+    let bot = std::sync::Arc::new(bot);
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(sender(bot.clone(), chat_id, out_rx));
+    tokio::spawn(notifier(handle.subscribe(), out_tx.clone()));
+    poll(handle, &bot, chat_id, timeout_s, out_tx).await;
+}
+
+/// Sends queued messages in order, split under the size limit.
+async fn sender(bot: std::sync::Arc<BotApi>, chat_id: i64, mut rx: mpsc::UnboundedReceiver<String>) {
+    while let Some(text) = rx.recv().await {
+        for part in format::split(&text, format::MAX_MESSAGE) {
+            if let Err(e) = bot.send_message(chat_id, &part).await {
+                tracing::warn!("telegram sendMessage: {e}");
+            }
+        }
+    }
+}
+
+/// Turns bus events into notifications, batching bursts into one message.
+async fn notifier(mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>, out: mpsc::UnboundedSender<String>) {
+    loop {
+        let mut lines: Vec<String> = Vec::new();
+        let mut extra = 0usize;
+        let mut push = |lines: &mut Vec<String>, r: Result<crate::events::Event, RecvError>| -> bool {
+            match r {
+                Ok(ev) => {
+                    if let Some(l) = format::notification(&ev) {
+                        if lines.len() < BATCH_LINES {
+                            lines.push(l);
+                        } else {
+                            extra += 1;
+                        }
+                    }
+                    true
+                }
+                Err(RecvError::Lagged(n)) => {
+                    extra += n as usize;
+                    true
+                }
+                Err(RecvError::Closed) => false,
+            }
+        };
+        let first = rx.recv().await;
+        if !push(&mut lines, first) {
+            return;
+        }
+        // Gather whatever arrives in the next moment into the same message.
+        let window = tokio::time::sleep(Duration::from_millis(400));
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                _ = &mut window => break,
+                r = rx.recv() => if !push(&mut lines, r) { break },
+            }
+        }
+        if extra > 0 {
+            lines.push(format!("… and {extra} more events (see /logs)"));
+        }
+        if !lines.is_empty() && out.send(lines.join("\n")).is_err() {
+            return;
+        }
+    }
+}
+
+async fn poll(handle: HostHandle, bot: &BotApi, chat_id: i64, timeout_s: u32, out: mpsc::UnboundedSender<String>) {
+    let mut offset = 0i64;
+    let mut backoff = Duration::from_secs(1);
+    let mut session = commands::Session::default();
+    loop {
+        let items = match bot.get_updates(offset, timeout_s).await {
+            Ok(items) => {
+                backoff = Duration::from_secs(1);
+                items
+            }
+            Err(BotError::RetryAfter(s)) => {
+                tracing::warn!(retry_after = s, "telegram getUpdates rate limited: waiting");
+                tokio::time::sleep(Duration::from_secs(s.min(300))).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("telegram getUpdates: {e}; retrying in {} s", backoff.as_secs());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
+            }
+        };
+        let before = offset;
+        let n = items.len();
+        for item in items {
+            match item {
+                Incoming::Malformed { update_id, error } => {
+                    tracing::warn!(?update_id, "telegram: skipping a malformed update: {error}");
+                    if let Some(id) = update_id {
+                        offset = offset.max(id + 1);
+                    }
+                }
+                Incoming::Update(u) => {
+                    offset = offset.max(u.update_id + 1);
+                    let Some(msg) = u.message else { continue };
+                    if msg.chat.id != chat_id {
+                        tracing::warn!(
+                            chat = msg.chat.id,
+                            from = ?msg.from.as_ref().map(|f| f.id),
+                            "telegram: ignored a message from an unauthorized chat"
+                        );
+                        continue;
+                    }
+                    let Some((cmd, args)) = msg.text.as_deref().and_then(commands::parse) else { continue };
+                    tracing::info!(command = %cmd, "telegram command");
+                    let reply = commands::answer(&handle, &mut session, &cmd, &args).await;
+                    if out.send(reply).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if n > 0 && offset == before {
+            // Nothing could be acknowledged (malformed updates without ids): do not spin.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+    }
+}
