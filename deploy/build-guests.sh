@@ -6,20 +6,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-TARGET=wasm32-unknown-unknown
-
-unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET RUSTC_WRAPPER RUSTC_BOOTSTRAP
-if [ -d /usr/lib/rustlib/$TARGET/lib ] && [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ]; then
-  # Debian's toolchain (deploy/install-toolchain.sh, Debian path)
-  unset RUSTUP_TOOLCHAIN
-  export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
-  CARGO=/usr/bin/cargo
-  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C link-arg=--wasm-ld-path=/usr/bin/wasm-ld-19"
-else
-  CARGO=cargo
-fi
-WCL=$(command -v wasm-component-ld || echo /usr/local/bin/wasm-component-ld)
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$WCL"
+# Compiler, linker and target: one definition shared with the host's orchestrator.
+source deploy/guest-env.sh
+TARGET=$GUEST_TARGET
+CARGO=${CARGO:-cargo}
 
 # Every workspace member with a cdylib target is a guest.
 mapfile -t all < <("$CARGO" metadata --no-deps --format-version 1 | python3 -c '
