@@ -1,0 +1,143 @@
+//! A real `host run` process for the API, bot and dashboard tests: its own
+//! data directory, settings, a free loopback port for the API, killed on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct RunningHost {
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub api: String,
+}
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Starts `host run --replay data/sample/BTCUSD-1h.csv --speed SPEED` with
+/// `extra_settings` appended to settings.toml and `env` set.
+pub fn start(speed: &str, extra_settings: &str, env: &[(&str, &str)]) -> RunningHost {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = crate::common::guest_path("sma-crossover");
+    assert!(
+        wasm.exists(),
+        "{}: run deploy/build-guests.sh first",
+        wasm.display()
+    );
+    let settings = format!(
+        "symbols = [\"BTCUSD\"]\n[strategy]\ndefault = \"{}\"\n{extra_settings}\n",
+        wasm.display()
+    );
+    std::fs::write(dir.path().join("settings.toml"), settings).unwrap();
+    let port = free_port();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_host"));
+    c.args(["run", "--replay"])
+        .arg(repo_root().join("data/sample/BTCUSD-1h.csv"))
+        .args(["--speed", speed, "--api-addr", &format!("127.0.0.1:{port}")])
+        .env("HOST_DATA_DIR", dir.path().join("data"))
+        .env("HOST_ARCHIVE_DIR", dir.path().join("archive"))
+        .env("HOST_CONFIG", dir.path().join("settings.toml"))
+        .env("HOST_LOG", "info")
+        .env_remove("HOST_API_TOKEN")
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .env_remove("HOST_API_ADDR")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let child = c.spawn().unwrap();
+    let h = RunningHost {
+        dir,
+        child,
+        api: format!("http://127.0.0.1:{port}"),
+    };
+    h.wait_for_health();
+    h
+}
+
+impl RunningHost {
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn wait_for_health(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = self.api.trim_start_matches("http://").to_string();
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /api/v1/health HTTP/1.0\r\n\r\n");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.contains("\"ok\"") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API never came up:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `host status --json` against this host (through the control socket).
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(["status", "--json"])
+            .env("HOST_DATA_DIR", self.dir.path().join("data"))
+            .env("HOST_ARCHIVE_DIR", self.dir.path().join("archive"))
+            .env("HOST_CONFIG", self.dir.path().join("settings.toml"))
+            .env("HOST_LOG", "warn")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// Polls `f` until it returns Some, failing after `secs`.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
