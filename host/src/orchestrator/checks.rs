@@ -30,6 +30,8 @@ pub struct CheckConfig {
     pub walk_forward_folds: usize,
     /// The candidate's mean out-of-sample Sharpe must exceed the incumbent's by this.
     pub margin: f64,
+    /// ... and must exceed this floor whatever the incumbent did (capital preservation).
+    pub min_oos_sharpe: f64,
     pub paper_bars: usize,
     /// The paper stage fails when the candidate returns this many percentage points less than the incumbent.
     pub paper_tolerance_pct: f64,
@@ -47,6 +49,7 @@ impl Default for CheckConfig {
             warmup_bars: 200,
             walk_forward_folds: 3,
             margin: 0.0,
+            min_oos_sharpe: 0.0,
             paper_bars: 240,
             paper_tolerance_pct: 2.0,
             max_drawdown_pct: 20.0,
@@ -78,11 +81,13 @@ pub enum Rejection {
     Lookahead { ts: i64, detail: String },
     #[error("startup sensitivity: at {ts} the signals depend on how much warm-up history there was ({detail})")]
     StartupSensitive { ts: i64, detail: String },
-    #[error("out-of-sample Sharpe {candidate:?} does not beat the incumbent's {incumbent:?} by {margin}")]
+    #[error("mean out-of-sample Sharpe {} does not beat {needed:.3} (the incumbent's {} + margin {margin}, floor {floor})", show(*candidate), show(*incumbent))]
     Underperforms {
         candidate: Option<f64>,
         incumbent: Option<f64>,
         margin: f64,
+        floor: f64,
+        needed: f64,
     },
     #[error("max drawdown {drawdown_pct:.2}% breaches the {limit_pct}% limit")]
     Drawdown { drawdown_pct: f64, limit_pct: f64 },
@@ -113,6 +118,12 @@ impl Rejection {
             Rejection::Deploy { .. } => "deploy",
         }
     }
+}
+
+fn show(x: Option<f64>) -> String {
+    x.map_or("none (no risk-adjusted return)".into(), |v| {
+        format!("{v:.3}")
+    })
 }
 
 fn from_module(stage: &str, e: ModuleError) -> Rejection {
@@ -535,13 +546,15 @@ pub fn walk_forward(
             limit_pct: cfg.max_drawdown_pct,
         });
     }
-    let baseline = inc_sharpe.unwrap_or(0.0);
+    let needed = (inc_sharpe.unwrap_or(0.0) + cfg.margin).max(cfg.min_oos_sharpe);
     match figures.candidate_oos_sharpe {
-        Some(s) if s > baseline + cfg.margin => Ok(cand),
+        Some(s) if s > needed => Ok(cand),
         s => Err(Rejection::Underperforms {
             candidate: s,
             incumbent: inc_sharpe,
             margin: cfg.margin,
+            floor: cfg.min_oos_sharpe,
+            needed,
         }),
     }
 }
@@ -700,10 +713,15 @@ mod tests {
             candidate: None,
             incumbent: Some(0.5),
             margin: 0.1,
+            floor: 0.0,
+            needed: 0.6,
         };
         assert_eq!(r.code(), "underperforms");
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["reason"], "underperforms");
-        assert!(r.to_string().contains("None"));
+        assert!(
+            r.to_string().contains("none (no risk-adjusted return)"),
+            "{r}"
+        );
     }
 }

@@ -129,14 +129,16 @@ pub fn compile(cfg: &CompileConfig, id: &str, source: &str) -> Result<Compiled, 
     {
         return Err(CompileError::BadId(id.to_string()));
     }
-    let env_script = cfg.repo_root.join("deploy/guest-env.sh");
+    let root = std::path::absolute(&cfg.repo_root).map_err(io(&cfg.repo_root))?;
+    let env_script = root.join("deploy/guest-env.sh");
     if !env_script.exists() {
         return Err(CompileError::NoToolchain(format!(
             "{} is missing",
             env_script.display()
         )));
     }
-    let dir = cfg.build_root.join(id);
+    let build_root = std::path::absolute(&cfg.build_root).map_err(io(&cfg.build_root))?;
+    let dir = build_root.join(id);
     let src_dir = dir.join("src");
     std::fs::create_dir_all(&src_dir).map_err(io(&src_dir))?;
     std::fs::create_dir_all(&cfg.target_dir).map_err(io(&cfg.target_dir))?;
@@ -149,7 +151,7 @@ pub fn compile(cfg: &CompileConfig, id: &str, source: &str) -> Result<Compiled, 
     }
     // The lock file: the workspace's own, so the candidate resolves offline to
     // exactly the versions the SDK was tested with (cargo prunes the rest).
-    let lock = cfg.repo_root.join("Cargo.lock");
+    let lock = root.join("Cargo.lock");
     let lock_to = dir.join("Cargo.lock");
     std::fs::copy(&lock, &lock_to).map_err(io(&lock))?;
     let out = artifact(cfg, id);

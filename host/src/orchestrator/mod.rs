@@ -562,6 +562,7 @@ fn check_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> CheckCo
         warmup_bars: o.warmup_bars,
         walk_forward_folds: o.walk_forward_folds,
         margin: o.margin,
+        min_oos_sharpe: o.min_oos_sharpe,
         paper_bars: o.paper_bars,
         paper_tolerance_pct: o.paper_tolerance_pct,
         max_drawdown_pct: risk.max_drawdown_pct,
@@ -870,6 +871,13 @@ pub fn run_cycle_with(
         }
         CycleOutcome::NoChange { reason } => format!("no change: {reason}"),
     };
+    let outcome_text: String = outcome_text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
     observe(
         conn,
         now,

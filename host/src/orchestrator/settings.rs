@@ -51,6 +51,8 @@ pub struct OrchestratorSettings {
     pub walk_forward_folds: usize,
     /// Mean out-of-sample Sharpe the candidate must add over the incumbent.
     pub margin: f64,
+    /// Mean out-of-sample Sharpe a candidate needs whatever the incumbent did.
+    pub min_oos_sharpe: f64,
     pub paper_bars: usize,
     pub paper_tolerance_pct: f64,
     /// Triggers.
@@ -102,6 +104,7 @@ impl Default for OrchestratorSettings {
             warmup_bars: 200,
             walk_forward_folds: 3,
             margin: 0.0,
+            min_oos_sharpe: 0.0,
             paper_bars: 240,
             paper_tolerance_pct: 2.0,
             loss_threshold_pct: 2.0,
