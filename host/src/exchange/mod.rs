@@ -121,11 +121,17 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderKind {
     Market,
-    Limit { price: Decimal },
+    Limit {
+        price: Decimal,
+    },
     /// Exchange-native stop-loss: a market order once the trigger is crossed.
-    StopLoss { trigger: Decimal },
+    StopLoss {
+        trigger: Decimal,
+    },
     /// Exchange-native take-profit at the trigger price.
-    TakeProfit { trigger: Decimal },
+    TakeProfit {
+        trigger: Decimal,
+    },
 }
 
 /// One order, identified by the shell's own client id (stored before the order is sent).
@@ -143,7 +149,12 @@ pub struct OrderSpec {
 impl OrderSpec {
     /// Structural checks every adapter applies before sending.
     pub fn validate(&self) -> ExResult<()> {
-        let bad = |m: &str| Err(ExchangeError::InvalidOrder(format!("{}: {m}", self.client_id)));
+        let bad = |m: &str| {
+            Err(ExchangeError::InvalidOrder(format!(
+                "{}: {m}",
+                self.client_id
+            )))
+        };
         if self.client_id.is_empty() || self.client_id.len() > 64 {
             return bad("client id must be 1..=64 characters");
         }
@@ -268,15 +279,21 @@ pub trait Exchange: Send + Sync {
     /// `true` if the order was cancelled now, `false` if the venue has no open order by that id.
     fn cancel_order<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, bool>;
     fn open_orders(&self) -> BoxFuture<'_, Vec<OrderStatus>>;
-    fn query_order_by_client_id<'a>(&'a self, client_id: &'a str)
-        -> BoxFuture<'a, Option<OrderStatus>>;
+    fn query_order_by_client_id<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Option<OrderStatus>>;
     /// Executions strictly after `since` (unix seconds), oldest first.
     fn fills_since(&self, since: i64) -> BoxFuture<'_, Vec<Fill>>;
     /// Available balance per asset (host spelling: `BTC`, `USD`).
     fn balances(&self) -> BoxFuture<'_, BTreeMap<String, Decimal>>;
     /// Closed candles with open time `>= since` (unix seconds), oldest first.
-    fn ohlc<'a>(&'a self, symbol: &'a str, interval_minutes: u32, since: i64)
-        -> BoxFuture<'a, Vec<Candle>>;
+    fn ohlc<'a>(
+        &'a self,
+        symbol: &'a str,
+        interval_minutes: u32,
+        since: i64,
+    ) -> BoxFuture<'a, Vec<Candle>>;
 }
 
 /// `[exchanges.<venue>]` in settings.toml.
@@ -334,7 +351,11 @@ impl Default for ExchangesSettings {
             rate_per_sec: rate,
         };
         ExchangesSettings {
-            kraken: venue(kraken::config::DEFAULT_REST_URL, kraken::config::DEFAULT_WS_URL, 1.0),
+            kraken: venue(
+                kraken::config::DEFAULT_REST_URL,
+                kraken::config::DEFAULT_WS_URL,
+                1.0,
+            ),
             coinbase: venue(
                 coinbase::config::DEFAULT_REST_URL,
                 coinbase::config::DEFAULT_WS_URL,
@@ -365,7 +386,9 @@ impl ExchangesSettings {
 }
 
 /// Quote currencies recognised at the end of a host symbol, longest first.
-const QUOTES: &[&str] = &["USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "BTC", "ETH"];
+const QUOTES: &[&str] = &[
+    "USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "BTC", "ETH",
+];
 
 /// Splits a host symbol (`BTCUSD`) into base and quote (`BTC`, `USD`).
 pub fn split_symbol(symbol: &str) -> ExResult<(&str, &str)> {
@@ -397,7 +420,8 @@ pub(crate) fn parse_dec(text: &str) -> ExResult<Decimal> {
 
 /// Field `k` of a JSON object as a decimal.
 pub(crate) fn dec_field(v: &serde_json::Value, k: &str) -> ExResult<Decimal> {
-    dec(v.get(k)
+    dec(v
+        .get(k)
         .ok_or_else(|| ExchangeError::Decode(format!("missing field {k:?}")))?)
 }
 
@@ -457,9 +481,15 @@ mod tests {
 
     #[test]
     fn decimals_from_json() {
-        assert_eq!(dec(&serde_json::json!("30306.1")).unwrap().to_string(), "30306.1");
+        assert_eq!(
+            dec(&serde_json::json!("30306.1")).unwrap().to_string(),
+            "30306.1"
+        );
         assert_eq!(dec(&serde_json::json!(0.1)).unwrap().to_string(), "0.1");
-        assert_eq!(dec(&serde_json::json!(1e-7)).unwrap().to_string(), "0.0000001");
+        assert_eq!(
+            dec(&serde_json::json!(1e-7)).unwrap().to_string(),
+            "0.0000001"
+        );
         assert!(dec(&serde_json::json!("abc")).is_err());
         assert!(dec(&serde_json::json!(null)).is_err());
     }
@@ -471,16 +501,35 @@ mod tests {
         assert_eq!(d.coinbase.ws_url, "wss://advanced-trade-ws.coinbase.com");
         let mut k = d.kraken.clone();
         k.rest_url = "http://127.0.0.1:9".into();
-        let user = RawExchanges { kraken: Some(k), coinbase: None };
+        let user = RawExchanges {
+            kraken: Some(k),
+            coinbase: None,
+        };
         let r = ExchangesSettings::resolve(Some(user), None).unwrap();
-        assert_eq!((r.kraken.rest_url.as_str(), r.coinbase), ("http://127.0.0.1:9", d.coinbase.clone()));
+        assert_eq!(
+            (r.kraken.rest_url.as_str(), r.coinbase),
+            ("http://127.0.0.1:9", d.coinbase.clone())
+        );
         let mut bad = d.coinbase.clone();
         bad.rate_per_sec = 0.0;
-        let e = ExchangesSettings::resolve(Some(RawExchanges { kraken: None, coinbase: Some(bad) }), None);
+        let e = ExchangesSettings::resolve(
+            Some(RawExchanges {
+                kraken: None,
+                coinbase: Some(bad),
+            }),
+            None,
+        );
         assert!(e.unwrap_err().starts_with("coinbase.rate_per_sec"));
         let mut bad = d.kraken;
         bad.ws_url = "not a url".into();
-        assert!(ExchangesSettings::resolve(Some(RawExchanges { kraken: Some(bad), coinbase: None }), None).is_err());
+        assert!(ExchangesSettings::resolve(
+            Some(RawExchanges {
+                kraken: Some(bad),
+                coinbase: None
+            }),
+            None
+        )
+        .is_err());
     }
 
     #[test]
@@ -496,7 +545,9 @@ mod tests {
         o.qty = Decimal::ZERO;
         assert!(matches!(o.validate(), Err(ExchangeError::InvalidOrder(_))));
         o.qty = Decimal::ONE;
-        o.kind = OrderKind::Limit { price: -Decimal::ONE };
+        o.kind = OrderKind::Limit {
+            price: -Decimal::ONE,
+        };
         assert!(o.validate().is_err());
         o.kind = OrderKind::Market;
         o.client_id = "a b".into();

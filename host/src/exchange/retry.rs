@@ -140,7 +140,7 @@ impl RateLimiter {
 
     /// Waits until a token is available and takes it. A non-positive rate never waits.
     pub async fn acquire(&self) {
-        if !(self.rate > 0.0) || !self.rate.is_finite() {
+        if !self.rate.is_finite() || self.rate <= 0.0 {
             return;
         }
         loop {
@@ -272,7 +272,10 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!((sends.load(Ordering::SeqCst), lookups.load(Ordering::SeqCst)), (2, 1));
+        assert_eq!(
+            (sends.load(Ordering::SeqCst), lookups.load(Ordering::SeqCst)),
+            (2, 1)
+        );
         assert!(!ack.recovered);
     }
 

@@ -28,6 +28,9 @@ pub const KEY_NAME: &str = "organizations/loopback-org/apiKeys/loopback-key";
 pub const PRIVATE_KEY_PEM: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIN8FhrAA+me6WYj0McbA2wQhSWRaP/6FvBEHGa5fxCo9oAoGCCqGSM49\nAwEHoUQDQgAErsntrczwhMMgERDCYG7QelyIlkbbcMwJdQK9K+DNnfirUnSp/SjL\nawXffj0BhFpr6t0caG0dTE2aCkr3A5dvFA==\n-----END EC PRIVATE KEY-----\n";
 const API: &str = "/api/v3/brokerage";
 
+/// A stored candle: (start, open, high, low, close, volume).
+pub type CandleRow = (i64, Decimal, Decimal, Decimal, Decimal, Decimal);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CbOrder {
     pub order_id: String,
@@ -65,7 +68,7 @@ pub struct CbState {
     pub fills: Vec<CbFill>,
     pub prices: HashMap<String, Decimal>,
     /// Candles per product: (start, open, high, low, close, volume).
-    pub candles: HashMap<String, Vec<(i64, Decimal, Decimal, Decimal, Decimal, Decimal)>>,
+    pub candles: HashMap<String, Vec<CandleRow>>,
     pub fee_bps: u32,
     pub faults: Faults,
     /// Every REST request: ("METHOD /path-after-brokerage", arrival).
@@ -120,7 +123,10 @@ impl CoinbaseVenue {
     /// BTC-USD at 30000.
     pub async fn start() -> CoinbaseVenue {
         let mut accounts = BTreeMap::new();
-        for a in test_data("coinbase", "accounts.json")["accounts"].as_array().unwrap() {
+        for a in test_data("coinbase", "accounts.json")["accounts"]
+            .as_array()
+            .unwrap()
+        {
             accounts.insert(
                 a["currency"].as_str().unwrap().to_string(),
                 d(a["available_balance"]["value"].as_str().unwrap()),
@@ -147,9 +153,12 @@ impl CoinbaseVenue {
                 accounts,
                 orders: vec![],
                 fills: vec![],
-                prices: [("BTC-USD".to_string(), d("30000")), ("ETH-USD".to_string(), d("2000"))]
-                    .into_iter()
-                    .collect(),
+                prices: [
+                    ("BTC-USD".to_string(), d("30000")),
+                    ("ETH-USD".to_string(), d("2000")),
+                ]
+                .into_iter()
+                .collect(),
                 candles,
                 fee_bps: 60,
                 faults: Faults::default(),
@@ -232,7 +241,11 @@ impl CoinbaseVenue {
     }
 
     pub fn balance(&self, currency: &str) -> Decimal {
-        self.state().accounts.get(currency).copied().unwrap_or_default()
+        self.state()
+            .accounts
+            .get(currency)
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn set_price(&self, product: &str, price: Decimal) {
@@ -241,7 +254,7 @@ impl CoinbaseVenue {
         match_orders(&mut st);
     }
 
-    pub fn set_candles(&self, product: &str, rows: Vec<(i64, Decimal, Decimal, Decimal, Decimal, Decimal)>) {
+    pub fn set_candles(&self, product: &str, rows: Vec<CandleRow>) {
         self.state().candles.insert(product.to_string(), rows);
     }
 
@@ -255,13 +268,28 @@ impl CoinbaseVenue {
 
     /// Pushes one `candles` update (the documented message, fields replaced).
     #[allow(clippy::too_many_arguments)]
-    pub fn push_candle(&self, product: &str, start: i64, o: &str, h: &str, l: &str, c: &str, v: &str) {
+    pub fn push_candle(
+        &self,
+        product: &str,
+        start: i64,
+        o: &str,
+        h: &str,
+        l: &str,
+        c: &str,
+        v: &str,
+    ) {
         let mut m = test_data("coinbase", "ws_candles.json");
         m["events"][0]["type"] = json!("update");
         let x = &mut m["events"][0]["candles"][0];
         x["product_id"] = json!(product);
         x["start"] = json!(start.to_string());
-        for (k, val) in [("open", o), ("high", h), ("low", l), ("close", c), ("volume", v)] {
+        for (k, val) in [
+            ("open", o),
+            ("high", h),
+            ("low", l),
+            ("close", c),
+            ("volume", v),
+        ] {
             x[k] = json!(val);
         }
         self.shared.ws.send(WsCmd::Text(m.to_string())).ok();
@@ -305,7 +333,10 @@ fn verify_jwt(key: &VerifyingKey, token: &str, uri: Option<&str>) -> Result<(), 
     if claims["iss"] != "cdp" || claims["sub"] != KEY_NAME {
         return Err(format!("bad issuer/subject {claims}"));
     }
-    let (nbf, exp) = (claims["nbf"].as_i64().unwrap_or(0), claims["exp"].as_i64().unwrap_or(0));
+    let (nbf, exp) = (
+        claims["nbf"].as_i64().unwrap_or(0),
+        claims["exp"].as_i64().unwrap_or(0),
+    );
     let now = unix_now() as i64;
     if nbf > now + 5 || exp < now || exp - nbf > 120 {
         return Err(format!("not valid now: nbf {nbf} exp {exp} now {now}"));
@@ -336,7 +367,11 @@ fn order_json(o: &CbOrder) -> Value {
     t["settled"] = json!(o.status == "FILLED");
     t["pending_cancel"] = json!(false);
     t["number_of_fills"] = json!(if o.filled_size.is_zero() { "0" } else { "1" });
-    let avg = if o.filled_size.is_zero() { Decimal::ZERO } else { (o.filled_value / o.filled_size).round_dp(8) };
+    let avg = if o.filled_size.is_zero() {
+        Decimal::ZERO
+    } else {
+        (o.filled_value / o.filled_size).round_dp(8)
+    };
     t["average_filled_price"] = json!(avg.to_string());
     t["completion_percentage"] = json!(if o.status == "FILLED" { "100" } else { "0" });
     t["order_type"] = json!(match o.configuration.as_str() {
@@ -400,7 +435,12 @@ fn match_orders(st: &mut CbState) {
         let b = st.accounts.get(base).copied().unwrap_or_default();
         let q = st.accounts.get(quote).copied().unwrap_or_default();
         if (buy && q < value + fee) || (!buy && b < size) {
-            st.orders[i].status = if o.configuration == "market_market_ioc" { "FAILED" } else { "CANCELLED" }.into();
+            st.orders[i].status = if o.configuration == "market_market_ioc" {
+                "FAILED"
+            } else {
+                "CANCELLED"
+            }
+            .into();
             continue;
         }
         if buy {
@@ -431,31 +471,57 @@ fn match_orders(st: &mut CbState) {
 }
 
 fn bad(code: &str, message: &str) -> (StatusCode, Value) {
-    (StatusCode::BAD_REQUEST, json!({ "error": code, "message": message, "error_details": message }))
+    (
+        StatusCode::BAD_REQUEST,
+        json!({ "error": code, "message": message, "error_details": message }),
+    )
 }
 
 fn create_order(st: &mut CbState, body: &Value) -> (StatusCode, Value) {
     let client_order_id = body["client_order_id"].as_str().unwrap_or("");
     let product = body["product_id"].as_str().unwrap_or("");
     let side = body["side"].as_str().unwrap_or("");
-    if client_order_id.is_empty() || !st.prices.contains_key(product) || !["BUY", "SELL"].contains(&side) {
-        return bad("INVALID_ARGUMENT", "client_order_id, product_id and side are required");
+    if client_order_id.is_empty()
+        || !st.prices.contains_key(product)
+        || !["BUY", "SELL"].contains(&side)
+    {
+        return bad(
+            "INVALID_ARGUMENT",
+            "client_order_id, product_id and side are required",
+        );
     }
-    let Some((configuration, config)) = body["order_configuration"].as_object().and_then(|m| m.iter().next()) else {
+    let Some((configuration, config)) = body["order_configuration"]
+        .as_object()
+        .and_then(|m| m.iter().next())
+    else {
         return bad("INVALID_ARGUMENT", "order_configuration is required");
     };
-    if !["market_market_ioc", "limit_limit_gtc", "stop_limit_stop_limit_gtc"].contains(&configuration.as_str()) {
+    if ![
+        "market_market_ioc",
+        "limit_limit_gtc",
+        "stop_limit_stop_limit_gtc",
+    ]
+    .contains(&configuration.as_str())
+    {
         return bad("INVALID_ARGUMENT", "unsupported order configuration");
     }
     // The documented behaviour: a client_order_id already used returns that order, no new one.
-    if let Some(o) = st.orders.iter().find(|o| o.client_order_id == client_order_id) {
+    if let Some(o) = st
+        .orders
+        .iter()
+        .find(|o| o.client_order_id == client_order_id)
+    {
         let mut r = test_data("coinbase", "create_order.json");
         r["success_response"] = json!({"order_id": o.order_id, "product_id": o.product_id,
             "side": o.side, "client_order_id": o.client_order_id});
         r["order_configuration"] = json!({ o.configuration.clone(): o.config });
         return (StatusCode::OK, r);
     }
-    let Some(base_size) = config["base_size"].as_str().and_then(|s| s.parse::<Decimal>().ok()).filter(|s| *s > Decimal::ZERO) else {
+    let Some(base_size) = config["base_size"]
+        .as_str()
+        .and_then(|s| s.parse::<Decimal>().ok())
+        .filter(|s| *s > Decimal::ZERO)
+    else {
         return bad("INVALID_ARGUMENT", "base_size must be a positive decimal");
     };
     let (base, quote) = product.split_once('-').unwrap();
@@ -473,7 +539,11 @@ fn create_order(st: &mut CbState, body: &Value) -> (StatusCode, Value) {
         }
     }
     st.next_id += 1;
-    let order_id = format!("{:08x}-0000-4000-8000-{:012x}", st.next_id, st.next_id * 977);
+    let order_id = format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        st.next_id,
+        st.next_id * 977
+    );
     st.orders.push(CbOrder {
         order_id: order_id.clone(),
         client_order_id: client_order_id.to_string(),
@@ -498,22 +568,48 @@ fn create_order(st: &mut CbState, body: &Value) -> (StatusCode, Value) {
 }
 
 fn page<T: Clone>(items: &[T], q: &HashMap<String, String>, max: usize) -> (Vec<T>, bool, String) {
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(max).clamp(1, max);
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(max)
+        .clamp(1, max);
     let start: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
     let out: Vec<T> = items.iter().skip(start).take(limit).cloned().collect();
     let next = start + out.len();
     let more = next < items.len();
-    (out, more, if more { next.to_string() } else { String::new() })
+    (
+        out,
+        more,
+        if more {
+            next.to_string()
+        } else {
+            String::new()
+        },
+    )
 }
 
-fn apply(st: &mut CbState, method: &Method, path: &str, q: &HashMap<String, String>, body: &Value) -> (StatusCode, Value) {
+fn apply(
+    st: &mut CbState,
+    method: &Method,
+    path: &str,
+    q: &HashMap<String, String>,
+    body: &Value,
+) -> (StatusCode, Value) {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), segs.as_slice()) {
         ("POST", ["orders"]) => create_order(st, body),
         ("POST", ["orders", "batch_cancel"]) => {
             let mut results = vec![];
-            for id in body["order_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                let found = st.orders.iter_mut().find(|o| o.order_id == id && o.status == "OPEN");
+            for id in body["order_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let found = st
+                    .orders
+                    .iter_mut()
+                    .find(|o| o.order_id == id && o.status == "OPEN");
                 let mut r = test_data("coinbase", "batch_cancel.json")["results"][0].clone();
                 r["order_id"] = json!(id);
                 match found {
@@ -550,13 +646,23 @@ fn apply(st: &mut CbState, method: &Method, path: &str, q: &HashMap<String, Stri
                 .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.timestamp_micros() as f64 / 1e6)
                 .unwrap_or(0.0);
-            let list: Vec<Value> = st.fills.iter().filter(|f| f.time >= since).rev().map(fill_json).collect();
+            let list: Vec<Value> = st
+                .fills
+                .iter()
+                .filter(|f| f.time >= since)
+                .rev()
+                .map(fill_json)
+                .collect();
             let (fills, _, cursor) = page(&list, q, 100);
             (StatusCode::OK, json!({ "fills": fills, "cursor": cursor }))
         }
-        ("GET", ["orders", "historical", id]) => match st.orders.iter().find(|o| o.order_id == *id) {
+        ("GET", ["orders", "historical", id]) => match st.orders.iter().find(|o| o.order_id == *id)
+        {
             Some(o) => (StatusCode::OK, json!({ "order": order_json(o) })),
-            None => (StatusCode::NOT_FOUND, json!({"error": "NOT_FOUND", "message": "order not found"})),
+            None => (
+                StatusCode::NOT_FOUND,
+                json!({"error": "NOT_FOUND", "message": "order not found"}),
+            ),
         },
         ("GET", ["accounts"]) => {
             let mut template = test_data("coinbase", "accounts.json")["accounts"][0].clone();
@@ -574,19 +680,38 @@ fn apply(st: &mut CbState, method: &Method, path: &str, q: &HashMap<String, Stri
                 .collect();
             let (accounts, has_next, cursor) = page(&list, q, 250);
             let n = accounts.len();
-            (StatusCode::OK, json!({ "accounts": accounts, "has_next": has_next, "cursor": cursor, "size": n }))
+            (
+                StatusCode::OK,
+                json!({ "accounts": accounts, "has_next": has_next, "cursor": cursor, "size": n }),
+            )
         }
         ("GET", ["products", product, "candles"]) => {
             let g = q.get("granularity").map(String::as_str).unwrap_or("");
-            let Some(step) = [("ONE_MINUTE", 60), ("FIVE_MINUTE", 300), ("FIFTEEN_MINUTE", 900), ("THIRTY_MINUTE", 1800),
-                ("ONE_HOUR", 3600), ("TWO_HOUR", 7200), ("SIX_HOUR", 21600), ("ONE_DAY", 86400)]
-                .iter().find(|(n, _)| *n == g).map(|(_, s)| *s) else {
+            let Some(step) = [
+                ("ONE_MINUTE", 60),
+                ("FIVE_MINUTE", 300),
+                ("FIFTEEN_MINUTE", 900),
+                ("THIRTY_MINUTE", 1800),
+                ("ONE_HOUR", 3600),
+                ("TWO_HOUR", 7200),
+                ("SIX_HOUR", 21600),
+                ("ONE_DAY", 86400),
+            ]
+            .iter()
+            .find(|(n, _)| *n == g)
+            .map(|(_, s)| *s) else {
                 return bad("INVALID_ARGUMENT", "granularity");
             };
             let start: i64 = q.get("start").and_then(|s| s.parse().ok()).unwrap_or(0);
-            let end: i64 = q.get("end").and_then(|s| s.parse().ok()).unwrap_or(i64::MAX);
+            let end: i64 = q
+                .get("end")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(i64::MAX);
             if (end - start) / step > 350 {
-                return bad("INVALID_ARGUMENT", "number of candles requested should be less than 350");
+                return bad(
+                    "INVALID_ARGUMENT",
+                    "number of candles requested should be less than 350",
+                );
             }
             let mut rows: Vec<Value> = st
                 .candles
@@ -600,7 +725,10 @@ fn apply(st: &mut CbState, method: &Method, path: &str, q: &HashMap<String, Stri
             rows.reverse(); // newest first, as Coinbase sends them
             (StatusCode::OK, json!({ "candles": rows }))
         }
-        _ => (StatusCode::NOT_FOUND, json!({"error": "NOT_FOUND", "message": format!("{method} {path}")})),
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"error": "NOT_FOUND", "message": format!("{method} {path}")}),
+        ),
     }
 }
 
@@ -617,7 +745,10 @@ async fn rest(
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
     let endpoint = format!("{method} {path}");
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     let token = headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
@@ -641,14 +772,24 @@ async fn rest(
             )
                 .into_response()
         }
-        Some(Fault::ServerError) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+        Some(Fault::ServerError) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
         Some(Fault::Hang) => hang().await,
         _ => {}
     }
-    let body: Value = if body.is_empty() { Value::Null } else {
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(_) => return (StatusCode::BAD_REQUEST, json!({"error": "INVALID_ARGUMENT", "message": "body is not JSON"}).to_string()).into_response(),
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "INVALID_ARGUMENT", "message": "body is not JSON"}).to_string(),
+                )
+                    .into_response()
+            }
         }
     };
     let (status, answer) = {
@@ -656,10 +797,17 @@ async fn rest(
         apply(&mut st, &method, path, &q, &body)
     };
     match fault {
-        Some(Fault::ServerErrorAfterApply) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+        Some(Fault::ServerErrorAfterApply) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
         Some(Fault::HangAfterApply) => hang().await,
         Some(Fault::DropAfterApply) => drop_connection(),
-        _ => (status, [("content-type", "application/json")], answer.to_string()).into_response(),
+        _ => (
+            status,
+            [("content-type", "application/json")],
+            answer.to_string(),
+        )
+            .into_response(),
     }
 }
 

@@ -34,7 +34,15 @@ const PAIRS: &[(&str, &str, &str, &str, &str)] = &[
     ("ETHUSD", "ETH/USD", "XETHZUSD", "XETH", "ZUSD"),
 ];
 
-fn pair_info(p: &str) -> Option<(&'static str, &'static str, &'static str, &'static str, &'static str)> {
+fn pair_info(
+    p: &str,
+) -> Option<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+)> {
     PAIRS
         .iter()
         .copied()
@@ -141,7 +149,10 @@ impl KrakenVenue {
     /// Starts on 127.0.0.1 with the documented example balances and candles, BTC at 30000.
     pub async fn start() -> KrakenVenue {
         let mut balances = BTreeMap::new();
-        for (k, v) in test_data("kraken", "balance.json")["result"].as_object().unwrap() {
+        for (k, v) in test_data("kraken", "balance.json")["result"]
+            .as_object()
+            .unwrap()
+        {
             balances.insert(k.clone(), d(v.as_str().unwrap()));
         }
         let ohlc_doc = test_data("kraken", "ohlc.json");
@@ -154,9 +165,12 @@ impl KrakenVenue {
             balances,
             orders: vec![],
             trades: vec![],
-            prices: [("XBTUSD".to_string(), d("30000")), ("ETHUSD".to_string(), d("2000"))]
-                .into_iter()
-                .collect(),
+            prices: [
+                ("XBTUSD".to_string(), d("30000")),
+                ("ETHUSD".to_string(), d("2000")),
+            ]
+            .into_iter()
+            .collect(),
             ohlc,
             fee_bps: 26,
             faults: Faults::default(),
@@ -246,7 +260,11 @@ impl KrakenVenue {
     }
 
     pub fn balance(&self, asset: &str) -> Decimal {
-        self.state().balances.get(asset).copied().unwrap_or_default()
+        self.state()
+            .balances
+            .get(asset)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Moves the market: resting orders that the new price crosses fill.
@@ -268,13 +286,29 @@ impl KrakenVenue {
 
     /// Pushes one `ohlc` update (the documented message, fields replaced) to every client.
     #[allow(clippy::too_many_arguments)]
-    pub fn push_ohlc(&self, symbol: &str, interval: u32, begin: &str, o: f64, h: f64, l: f64, c: f64, v: f64) {
+    pub fn push_ohlc(
+        &self,
+        symbol: &str,
+        interval: u32,
+        begin: &str,
+        o: f64,
+        h: f64,
+        l: f64,
+        c: f64,
+        v: f64,
+    ) {
         let mut m = test_data("kraken", "ws_ohlc_update.json");
         let x = &mut m["data"][0];
         x["symbol"] = json!(symbol);
         x["interval"] = json!(interval);
         x["interval_begin"] = json!(begin);
-        for (k, val) in [("open", o), ("high", h), ("low", l), ("close", c), ("volume", v)] {
+        for (k, val) in [
+            ("open", o),
+            ("high", h),
+            ("low", l),
+            ("close", c),
+            ("volume", v),
+        ] {
             x[k] = json!(val);
         }
         self.shared.ws.send(WsCmd::Text(m.to_string())).ok();
@@ -302,7 +336,8 @@ impl KrakenVenue {
 }
 
 fn order_json(o: &VOrder) -> Value {
-    let mut t = test_data("kraken", "open_orders.json")["result"]["open"]["OQCLML-BW3P3-BUCMWZ"].clone();
+    let mut t =
+        test_data("kraken", "open_orders.json")["result"]["open"]["OQCLML-BW3P3-BUCMWZ"].clone();
     t["userref"] = json!(o.userref);
     t["cl_ord_id"] = json!(o.cl_ord_id.clone().unwrap_or_default());
     t["status"] = json!(o.status);
@@ -312,12 +347,23 @@ fn order_json(o: &VOrder) -> Value {
     t["descr"]["ordertype"] = json!(o.ordertype);
     t["descr"]["price"] = json!(o.price.to_string());
     t["descr"]["leverage"] = json!("none");
-    t["descr"]["order"] = json!(format!("{} {} {} @ {} {}", o.side, o.vol.round_dp(8), o.pair, o.ordertype, o.price));
+    t["descr"]["order"] = json!(format!(
+        "{} {} {} @ {} {}",
+        o.side,
+        o.vol.round_dp(8),
+        o.pair,
+        o.ordertype,
+        o.price
+    ));
     t["vol"] = json!(o.vol.to_string());
     t["vol_exec"] = json!(o.vol_exec.to_string());
     t["cost"] = json!(o.cost.to_string());
     t["fee"] = json!(o.fee.to_string());
-    let avg = if o.vol_exec.is_zero() { Decimal::ZERO } else { (o.cost / o.vol_exec).round_dp(5) };
+    let avg = if o.vol_exec.is_zero() {
+        Decimal::ZERO
+    } else {
+        (o.cost / o.vol_exec).round_dp(5)
+    };
     t["price"] = json!(avg.to_string());
     t["trades"] = json!(o.trades);
     if o.status != "open" && o.status != "pending" {
@@ -328,7 +374,9 @@ fn order_json(o: &VOrder) -> Value {
 }
 
 fn trade_json(t: &VTrade) -> Value {
-    let mut j = test_data("kraken", "trades_history.json")["result"]["trades"]["THVRQM-33VKH-UCI7BS"].clone();
+    let mut j = test_data("kraken", "trades_history.json")["result"]["trades"]
+        ["THVRQM-33VKH-UCI7BS"]
+        .clone();
     let (_, _, key, ..) = pair_info(&t.pair).unwrap();
     j["ordertxid"] = json!(t.ordertxid);
     j["pair"] = json!(key);
@@ -425,15 +473,23 @@ fn matches_filter(o: &VOrder, form: &[(String, String)]) -> bool {
 fn add_order(st: &mut VenueState, form: &[(String, String)]) -> Result<Value, &'static str> {
     let pair = param(form, "pair").ok_or("EGeneral:Invalid arguments")?;
     let (rest, ..) = pair_info(pair).ok_or("EQuery:Unknown asset pair")?;
-    let side = param(form, "type").filter(|s| *s == "buy" || *s == "sell").ok_or("EGeneral:Invalid arguments:type")?;
+    let side = param(form, "type")
+        .filter(|s| *s == "buy" || *s == "sell")
+        .ok_or("EGeneral:Invalid arguments:type")?;
     let ordertype = param(form, "ordertype").ok_or("EGeneral:Invalid arguments:ordertype")?;
     if !["market", "limit", "stop-loss", "take-profit"].contains(&ordertype) {
         return Err("EGeneral:Invalid arguments:ordertype");
     }
-    let vol: Decimal = param(form, "volume").and_then(|v| v.parse().ok()).filter(|v: &Decimal| *v > Decimal::ZERO).ok_or("EGeneral:Invalid arguments:volume")?;
+    let vol: Decimal = param(form, "volume")
+        .and_then(|v| v.parse().ok())
+        .filter(|v: &Decimal| *v > Decimal::ZERO)
+        .ok_or("EGeneral:Invalid arguments:volume")?;
     let price: Decimal = match ordertype {
         "market" => Decimal::ZERO,
-        _ => param(form, "price").and_then(|v| v.parse().ok()).filter(|v: &Decimal| *v > Decimal::ZERO).ok_or("EGeneral:Invalid arguments:price")?,
+        _ => param(form, "price")
+            .and_then(|v| v.parse().ok())
+            .filter(|v: &Decimal| *v > Decimal::ZERO)
+            .ok_or("EGeneral:Invalid arguments:price")?,
     };
     let cl_ord_id = param(form, "cl_ord_id").map(String::from);
     if let Some(c) = &cl_ord_id {
@@ -441,7 +497,11 @@ fn add_order(st: &mut VenueState, form: &[(String, String)]) -> Result<Value, &'
             return Err("EOrder:Duplicate order");
         }
     }
-    let userref = param(form, "userref").map(|u| u.parse::<i64>()).transpose().map_err(|_| "EGeneral:Invalid arguments:userref")?.unwrap_or(0);
+    let userref = param(form, "userref")
+        .map(|u| u.parse::<i64>())
+        .transpose()
+        .map_err(|_| "EGeneral:Invalid arguments:userref")?
+        .unwrap_or(0);
     if ordertype == "market" {
         let (_, _, _, base, quote) = pair_info(rest).unwrap();
         let p = st.prices[rest];
@@ -476,19 +536,29 @@ fn add_order(st: &mut VenueState, form: &[(String, String)]) -> Result<Value, &'
     });
     match_orders(st);
     let mut r = test_data("kraken", "add_order.json")["result"].clone();
-    r["descr"]["order"] = json!(format!("{side} {} {rest} @ {ordertype} {price}", vol.round_dp(8)));
+    r["descr"]["order"] = json!(format!(
+        "{side} {} {rest} @ {ordertype} {price}",
+        vol.round_dp(8)
+    ));
     r["txid"] = json!([txid]);
     Ok(r)
 }
 
-fn apply(st: &mut VenueState, method: &str, form: &[(String, String)]) -> Result<Value, &'static str> {
+fn apply(
+    st: &mut VenueState,
+    method: &str,
+    form: &[(String, String)],
+) -> Result<Value, &'static str> {
     match method {
         "AddOrder" => add_order(st, form),
         "CancelOrder" => {
             let id = param(form, "txid").ok_or("EGeneral:Invalid arguments")?;
             let mut count = 0;
             for o in st.orders.iter_mut().filter(|o| o.status == "open") {
-                if o.txid == id || o.cl_ord_id.as_deref() == Some(id) || id.parse::<i64>().ok() == Some(o.userref) {
+                if o.txid == id
+                    || o.cl_ord_id.as_deref() == Some(id)
+                    || id.parse::<i64>().ok() == Some(o.userref)
+                {
                     o.status = "canceled".into();
                     o.reason = Some("User requested".into());
                     o.closetm = unix_now();
@@ -503,7 +573,11 @@ fn apply(st: &mut VenueState, method: &str, form: &[(String, String)]) -> Result
         "OpenOrders" | "ClosedOrders" => {
             let open = method == "OpenOrders";
             let mut m = serde_json::Map::new();
-            for o in st.orders.iter().filter(|o| (o.status == "open") == open && matches_filter(o, form)) {
+            for o in st
+                .orders
+                .iter()
+                .filter(|o| (o.status == "open") == open && matches_filter(o, form))
+            {
                 m.insert(o.txid.clone(), order_json(o));
             }
             Ok(if open {
@@ -517,13 +591,19 @@ fn apply(st: &mut VenueState, method: &str, form: &[(String, String)]) -> Result
             let ids = param(form, "txid").ok_or("EGeneral:Invalid arguments")?;
             let mut m = serde_json::Map::new();
             for id in ids.split(',') {
-                let o = st.orders.iter().find(|o| o.txid == id).ok_or("EOrder:Invalid order")?;
+                let o = st
+                    .orders
+                    .iter()
+                    .find(|o| o.txid == id)
+                    .ok_or("EOrder:Invalid order")?;
                 m.insert(id.to_string(), order_json(o));
             }
             Ok(Value::Object(m))
         }
         "TradesHistory" => {
-            let start: f64 = param(form, "start").and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            let start: f64 = param(form, "start")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0.0);
             let ofs: usize = param(form, "ofs").and_then(|s| s.parse().ok()).unwrap_or(0);
             let mut ts: Vec<&VTrade> = st.trades.iter().filter(|t| t.time > start).collect();
             ts.reverse(); // newest first, as Kraken pages them
@@ -535,14 +615,22 @@ fn apply(st: &mut VenueState, method: &str, form: &[(String, String)]) -> Result
             Ok(json!({ "trades": m, "count": count }))
         }
         "Balance" => Ok(Value::Object(
-            st.balances.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect(),
+            st.balances
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v.to_string())))
+                .collect(),
         )),
         _ => Err("EGeneral:Unknown method"),
     }
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Answers a fault that strikes before anything is applied; `None` lets the request through.
@@ -556,7 +644,9 @@ async fn fault_before(f: Option<Fault>) -> Option<Response> {
             )
                 .into_response(),
         ),
-        Fault::ServerError => Some((StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()),
+        Fault::ServerError => {
+            Some((StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response())
+        }
         Fault::Hang => hang().await,
         _ => None,
     }
@@ -564,7 +654,9 @@ async fn fault_before(f: Option<Fault>) -> Option<Response> {
 
 async fn fault_after(f: Option<Fault>, resp: Response) -> Response {
     match f {
-        Some(Fault::ServerErrorAfterApply) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+        Some(Fault::ServerErrorAfterApply) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        }
         Some(Fault::HangAfterApply) => hang().await,
         Some(Fault::DropAfterApply) => drop_connection(),
         _ => resp,
@@ -598,7 +690,11 @@ async fn public(
                     .filter(|r| r[0].as_i64().unwrap() > since)
                     .cloned()
                     .collect();
-                let last = rows.iter().filter_map(|r| r[0].as_i64()).max().unwrap_or(since);
+                let last = rows
+                    .iter()
+                    .filter_map(|r| r[0].as_i64())
+                    .max()
+                    .unwrap_or(since);
                 ok(json!({ key: rows, "last": last }))
             }
         }
@@ -615,7 +711,9 @@ async fn private(
     body: Bytes,
 ) -> Response {
     let text = String::from_utf8_lossy(&body).to_string();
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(text.as_bytes()).into_owned().collect();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect();
     let (fault, refusal) = {
         let mut st = s.state.lock().unwrap();
         st.requests.push((method.clone(), Instant::now()));
@@ -624,7 +722,8 @@ async fn private(
         let mut mac = Hmac::<Sha512>::new_from_slice(&s.secret).unwrap();
         mac.update(path.as_bytes());
         mac.update(&Sha256::digest(format!("{nonce}{text}").as_bytes()));
-        let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
         let refusal = if header("API-Key") != API_KEY {
             Some("EAPI:Invalid key")

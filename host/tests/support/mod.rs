@@ -47,7 +47,10 @@ impl Faults {
     }
 
     pub fn take(&mut self, endpoint: &str) -> Option<Fault> {
-        let i = self.0.iter().position(|(f, _)| endpoint.contains(f.as_str()))?;
+        let i = self
+            .0
+            .iter()
+            .position(|(f, _)| endpoint.contains(f.as_str()))?;
         self.0.remove(i).map(|(_, f)| f)
     }
 }
@@ -77,7 +80,10 @@ pub fn test_data(venue: &str, file: &str) -> serde_json::Value {
 pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

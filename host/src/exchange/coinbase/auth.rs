@@ -69,7 +69,11 @@ mod tests {
     #[test]
     fn token_has_documented_shape_and_verifies() {
         let creds = CoinbaseCredentials::new("organizations/o/apiKeys/k", PEM).unwrap();
-        let uri = request_uri("POST", "https://api.coinbase.com", "/api/v3/brokerage/orders");
+        let uri = request_uri(
+            "POST",
+            "https://api.coinbase.com",
+            "/api/v3/brokerage/orders",
+        );
         assert_eq!(uri, "POST api.coinbase.com/api/v3/brokerage/orders");
         assert_eq!(
             request_uri("GET", "http://127.0.0.1:4000", "/x"),
@@ -78,7 +82,11 @@ mod tests {
         let t = jwt(&creds, Some(&uri), 1_700_000_000);
         let parts: Vec<&str> = t.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let dec = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
+        let dec = |s: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(s)
+                .unwrap()
+        };
         let h: serde_json::Value = serde_json::from_slice(&dec(parts[0])).unwrap();
         let c: serde_json::Value = serde_json::from_slice(&dec(parts[1])).unwrap();
         assert_eq!(h["alg"], "ES256");

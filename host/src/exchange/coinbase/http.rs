@@ -139,7 +139,11 @@ pub fn parse_order(o: &Value) -> ExResult<OrderStatus> {
             )))
         }
     };
-    let filled_qty = o.get("filled_size").map(dec).transpose()?.unwrap_or_default();
+    let filled_qty = o
+        .get("filled_size")
+        .map(dec)
+        .transpose()?
+        .unwrap_or_default();
     let qty = match qty {
         Some(q) => dec(q)?,
         // Quote-sized market orders: the executed size is the size.
@@ -152,7 +156,11 @@ pub fn parse_order(o: &Value) -> ExResult<OrderStatus> {
         "CANCELLED" => OrderState::Cancelled,
         "EXPIRED" => OrderState::Expired,
         "FAILED" => OrderState::Rejected,
-        other => return Err(ExchangeError::Decode(format!("unknown order status {other:?}"))),
+        other => {
+            return Err(ExchangeError::Decode(format!(
+                "unknown order status {other:?}"
+            )))
+        }
     };
     let avg = o
         .get("average_filled_price")
@@ -232,7 +240,10 @@ pub fn parse_candles(body: &Value) -> ExResult<Vec<Candle>> {
 
 /// `cursor` of a paged answer, `None` at the end.
 fn next_cursor(body: &Value) -> Option<String> {
-    let more = body.get("has_next").and_then(Value::as_bool).unwrap_or(true);
+    let more = body
+        .get("has_next")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     body.get("cursor")
         .and_then(Value::as_str)
         .filter(|c| more && !c.is_empty())
@@ -357,7 +368,12 @@ impl CoinbaseHttp {
             let r = self
                 .call(reqwest::Method::GET, "/orders/historical/batch", &q, None)
                 .await?;
-            for o in r.get("orders").and_then(Value::as_array).into_iter().flatten() {
+            for o in r
+                .get("orders")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 match parse_order(o) {
                     Ok(s) => {
                         if !each(s) {
@@ -433,7 +449,11 @@ impl CoinbaseHttp {
         if res.get("success").and_then(Value::as_bool) == Some(true) {
             return Ok(true);
         }
-        match res.get("failure_reason").and_then(Value::as_str).unwrap_or("") {
+        match res
+            .get("failure_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+        {
             "UNKNOWN_CANCEL_ORDER" | "ORDER_NOT_FOUND" => Ok(false),
             reason => Err(ExchangeError::Venue {
                 code: reason.to_string(),
@@ -482,7 +502,9 @@ impl CoinbaseHttp {
         if let Some(c) = cursor {
             q.push(("cursor", c.to_string()));
         }
-        let r = self.call(reqwest::Method::GET, "/accounts", &q, None).await?;
+        let r = self
+            .call(reqwest::Method::GET, "/accounts", &q, None)
+            .await?;
         let mut page = BTreeMap::new();
         parse_accounts(&r, &mut page)?;
         Ok((page, next_cursor(&r)))
@@ -531,10 +553,30 @@ mod tests {
         let d = |s: &str| s.parse::<Decimal>().unwrap();
         for (kind, side) in [
             (OrderKind::Market, Side::Buy),
-            (OrderKind::Limit { price: d("30000.5") }, Side::Sell),
-            (OrderKind::StopLoss { trigger: d("29000") }, Side::Sell),
-            (OrderKind::TakeProfit { trigger: d("33000") }, Side::Sell),
-            (OrderKind::StopLoss { trigger: d("33000") }, Side::Buy),
+            (
+                OrderKind::Limit {
+                    price: d("30000.5"),
+                },
+                Side::Sell,
+            ),
+            (
+                OrderKind::StopLoss {
+                    trigger: d("29000"),
+                },
+                Side::Sell,
+            ),
+            (
+                OrderKind::TakeProfit {
+                    trigger: d("33000"),
+                },
+                Side::Sell,
+            ),
+            (
+                OrderKind::StopLoss {
+                    trigger: d("33000"),
+                },
+                Side::Buy,
+            ),
         ] {
             let s = spec(kind, side);
             let mut body = order_body(&s, 100).unwrap();
@@ -545,8 +587,16 @@ mod tests {
             let o = parse_order(&body).unwrap();
             assert_eq!((o.kind, o.side, o.qty), (kind, side, d("0.01")));
         }
-        let b = order_body(&spec(OrderKind::StopLoss { trigger: d("29000.37") }, Side::Sell), 100)
-            .unwrap();
+        let b = order_body(
+            &spec(
+                OrderKind::StopLoss {
+                    trigger: d("29000.37"),
+                },
+                Side::Sell,
+            ),
+            100,
+        )
+        .unwrap();
         let c = &b["order_configuration"]["stop_limit_stop_limit_gtc"];
         assert_eq!(c["stop_direction"], "STOP_DIRECTION_STOP_DOWN");
         assert_eq!(c["limit_price"], "28710.36");

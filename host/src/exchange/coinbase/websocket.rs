@@ -73,21 +73,39 @@ impl CoinbaseFeed {
             tracing::warn!(message = %v, "Coinbase websocket error");
             return Ok(vec![]);
         }
-        let events = v.get("events").and_then(Value::as_array).into_iter().flatten();
+        let events = v
+            .get("events")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
         let mut out = Vec::new();
         match v.get("channel").and_then(Value::as_str) {
             Some("candles") => {
                 let mut all: Vec<&Value> = events
-                    .flat_map(|e| e.get("candles").and_then(Value::as_array).into_iter().flatten())
+                    .flat_map(|e| {
+                        e.get("candles")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                    })
                     .collect();
                 // Snapshots may list several candles; take them oldest first.
-                all.sort_by_key(|c| c.get("start").and_then(Value::as_str).and_then(|s| s.parse::<i64>().ok()));
+                all.sort_by_key(|c| {
+                    c.get("start")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse::<i64>().ok())
+                });
                 for c in all {
                     out.extend(self.candle(c)?);
                 }
             }
             Some("ticker") => {
-                for t in events.flat_map(|e| e.get("tickers").and_then(Value::as_array).into_iter().flatten()) {
+                for t in events.flat_map(|e| {
+                    e.get("tickers")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                }) {
                     out.push(MarketEvent::Ticker(Ticker {
                         symbol: product_to_host(str_field(t, "product_id")?),
                         bid: dec_field(t, "best_bid")?,

@@ -111,7 +111,10 @@ mod tests {
             ..KrakenConfig::default()
         };
         let text = format!("{cfg:?}");
-        assert!(!text.contains("my-public-key") && !text.contains("c2VjcmV0"), "{text}");
+        assert!(
+            !text.contains("my-public-key") && !text.contains("c2VjcmV0"),
+            "{text}"
+        );
         assert!(text.contains("redacted"));
         assert!(KrakenCredentials::new("k", "not base64!").is_err());
     }

@@ -91,13 +91,15 @@ pub fn venue_error(errors: &[String]) -> ExchangeError {
     let first = errors.first().map(String::as_str).unwrap_or("");
     let message = errors.join("; ");
     match first {
-        "EAPI:Rate limit exceeded" | "EOrder:Rate limit exceeded" | "EGeneral:Too many requests" => {
-            ExchangeError::RateLimited { retry_after: None }
-        }
+        "EAPI:Rate limit exceeded"
+        | "EOrder:Rate limit exceeded"
+        | "EGeneral:Too many requests" => ExchangeError::RateLimited { retry_after: None },
         "EService:Unavailable" | "EService:Busy" | "EService:Timeout" => {
             ExchangeError::Unavailable(message)
         }
-        "EAPI:Invalid key" | "EAPI:Invalid signature" | "EAPI:Invalid nonce"
+        "EAPI:Invalid key"
+        | "EAPI:Invalid signature"
+        | "EAPI:Invalid nonce"
         | "EGeneral:Permission denied" => ExchangeError::Auth(message),
         _ => ExchangeError::Venue {
             code: first.to_string(),
@@ -111,7 +113,11 @@ pub fn envelope(body: &Value) -> ExResult<&Value> {
     let errors: Vec<String> = body
         .get("error")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|e| e.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     if !errors.is_empty() {
         return Err(venue_error(&errors));
@@ -151,7 +157,11 @@ pub fn parse_order(txid: &str, o: &Value) -> ExResult<OrderStatus> {
         "closed" => OrderState::Filled,
         "canceled" => OrderState::Cancelled,
         "expired" => OrderState::Expired,
-        other => return Err(ExchangeError::Decode(format!("unknown order status {other:?}"))),
+        other => {
+            return Err(ExchangeError::Decode(format!(
+                "unknown order status {other:?}"
+            )))
+        }
     };
     let filled_qty = dec_field(o, "vol_exec")?;
     let avg = o.get("price").map(dec).transpose()?;
@@ -299,8 +309,12 @@ impl KrakenHttp {
                 body: text.chars().take(200).collect(),
             });
         }
-        let body: Value = serde_json::from_str(&text)
-            .map_err(|e| ExchangeError::Decode(format!("{e}: {}", text.chars().take(200).collect::<String>())))?;
+        let body: Value = serde_json::from_str(&text).map_err(|e| {
+            ExchangeError::Decode(format!(
+                "{e}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
         envelope(&body).cloned()
     }
 
@@ -316,7 +330,9 @@ impl KrakenHttp {
             .cfg
             .credentials
             .as_ref()
-            .ok_or(ExchangeError::MissingCredentials(super::config::ENV_API_KEY))?;
+            .ok_or(ExchangeError::MissingCredentials(
+                super::config::ENV_API_KEY,
+            ))?;
         let path = format!("/0/private/{method}");
         let nonce = self.nonce.next().to_string();
         let body = {
@@ -351,11 +367,14 @@ impl KrakenHttp {
         };
         let mut params = vec![
             ("ordertype", ordertype.to_string()),
-            ("type", match spec.side {
-                Side::Buy => "buy",
-                Side::Sell => "sell",
-            }
-            .to_string()),
+            (
+                "type",
+                match spec.side {
+                    Side::Buy => "buy",
+                    Side::Sell => "sell",
+                }
+                .to_string(),
+            ),
             ("volume", dec_text(spec.qty)),
             ("pair", rest_pair(&spec.symbol)?),
             ("cl_ord_id", spec.client_id.clone()),
@@ -394,7 +413,10 @@ impl KrakenHttp {
 
     /// CancelOrder; `false` when Kraken does not know the order.
     pub async fn cancel(&self, txid: &str) -> ExResult<bool> {
-        match self.private("CancelOrder", &[("txid", txid.to_string())]).await {
+        match self
+            .private("CancelOrder", &[("txid", txid.to_string())])
+            .await
+        {
             Ok(r) => Ok(r.get("count").and_then(Value::as_u64).unwrap_or(0) > 0),
             Err(ExchangeError::Venue { code, .. }) if code == "EOrder:Unknown order" => Ok(false),
             Err(e) => Err(e),
@@ -460,9 +482,18 @@ mod tests {
     #[test]
     fn envelope_errors_are_typed() {
         let e = |s: &str| envelope(&serde_json::json!({ "error": [s] })).unwrap_err();
-        assert!(matches!(e("EAPI:Invalid signature"), ExchangeError::Auth(_)));
-        assert!(matches!(e("EAPI:Rate limit exceeded"), ExchangeError::RateLimited { .. }));
-        assert!(matches!(e("EService:Unavailable"), ExchangeError::Unavailable(_)));
+        assert!(matches!(
+            e("EAPI:Invalid signature"),
+            ExchangeError::Auth(_)
+        ));
+        assert!(matches!(
+            e("EAPI:Rate limit exceeded"),
+            ExchangeError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            e("EService:Unavailable"),
+            ExchangeError::Unavailable(_)
+        ));
         assert!(
             matches!(e("EOrder:Insufficient funds"), ExchangeError::Venue { code, .. } if code == "EOrder:Insufficient funds")
         );

@@ -85,7 +85,12 @@ impl KrakenFeed {
             tracing::warn!(error, "Kraken refused a subscription");
             return Ok(vec![]);
         }
-        let data = || v.get("data").and_then(Value::as_array).into_iter().flatten();
+        let data = || {
+            v.get("data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        };
         let mut out = Vec::new();
         match v.get("channel").and_then(Value::as_str) {
             Some("ohlc") => {
@@ -168,11 +173,19 @@ mod tests {
     #[test]
     fn candle_closes_when_next_interval_begins() {
         let mut f = KrakenFeed::new(&["BTCUSD".to_string()], 60).unwrap();
-        assert!(f.on_text(&msg("2023-10-04T16:00:00.000000000Z", 27470.1)).is_empty());
-        assert!(f.on_text(&msg("2023-10-04T16:00:00.000000000Z", 27480.5)).is_empty());
+        assert!(f
+            .on_text(&msg("2023-10-04T16:00:00.000000000Z", 27470.1))
+            .is_empty());
+        assert!(f
+            .on_text(&msg("2023-10-04T16:00:00.000000000Z", 27480.5))
+            .is_empty());
         let ev = f.on_text(&msg("2023-10-04T17:00:00.000000000Z", 1.0));
         match &ev[..] {
-            [MarketEvent::Candle { symbol, interval_minutes: 60, candle }] => {
+            [MarketEvent::Candle {
+                symbol,
+                interval_minutes: 60,
+                candle,
+            }] => {
                 assert_eq!(symbol, "BTCUSD");
                 assert_eq!(candle.ts, 1696435200);
                 assert_eq!(candle.close.to_string(), "27480.5");
@@ -181,7 +194,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A late update for an older interval is ignored.
-        assert!(f.on_text(&msg("2023-10-04T16:00:00.000000000Z", 5.0)).is_empty());
+        assert!(f
+            .on_text(&msg("2023-10-04T16:00:00.000000000Z", 5.0))
+            .is_empty());
         assert!(f.on_text(r#"{"channel":"heartbeat"}"#).is_empty());
         assert!(f.on_text("not json").is_empty());
     }
