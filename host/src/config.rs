@@ -33,10 +33,19 @@ pub enum Mode {
     Live,
 }
 
+/// The exchange live mode trades on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Venue {
+    Kraken,
+    Coinbase,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     mode: Option<Mode>,
+    venue: Option<Venue>,
     symbols: Option<Vec<String>>,
     starting_capital: Option<String>,
     fee_bps: Option<u32>,
@@ -89,6 +98,8 @@ impl Default for Safety {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Settings {
     pub mode: Mode,
+    /// The exchange of live mode.
+    pub venue: Venue,
     pub symbols: Vec<String>,
     pub starting_capital: Decimal,
     pub fee_bps: u32,
@@ -202,6 +213,7 @@ impl Settings {
         }
         Ok(Settings {
             mode: r.mode.or(d.mode).unwrap_or(Mode::Paper),
+            venue: r.venue.or(d.venue).unwrap_or(Venue::Kraken),
             symbols,
             starting_capital,
             fee_bps,

@@ -14,6 +14,7 @@ pub mod dropdir;
 pub mod events;
 pub mod failpoint;
 pub mod handle;
+pub mod live;
 pub mod exchange;
 pub mod orchestrator;
 pub mod runtime;

@@ -258,6 +258,8 @@ pub struct Shell {
     day: Option<i64>,
     /// Inside a bar's (or command's) transaction: events wait here until it commits.
     unpublished: Option<Vec<events::Event>>,
+    /// Live mode: the exchange that fills orders (paper: the bars do).
+    pub live: Option<crate::live::LiveVenue>,
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -386,8 +388,18 @@ impl Shell {
             fill: FillConfig { fee_bps: settings.fee_bps.into(), slippage_bps: settings.slippage_bps.into() },
             order_ttl_bars: 24,
         };
-        let (mut engine, reconciliation) =
-            account::open(&conn, mode, settings.starting_capital, risk_config, engine_config)?;
+        // L7: live mode fails fast when the venue refuses the keys; its quote
+        // balance is the starting capital of a new live account
+        let (live, capital) = match settings.mode {
+            Mode::Paper => (None, settings.starting_capital),
+            Mode::Live => {
+                let venue = crate::live::connect(&settings)?;
+                let balances = venue.balances().map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
+                let cash = balances.get(&venue.quote).copied().unwrap_or_default();
+                (Some(venue), cash)
+            }
+        };
+        let (mut engine, reconciliation) = account::open(&conn, mode, capital, risk_config, engine_config)?;
         if reconciliation.mismatch {
             account::next_epoch(&conn, mode)?;
         }
@@ -415,6 +427,7 @@ impl Shell {
             dead_man_fired: false,
             day: None,
             unpublished: None,
+            live,
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();
@@ -454,11 +467,73 @@ impl Shell {
         if !orphans.is_empty() {
             shell.alert(format!("orphaned positions in unconfigured symbols: {}", orphans.join(", ")));
         }
+        shell.reconcile_venue();
         shell.load_strategy()?;
         if let Some(p) = shell.paused.clone() {
             shell.alert(format!("strategy paused: {p}"));
         }
         Ok(shell)
+    }
+
+    /// Live mode, at startup: resolve written-ahead orders with the venue,
+    /// book the fills made meanwhile, compare balances (L7).
+    fn reconcile_venue(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let now = self.now();
+        match venue.reconcile(&mut self.conn, self.mode, &mut self.trader.engine, now) {
+            Ok((rec, events)) => {
+                self.engine_events(&events);
+                self.event("venue_reconcile", None, serde_json::to_value(&rec).unwrap_or_default());
+                for (asset, ledger, venue) in &rec.balance_mismatches {
+                    self.alert(format!("{asset}: the ledger holds {ledger}, the exchange {venue}; the exchange wins — check it"));
+                }
+                if !rec.abandoned.is_empty() {
+                    self.alert(format!("orders that never reached the exchange were abandoned: {}", rec.abandoned.join(", ")));
+                }
+            }
+            Err(e) => self.alert(format!("reconciling with the exchange failed: {e}")),
+        }
+    }
+
+    /// Live mode, after a commit: send written-ahead orders, then book the venue's fills.
+    fn execute_live(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let now = self.clock;
+        let sent = venue.send_pending(&self.conn, now);
+        let booked = (|| -> Result<Vec<EngineEvent>, crate::live::LiveError> {
+            let tx = self.conn.transaction()?;
+            let ev = venue.book_fills(&tx, self.mode, &mut self.trader.engine)?;
+            account::snapshot(&tx, self.mode, &self.trader.engine, now)?;
+            tx.commit()?;
+            Ok(ev)
+        })();
+        match sent {
+            Ok(results) => {
+                for (id, r) in results {
+                    match r {
+                        Ok(venue_id) => self.event("order_sent", None, serde_json::json!({ "client_order_id": id, "venue_order_id": venue_id })),
+                        Err(e) => self.event("order_send_failed", None, serde_json::json!({ "client_order_id": id, "error": e })),
+                    };
+                }
+            }
+            Err(e) => self.alert(format!("sending orders failed: {e}")),
+        }
+        match booked {
+            Ok(events) => {
+                if let Some(a) = self.active.as_mut() {
+                    let errors = self.trader.forward(&mut a.driver, &events);
+                    for e in errors {
+                        self.module_failed(e);
+                    }
+                }
+                self.engine_events(&events);
+            }
+            Err(e) => self.alert(format!("booking exchange fills failed: {e}")),
+        }
     }
 
     /// Loads the stored candles of the configured symbols (the market view's history).
@@ -756,7 +831,20 @@ impl Shell {
                     cancelled_orders: events.len(),
                     closing: closing.iter().map(|o| o.request.symbol.clone()).collect(),
                 };
-                self.persist_account(&events, &closing);
+                if self.live.is_some() {
+                    self.begin();
+                    self.record(&events, &[]);
+                    self.write_ahead_live();
+                    self.commit(false);
+                    if let Some(v) = self.live.as_ref() {
+                        if let Err(e) = v.cancel_open(&self.conn, now) {
+                            self.alert(format!("kill: cancelling exchange orders failed: {e}"));
+                        }
+                    }
+                    self.execute_live();
+                } else {
+                    self.persist_account(&events, &closing);
+                }
                 self.event("kill", None, serde_json::json!({ "by": by, "outcome": outcome }));
                 let _ = reply.send(outcome);
             }
@@ -781,6 +869,21 @@ impl Shell {
         self.record(events, new_orders);
         if own {
             self.commit(false);
+        }
+    }
+
+    /// Live mode: moves the engine's approved orders into the written-ahead
+    /// orders table (sent after the commit).
+    fn write_ahead_live(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let orders = self.trader.engine.detach_pending();
+        if orders.is_empty() {
+            return;
+        }
+        if let Err(e) = venue.write_ahead(&self.conn, self.mode, &orders, self.clock) {
+            self.alert(format!("orders not written ahead, not sent: {e}"));
         }
     }
 
@@ -829,9 +932,17 @@ impl Shell {
         }
         Arc::make_mut(&mut self.data).push(symbol, interval, bar);
         self.clock = self.clock.max(bar.ts + interval.secs());
-        let result = match self.active.as_mut() {
-            Some(a) => self.trader.on_bar(&mut a.driver, symbol, &bar),
-            None => self.trader.on_bar(&mut NoStrategy, symbol, &bar),
+        let result = if self.live.is_some() {
+            // the exchange fills and runs stops; the bar only marks the ledger
+            match trading_core::money::to_decimal(bar.close) {
+                Ok(px) => Ok((self.trader.engine.mark(symbol, bar.ts, px), Vec::new())),
+                Err(_) => Ok((Vec::new(), Vec::new())),
+            }
+        } else {
+            match self.active.as_mut() {
+                Some(a) => self.trader.on_bar(&mut a.driver, symbol, &bar),
+                None => self.trader.on_bar(&mut NoStrategy, symbol, &bar),
+            }
         };
         match result {
             Ok((events, errors)) => {
@@ -853,6 +964,7 @@ impl Shell {
         crate::failpoint::hit("bar.before_commit");
         self.commit(scanned);
         crate::failpoint::hit("bar.after_commit");
+        self.execute_live();
     }
 
     /// Runs whatever is due at `now`: daily jobs, the dead-man's switch, a
@@ -890,7 +1002,7 @@ impl Shell {
     /// Cancels every open order once the strategy has not answered for the configured time.
     fn dead_man(&mut self) {
         let limit = i64::from(self.settings.safety.dead_man_minutes) * 60;
-        if limit == 0 || self.dead_man_fired || self.trader.engine.pending().is_empty() {
+        if limit == 0 || self.dead_man_fired || (self.live.is_none() && self.trader.engine.pending().is_empty()) {
             return;
         }
         let since = self.last_answer.unwrap_or(i64::MIN);
@@ -901,6 +1013,11 @@ impl Shell {
             self.dead_man_fired = true;
             self.persist_account(&events, &[]);
             self.engine_events(&events);
+            if let Some(v) = self.live.as_ref() {
+                if let Err(e) = v.cancel_open(&self.conn, self.clock) {
+                    self.alert(format!("dead-man's switch: cancelling exchange orders failed: {e}"));
+                }
+            }
             self.alert(format!(
                 "dead-man's switch: the strategy has not answered since {}; cancelled {} open orders",
                 self.last_answer.map_or("startup".to_string(), |t| t.to_string()),
@@ -972,7 +1089,12 @@ impl Shell {
             // the order is decided, not yet recorded
             crate::failpoint::hit("order.before_record");
         }
-        self.persist_account(&[], &new_orders);
+        if self.live.is_some() {
+            self.write_ahead_live();
+            self.persist_account(&[], &[]);
+        } else {
+            self.persist_account(&[], &new_orders);
+        }
         for o in &new_orders {
             self.event("order", Some(&o.request.symbol), serde_json::to_value(o).unwrap_or_default());
         }
@@ -1124,6 +1246,16 @@ impl Shell {
         let events: Vec<EngineEvent> = ids.into_iter().filter_map(|id| self.trader.engine.cancel(id)).collect();
         self.persist_account(&events, &[]);
         self.engine_events(&events);
+        if let Some(v) = self.live.as_ref() {
+            match v.cancel_open(&self.conn, self.clock) {
+                Ok(n) if n > 0 => self.event("orders_cancelled", None, serde_json::json!({ "count": n, "why": "shutdown" })),
+                Ok(_) => None,
+                Err(e) => {
+                    self.alert(format!("shutdown: cancelling exchange orders failed: {e}"));
+                    None
+                }
+            };
+        }
         self.event(
             "shutdown",
             None,

@@ -260,6 +260,33 @@ impl Engine {
         self.risk.set_config(config)
     }
 
+    /// Hands every pending order to the caller (live trading: the exchange
+    /// fills them, not the bars); they leave the engine without an event.
+    pub fn detach_pending(&mut self) -> Vec<PendingOrder> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Books an execution reported by a venue (live trading) and re-checks
+    /// the halt conditions. `order_id` is the engine order it came from.
+    pub fn apply_fill(&mut self, order_id: Option<u64>, fill: Fill) -> Result<Vec<EngineEvent>, EngineError> {
+        let trade = self.portfolio.apply_fill(&fill)?;
+        let mut events = vec![EngineEvent::Filled(FillRecord { order_id, fill, clipped_from: None })];
+        if let Some(t) = trade {
+            events.push(EngineEvent::PositionClosed(t));
+        }
+        if let Some(h) = self.risk.observe(&self.portfolio) {
+            events.push(EngineEvent::Halted(h));
+        }
+        Ok(events)
+    }
+
+    /// Marks `symbol` at `price` at `now` without filling anything (live
+    /// trading, where the venue fills) and re-checks the halt conditions.
+    pub fn mark(&mut self, symbol: &str, now: i64, price: Decimal) -> Vec<EngineEvent> {
+        self.portfolio.mark(now, [(symbol, price)]);
+        self.risk.observe(&self.portfolio).map(EngineEvent::Halted).into_iter().collect()
+    }
+
     /// Re-evaluates the halt conditions on the account as it stands (startup
     /// after a restart); returns a newly latched halt.
     pub fn observe(&mut self) -> Option<HaltReason> {
