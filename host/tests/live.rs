@@ -167,5 +167,5 @@ async fn crashes_around_sends_and_fills_never_lose_or_duplicate_an_order() {
     let status: String =
         c.query_row("SELECT status FROM orders WHERE client_order_id = 'live-0-1'", [], |r| r.get(0)).unwrap();
     assert_eq!(status, "filled");
-    assert!(!all.contains("balance_mismatches\":[[\"XBT") && !all.contains("balance_mismatches\":[[\"USD"), "{all}");
+    assert!(!all.contains("balance_mismatches\":[[\"BTC") && !all.contains("balance_mismatches\":[[\"USD"), "{all}");
 }
