@@ -494,6 +494,23 @@ mod tests {
         assert!(dec(&serde_json::json!(null)).is_err());
     }
 
+    #[tokio::test]
+    async fn adapters_are_exchange_trait_objects() {
+        let venues: Vec<Box<dyn Exchange>> = vec![
+            Box::new(kraken::Kraken::new(kraken::KrakenConfig::default()).unwrap()),
+            Box::new(coinbase::Coinbase::new(coinbase::CoinbaseConfig::default()).unwrap()),
+        ];
+        let names: Vec<&str> = venues.iter().map(|v| v.name()).collect();
+        assert_eq!(names, ["kraken", "coinbase"]);
+        // Without keys a private call fails typed, before anything is sent.
+        for v in &venues {
+            assert!(matches!(
+                v.balances().await,
+                Err(ExchangeError::MissingCredentials(_))
+            ));
+        }
+    }
+
     #[test]
     fn exchanges_settings_resolve_and_validate() {
         let d = ExchangesSettings::resolve(None, None).unwrap();
