@@ -51,7 +51,7 @@ pub enum Reply {
     Status(serde_json::Value),
     Deployed(serde_json::Value),
     /// The answer to halt, resume, kill or review.
-    Done(serde_json::Value),
+    Done { value: serde_json::Value },
     Ok,
     Error { message: String },
 }
@@ -204,7 +204,7 @@ fn ask<T: Serialize>(ctx: &ControlContext, make: impl FnOnce(Sender<T>) -> Comma
         return Reply::Error { message: "the host is shutting down".into() };
     }
     match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(v) => Reply::Done(serde_json::to_value(v).unwrap_or_default()),
+        Ok(v) => Reply::Done { value: serde_json::to_value(v).unwrap_or_default() },
         Err(_) => Reply::Error { message: "the host did not answer".into() },
     }
 }

@@ -27,7 +27,7 @@ pub struct HostHandle {
 
 fn value<T: serde::de::DeserializeOwned>(r: Reply) -> Result<T, HandleError> {
     match r {
-        Reply::Status(v) | Reply::Deployed(v) | Reply::Done(v) => {
+        Reply::Status(v) | Reply::Deployed(v) | Reply::Done { value: v } => {
             serde_json::from_value(v).map_err(|e| HandleError::Protocol(e.to_string()))
         }
         Reply::Error { message } => Err(HandleError::Refused(message)),

@@ -651,7 +651,7 @@ fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> Result<()> {
 fn command(paths: &Paths, req: Request, what: &str) -> Result<()> {
     match control::request(&paths.socket(), &req)? {
         None => bail!("no host is running (start one with `host run`)"),
-        Some(Reply::Done(v)) => {
+        Some(Reply::Done { value: v }) => {
             match what {
                 "halt" if v == serde_json::json!(true) => println!("halted: new entries are refused until `host resume`"),
                 "halt" => println!("entries were already halted"),

@@ -217,3 +217,66 @@ fn sigkill_mid_replay_then_restart_matches_an_uninterrupted_run() {
     assert_eq!(h.trades(), reference.trades());
     assert_eq!(h.account(), reference.account());
 }
+
+/// The running host's status through its control socket (None until it listens).
+fn live_status(h: &Host) -> Option<serde_json::Value> {
+    match host::control::request(&h.path("data/host.sock"), &host::control::Request::Status).ok()?? {
+        host::control::Reply::Status(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn wait_for(h: &Host, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(s) = live_status(h) {
+            if f(&s) {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn halt_kill_and_resume_from_the_cli_act_on_the_running_host() {
+    let h = Host::new();
+    // slow enough to act between bars (an hour bar every ~10 ms), ends on its own
+    let mut child = h
+        .cmd(&["run", "--replay", h.path("btc.csv").to_str().unwrap(), "--speed", "360000", "--exit-at-end"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&h, "a position", |s| !s["positions"].as_array().unwrap().is_empty());
+    let ok = |args: &[&str]| {
+        let out = h.cmd(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(ok(&["halt"]).contains("halted"));
+    let s = wait_for(&h, "the halt", |s| s["halt"].is_string());
+    assert_eq!(s["halt"], "halted by hand");
+    // kill needs a confirmation
+    let refused = h.cmd(&["kill"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(ok(&["kill", "--yes"]).contains("KILLED"));
+    let s = wait_for(&h, "positions closed by the kill switch", |s| {
+        s["killed"] == true && s["positions"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(s["open_orders"], 0);
+    assert!(ok(&["resume"]).contains("resumed"));
+    wait_for(&h, "the resume", |s| s["killed"] == false && s["halt"].is_null());
+    let _ = child.kill();
+    let _ = child.wait();
+    let c = h.db();
+    let kill_closes: i64 = c
+        .query_row("SELECT COUNT(*) FROM trades WHERE close_reason = 'kill'", [], |r| r.get(0))
+        .unwrap();
+    assert!(kill_closes >= 1, "the kill switch should have closed the position");
+    for kind in ["halt", "kill", "resume"] {
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM events WHERE kind = ?1", [kind], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "{kind} event");
+    }
+}
