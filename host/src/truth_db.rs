@@ -69,7 +69,22 @@ pub fn closed_trades(conn: &Connection) -> Result<Vec<ClosedTrade>, TruthDbError
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, symbol, side, qty, entry, exit, pnl, pnl_pct, fees, intent, tag, reason, opened, closed) = row?;
+        let (
+            id,
+            symbol,
+            side,
+            qty,
+            entry,
+            exit,
+            pnl,
+            pnl_pct,
+            fees,
+            intent,
+            tag,
+            reason,
+            opened,
+            closed,
+        ) = row?;
         let side = match side.as_str() {
             "short" => Side::Short,
             _ => Side::Long,
@@ -106,7 +121,9 @@ pub fn closed_trades(conn: &Connection) -> Result<Vec<ClosedTrade>, TruthDbError
 }
 
 /// The daily equity snapshots, oldest first.
-pub fn equity_curve(conn: &Connection) -> Result<Vec<(String, EquityPoint, Decimal)>, TruthDbError> {
+pub fn equity_curve(
+    conn: &Connection,
+) -> Result<Vec<(String, EquityPoint, Decimal)>, TruthDbError> {
     let mut stmt = conn.prepare("SELECT day, ts, value, cash FROM daily_snapshots ORDER BY ts")?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -163,7 +180,12 @@ fn counters(conn: &Connection) -> Result<Counters, TruthDbError> {
 }
 
 /// The first and last close of `symbol`'s stored candles between `from` and `to`.
-fn market_prices(conn: &Connection, symbol: &str, from: i64, to: i64) -> Result<Option<(Decimal, Decimal)>, TruthDbError> {
+fn market_prices(
+    conn: &Connection,
+    symbol: &str,
+    from: i64,
+    to: i64,
+) -> Result<Option<(Decimal, Decimal)>, TruthDbError> {
     let q = |order: &str| -> Result<Option<f64>, TruthDbError> {
         Ok(conn
             .query_row(
@@ -196,7 +218,10 @@ pub fn truth_from_db(
     let mut cash = None;
     if let Some(c) = current {
         if curve.last().is_none_or(|p| p.ts <= c.ts) {
-            curve.push(EquityPoint { ts: c.ts, value: c.value });
+            curve.push(EquityPoint {
+                ts: c.ts,
+                value: c.value,
+            });
         }
         cash = Some(c.cash);
     }
@@ -222,7 +247,8 @@ mod tests {
     #[test]
     fn report_from_recorded_trades_and_snapshots() {
         let c = crate::db::open_in_memory().unwrap();
-        for (pnl, reason, closed) in [("12.5", "take_profit", 7200), ("-4.25", "stop_loss", 90000)] {
+        for (pnl, reason, closed) in [("12.5", "take_profit", 7200), ("-4.25", "stop_loss", 90000)]
+        {
             c.execute(
                 "INSERT INTO trades (symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, intent, tag, close_reason, opened_at, closed_at)
                  VALUES ('BTCUSD', 'long', '0.1', '100', '101', ?1, 1.0, '0.1', 'swing', 't', ?2, 3600, ?3)",
@@ -233,16 +259,27 @@ mod tests {
         c.execute("INSERT INTO daily_snapshots (day, ts, value, cash) VALUES ('1970-01-01', 86400, '10012.5', '10012.5')", []).unwrap();
         let r = truth_from_db(
             &c,
-            Some(Current { ts: 172800, value: Decimal::from_str("10008.25").unwrap(), cash: Decimal::from(10008) }),
+            Some(Current {
+                ts: 172800,
+                value: Decimal::from_str("10008.25").unwrap(),
+                cash: Decimal::from(10008),
+            }),
             Some("BTCUSD"),
         )
         .unwrap();
         assert_eq!(r.trade_count, 2);
         assert_eq!(r.win_count, 1);
         assert_eq!(r.net_pnl, Decimal::from_str("8.25").unwrap());
-        assert_eq!(r.portfolio_value, Some(Decimal::from_str("10008.25").unwrap()));
+        assert_eq!(
+            r.portfolio_value,
+            Some(Decimal::from_str("10008.25").unwrap())
+        );
         assert_eq!(r.close_reason_breakdown[&CloseReason::StopLoss], 1);
-        c.execute("UPDATE trades SET pnl = 'lots' WHERE id = 1", []).unwrap();
-        assert!(matches!(truth_from_db(&c, None, None), Err(TruthDbError::BadRow { field: "pnl", .. })));
+        c.execute("UPDATE trades SET pnl = 'lots' WHERE id = 1", [])
+            .unwrap();
+        assert!(matches!(
+            truth_from_db(&c, None, None),
+            Err(TruthDbError::BadRow { field: "pnl", .. })
+        ));
     }
 }

@@ -40,7 +40,8 @@ impl RateLimiter {
         }
         let (tokens, at) = b.entry(ip).or_insert((self.per_minute, now));
         let rate = self.per_minute / 60.0;
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(self.per_minute);
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate)
+            .min(self.per_minute);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -52,7 +53,11 @@ impl RateLimiter {
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -62,7 +67,10 @@ fn digest(s: &str) -> [u8; 32] {
 /// Compares digests so the time taken does not reveal how much of the token matched.
 fn same_token(given: &str, expected: &str) -> bool {
     let (a, b) = (digest(given), digest(expected));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn query_token(req: &Request) -> Option<String> {
@@ -73,18 +81,28 @@ fn query_token(req: &Request) -> Option<String> {
 }
 
 fn public(path: &str) -> bool {
-    matches!(path, "/" | "/index.html" | "/app.js" | "/style.css" | "/api/v1/health" | "/api/v1/openapi.json")
+    matches!(
+        path,
+        "/" | "/index.html" | "/app.js" | "/style.css" | "/api/v1/health" | "/api/v1/openapi.json"
+    )
 }
 
 /// Rate limit, then (outside the public paths) require the bearer token.
-pub(crate) async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Err(wait) = state.limiter.check(ip, Instant::now()) {
-        let mut r = error(StatusCode::TOO_MANY_REQUESTS, format!("rate limit reached: retry in {wait} s"));
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("rate limit reached: retry in {wait} s"),
+        );
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -128,7 +146,10 @@ mod tests {
             assert!(l.check(ip, t0).is_ok());
         }
         assert_eq!(l.check(ip, t0), Err(1));
-        assert!(l.check(IpAddr::from([127, 0, 0, 2]), t0).is_ok(), "buckets are per client");
+        assert!(
+            l.check(IpAddr::from([127, 0, 0, 2]), t0).is_ok(),
+            "buckets are per client"
+        );
         assert!(l.check(ip, t0 + Duration::from_millis(1000)).is_ok());
         assert!(l.check(ip, t0 + Duration::from_millis(1000)).is_err());
         let slow = RateLimiter::new(2);

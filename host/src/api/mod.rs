@@ -74,7 +74,9 @@ pub fn parse_addr(s: &str) -> Result<Option<SocketAddr>, ApiError> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let s2 = s.strip_prefix("localhost:").map(|p| format!("127.0.0.1:{p}"));
+    let s2 = s
+        .strip_prefix("localhost:")
+        .map(|p| format!("127.0.0.1:{p}"));
     s2.as_deref()
         .unwrap_or(s)
         .parse()
@@ -93,12 +95,20 @@ pub struct ApiOptions {
 
 impl ApiOptions {
     /// Checks the token rule: without a token only a loopback address is served.
-    pub fn new(addr: SocketAddr, token: Option<String>, rate_per_minute: u32) -> Result<ApiOptions, ApiError> {
+    pub fn new(
+        addr: SocketAddr,
+        token: Option<String>,
+        rate_per_minute: u32,
+    ) -> Result<ApiOptions, ApiError> {
         let token = token.filter(|t| !t.is_empty());
         if token.is_none() && !addr.ip().is_loopback() {
             return Err(ApiError::NoToken(addr));
         }
-        Ok(ApiOptions { addr, token, rate_per_minute: rate_per_minute.max(1) })
+        Ok(ApiOptions {
+            addr,
+            token,
+            rate_per_minute: rate_per_minute.max(1),
+        })
     }
 }
 
@@ -121,11 +131,20 @@ pub fn router(handle: HostHandle, opts: &ApiOptions) -> axum::Router {
 /// Binds `opts.addr` now (errors are returned) and serves on a background
 /// thread for the life of the process. Returns the bound address.
 pub fn spawn(handle: HostHandle, opts: ApiOptions) -> Result<SocketAddr, ApiError> {
-    let listener = std::net::TcpListener::bind(opts.addr).map_err(|source| ApiError::Bind { addr: opts.addr, source })?;
-    let bound = listener.local_addr().map_err(|source| ApiError::Bind { addr: opts.addr, source })?;
+    let listener = std::net::TcpListener::bind(opts.addr).map_err(|source| ApiError::Bind {
+        addr: opts.addr,
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(|source| ApiError::Bind {
+        addr: opts.addr,
+        source,
+    })?;
     listener
         .set_nonblocking(true)
-        .map_err(|source| ApiError::Bind { addr: opts.addr, source })?;
+        .map_err(|source| ApiError::Bind {
+            addr: opts.addr,
+            source,
+        })?;
     if opts.token.is_none() {
         tracing::warn!(%bound, "HOST_API_TOKEN is not set: the API on this loopback address needs no token");
     }
@@ -174,7 +193,11 @@ pub fn serve(handle: HostHandle, cli_addr: Option<&str>) -> Result<Option<Socket
         tracing::info!("api disabled (address off)");
         return Ok(None);
     };
-    let opts = ApiOptions::new(addr, std::env::var("HOST_API_TOKEN").ok(), settings.rate_per_minute)?;
+    let opts = ApiOptions::new(
+        addr,
+        std::env::var("HOST_API_TOKEN").ok(),
+        settings.rate_per_minute,
+    )?;
     match spawn(handle, opts) {
         Ok(a) => Ok(Some(a)),
         Err(e @ ApiError::Bind { .. }) if cli_addr.is_none() => {
@@ -192,12 +215,24 @@ mod tests {
     #[test]
     fn addresses_and_the_token_rule() {
         assert_eq!(parse_addr("off").unwrap(), None);
-        assert_eq!(parse_addr("127.0.0.1:8080").unwrap(), Some("127.0.0.1:8080".parse().unwrap()));
-        assert_eq!(parse_addr("localhost:9").unwrap(), Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(
+            parse_addr("127.0.0.1:8080").unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr("localhost:9").unwrap(),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
         assert!(matches!(parse_addr("nowhere"), Err(ApiError::BadAddr(_))));
         let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        assert!(matches!(ApiOptions::new(public, None, 60), Err(ApiError::NoToken(_))));
-        assert!(matches!(ApiOptions::new(public, Some(String::new()), 60), Err(ApiError::NoToken(_))));
+        assert!(matches!(
+            ApiOptions::new(public, None, 60),
+            Err(ApiError::NoToken(_))
+        ));
+        assert!(matches!(
+            ApiOptions::new(public, Some(String::new()), 60),
+            Err(ApiError::NoToken(_))
+        ));
         assert!(ApiOptions::new(public, Some("t".into()), 60).is_ok());
         assert!(ApiOptions::new("[::1]:1".parse().unwrap(), None, 60).is_ok());
     }

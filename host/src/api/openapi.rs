@@ -64,11 +64,17 @@ fn schemas() -> Value {
         ("max_daily_loss_pct", t("number")),
         ("max_drawdown_pct", t("number")),
         ("max_consecutive_losses", t("integer")),
-        ("allowed_symbols", json!({ "type": ["array", "null"], "items": t("string") })),
+        (
+            "allowed_symbols",
+            json!({ "type": ["array", "null"], "items": t("string") }),
+        ),
     ]);
     let status = obj(&[
         ("running", t("boolean")),
-        ("mode", json!({ "type": "string", "enum": ["paper", "live"] })),
+        (
+            "mode",
+            json!({ "type": "string", "enum": ["paper", "live"] }),
+        ),
         ("paused", opt("string")),
         ("strategy", opt_ref("StrategyStatus")),
         ("scan_seq", t("integer")),
@@ -93,7 +99,10 @@ fn schemas() -> Value {
     let trade = obj(&[
         ("id", t("integer")),
         ("symbol", t("string")),
-        ("side", json!({ "type": "string", "enum": ["long", "short"] })),
+        (
+            "side",
+            json!({ "type": "string", "enum": ["long", "short"] }),
+        ),
         ("qty", money()),
         ("entry_price", money()),
         ("exit_price", money()),
@@ -108,7 +117,10 @@ fn schemas() -> Value {
         ),
         ("opened_at", t("integer")),
         ("closed_at", t("integer")),
-        ("mode", json!({ "type": "string", "enum": ["paper", "live"] })),
+        (
+            "mode",
+            json!({ "type": "string", "enum": ["paper", "live"] }),
+        ),
     ]);
     let event = obj(&[
         ("seq", t("integer")),
@@ -160,7 +172,10 @@ fn schemas() -> Value {
         ("current_strategy_version", opt("string")),
         ("strategy_version_count", t("integer")),
         ("profit_factor", opt("number")),
-        ("close_reason_breakdown", json!({ "type": "object", "additionalProperties": t("integer") })),
+        (
+            "close_reason_breakdown",
+            json!({ "type": "object", "additionalProperties": t("integer") }),
+        ),
         ("avg_trade_duration_hours", opt("number")),
         ("best_trade_pnl_pct", opt_money()),
         ("worst_trade_pnl_pct", opt_money()),
@@ -269,10 +284,19 @@ fn get_op(summary: &str, params: Vec<Value>, ok: Value) -> Value {
     let mut responses = Map::new();
     responses.insert("200".into(), answer("OK", ok));
     if !params.is_empty() {
-        responses.insert("400".into(), answer("a bad query value (the message names it)", r("Error")));
+        responses.insert(
+            "400".into(),
+            answer("a bad query value (the message names it)", r("Error")),
+        );
     }
-    responses.insert("401".into(), answer("missing or wrong bearer token", r("Error")));
-    responses.insert("429".into(), answer("rate limited; see Retry-After", r("Error")));
+    responses.insert(
+        "401".into(),
+        answer("missing or wrong bearer token", r("Error")),
+    );
+    responses.insert(
+        "429".into(),
+        answer("rate limited; see Retry-After", r("Error")),
+    );
     json!({ "summary": summary, "parameters": params, "responses": responses })
 }
 
@@ -288,7 +312,8 @@ fn post_op(summary: &str, body: Option<Value>, ok: Value) -> Value {
         }
     });
     if let Some(b) = body {
-        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": b } } });
+        op["requestBody"] =
+            json!({ "required": true, "content": { "application/json": { "schema": b } } });
     }
     op
 }
@@ -296,7 +321,11 @@ fn post_op(summary: &str, body: Option<Value>, ok: Value) -> Value {
 /// The document.
 pub fn document() -> Value {
     let limit = |max: i64, default: i64| json!({ "type": "integer", "minimum": 1, "maximum": max, "default": default });
-    let symbol = param("symbol", json!({ "type": "string", "pattern": "^[A-Za-z0-9]+$" }), "only this symbol");
+    let symbol = param(
+        "symbol",
+        json!({ "type": "string", "pattern": "^[A-Za-z0-9]+$" }),
+        "only this symbol",
+    );
     let mut paths = Map::new();
     let mut add = |path: &str, method: &str, op: Value| {
         paths.insert(path.to_string(), json!({ method: op }));
@@ -307,9 +336,33 @@ pub fn document() -> Value {
     let mut doc = get_op("This document (no token needed)", vec![], t("object"));
     doc["security"] = json!([]);
     add("/api/v1/openapi.json", "get", doc);
-    add("/api/v1/status", "get", get_op("Mode, strategy, account, positions, halts, limits", vec![], r("Status")));
-    add("/api/v1/symbols", "get", get_op("Configured symbols", vec![], obj(&[("symbols", arr(r("Symbol")))])));
-    add("/api/v1/positions", "get", get_op("Open positions marked at the last price", vec![], obj(&[("positions", arr(r("Position")))])));
+    add(
+        "/api/v1/status",
+        "get",
+        get_op(
+            "Mode, strategy, account, positions, halts, limits",
+            vec![],
+            r("Status"),
+        ),
+    );
+    add(
+        "/api/v1/symbols",
+        "get",
+        get_op(
+            "Configured symbols",
+            vec![],
+            obj(&[("symbols", arr(r("Symbol")))]),
+        ),
+    );
+    add(
+        "/api/v1/positions",
+        "get",
+        get_op(
+            "Open positions marked at the last price",
+            vec![],
+            obj(&[("positions", arr(r("Position")))]),
+        ),
+    );
     add(
         "/api/v1/trades",
         "get",
@@ -317,10 +370,19 @@ pub fn document() -> Value {
             "Closed trades, newest first",
             vec![
                 param("limit", limit(1000, 50), "page size"),
-                param("offset", json!({ "type": "integer", "minimum": 0, "default": 0 }), "trades skipped"),
+                param(
+                    "offset",
+                    json!({ "type": "integer", "minimum": 0, "default": 0 }),
+                    "trades skipped",
+                ),
                 symbol.clone(),
             ],
-            obj(&[("trades", arr(r("Trade"))), ("total", t("integer")), ("limit", t("integer")), ("offset", t("integer"))]),
+            obj(&[
+                ("trades", arr(r("Trade"))),
+                ("total", t("integer")),
+                ("limit", t("integer")),
+                ("offset", t("integer")),
+            ]),
         ),
     );
     add(
@@ -330,10 +392,26 @@ pub fn document() -> Value {
             "The event log, oldest first: the first `limit` after `since`, else the newest `limit`",
             vec![
                 symbol,
-                param("kind", json!({ "type": "string", "pattern": "^[a-z_,]+$" }), "event kind(s), comma-separated"),
-                param("since", json!({ "type": "integer", "minimum": 0 }), "only events after this sequence number"),
-                param("from", t("string"), "Unix seconds or RFC 3339: events at or after"),
-                param("to", t("string"), "Unix seconds or RFC 3339: events at or before"),
+                param(
+                    "kind",
+                    json!({ "type": "string", "pattern": "^[a-z_,]+$" }),
+                    "event kind(s), comma-separated",
+                ),
+                param(
+                    "since",
+                    json!({ "type": "integer", "minimum": 0 }),
+                    "only events after this sequence number",
+                ),
+                param(
+                    "from",
+                    t("string"),
+                    "Unix seconds or RFC 3339: events at or after",
+                ),
+                param(
+                    "to",
+                    t("string"),
+                    "Unix seconds or RFC 3339: events at or before",
+                ),
                 param("limit", limit(1000, 100), "at most this many"),
             ],
             obj(&[("events", arr(r("Event"))), ("last_seq", opt("integer"))]),
@@ -347,24 +425,46 @@ pub fn document() -> Value {
             vec![param("limit", limit(10_000, 365), "the most recent days")],
             obj(&[
                 ("days", arr(r("Day"))),
-                ("current", obj(&[("ts", t("integer")), ("value", money()), ("cash", money())])),
-                ("summary", obj(&[("today", money()), ("week", money()), ("all", money())])),
+                (
+                    "current",
+                    obj(&[("ts", t("integer")), ("value", money()), ("cash", money())]),
+                ),
+                (
+                    "summary",
+                    obj(&[("today", money()), ("week", money()), ("all", money())]),
+                ),
             ]),
         ),
     );
     add(
         "/api/v1/performance/symbols",
         "get",
-        get_op("Closed-trade results per symbol", vec![], obj(&[("symbols", arr(r("SymbolPerformance")))])),
+        get_op(
+            "Closed-trade results per symbol",
+            vec![],
+            obj(&[("symbols", arr(r("SymbolPerformance")))]),
+        ),
     );
-    add("/api/v1/truth", "get", get_op("The truth benchmarks over the recorded history", vec![], r("Truth")));
+    add(
+        "/api/v1/truth",
+        "get",
+        get_op(
+            "The truth benchmarks over the recorded history",
+            vec![],
+            r("Truth"),
+        ),
+    );
     add(
         "/api/v1/strategy",
         "get",
         get_op(
             "The active strategy and the archive",
             vec![],
-            obj(&[("active", opt_ref("StrategyStatus")), ("paused", opt("string")), ("versions", arr(r("StrategyVersion")))]),
+            obj(&[
+                ("active", opt_ref("StrategyStatus")),
+                ("paused", opt("string")),
+                ("versions", arr(r("StrategyVersion"))),
+            ]),
         ),
     );
     add(
@@ -383,21 +483,42 @@ pub fn document() -> Value {
             "Settings and risk limits (no secrets)",
             vec![],
             obj(&[
-                ("settings", obj(&[("mode", t("string")), ("symbols", arr(t("string")))])),
+                (
+                    "settings",
+                    obj(&[("mode", t("string")), ("symbols", arr(t("string")))]),
+                ),
                 ("risk_limits", r("RiskLimits")),
-                ("api", obj(&[("auth", t("boolean")), ("cors", t("boolean"))])),
+                (
+                    "api",
+                    obj(&[("auth", t("boolean")), ("cors", t("boolean"))]),
+                ),
             ]),
         ),
     );
-    add("/api/v1/halt", "post", post_op("Halt new entries (exits still run)", None, r("Changed")));
-    add("/api/v1/resume", "post", post_op("Clear halts and the kill switch", None, r("Changed")));
+    add(
+        "/api/v1/halt",
+        "post",
+        post_op("Halt new entries (exits still run)", None, r("Changed")),
+    );
+    add(
+        "/api/v1/resume",
+        "post",
+        post_op("Clear halts and the kill switch", None, r("Changed")),
+    );
     add(
         "/api/v1/kill",
         "post",
         post_op(
             "Kill switch: cancel every order, close every position at market",
-            Some(obj(&[("confirm", json!({ "type": "boolean", "enum": [true] }))])),
-            obj(&[("ok", t("boolean")), ("cancelled_orders", t("integer")), ("closing", arr(t("string")))]),
+            Some(obj(&[(
+                "confirm",
+                json!({ "type": "boolean", "enum": [true] }),
+            )])),
+            obj(&[
+                ("ok", t("boolean")),
+                ("cancelled_orders", t("integer")),
+                ("closing", arr(t("string"))),
+            ]),
         ),
     );
     add(
@@ -414,11 +535,22 @@ pub fn document() -> Value {
         "post",
         post_op(
             "Re-activate an archived version (hot-swapped between two scans)",
-            Some(obj(&[("version", json!({ "type": "integer", "minimum": 1 }))])),
+            Some(obj(&[(
+                "version",
+                json!({ "type": "integer", "minimum": 1 }),
+            )])),
             r("DeployOutcome"),
         ),
     );
-    add("/api/v1/rollback", "post", post_op("Roll back to the previous version", None, r("DeployOutcome")));
+    add(
+        "/api/v1/rollback",
+        "post",
+        post_op(
+            "Roll back to the previous version",
+            None,
+            r("DeployOutcome"),
+        ),
+    );
     let mut ws = get_op(
         "WebSocket event stream. Query: token (browsers), since, channels (comma-separated). Client messages: \
          {\"op\":\"subscribe\"|\"unsubscribe\",\"channels\":[fills, positions, orders, risk, strategy, events],\"since\":SEQ} \
@@ -457,7 +589,10 @@ mod tests {
         let d = super::document();
         let text = d.to_string();
         for part in text.split("#/components/schemas/").skip(1) {
-            let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
             assert!(d["components"]["schemas"].get(&name).is_some(), "{name}");
         }
     }

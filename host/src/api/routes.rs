@@ -28,12 +28,27 @@ const STYLE_CSS: &str = include_str!("dashboard/style.css");
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/index.html", get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/app.js", get(|| async { static_file("text/javascript; charset=utf-8", APP_JS) }))
-        .route("/style.css", get(|| async { static_file("text/css; charset=utf-8", STYLE_CSS) }))
+        .route(
+            "/",
+            get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/index.html",
+            get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { static_file("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { static_file("text/css; charset=utf-8", STYLE_CSS) }),
+        )
         .route("/api/v1/health", get(health))
-        .route("/api/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(super::openapi::document()) }),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/symbols", get(symbols))
         .route("/api/v1/positions", get(positions))
@@ -52,13 +67,25 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/deploy", post(deploy))
         .route("/api/v1/rollback", post(rollback))
         .route("/api/v1/ws", get(super::ws::upgrade))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint: see /api/v1/openapi.json") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint: see /api/v1/openapi.json",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn ok(v: Value) -> ApiResult {
@@ -76,15 +103,23 @@ fn db_err(e: impl std::fmt::Display) -> Response {
 fn host_err(e: HandleError) -> Response {
     match e {
         HandleError::Refused(m) => error(StatusCode::CONFLICT, m),
-        HandleError::Protocol(m) => error(StatusCode::SERVICE_UNAVAILABLE, format!("the host did not answer: {m}")),
+        HandleError::Protocol(m) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the host did not answer: {m}"),
+        ),
     }
 }
 
 /// Runs blocking host or database work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Response> + Send + 'static) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("worker failed: {e}"))))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Response> + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("worker failed: {e}"),
+        ))
+    })
 }
 
 /// Query parameters, refusing unknown names and repeated ones.
@@ -112,7 +147,9 @@ impl Query {
     }
 
     pub(crate) fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, Response> {
-        let Some(v) = self.0.get(name) else { return Ok(None) };
+        let Some(v) = self.0.get(name) else {
+            return Ok(None);
+        };
         let n: i64 = v
             .trim()
             .parse()
@@ -125,16 +162,27 @@ impl Query {
 
     /// Unix seconds or an RFC 3339 time.
     fn time(&self, name: &str) -> Result<Option<i64>, Response> {
-        let Some(v) = self.0.get(name) else { return Ok(None) };
+        let Some(v) = self.0.get(name) else {
+            return Ok(None);
+        };
         if let Ok(n) = v.trim().parse::<i64>() {
             return Ok(Some(n));
         }
         chrono::DateTime::parse_from_rfc3339(v.trim())
             .map(|d| Some(d.timestamp()))
-            .map_err(|_| bad(format!("{name}: {v:?} is neither Unix seconds nor an RFC 3339 time")))
+            .map_err(|_| {
+                bad(format!(
+                    "{name}: {v:?} is neither Unix seconds nor an RFC 3339 time"
+                ))
+            })
     }
 
-    fn word(&self, name: &str, ok: fn(char) -> bool, what: &str) -> Result<Option<String>, Response> {
+    fn word(
+        &self,
+        name: &str,
+        ok: fn(char) -> bool,
+        what: &str,
+    ) -> Result<Option<String>, Response> {
         match self.0.get(name) {
             None => Ok(None),
             Some(v) if !v.is_empty() && v.len() <= 64 && v.chars().all(ok) => Ok(Some(v.clone())),
@@ -143,8 +191,12 @@ impl Query {
     }
 
     fn symbol(&self) -> Result<Option<String>, Response> {
-        self.word("symbol", |c| c.is_ascii_alphanumeric(), "a symbol like BTCUSD")
-            .map(|s| s.map(|s| s.to_ascii_uppercase()))
+        self.word(
+            "symbol",
+            |c| c.is_ascii_alphanumeric(),
+            "a symbol like BTCUSD",
+        )
+        .map(|s| s.map(|s| s.to_ascii_uppercase()))
     }
 }
 
@@ -246,9 +298,22 @@ fn trade_json(r: &rusqlite::Row) -> rusqlite::Result<Value> {
 }
 
 /// Recent closed trades, newest first (also used by the bot).
-pub(crate) fn recent_trades(c: &Connection, symbol: Option<&str>, limit: i64, offset: i64) -> rusqlite::Result<(Vec<Value>, i64)> {
-    let filter = if symbol.is_some() { "WHERE symbol = ?1" } else { "WHERE ?1 IS NULL" };
-    let total: i64 = c.query_row(&format!("SELECT COUNT(*) FROM trades {filter}"), [symbol], |r| r.get(0))?;
+pub(crate) fn recent_trades(
+    c: &Connection,
+    symbol: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> rusqlite::Result<(Vec<Value>, i64)> {
+    let filter = if symbol.is_some() {
+        "WHERE symbol = ?1"
+    } else {
+        "WHERE ?1 IS NULL"
+    };
+    let total: i64 = c.query_row(
+        &format!("SELECT COUNT(*) FROM trades {filter}"),
+        [symbol],
+        |r| r.get(0),
+    )?;
     let mut stmt = c.prepare(&format!(
         "SELECT id, symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, intent, tag, close_reason,
                 opened_at, closed_at, mode
@@ -286,7 +351,11 @@ pub(crate) struct EventFilter {
 
 /// Events matching `f`, oldest first: the first `limit` after `since`, or
 /// (without `since`) the newest `limit`.
-pub(crate) fn query_events(c: &Connection, f: &EventFilter, limit: i64) -> rusqlite::Result<Vec<crate::events::Event>> {
+pub(crate) fn query_events(
+    c: &Connection,
+    f: &EventFilter,
+    limit: i64,
+) -> rusqlite::Result<Vec<crate::events::Event>> {
     let mut cond = vec!["1 = 1".to_string()];
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut arg = |cond: &mut Vec<String>, sql: &str, v: rusqlite::types::Value| {
@@ -307,8 +376,16 @@ pub(crate) fn query_events(c: &Connection, f: &EventFilter, limit: i64) -> rusql
     }
     if let Some(kinds) = &f.kinds {
         let start = args.len();
-        let marks: Vec<String> = kinds.iter().enumerate().map(|(i, _)| format!("?{}", start + i + 1)).collect();
-        args.extend(kinds.iter().map(|k| rusqlite::types::Value::from(k.clone())));
+        let marks: Vec<String> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("?{}", start + i + 1))
+            .collect();
+        args.extend(
+            kinds
+                .iter()
+                .map(|k| rusqlite::types::Value::from(k.clone())),
+        );
         cond.push(format!("kind IN ({})", marks.join(", ")));
     }
     let order = if f.since.is_some() { "ASC" } else { "DESC" };
@@ -338,11 +415,23 @@ pub(crate) fn query_events(c: &Connection, f: &EventFilter, limit: i64) -> rusql
 }
 
 async fn events(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
-    let q = Query::parse(q.as_deref(), &["symbol", "kind", "since", "from", "to", "limit"])?;
-    let kind = q.word("kind", |c| c.is_ascii_lowercase() || c == '_' || c == ',', "an event kind like fill (or a comma-separated list)")?;
+    let q = Query::parse(
+        q.as_deref(),
+        &["symbol", "kind", "since", "from", "to", "limit"],
+    )?;
+    let kind = q.word(
+        "kind",
+        |c| c.is_ascii_lowercase() || c == '_' || c == ',',
+        "an event kind like fill (or a comma-separated list)",
+    )?;
     let f = EventFilter {
         symbol: q.symbol()?,
-        kinds: kind.map(|k| k.split(',').filter(|s| !s.is_empty()).map(String::from).collect()),
+        kinds: kind.map(|k| {
+            k.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        }),
         since: q.int("since", 0, i64::MAX)?,
         from: q.time("from")?,
         to: q.time("to")?,
@@ -357,7 +446,9 @@ async fn events(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
     blocking(move || {
         let c = h.read_db().map_err(db_err)?;
         let rows = query_events(&c, &f, limit).map_err(db_err)?;
-        let last: Option<i64> = c.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0)).map_err(db_err)?;
+        let last: Option<i64> = c
+            .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
+            .map_err(db_err)?;
         ok(json!({ "events": rows, "last_seq": last }))
     })
     .await
@@ -416,9 +507,18 @@ async fn perf_symbols(State(s): S) -> ApiResult {
     let h = s.handle.clone();
     blocking(move || {
         let c = h.read_db().map_err(db_err)?;
-        let mut stmt = c.prepare("SELECT symbol, pnl, fees, pnl_pct FROM trades ORDER BY symbol").map_err(db_err)?;
+        let mut stmt = c
+            .prepare("SELECT symbol, pnl, fees, pnl_pct FROM trades ORDER BY symbol")
+            .map_err(db_err)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, f64>(3)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, f64>(3)?,
+                ))
+            })
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(db_err)?;
         #[derive(Default)]
@@ -463,9 +563,14 @@ async fn truth(State(s): S) -> ApiResult {
     blocking(move || {
         let st = h.status().map_err(host_err)?;
         let c = h.read_db().map_err(db_err)?;
-        let current = crate::truth_db::Current { ts: st.clock, value: st.equity, cash: st.cash };
+        let current = crate::truth_db::Current {
+            ts: st.clock,
+            value: st.equity,
+            cash: st.cash,
+        };
         let bench = h.settings().symbols.first().cloned();
-        let r = crate::truth_db::truth_from_db(&c, Some(current), bench.as_deref()).map_err(db_err)?;
+        let r =
+            crate::truth_db::truth_from_db(&c, Some(current), bench.as_deref()).map_err(db_err)?;
         ok(serde_json::to_value(r).map_err(db_err)?)
     })
     .await
@@ -646,7 +751,10 @@ async fn review(State(s): S, body: Bytes) -> ApiResult {
 async fn deploy(State(s): S, body: Bytes) -> ApiResult {
     let b = body_object(&body)?;
     let version = match b.get("version") {
-        Some(v) => v.as_i64().filter(|v| *v >= 1).ok_or_else(|| bad(format!("version: {v} is not a version number (1, 2, ...)")))?,
+        Some(v) => v
+            .as_i64()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| bad(format!("version: {v} is not a version number (1, 2, ...)")))?,
         None => return Err(bad("version: required, e.g. {\"version\": 3}")),
     };
     let h = s.handle.clone();

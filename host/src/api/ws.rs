@@ -17,12 +17,36 @@ use tokio::sync::broadcast::error::RecvError;
 /// The channels and the event kinds each carries (`events` carries all).
 pub const CHANNELS: &[(&str, &[&str])] = &[
     ("fills", &["fill"]),
-    ("positions", &["fill", "position_closed", "kill", "reconcile"]),
+    (
+        "positions",
+        &["fill", "position_closed", "kill", "reconcile"],
+    ),
     ("orders", &["order", "order_cancelled", "order_expired"]),
-    ("risk", &["risk_decision", "counterfactual", "halted", "halt", "resume", "kill", "alert", "stale_data"]),
+    (
+        "risk",
+        &[
+            "risk_decision",
+            "counterfactual",
+            "halted",
+            "halt",
+            "resume",
+            "kill",
+            "alert",
+            "stale_data",
+        ],
+    ),
     (
         "strategy",
-        &["deploy", "deploy_failed", "rollback", "module_error", "strategy_paused", "tuning_trigger", "orchestrator_run", "review"],
+        &[
+            "deploy",
+            "deploy_failed",
+            "rollback",
+            "module_error",
+            "strategy_paused",
+            "tuning_trigger",
+            "orchestrator_run",
+            "review",
+        ],
     ),
     ("events", &[]),
 ];
@@ -35,7 +59,11 @@ pub fn channel_of(ev: &Event, subs: &BTreeSet<String>) -> Option<&'static str> {
     })
 }
 
-pub(crate) async fn upgrade(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, ws: WebSocketUpgrade) -> Result<Response, Response> {
+pub(crate) async fn upgrade(
+    State(s): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Result<Response, Response> {
     let q = Query::parse(q.as_deref(), &["token", "since", "channels"])?;
     let since = q.int("since", 0, i64::MAX)?;
     let initial = match q_channels(&q) {
@@ -49,7 +77,9 @@ fn q_channels(q: &Query) -> Result<Vec<String>, String> {
     // Re-parse through the same validation as a subscribe message.
     match q.raw("channels") {
         None => Ok(Vec::new()),
-        Some(c) => parse_channels(&Value::Array(c.split(',').map(|s| Value::String(s.to_string())).collect())),
+        Some(c) => parse_channels(&Value::Array(
+            c.split(',').map(|s| Value::String(s.to_string())).collect(),
+        )),
     }
 }
 
@@ -62,40 +92,84 @@ fn parse_channels(v: &Value) -> Result<Vec<String>, String> {
             Some(n) if CHANNELS.iter().any(|(name, _)| *name == n) => Ok(n.to_string()),
             _ => Err(format!(
                 "channels: {c} is not one of {}",
-                CHANNELS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                CHANNELS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         })
         .collect()
 }
 
 async fn send(socket: &mut WebSocket, v: Value) -> bool {
-    socket.send(Message::Text(v.to_string().into())).await.is_ok()
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
 }
 
-async fn deliver(socket: &mut WebSocket, ev: &Event, subs: &BTreeSet<String>, last: &mut i64) -> bool {
+async fn deliver(
+    socket: &mut WebSocket,
+    ev: &Event,
+    subs: &BTreeSet<String>,
+    last: &mut i64,
+) -> bool {
     if ev.seq <= *last {
         return true;
     }
     *last = ev.seq;
     match channel_of(ev, subs) {
-        Some(ch) => send(socket, json!({ "type": "event", "channel": ch, "data": ev })).await,
+        Some(ch) => {
+            send(
+                socket,
+                json!({ "type": "event", "channel": ch, "data": ev }),
+            )
+            .await
+        }
         None => true,
     }
 }
 
 /// Replays stored events after `since` (in pages) to the subscribed channels.
-async fn replay(s: &Arc<AppState>, socket: &mut WebSocket, since: i64, subs: &BTreeSet<String>, last: &mut i64) -> bool {
+async fn replay(
+    s: &Arc<AppState>,
+    socket: &mut WebSocket,
+    since: i64,
+    subs: &BTreeSet<String>,
+    last: &mut i64,
+) -> bool {
     let mut from = since;
     loop {
         let h = s.handle.clone();
-        let f = EventFilter { since: Some(from), ..Default::default() };
-        let page = tokio::task::spawn_blocking(move || h.read_db().and_then(|c| query_events(&c, &f, 500))).await;
+        let f = EventFilter {
+            since: Some(from),
+            ..Default::default()
+        };
+        let page = tokio::task::spawn_blocking(move || {
+            h.read_db().and_then(|c| query_events(&c, &f, 500))
+        })
+        .await;
         let page = match page {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return send(socket, json!({ "type": "error", "error": format!("replay: database: {e}") })).await,
-            Err(e) => return send(socket, json!({ "type": "error", "error": format!("replay: {e}") })).await,
+            Ok(Err(e)) => {
+                return send(
+                    socket,
+                    json!({ "type": "error", "error": format!("replay: database: {e}") }),
+                )
+                .await
+            }
+            Err(e) => {
+                return send(
+                    socket,
+                    json!({ "type": "error", "error": format!("replay: {e}") }),
+                )
+                .await
+            }
         };
-        let Some(end) = page.last().map(|e| e.seq) else { return true };
+        let Some(end) = page.last().map(|e| e.seq) else {
+            return true;
+        };
         for ev in &page {
             if !deliver(socket, ev, subs, last).await {
                 return false;
@@ -105,7 +179,12 @@ async fn replay(s: &Arc<AppState>, socket: &mut WebSocket, since: i64, subs: &BT
     }
 }
 
-async fn session(s: Arc<AppState>, mut socket: WebSocket, initial: Vec<String>, since: Option<i64>) {
+async fn session(
+    s: Arc<AppState>,
+    mut socket: WebSocket,
+    initial: Vec<String>,
+    since: Option<i64>,
+) {
     // Subscribe to the bus first so nothing falls between the replay and the live stream.
     let mut rx = s.handle.subscribe();
     let mut subs: BTreeSet<String> = initial.into_iter().collect();
@@ -146,12 +225,22 @@ async fn session(s: Arc<AppState>, mut socket: WebSocket, initial: Vec<String>, 
 }
 
 /// Applies one client message; the reply to send (None: the socket failed).
-async fn handle_op(s: &Arc<AppState>, socket: &mut WebSocket, text: &str, subs: &mut BTreeSet<String>, last: &mut i64) -> Option<Value> {
+async fn handle_op(
+    s: &Arc<AppState>,
+    socket: &mut WebSocket,
+    text: &str,
+    subs: &mut BTreeSet<String>,
+    last: &mut i64,
+) -> Option<Value> {
     let v: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return Some(json!({ "type": "error", "error": format!("not JSON: {e}") })),
     };
-    let op = v.get("op").or_else(|| v.get("type")).and_then(Value::as_str).unwrap_or("");
+    let op = v
+        .get("op")
+        .or_else(|| v.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     match op {
         "subscribe" | "unsubscribe" => {
             let chans = match parse_channels(v.get("channels").unwrap_or(&Value::Null)) {
@@ -162,7 +251,11 @@ async fn handle_op(s: &Arc<AppState>, socket: &mut WebSocket, text: &str, subs: 
                 None | Some(Value::Null) => None,
                 Some(x) => match x.as_i64().filter(|n| *n >= 0) {
                     Some(n) => Some(n),
-                    None => return Some(json!({ "type": "error", "error": format!("since: {x} is not an event sequence number") })),
+                    None => {
+                        return Some(
+                            json!({ "type": "error", "error": format!("since: {x} is not an event sequence number") }),
+                        )
+                    }
                 },
             };
             if op == "subscribe" {
@@ -179,10 +272,14 @@ async fn handle_op(s: &Arc<AppState>, socket: &mut WebSocket, text: &str, subs: 
                     return None;
                 }
             }
-            Some(json!({ "type": "subscribed", "channels": subs.clone(), "last_seq": (*last >= 0).then_some(*last) }))
+            Some(
+                json!({ "type": "subscribed", "channels": subs.clone(), "last_seq": (*last >= 0).then_some(*last) }),
+            )
         }
         "ping" => Some(json!({ "type": "pong" })),
-        other => Some(json!({ "type": "error", "error": format!("unknown op {other:?}: expected subscribe, unsubscribe or ping") })),
+        other => Some(
+            json!({ "type": "error", "error": format!("unknown op {other:?}: expected subscribe, unsubscribe or ping") }),
+        ),
     }
 }
 
@@ -192,7 +289,13 @@ mod tests {
 
     #[test]
     fn channels_route_event_kinds() {
-        let ev = |k: &str| Event { seq: 1, ts: 0, kind: k.into(), symbol: None, detail: Value::Null };
+        let ev = |k: &str| Event {
+            seq: 1,
+            ts: 0,
+            kind: k.into(),
+            symbol: None,
+            detail: Value::Null,
+        };
         let subs: BTreeSet<String> = ["fills".to_string(), "risk".to_string()].into();
         assert_eq!(channel_of(&ev("fill"), &subs), Some("fills"));
         assert_eq!(channel_of(&ev("halt"), &subs), Some("risk"));

@@ -20,7 +20,10 @@ pub enum BotError {
     #[error("bot api: rate limited, retry after {0} s")]
     RetryAfter(u64),
     #[error("bot api: {method}: unreadable answer: {message}")]
-    Decode { method: &'static str, message: String },
+    Decode {
+        method: &'static str,
+        message: String,
+    },
 }
 
 fn transport(e: reqwest::Error) -> BotError {
@@ -58,7 +61,10 @@ pub struct User {
 #[derive(Debug)]
 pub enum Incoming {
     Update(Update),
-    Malformed { update_id: Option<i64>, error: String },
+    Malformed {
+        update_id: Option<i64>,
+        error: String,
+    },
 }
 
 pub struct BotApi {
@@ -74,7 +80,10 @@ impl BotApi {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(transport)?;
-        Ok(BotApi { client, base: format!("{}/bot{token}", api_url.trim_end_matches('/')) })
+        Ok(BotApi {
+            client,
+            base: format!("{}/bot{token}", api_url.trim_end_matches('/')),
+        })
     }
 
     async fn call(&self, method: &'static str, body: &Value) -> Result<Value, BotError> {
@@ -93,7 +102,9 @@ impl BotApi {
         if v["ok"].as_bool() == Some(true) {
             return Ok(v["result"].clone());
         }
-        let code = v["error_code"].as_i64().unwrap_or(i64::from(status.as_u16()));
+        let code = v["error_code"]
+            .as_i64()
+            .unwrap_or(i64::from(status.as_u16()));
         if code == 429 {
             let wait = v["parameters"]["retry_after"].as_u64().unwrap_or(1);
             return Err(BotError::RetryAfter(wait));
@@ -101,17 +112,30 @@ impl BotApi {
         Err(BotError::Api {
             method,
             code,
-            description: v["description"].as_str().unwrap_or("no description").to_string(),
+            description: v["description"]
+                .as_str()
+                .unwrap_or("no description")
+                .to_string(),
         })
     }
 
     /// Updates from `offset` on, waiting up to `timeout_s` for one.
-    pub async fn get_updates(&self, offset: i64, timeout_s: u32) -> Result<Vec<Incoming>, BotError> {
+    pub async fn get_updates(
+        &self,
+        offset: i64,
+        timeout_s: u32,
+    ) -> Result<Vec<Incoming>, BotError> {
         let v = self
-            .call("getUpdates", &json!({ "offset": offset, "timeout": timeout_s, "allowed_updates": ["message"] }))
+            .call(
+                "getUpdates",
+                &json!({ "offset": offset, "timeout": timeout_s, "allowed_updates": ["message"] }),
+            )
             .await?;
         let Value::Array(items) = v else {
-            return Err(BotError::Decode { method: "getUpdates", message: "result is not a list".into() });
+            return Err(BotError::Decode {
+                method: "getUpdates",
+                message: "result is not a list".into(),
+            });
         };
         Ok(items
             .into_iter()
@@ -119,7 +143,10 @@ impl BotApi {
                 let id = item.get("update_id").and_then(Value::as_i64);
                 match serde_json::from_value::<Update>(item) {
                     Ok(u) => Incoming::Update(u),
-                    Err(e) => Incoming::Malformed { update_id: id, error: e.to_string() },
+                    Err(e) => Incoming::Malformed {
+                        update_id: id,
+                        error: e.to_string(),
+                    },
                 }
             })
             .collect())

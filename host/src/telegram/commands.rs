@@ -38,9 +38,14 @@ pub struct Session {
     kill_asked: Option<Instant>,
 }
 
-async fn on_host<T: Send + 'static>(h: &HostHandle, f: impl FnOnce(&HostHandle) -> T + Send + 'static) -> Result<T, String> {
+async fn on_host<T: Send + 'static>(
+    h: &HostHandle,
+    f: impl FnOnce(&HostHandle) -> T + Send + 'static,
+) -> Result<T, String> {
     let h = h.clone();
-    tokio::task::spawn_blocking(move || f(&h)).await.map_err(|e| format!("worker failed: {e}"))
+    tokio::task::spawn_blocking(move || f(&h))
+        .await
+        .map_err(|e| format!("worker failed: {e}"))
 }
 
 fn refused(e: HandleError) -> String {
@@ -77,7 +82,12 @@ pub async fn answer(h: &HostHandle, session: &mut Session, cmd: &str, args: &str
     }
 }
 
-async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Result<String, String> {
+async fn run(
+    h: &HostHandle,
+    session: &mut Session,
+    cmd: &str,
+    args: &str,
+) -> Result<String, String> {
     if cmd != "kill" {
         session.kill_asked = None;
     }
@@ -86,7 +96,11 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
         "status" => {
             let st = on_host(h, |h| h.status()).await?.map_err(refused)?;
             let strategy = match &st.strategy {
-                Some(s) => format!("v{} <code>{}</code>", s.version, esc(&s.hash.chars().take(12).collect::<String>())),
+                Some(s) => format!(
+                    "v{} <code>{}</code>",
+                    s.version,
+                    esc(&s.hash.chars().take(12).collect::<String>())
+                ),
                 None => "none".into(),
             };
             let mut m = format!(
@@ -124,8 +138,12 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
                     money(p.avg_entry),
                     p.mark.map(money).unwrap_or_else(|| "-".into()),
                     money(p.unrealized_pnl),
-                    p.stop_loss.map(|s| format!(" SL {}", money(s))).unwrap_or_default(),
-                    p.take_profit.map(|s| format!(" TP {}", money(s))).unwrap_or_default(),
+                    p.stop_loss
+                        .map(|s| format!(" SL {}", money(s)))
+                        .unwrap_or_default(),
+                    p.take_profit
+                        .map(|s| format!(" TP {}", money(s)))
+                        .unwrap_or_default(),
                 ));
             }
             Ok(m)
@@ -133,7 +151,8 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
         "trades" => {
             let n = count(args, 10, 500)?;
             let rows = on_host(h, move |h| {
-                h.read_db().and_then(|c| crate::api::recent_trades(&c, None, n, 0))
+                h.read_db()
+                    .and_then(|c| crate::api::recent_trades(&c, None, n, 0))
             })
             .await?
             .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
@@ -159,15 +178,29 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
         "profit" | "performance" | "daily" | "balance" | "risk" => report(h, cmd, args).await,
         "halt" => {
             let newly = on_host(h, |h| h.halt("telegram")).await?.map_err(refused)?;
-            Ok(if newly { "⏸ Halted: no new entries; exits still run. /resume to continue." } else { "Already halted." }.into())
+            Ok(if newly {
+                "⏸ Halted: no new entries; exits still run. /resume to continue."
+            } else {
+                "Already halted."
+            }
+            .into())
         }
         "resume" => {
-            let cleared = on_host(h, |h| h.resume("telegram")).await?.map_err(refused)?;
-            Ok(if cleared { "▶️ Resumed." } else { "Nothing to resume: not halted." }.into())
+            let cleared = on_host(h, |h| h.resume("telegram"))
+                .await?
+                .map_err(refused)?;
+            Ok(if cleared {
+                "▶️ Resumed."
+            } else {
+                "Nothing to resume: not halted."
+            }
+            .into())
         }
         "kill" => {
             let confirmed = args.eq_ignore_ascii_case("confirm")
-                && session.kill_asked.is_some_and(|t| t.elapsed() <= KILL_CONFIRM_WINDOW);
+                && session
+                    .kill_asked
+                    .is_some_and(|t| t.elapsed() <= KILL_CONFIRM_WINDOW);
             if !confirmed {
                 session.kill_asked = Some(Instant::now());
                 return Ok("☠️ The kill switch cancels every order and closes every position at market.\nSend <code>/kill confirm</code> within 60 s to go ahead.".into());
@@ -222,13 +255,20 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
                 .parse()
                 .ok()
                 .filter(|v| *v >= 1)
-                .ok_or_else(|| "Usage: <code>/deploy &lt;version&gt;</code>, e.g. /deploy 3 (see /strategy)".to_string())?;
-            let o = on_host(h, move |h| h.deploy_version(v)).await?.map_err(refused)?;
+                .ok_or_else(|| {
+                    "Usage: <code>/deploy &lt;version&gt;</code>, e.g. /deploy 3 (see /strategy)"
+                        .to_string()
+                })?;
+            let o = on_host(h, move |h| h.deploy_version(v))
+                .await?
+                .map_err(refused)?;
             Ok(format!(
                 "🚀 v{} serving from scan {} (was {}).",
                 o.version,
                 o.first_scan,
-                o.previous.map(|p| format!("v{p}")).unwrap_or_else(|| "none".into())
+                o.previous
+                    .map(|p| format!("v{p}"))
+                    .unwrap_or_else(|| "none".into())
             ))
         }
         "rollback" => {
@@ -236,22 +276,33 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
             Ok(format!(
                 "↩️ Rolled back to v{} (was {}), serving from scan {}.",
                 o.version,
-                o.previous.map(|p| format!("v{p}")).unwrap_or_else(|| "none".into()),
+                o.previous
+                    .map(|p| format!("v{p}"))
+                    .unwrap_or_else(|| "none".into()),
                 o.first_scan
             ))
         }
         "orchestrate" => {
-            let reason = if args.is_empty() { "manual review from Telegram".to_string() } else { args.to_string() };
-            let seq = on_host(h, move |h| h.trigger_review("telegram", &reason)).await?.map_err(refused)?;
+            let reason = if args.is_empty() {
+                "manual review from Telegram".to_string()
+            } else {
+                args.to_string()
+            };
+            let seq = on_host(h, move |h| h.trigger_review("telegram", &reason))
+                .await?
+                .map_err(refused)?;
             Ok(format!(
                 "🤖 Review requested{}; the orchestrator picks it up on its next cycle.",
                 seq.map(|s| format!(" (event #{s})")).unwrap_or_default()
             ))
         }
         "report" => {
-            let v = on_host(h, |h| h.read_db().and_then(|c| crate::api::ai_decisions_json(&c, 1)))
-                .await?
-                .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
+            let v = on_host(h, |h| {
+                h.read_db()
+                    .and_then(|c| crate::api::ai_decisions_json(&c, 1))
+            })
+            .await?
+            .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
             let Some(run) = v["runs"].get(0) else {
                 return Ok("No nightly report yet.".into());
             };
@@ -267,16 +318,22 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
                 esc(run["trigger"].as_str().unwrap_or("")),
                 esc(run["decision"].as_str().unwrap_or("")),
                 esc(run["outcome"].as_str().unwrap_or("")),
-                run["rejection"].as_str().map(|r| format!(" ({})", esc(r))).unwrap_or_default(),
+                run["rejection"]
+                    .as_str()
+                    .map(|r| format!(" ({})", esc(r)))
+                    .unwrap_or_default(),
                 esc(&report)
             ))
         }
         "logs" => {
             let n = count(args, 20, 1000)?;
             let f = crate::api::EventFilter::default();
-            let evs = on_host(h, move |h| h.read_db().and_then(|c| crate::api::query_events(&c, &f, n)))
-                .await?
-                .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
+            let evs = on_host(h, move |h| {
+                h.read_db()
+                    .and_then(|c| crate::api::query_events(&c, &f, n))
+            })
+            .await?
+            .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
             if evs.is_empty() {
                 return Ok("The event log is empty.".into());
             }
@@ -303,7 +360,11 @@ async fn run(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> Re
 
 /// The account reports: profit, performance, daily, balance, risk.
 async fn report(h: &HostHandle, cmd: &str, args: &str) -> Result<String, String> {
-    let days = if cmd == "daily" { count(args, 7, 365)? } else { 0 };
+    let days = if cmd == "daily" {
+        count(args, 7, 365)?
+    } else {
+        0
+    };
     let cmd = cmd.to_string();
     on_host(h, move |h| {
         let st = h.status().map_err(refused)?;
@@ -407,7 +468,10 @@ mod tests {
     #[test]
     fn parses_commands() {
         assert_eq!(parse("/status"), Some(("status".into(), "".into())));
-        assert_eq!(parse("/Trades@my_bot  5 "), Some(("trades".into(), "5".into())));
+        assert_eq!(
+            parse("/Trades@my_bot  5 "),
+            Some(("trades".into(), "5".into()))
+        );
         assert_eq!(parse("hello"), None);
         assert_eq!(parse("/"), None);
         assert_eq!(count("", 10, 50), Ok(10));

@@ -85,8 +85,16 @@ pub fn notification(ev: &Event) -> Option<String> {
         "fill" => {
             let f = &d["fill"];
             let side = f["kind"]["side"].as_str().unwrap_or("?");
-            let why = f["kind"]["reason"].as_str().map(|r| format!(" ({})", esc(r))).unwrap_or_default();
-            format!("💱 <b>{}</b> {sym} {} @ {}{why}", esc(&side.to_uppercase()), esc(&s(&f["qty"])), esc(&s(&f["price"])))
+            let why = f["kind"]["reason"]
+                .as_str()
+                .map(|r| format!(" ({})", esc(r)))
+                .unwrap_or_default();
+            format!(
+                "💱 <b>{}</b> {sym} {} @ {}{why}",
+                esc(&side.to_uppercase()),
+                esc(&s(&f["qty"])),
+                esc(&s(&f["price"]))
+            )
         }
         "position_closed" => {
             let reason = d["close_reason"].as_str().unwrap_or("signal");
@@ -103,7 +111,10 @@ pub fn notification(ev: &Event) -> Option<String> {
                 esc(&s(&d["exit_price"]))
             )
         }
-        "halted" => format!("⛔ <b>Risk halt</b>: {}", esc(d["message"].as_str().unwrap_or("entries halted"))),
+        "halted" => format!(
+            "⛔ <b>Risk halt</b>: {}",
+            esc(d["message"].as_str().unwrap_or("entries halted"))
+        ),
         "halt" => format!("⏸ <b>Halted</b> by {}", esc(&s(&d["by"]))),
         "resume" => format!("▶️ <b>Resumed</b> by {}", esc(&s(&d["by"]))),
         "kill" => format!(
@@ -116,7 +127,11 @@ pub fn notification(ev: &Event) -> Option<String> {
             let rollback = d["origin"].as_str().is_some_and(|o| o.contains("rollback"));
             format!(
                 "{} <b>v{}</b> (was v{}) from {}",
-                if rollback { "↩️ <b>Rolled back</b> to" } else { "🚀 <b>Deployed</b>" },
+                if rollback {
+                    "↩️ <b>Rolled back</b> to"
+                } else {
+                    "🚀 <b>Deployed</b>"
+                },
                 esc(&s(&d["version"])),
                 esc(&s(&d["previous"])),
                 esc(&s(&d["origin"]))
@@ -124,10 +139,20 @@ pub fn notification(ev: &Event) -> Option<String> {
         }
         "rollback" => format!("↩️ <b>Rolled back</b> to v{}", esc(&s(&d["version"]))),
         "deploy_failed" => format!("⚠️ <b>Deploy failed</b>: {}", esc(&s(&d["reason"]))),
-        "module_error" => format!("⚠️ <b>Strategy error</b>: {}", esc(&s(d.get("error").unwrap_or(d)))),
+        "module_error" => format!(
+            "⚠️ <b>Strategy error</b>: {}",
+            esc(&s(d.get("error").unwrap_or(d)))
+        ),
         "strategy_paused" => format!("⏸ <b>Strategy paused</b>: {}", esc(&s(&d["reason"]))),
-        "alert" => format!("🔔 <b>Alert</b>: {}", esc(&s(d.get("message").unwrap_or(d)))),
-        "error" => format!("⚠️ <b>Error</b> in {}: {}", esc(&s(&d["where"])), esc(&s(&d["error"]))),
+        "alert" => format!(
+            "🔔 <b>Alert</b>: {}",
+            esc(&s(d.get("message").unwrap_or(d)))
+        ),
+        "error" => format!(
+            "⚠️ <b>Error</b> in {}: {}",
+            esc(&s(&d["where"])),
+            esc(&s(&d["error"]))
+        ),
         "orchestrator_run" => format!(
             "🤖 <b>Nightly review</b> {}: {} → {} (see /report)",
             esc(&s(&d["run_id"])),
@@ -151,14 +176,19 @@ mod tests {
 
     #[test]
     fn splits_at_lines_under_the_limit() {
-        let text: String = (0..100).map(|i| format!("line {i:03} {}\n", "x".repeat(40))).collect();
+        let text: String = (0..100)
+            .map(|i| format!("line {i:03} {}\n", "x".repeat(40)))
+            .collect();
         let parts = split(&text, 1000);
         assert!(parts.len() > 1);
         assert!(parts.iter().all(|p| p.chars().count() <= 1000));
         assert_eq!(parts.join("\n"), text.trim_end());
         let long = "é".repeat(2500);
         let parts = split(&long, 1000);
-        assert_eq!(parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>(), vec![1000, 1000, 500]);
+        assert_eq!(
+            parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>(),
+            vec![1000, 1000, 500]
+        );
         assert!(split("", 10).is_empty());
     }
 
@@ -172,8 +202,14 @@ mod tests {
             detail: serde_json::json!({ "close_reason": "stop_loss", "pnl": "-1.5", "pnl_pct": "-2", "exit_price": "99" }),
         };
         let n = notification(&ev).unwrap();
-        assert!(n.contains("Stop-loss") && n.contains("BTC&lt;USD") && n.contains("-1.5"), "{n}");
-        let ev = Event { kind: "scan".into(), ..ev };
+        assert!(
+            n.contains("Stop-loss") && n.contains("BTC&lt;USD") && n.contains("-1.5"),
+            "{n}"
+        );
+        let ev = Event {
+            kind: "scan".into(),
+            ..ev
+        };
         assert!(notification(&ev).is_none());
     }
 }

@@ -37,7 +37,8 @@ impl TelegramSettings {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        let u = url::Url::parse(&self.api_url).map_err(|e| format!("api_url {:?}: {e}", self.api_url))?;
+        let u = url::Url::parse(&self.api_url)
+            .map_err(|e| format!("api_url {:?}: {e}", self.api_url))?;
         if !matches!(u.scheme(), "http" | "https") {
             return Err(format!("api_url {:?}: expected http(s)", self.api_url));
         }
@@ -50,7 +51,11 @@ impl TelegramSettings {
 
 impl Default for TelegramSettings {
     fn default() -> Self {
-        TelegramSettings { api_url: Self::default_url(), chat_id: None, poll_timeout_s: Self::default_timeout() }
+        TelegramSettings {
+            api_url: Self::default_url(),
+            chat_id: None,
+            poll_timeout_s: Self::default_timeout(),
+        }
     }
 }
 
@@ -60,10 +65,14 @@ const BATCH_LINES: usize = 25;
 /// Starts the bot when `TELEGRAM_BOT_TOKEN` is set and `[telegram] chat_id`
 /// is configured; otherwise logs why not and returns None.
 pub fn spawn(handle: HostHandle) -> Option<std::thread::JoinHandle<()>> {
-    let token = std::env::var("TELEGRAM_BOT_TOKEN").ok().filter(|t| !t.trim().is_empty())?;
+    let token = std::env::var("TELEGRAM_BOT_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())?;
     let settings = handle.settings().telegram.clone();
     let Some(chat_id) = settings.chat_id else {
-        tracing::warn!("TELEGRAM_BOT_TOKEN is set but [telegram] chat_id is not: the bot stays off");
+        tracing::warn!(
+            "TELEGRAM_BOT_TOKEN is set but [telegram] chat_id is not: the bot stays off"
+        );
         return None;
     };
     let bot = match BotApi::new(&settings.api_url, token.trim(), settings.poll_timeout_s) {
@@ -73,12 +82,17 @@ pub fn spawn(handle: HostHandle) -> Option<std::thread::JoinHandle<()>> {
             return None;
         }
     };
-    let r = std::thread::Builder::new().name("telegram".into()).spawn(move || {
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(run(handle, bot, chat_id, settings.poll_timeout_s)),
-            Err(e) => tracing::error!("telegram runtime: {e}"),
-        }
-    });
+    let r = std::thread::Builder::new()
+        .name("telegram".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run(handle, bot, chat_id, settings.poll_timeout_s)),
+                Err(e) => tracing::error!("telegram runtime: {e}"),
+            }
+        });
     match r {
         Ok(j) => {
             tracing::info!(chat_id, "telegram bot started");
@@ -100,9 +114,14 @@ async fn run(handle: HostHandle, bot: BotApi, chat_id: i64, timeout_s: u32) {
 }
 
 /// Sends queued messages in order, split under the size limit.
-async fn sender(bot: std::sync::Arc<BotApi>, chat_id: i64, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn sender(
+    bot: std::sync::Arc<BotApi>,
+    chat_id: i64,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) {
     while let Some(text) = rx.recv().await {
         for part in format::split(&text, format::MAX_MESSAGE) {
+            tracing::debug!(chars = part.chars().count(), "telegram: sending");
             if let Err(e) = bot.send_message(chat_id, &part).await {
                 tracing::warn!("telegram sendMessage: {e}");
             }
@@ -111,29 +130,33 @@ async fn sender(bot: std::sync::Arc<BotApi>, chat_id: i64, mut rx: mpsc::Unbound
 }
 
 /// Turns bus events into notifications, batching bursts into one message.
-async fn notifier(mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>, out: mpsc::UnboundedSender<String>) {
+async fn notifier(
+    mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
+    out: mpsc::UnboundedSender<String>,
+) {
     loop {
         let mut lines: Vec<String> = Vec::new();
         let mut extra = 0usize;
-        let mut push = |lines: &mut Vec<String>, r: Result<crate::events::Event, RecvError>| -> bool {
-            match r {
-                Ok(ev) => {
-                    if let Some(l) = format::notification(&ev) {
-                        if lines.len() < BATCH_LINES {
-                            lines.push(l);
-                        } else {
-                            extra += 1;
+        let mut push =
+            |lines: &mut Vec<String>, r: Result<crate::events::Event, RecvError>| -> bool {
+                match r {
+                    Ok(ev) => {
+                        if let Some(l) = format::notification(&ev) {
+                            if lines.len() < BATCH_LINES {
+                                lines.push(l);
+                            } else {
+                                extra += 1;
+                            }
                         }
+                        true
                     }
-                    true
+                    Err(RecvError::Lagged(n)) => {
+                        extra += n as usize;
+                        true
+                    }
+                    Err(RecvError::Closed) => false,
                 }
-                Err(RecvError::Lagged(n)) => {
-                    extra += n as usize;
-                    true
-                }
-                Err(RecvError::Closed) => false,
-            }
-        };
+            };
         let first = rx.recv().await;
         if !push(&mut lines, first) {
             return;
@@ -150,13 +173,20 @@ async fn notifier(mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>
         if extra > 0 {
             lines.push(format!("… and {extra} more events (see /logs)"));
         }
+        tracing::debug!(lines = lines.len(), extra, "telegram: notification batch");
         if !lines.is_empty() && out.send(lines.join("\n")).is_err() {
             return;
         }
     }
 }
 
-async fn poll(handle: HostHandle, bot: &BotApi, chat_id: i64, timeout_s: u32, out: mpsc::UnboundedSender<String>) {
+async fn poll(
+    handle: HostHandle,
+    bot: &BotApi,
+    chat_id: i64,
+    timeout_s: u32,
+    out: mpsc::UnboundedSender<String>,
+) {
     let mut offset = 0i64;
     let mut backoff = Duration::from_secs(1);
     let mut session = commands::Session::default();
@@ -172,7 +202,10 @@ async fn poll(handle: HostHandle, bot: &BotApi, chat_id: i64, timeout_s: u32, ou
                 continue;
             }
             Err(e) => {
-                tracing::warn!("telegram getUpdates: {e}; retrying in {} s", backoff.as_secs());
+                tracing::warn!(
+                    "telegram getUpdates: {e}; retrying in {} s",
+                    backoff.as_secs()
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
                 continue;
@@ -199,7 +232,9 @@ async fn poll(handle: HostHandle, bot: &BotApi, chat_id: i64, timeout_s: u32, ou
                         );
                         continue;
                     }
-                    let Some((cmd, args)) = msg.text.as_deref().and_then(commands::parse) else { continue };
+                    let Some((cmd, args)) = msg.text.as_deref().and_then(commands::parse) else {
+                        continue;
+                    };
                     tracing::info!(command = %cmd, "telegram command");
                     let reply = commands::answer(&handle, &mut session, &cmd, &args).await;
                     if out.send(reply).is_err() {
