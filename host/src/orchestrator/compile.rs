@@ -31,7 +31,7 @@ pub enum CompileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("candidate id {0:?} must be 1-40 characters of a-z, 0-9, '-' or '_'")]
+    #[error("candidate id {0:?} must be 1-64 characters of a-z, 0-9, '-' or '_'")]
     BadId(String),
     #[error("dependency {0:?} is not on the allow-list")]
     DependencyNotAllowed(String),
@@ -122,7 +122,7 @@ fn artifact(cfg: &CompileConfig, id: &str) -> PathBuf {
 /// passed [`super::source_check::check`].
 pub fn compile(cfg: &CompileConfig, id: &str, source: &str) -> Result<Compiled, CompileError> {
     if id.is_empty()
-        || id.len() > 40
+        || id.len() > 64
         || !id
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn bad_ids_are_refused_before_any_file_is_written() {
-        for id in ["", "../x", "A", "a b", &"x".repeat(41)] {
+        for id in ["", "../x", "A", "a b", &"x".repeat(65)] {
             assert!(
                 matches!(compile(&cfg(), id, ""), Err(CompileError::BadId(_))),
                 "{id:?}"

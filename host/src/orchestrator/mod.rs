@@ -786,7 +786,13 @@ pub fn run_cycle_with(
                 max_wasm_bytes: o.max_wasm_bytes,
                 allowed_deps: o.allowed_deps.clone(),
             };
-            let id = run_id.to_ascii_lowercase().replace('t', "-");
+            // the source's hash in the crate name: candidates sharing the
+            // target directory never overwrite each other's artifact
+            let id = format!(
+                "{}-{}",
+                run_id.to_ascii_lowercase().replace('t', "-"),
+                &crate::runtime::module_hash(proposal.source.as_bytes())[..12]
+            );
             let built = compile::compile(&ccfg, &id, &proposal.source).map_err(|e| {
                 Rejection::CompileFailed {
                     detail: e.to_string(),
