@@ -41,7 +41,8 @@ pub struct Reconciliation {
     pub snapshot_cash: Option<Decimal>,
     /// The snapshot disagreed with the fills; the fills won.
     pub mismatch: bool,
-    /// Orders the database thought open that the account no longer has.
+    /// Paper orders the database thought open that the account no longer has
+    /// (live orders are resolved with the venue instead).
     pub stale_orders: Vec<String>,
 }
 
@@ -165,7 +166,7 @@ pub fn open(
         engine.pending().iter().map(|o| client_order_id(conn, mode, o.id)).collect::<Result<_, _>>()?;
     let mut stale = Vec::new();
     {
-        let mut stmt = conn.prepare("SELECT client_order_id FROM orders WHERE mode = ?1 AND status = 'open'")?;
+        let mut stmt = conn.prepare("SELECT client_order_id FROM orders WHERE mode = ?1 AND status = 'open' AND venue = 'paper'")?;
         for id in stmt.query_map([mode], |r| r.get::<_, String>(0))? {
             let id = id?;
             if !open_ids.contains(&id) {

@@ -74,6 +74,24 @@ impl LiveVenue {
         self.exchange.name()
     }
 
+    /// Closed candles of `symbol` since `since` (unix seconds), for backfill.
+    pub fn ohlc(&self, symbol: &str, interval_minutes: u32, since: i64) -> Result<Vec<trading_core::Candle>, LiveError> {
+        let f = trading_core::money::to_f64;
+        Ok(self
+            .rt
+            .block_on(self.exchange.ohlc(symbol, interval_minutes, since))?
+            .into_iter()
+            .map(|c| trading_core::Candle {
+                ts: c.ts,
+                open: f(c.open),
+                high: f(c.high),
+                low: f(c.low),
+                close: f(c.close),
+                volume: f(c.volume),
+            })
+            .collect())
+    }
+
     /// The venue's balances (host asset names).
     pub fn balances(&self) -> Result<BTreeMap<String, Decimal>, LiveError> {
         Ok(self.rt.block_on(self.exchange.balances())?)
@@ -310,4 +328,78 @@ pub fn connect(settings: &crate::config::Settings) -> Result<LiveVenue, LiveErro
         }
     };
     LiveVenue::new(exchange, "USD")
+}
+
+/// Live market data: closed candles from the venue's websocket (the adapter
+/// reconnects and resubscribes by itself), and a tick every few seconds of
+/// wall time so the shell's jobs (stale-data check, dead-man's switch) run
+/// when no candle comes.
+pub struct ExchangeFeed {
+    rt: tokio::runtime::Runtime,
+    _handle: exchange::FeedHandle,
+    rx: tokio::sync::mpsc::Receiver<exchange::MarketEvent>,
+    tick: std::time::Duration,
+}
+
+impl ExchangeFeed {
+    pub fn connect(settings: &crate::config::Settings) -> Result<ExchangeFeed, LiveError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(LiveError::Runtime)?;
+        let _guard = rt.enter();
+        let (handle, rx) = match settings.venue {
+            crate::config::Venue::Kraken => {
+                let cfg = exchange::kraken::KrakenConfig::from_settings(&settings.exchanges.kraken);
+                exchange::kraken::websocket::market_feed(&cfg, &settings.symbols, 60)?
+            }
+            crate::config::Venue::Coinbase => {
+                let cfg = exchange::coinbase::CoinbaseConfig::from_settings(&settings.exchanges.coinbase)
+                    .with_env_credentials()?;
+                exchange::coinbase::websocket::market_feed(&cfg, &settings.symbols)?
+            }
+        };
+        drop(_guard);
+        Ok(ExchangeFeed { rt, _handle: handle, rx, tick: std::time::Duration::from_secs(5) })
+    }
+}
+
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl crate::shell::Feed for ExchangeFeed {
+    fn next_event(&mut self) -> Option<crate::shell::FeedEvent> {
+        use crate::shell::FeedEvent;
+        let next = self.rt.block_on(async { tokio::time::timeout(self.tick, self.rx.recv()).await });
+        match next {
+            Ok(None) => None,
+            Ok(Some(exchange::MarketEvent::Candle { symbol, interval_minutes, candle })) => {
+                let interval = match interval_minutes {
+                    5 => trading_core::Interval::M5,
+                    1440 => trading_core::Interval::D1,
+                    _ => trading_core::Interval::H1,
+                };
+                let f = trading_core::money::to_f64;
+                Some(FeedEvent::Bar(
+                    symbol,
+                    interval,
+                    trading_core::Candle {
+                        ts: candle.ts,
+                        open: f(candle.open),
+                        high: f(candle.high),
+                        low: f(candle.low),
+                        close: f(candle.close),
+                        volume: f(candle.volume),
+                    },
+                ))
+            }
+            Ok(Some(exchange::MarketEvent::Disconnected)) => {
+                tracing::warn!("market feed disconnected; the adapter reconnects");
+                Some(FeedEvent::Tick(wall_clock()))
+            }
+            Ok(Some(_)) | Err(_) => Some(FeedEvent::Tick(wall_clock())),
+        }
+    }
 }

@@ -524,12 +524,17 @@ fn run(
                 .with_context(|| format!("--speed {s:?}: expected a positive number or max"))?,
         ),
     };
-    let replay =
-        replay.or_else(|| Some(PathBuf::from("data/sample/BTCUSD-1h.csv")).filter(|p| p.exists()));
-    let Some(replay) = replay else {
-        bail!("no market feed: pass --replay FILE.csv (live exchange feeds are configured in settings.toml)");
+    // live mode without --replay trades on the exchange's own market feed
+    let live_feed = replay.is_none() && settings.mode == host::config::Mode::Live;
+    let replay = if live_feed {
+        None
+    } else {
+        let replay = replay.or_else(|| Some(PathBuf::from("data/sample/BTCUSD-1h.csv")).filter(|p| p.exists()));
+        let Some(replay) = replay else {
+            bail!("no market feed: pass --replay FILE.csv, or set mode = \"live\" in settings.toml");
+        };
+        Some(replay)
     };
-    let bars = shell::read_replay(&replay, symbol, interval)?;
     let mut shell = Shell::start(paths.clone(), settings.clone(), risk.clone())?;
     let (tx, rx) = channel();
     let ctx = ControlContext {
@@ -566,9 +571,20 @@ fn run(
         }
         let _ = sig_tx.send(host::shell::Command::Shutdown);
     });
-    tracing::info!(bars = bars.len(), file = %replay.display(), "paper mode: replaying candles");
-    let mut feed = ReplayFeed::new(bars, speed);
-    shell.run(&mut feed, &rx, exit_at_end);
+    let mut feed: Box<dyn shell::Feed> = match &replay {
+        Some(file) => {
+            let bars = shell::read_replay(file, symbol, interval)?;
+            tracing::info!(bars = bars.len(), file = %file.display(), "replaying candles");
+            Box::new(ReplayFeed::new(bars, speed))
+        }
+        None => {
+            tracing::info!(venue = ?shell.settings.venue, "live market feed");
+            shell.wall_clock = true;
+            shell.backfill();
+            Box::new(host::live::ExchangeFeed::connect(&shell.settings)?)
+        }
+    };
+    shell.run(feed.as_mut(), &rx, exit_at_end);
     let _ = std::fs::remove_file(paths.socket());
     println!("stopped after {} scans", shell.scan_seq);
     Ok(())

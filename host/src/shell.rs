@@ -260,6 +260,10 @@ pub struct Shell {
     unpublished: Option<Vec<events::Event>>,
     /// Live mode: the exchange that fills orders (paper: the bars do).
     pub live: Option<crate::live::LiveVenue>,
+    /// The clock follows wall time (a live market feed), not only the bars.
+    pub wall_clock: bool,
+    /// Symbols whose data was stale at the last due scan.
+    stale: Vec<String>,
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -396,7 +400,9 @@ impl Shell {
                 let venue = crate::live::connect(&settings)?;
                 let balances = venue.balances().map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
                 let cash = balances.get(&venue.quote).copied().unwrap_or_default();
-                (Some(venue), cash)
+                // the venue's cash starts a new live account; an existing one keeps its capital
+                let stored = crate::db::get_meta(&conn, "live.starting_capital")?.and_then(|s| s.parse().ok());
+                (Some(venue), stored.unwrap_or(cash))
             }
         };
         let (mut engine, reconciliation) = account::open(&conn, mode, capital, risk_config, engine_config)?;
@@ -428,6 +434,8 @@ impl Shell {
             day: None,
             unpublished: None,
             live,
+            wall_clock: false,
+            stale: Vec::new(),
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();
@@ -494,6 +502,42 @@ impl Shell {
                 }
             }
             Err(e) => self.alert(format!("reconciling with the exchange failed: {e}")),
+        }
+    }
+
+    /// Live mode, at startup: fetch the hourly candles missed while down
+    /// (at most the last 30 days) so the strategy scans a complete history.
+    pub fn backfill(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let now = now_unix();
+        let mut stored = Vec::new();
+        let mut failed = Vec::new();
+        for symbol in self.settings.symbols.clone() {
+            let since = self
+                .data
+                .series(&symbol, Interval::H1)
+                .last()
+                .map_or(now - 30 * 86_400, |c| c.ts + Interval::H1.secs());
+            match venue.ohlc(&symbol, 60, since) {
+                Ok(candles) => {
+                    let fresh: Vec<Candle> = candles.into_iter().filter(|c| c.ts + Interval::H1.secs() <= now).collect();
+                    for c in &fresh {
+                        let _ = self.conn.execute(
+                            "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, '1h', ?2, ?3, ?4, ?5, ?6, ?7)",
+                            rusqlite::params![symbol, c.ts, c.open, c.high, c.low, c.close, c.volume],
+                        );
+                        Arc::make_mut(&mut self.data).push(&symbol, Interval::H1, *c);
+                    }
+                    stored.push((symbol, fresh.len()));
+                }
+                Err(e) => failed.push(format!("{symbol}: {e}")),
+            }
+        }
+        self.event("backfill", None, serde_json::json!({ "stored": stored, "failed": failed }));
+        if !failed.is_empty() {
+            self.alert(format!("candle backfill failed: {}", failed.join("; ")));
         }
     }
 
@@ -932,6 +976,9 @@ impl Shell {
         }
         Arc::make_mut(&mut self.data).push(symbol, interval, bar);
         self.clock = self.clock.max(bar.ts + interval.secs());
+        if self.wall_clock {
+            self.clock = self.clock.max(now_unix());
+        }
         let result = if self.live.is_some() {
             // the exchange fills and runs stops; the bar only marks the ledger
             match trading_core::money::to_decimal(bar.close) {
@@ -1054,12 +1101,20 @@ impl Shell {
             return false;
         };
         let step = i64::from(active.driver.scan_minutes().max(1)) * 60;
-        self.next_scan_at = (now.div_euclid(step) + 1) * step;
         let stale = self.stale_symbols(now);
         if !stale.is_empty() {
-            self.event("stale_data", None, serde_json::json!({ "symbols": stale, "at": now }));
+            // not scanned: tried again at the next bar or tick; logged when it starts or changes
+            if self.stale != stale {
+                self.event("stale_data", None, serde_json::json!({ "symbols": stale, "at": now }));
+                self.stale = stale;
+            }
             return false;
         }
+        if !self.stale.is_empty() {
+            let was = std::mem::take(&mut self.stale);
+            self.event("data_fresh", None, serde_json::json!({ "symbols": was, "at": now }));
+        }
+        self.next_scan_at = (now.div_euclid(step) + 1) * step;
         let Some(active) = self.active.as_mut() else {
             return false;
         };
