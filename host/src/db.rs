@@ -148,6 +148,65 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX trades_closed ON trades (closed_at);
     CREATE INDEX events_kind ON events (kind, seq);
     "#,
+    // 3: the orchestrator: AI audit, runs, observations, config history, triggers
+    r#"
+    CREATE TABLE ai_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        response TEXT NOT NULL,
+        tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL,
+        latency_ms INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        status INTEGER
+    );
+    CREATE INDEX ai_audit_ts ON ai_audit (ts);
+    CREATE TABLE orchestrator_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        proposer TEXT,
+        decision TEXT NOT NULL,
+        template TEXT,
+        params TEXT NOT NULL DEFAULT '[]',
+        outcome TEXT NOT NULL,
+        rejection_code TEXT,
+        rejection TEXT,
+        deployed_version INTEGER,
+        report TEXT NOT NULL
+    );
+    CREATE TABLE observations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        run_id TEXT,
+        category TEXT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX observations_ts ON observations (ts);
+    CREATE TABLE config_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        param TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        old_value TEXT,
+        new_value TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        confidence REAL,
+        run_id TEXT
+    );
+    CREATE TABLE tuning_triggers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        run_id TEXT
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it.

@@ -12,14 +12,24 @@ const H: i64 = 3_600;
 const NOW: i64 = 1_700_000_000 - 1_700_000_000 % H;
 
 fn num(r: &Report, section: &str, key: &str) -> f64 {
-    match r.metrics.iter().find(|m| m.section == section && m.key == key).map(|m| &m.value) {
+    match r
+        .metrics
+        .iter()
+        .find(|m| m.section == section && m.key == key)
+        .map(|m| &m.value)
+    {
         Some(MetricValue::Number(x)) => *x,
         other => panic!("{section}/{key}: {other:?} in {r:#?}"),
     }
 }
 
 fn text(r: &Report, section: &str, key: &str) -> String {
-    match r.metrics.iter().find(|m| m.section == section && m.key == key).map(|m| &m.value) {
+    match r
+        .metrics
+        .iter()
+        .find(|m| m.section == section && m.key == key)
+        .map(|m| &m.value)
+    {
         Some(MetricValue::Text(x)) => x.clone(),
         other => panic!("{section}/{key}: {other:?}"),
     }
@@ -125,9 +135,16 @@ fn an_empty_database_gives_reports_not_errors() {
     let db = dir.path().join("host.db");
     drop(host::db::open(&db).unwrap());
     let rt = Runtime::new(Limits::default(), None).unwrap();
-    for (name, summary) in [("market-analysis", "no candles stored"), ("trade-performance", "no closed trades yet")] {
+    for (name, summary) in [
+        ("market-analysis", "no candles stored"),
+        ("trade-performance", "no closed trades yet"),
+    ] {
         let m = rt.load_analysis(&guest(name)).unwrap();
-        let r = m.instantiate(Some(open_read_only(&db).unwrap())).unwrap().analyze(NOW).unwrap();
+        let r = m
+            .instantiate(Some(open_read_only(&db).unwrap()))
+            .unwrap()
+            .analyze(NOW)
+            .unwrap();
         assert_eq!(r.summary, summary);
     }
 }

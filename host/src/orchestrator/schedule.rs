@@ -255,7 +255,7 @@ pub fn check_rollback(
     allowed_pct: f64,
     min_days: f64,
 ) -> Option<RollbackReason> {
-    if !(live.days >= min_days) {
+    if live.days.is_nan() || live.days < min_days {
         return None;
     }
     let expected_pct = expected.return_pct_per_day * live.days;
