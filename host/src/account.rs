@@ -137,13 +137,7 @@ pub fn open(
     let snapshot: Option<String> = conn
         .query_row("SELECT engine FROM account_snapshot WHERE mode = ?1", [mode], |r| r.get(0))
         .optional()?;
-    let snapshot: Option<Engine> = match snapshot {
-        Some(s) => Some(
-            serde_json::from_str(&s)
-                .map_err(|e| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() })?,
-        ),
-        None => None,
-    };
+    let snapshot = snapshot.map(|s| restore(&s, &rebuilt)).transpose()?;
     let snapshot_cash = snapshot.as_ref().map(|e| e.portfolio().cash());
     let (mut engine, mismatch) = match snapshot {
         Some(e) if same_holdings(e.portfolio(), &rebuilt) => (e, false),
@@ -192,6 +186,31 @@ pub fn open(
             stale_orders: stale,
         },
     ))
+}
+
+/// A stored snapshot with its closed trades put back from the rebuilt ledger.
+fn restore(json: &str, rebuilt: &Portfolio) -> Result<Engine, AccountError> {
+    let corrupt = |e: serde_json::Error| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() };
+    let mut v: serde_json::Value = serde_json::from_str(json).map_err(corrupt)?;
+    if let Some(p) = v.get_mut("portfolio").and_then(|p| p.as_object_mut()) {
+        p.insert("closed".into(), serde_json::to_value(rebuilt.closed_trades()).map_err(corrupt)?);
+    }
+    serde_json::from_value(v).map_err(corrupt)
+}
+
+/// The account as last saved, read-only (`host status` with no host running).
+pub fn peek(conn: &Connection, mode: &str) -> Result<Option<Engine>, AccountError> {
+    let Some(capital) = crate::db::get_meta(conn, &meta_key(mode, META_CAPITAL))? else {
+        return Ok(None);
+    };
+    let json: Option<String> = conn
+        .query_row("SELECT engine FROM account_snapshot WHERE mode = ?1", [mode], |r| r.get(0))
+        .optional()?;
+    let Some(json) = json else {
+        return Ok(None);
+    };
+    let rebuilt = rebuild(dec("starting capital", &capital)?, &stored_fills(conn, mode)?)?;
+    restore(&json, &rebuilt).map(Some)
 }
 
 /// The epoch numbers client order ids so that a rebuilt engine (whose ids
@@ -330,10 +349,20 @@ pub fn record_events(tx: &Connection, mode: &str, events: &[EngineEvent], now: i
     Ok(())
 }
 
-/// Saves the engine (pending orders, halts, marks) as of `bar_ts`.
+/// Saves the engine (pending orders, halts, marks) as of `bar_ts`. It is
+/// written every bar, so it stays small: closed trades are rebuilt from the
+/// fills at startup and only today's daily stats are kept.
 pub fn snapshot(tx: &Connection, mode: &str, engine: &Engine, bar_ts: i64) -> Result<(), AccountError> {
-    let json = serde_json::to_string(engine)
-        .map_err(|e| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() })?;
+    let corrupt = |e: serde_json::Error| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() };
+    let mut v = serde_json::to_value(engine).map_err(corrupt)?;
+    if let Some(p) = v.get_mut("portfolio").and_then(|p| p.as_object_mut()) {
+        p.insert("closed".into(), serde_json::Value::Array(Vec::new()));
+        if let Some(daily) = p.get_mut("daily").and_then(|d| d.as_object_mut()) {
+            let last = daily.keys().max_by_key(|k| k.parse::<i64>().unwrap_or(i64::MIN)).cloned();
+            daily.retain(|k, _| Some(k) == last.as_ref());
+        }
+    }
+    let json = v.to_string();
     let fills: i64 = tx.query_row("SELECT COUNT(*) FROM fills WHERE mode = ?1", [mode], |r| r.get(0))?;
     tx.execute(
         "INSERT INTO account_snapshot (mode, engine, bar_ts, fills) VALUES (?1, ?2, ?3, ?4)

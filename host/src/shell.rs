@@ -335,16 +335,7 @@ pub fn stored_status(conn: &Connection, settings: &Settings, risk: &RiskFile) ->
         Mode::Paper => "paper",
         Mode::Live => "live",
     };
-    let json: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
-        "SELECT engine FROM account_snapshot WHERE mode = ?1",
-        [mode],
-        |r| r.get(0),
-    ))?;
-    let Some(json) = json else {
-        return Ok(None);
-    };
-    let engine: trading_core::Engine = serde_json::from_str(&json)?;
-    Ok(Some(account_status(&engine, settings, risk)))
+    Ok(account::peek(conn, mode)?.map(|engine| account_status(&engine, settings, risk)))
 }
 
 /// A stand-in the engine calls back into when no strategy runs (paused):
