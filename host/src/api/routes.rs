@@ -20,7 +20,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 type S = State<Arc<AppState>>;
-type ApiResult = Result<Response, Response>;
+type ApiResult = Result<Response, Fail>;
+
+/// An error answer: its status and message, sent as `{"error": message}`.
+pub(crate) struct Fail(pub StatusCode, pub String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
@@ -92,18 +101,18 @@ fn ok(v: Value) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
-fn bad(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, message)
+fn bad(message: impl Into<String>) -> Fail {
+    Fail(StatusCode::BAD_REQUEST, message.into())
 }
 
-fn db_err(e: impl std::fmt::Display) -> Response {
-    error(StatusCode::INTERNAL_SERVER_ERROR, format!("database: {e}"))
+fn db_err(e: impl std::fmt::Display) -> Fail {
+    Fail(StatusCode::INTERNAL_SERVER_ERROR, format!("database: {e}"))
 }
 
-fn host_err(e: HandleError) -> Response {
+fn host_err(e: HandleError) -> Fail {
     match e {
-        HandleError::Refused(m) => error(StatusCode::CONFLICT, m),
-        HandleError::Protocol(m) => error(
+        HandleError::Refused(m) => Fail(StatusCode::CONFLICT, m),
+        HandleError::Protocol(m) => Fail(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the host did not answer: {m}"),
         ),
@@ -112,10 +121,10 @@ fn host_err(e: HandleError) -> Response {
 
 /// Runs blocking host or database work off the async threads.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Response> + Send + 'static,
-) -> Result<T, Response> {
+    f: impl FnOnce() -> Result<T, Fail> + Send + 'static,
+) -> Result<T, Fail> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(error(
+        Err(Fail(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("worker failed: {e}"),
         ))
@@ -126,7 +135,7 @@ async fn blocking<T: Send + 'static>(
 pub(crate) struct Query(HashMap<String, String>);
 
 impl Query {
-    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Query, Response> {
+    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Query, Fail> {
         let mut m = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             if !allowed.contains(&k.as_ref()) {
@@ -146,7 +155,7 @@ impl Query {
         self.0.get(name).map(String::as_str)
     }
 
-    pub(crate) fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, Response> {
+    pub(crate) fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, Fail> {
         let Some(v) = self.0.get(name) else {
             return Ok(None);
         };
@@ -161,7 +170,7 @@ impl Query {
     }
 
     /// Unix seconds or an RFC 3339 time.
-    fn time(&self, name: &str) -> Result<Option<i64>, Response> {
+    fn time(&self, name: &str) -> Result<Option<i64>, Fail> {
         let Some(v) = self.0.get(name) else {
             return Ok(None);
         };
@@ -177,12 +186,7 @@ impl Query {
             })
     }
 
-    fn word(
-        &self,
-        name: &str,
-        ok: fn(char) -> bool,
-        what: &str,
-    ) -> Result<Option<String>, Response> {
+    fn word(&self, name: &str, ok: fn(char) -> bool, what: &str) -> Result<Option<String>, Fail> {
         match self.0.get(name) {
             None => Ok(None),
             Some(v) if !v.is_empty() && v.len() <= 64 && v.chars().all(ok) => Ok(Some(v.clone())),
@@ -190,7 +194,7 @@ impl Query {
         }
     }
 
-    fn symbol(&self) -> Result<Option<String>, Response> {
+    fn symbol(&self) -> Result<Option<String>, Fail> {
         self.word(
             "symbol",
             |c| c.is_ascii_alphanumeric(),
@@ -201,7 +205,7 @@ impl Query {
 }
 
 /// A JSON object body (an empty body is an empty object).
-fn body_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn body_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Fail> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }

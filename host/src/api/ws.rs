@@ -3,7 +3,7 @@
 //! "orders","events"],"since":SEQ}`), get the stored events after `since`
 //! replayed from the database, then every new event live, each once, in order.
 
-use super::routes::{query_events, EventFilter, Query};
+use super::routes::{query_events, EventFilter, Fail, Query};
 use super::AppState;
 use crate::events::Event;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -63,12 +63,12 @@ pub(crate) async fn upgrade(
     State(s): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
     ws: WebSocketUpgrade,
-) -> Result<Response, Response> {
+) -> Result<Response, Fail> {
     let q = Query::parse(q.as_deref(), &["token", "since", "channels"])?;
     let since = q.int("since", 0, i64::MAX)?;
     let initial = match q_channels(&q) {
         Ok(c) => c,
-        Err(m) => return Err(super::auth::error(axum::http::StatusCode::BAD_REQUEST, m)),
+        Err(m) => return Err(Fail(axum::http::StatusCode::BAD_REQUEST, m)),
     };
     Ok(ws.on_upgrade(move |socket| session(s, socket, initial, since)))
 }
