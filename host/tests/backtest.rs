@@ -410,3 +410,37 @@ fn fail_flags_catch_module_errors_and_pass_clean_runs() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }
+
+#[test]
+fn bench_backtest_prints_the_three_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write_slice(dir.path());
+    let wasm_dir = guest_path("sma-crossover").parent().unwrap().to_path_buf();
+    for args in [
+        vec!["bench", "backtest", csv.to_str().unwrap()],
+        vec!["bench", "--backtest", csv.to_str().unwrap()],
+    ] {
+        let o = host_cmd(dir.path())
+            .args(&args)
+            .arg("--wasm-dir")
+            .arg(&wasm_dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for (line, prefix) in lines.iter().zip(["wasm    ", "native  "]) {
+            let n = line
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(" bars/s"))
+                .unwrap_or_else(|| panic!("{line:?}"));
+            assert!(n.parse::<u64>().unwrap() > 0, "{line}");
+        }
+        let ratio = lines[2]
+            .strip_prefix("ratio ")
+            .and_then(|r| r.strip_suffix('×'))
+            .unwrap_or_else(|| panic!("{:?}", lines[2]));
+        assert!(ratio.parse::<f64>().unwrap() > 0.0);
+    }
+}

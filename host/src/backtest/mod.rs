@@ -628,14 +628,14 @@ pub fn simulate(
     let mut signals = Vec::new();
     let mut notes = Vec::new();
     let mut equity = Vec::with_capacity(bars.len());
-    let mut per_symbol: BTreeMap<String, (u64, f64, f64)> = BTreeMap::new();
+    // per series (by index): bars walked, first and last close
+    let mut per_series: Vec<Option<(u64, f64, f64)>> = vec![None; series.len()];
     let mut entries: BTreeMap<String, (Intent, String)> = BTreeMap::new();
     let mut progress = Progress {
         on: progress,
         total: bars.len(),
         shown: usize::MAX,
     };
-    let mut last_close: BTreeMap<String, f64> = BTreeMap::new();
     let mut halted_since: Option<i64> = None;
     let mut auditor = audit::Auditor::default();
 
@@ -645,12 +645,9 @@ pub fn simulate(
         while i < bars.len() && bars[i].0 == t {
             let (_, k, candle) = bars[i];
             let symbol = &series[k].symbol;
-            let e = per_symbol
-                .entry(symbol.clone())
-                .or_insert((0, candle.close, candle.close));
+            let e = per_series[k].get_or_insert((0, candle.close, candle.close));
             e.0 += 1;
             e.2 = candle.close;
-            last_close.insert(symbol.clone(), candle.close);
             auditor.before_bar(&engine);
             let events = engine.on_bar(symbol, &candle)?;
             auditor.after_bar(t, &engine, &events);
@@ -694,9 +691,14 @@ pub fn simulate(
         progress.tick(i);
     }
 
-    let prices: BTreeMap<String, Decimal> = last_close
+    let per_symbol: BTreeMap<String, (u64, f64, f64)> = per_series
         .iter()
-        .filter_map(|(s, p)| Some((s.clone(), to_decimal(*p).ok()?)))
+        .zip(series)
+        .filter_map(|(e, s)| Some((s.symbol.clone(), (*e)?)))
+        .collect();
+    let prices: BTreeMap<String, Decimal> = per_symbol
+        .iter()
+        .filter_map(|(s, (_, _, last))| Some((s.clone(), to_decimal(*last).ok()?)))
         .collect();
     let events = engine.close_all(end, &prices, CloseReason::EndOfData)?;
     forward(driver, &events, &mut entries, &mut notes, end)?;
