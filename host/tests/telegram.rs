@@ -342,6 +342,42 @@ async fn bot_answers_obeys_only_its_chat_and_survives_bad_input() {
     let st = api_get(&host, "/api/v1/status").await;
     assert_eq!(st["killed"], true);
 
+    // A nightly run recorded by another process (`host orchestrate`): notified
+    // from the database, and /report shows it.
+    {
+        let conn = host::db::open(&host.path().join("data/host.db")).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute(
+            "INSERT INTO orchestrator_runs (run_id, ts, trigger, proposer, decision, template, params, outcome, report)
+             VALUES ('run-42', 1700000000, 'nightly', 'offline', 'retune', 'sma', '[]', 'rejected', '{\"summary\":\"kept <v1> & waited\"}')",
+            [],
+        )
+        .unwrap();
+        host::events::append(
+            &conn,
+            1_700_000_000,
+            "orchestrator_run",
+            None,
+            &json!({ "run_id": "run-42", "outcome": "rejected", "decision": "retune" }),
+        )
+        .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    reply(&host, &fake, n, "the nightly run notification", |t| {
+        t.contains("🤖 <b>Nightly review</b> run-42: retune → rejected")
+    })
+    .await;
+    fake.message(CHAT, "/report");
+    let (_, r) = reply(&host, &fake, n, "to /report", |t| {
+        t.contains("<b>Report run-42</b>")
+    })
+    .await;
+    assert!(
+        r.text.contains("kept &lt;v1&gt; &amp; waited"),
+        "{}",
+        r.text
+    );
+
     // Notifications from the event bus: replayed fills and the halt.
     let all: Vec<String> = fake.sent().into_iter().map(|s| s.text).collect();
     assert!(

@@ -109,7 +109,7 @@ async fn run(handle: HostHandle, bot: BotApi, chat_id: i64, timeout_s: u32) {
     let bot = std::sync::Arc::new(bot);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(sender(bot.clone(), chat_id, out_rx));
-    tokio::spawn(notifier(handle.subscribe(), out_tx.clone()));
+    tokio::spawn(notifier(handle.clone(), handle.subscribe(), out_tx.clone()));
     poll(handle, &bot, chat_id, timeout_s, out_tx).await;
 }
 
@@ -129,53 +129,118 @@ async fn sender(
     }
 }
 
-/// Turns bus events into notifications, batching bursts into one message.
+/// Event kinds written by other processes (`host orchestrate`), which never
+/// reach this process's bus: the notifier reads them from the database.
+const FOREIGN_KINDS: &[&str] = &["orchestrator_run"];
+
+/// A batch of notification lines, flushed as one message shortly after its first line.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<String>,
+    extra: usize,
+    flush_at: Option<tokio::time::Instant>,
+}
+
+impl Batch {
+    fn add(&mut self, ev: &crate::events::Event) {
+        if let Some(l) = format::notification(ev) {
+            if self.lines.len() < BATCH_LINES {
+                self.lines.push(l);
+            } else {
+                self.extra += 1;
+            }
+            self.start();
+        }
+    }
+
+    fn start(&mut self) {
+        // Gather whatever arrives in the next moment into the same message.
+        self.flush_at
+            .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(400));
+    }
+
+    fn take(&mut self) -> Option<String> {
+        let mut b = std::mem::take(self);
+        if b.extra > 0 {
+            b.lines
+                .push(format!("… and {} more events (see /logs)", b.extra));
+        }
+        tracing::debug!(lines = b.lines.len(), "telegram: notification batch");
+        (!b.lines.is_empty()).then(|| b.lines.join("\n"))
+    }
+}
+
+/// Events of `FOREIGN_KINDS` after `after`, oldest first.
+fn foreign_events(handle: &HostHandle, after: i64) -> rusqlite::Result<Vec<crate::events::Event>> {
+    let f = crate::api::EventFilter {
+        since: Some(after),
+        kinds: Some(FOREIGN_KINDS.iter().map(|k| k.to_string()).collect()),
+        ..Default::default()
+    };
+    crate::api::query_events(&handle.read_db()?, &f, 100)
+}
+
+/// Turns bus events (and other processes' reports) into notifications,
+/// batching bursts into one message.
 async fn notifier(
+    handle: HostHandle,
     mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
     out: mpsc::UnboundedSender<String>,
 ) {
+    let h = handle.clone();
+    let mut after: i64 = tokio::task::spawn_blocking(move || {
+        h.read_db()
+            .and_then(|c| c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)))
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or(0);
+    let mut seen: std::collections::BTreeSet<i64> = Default::default();
+    let mut batch = Batch::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut lines: Vec<String> = Vec::new();
-        let mut extra = 0usize;
-        let mut push =
-            |lines: &mut Vec<String>, r: Result<crate::events::Event, RecvError>| -> bool {
-                match r {
-                    Ok(ev) => {
-                        if let Some(l) = format::notification(&ev) {
-                            if lines.len() < BATCH_LINES {
-                                lines.push(l);
-                            } else {
-                                extra += 1;
+        let flush_at = batch.flush_at;
+        tokio::select! {
+            r = rx.recv() => match r {
+                Ok(ev) => {
+                    if FOREIGN_KINDS.contains(&ev.kind.as_str()) {
+                        seen.insert(ev.seq);
+                    }
+                    batch.add(&ev);
+                }
+                Err(RecvError::Lagged(n)) => {
+                    batch.extra += n as usize;
+                    batch.start();
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {
+                let h = handle.clone();
+                match tokio::task::spawn_blocking(move || foreign_events(&h, after)).await {
+                    Ok(Ok(evs)) => {
+                        for ev in evs {
+                            after = after.max(ev.seq);
+                            if seen.insert(ev.seq) {
+                                batch.add(&ev);
                             }
                         }
-                        true
+                        while seen.len() > 1000 {
+                            seen.pop_first();
+                        }
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        extra += n as usize;
-                        true
-                    }
-                    Err(RecvError::Closed) => false,
+                    Ok(Err(e)) => tracing::warn!("telegram: reading reports: {e}"),
+                    Err(e) => tracing::warn!("telegram: reading reports: {e}"),
                 }
-            };
-        let first = rx.recv().await;
-        if !push(&mut lines, first) {
-            return;
-        }
-        // Gather whatever arrives in the next moment into the same message.
-        let window = tokio::time::sleep(Duration::from_millis(400));
-        tokio::pin!(window);
-        loop {
-            tokio::select! {
-                _ = &mut window => break,
-                r = rx.recv() => if !push(&mut lines, r) { break },
             }
-        }
-        if extra > 0 {
-            lines.push(format!("… and {extra} more events (see /logs)"));
-        }
-        tracing::debug!(lines = lines.len(), extra, "telegram: notification batch");
-        if !lines.is_empty() && out.send(lines.join("\n")).is_err() {
-            return;
+            _ = async { if let Some(t) = flush_at { tokio::time::sleep_until(t).await } }, if flush_at.is_some() => {
+                if let Some(text) = batch.take() {
+                    if out.send(text).is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
