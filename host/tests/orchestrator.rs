@@ -469,6 +469,26 @@ fn a_money_loser_is_rejected_by_the_backtest() {
     assert_nothing_deployed(&run);
 }
 
+#[test]
+fn a_strategy_whose_signals_depend_on_its_start_fails_the_startup_check() {
+    // trades on every 7th scan it has made: the phase depends on when it started
+    let run = cycle(|_| {
+        with_body(
+            "self.scans += 1;
+        let mut out = Vec::new();
+        for s in &self.symbols {
+            if self.scans % 7 == 0 && p.position(s).is_none() { out.push(signal(s, Action::Buy, 5.0)); }
+        }
+        out",
+            "",
+        )
+        .replace("pub struct S { symbols: Vec<String> }", "pub struct S { symbols: Vec<String>, scans: u64 }")
+    });
+    let (code, why) = rejected(&run);
+    assert_eq!(code, "startup_sensitive", "{why}");
+    assert_nothing_deployed(&run);
+}
+
 fn client(url: &str, retries: u32, budget: f64) -> Claude {
     let cfg = ClaudeConfig {
         base_url: url.into(),
