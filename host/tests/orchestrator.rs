@@ -489,6 +489,73 @@ fn a_strategy_whose_signals_depend_on_its_start_fails_the_startup_check() {
     assert_nothing_deployed(&run);
 }
 
+#[test]
+fn a_running_host_gets_the_candidate_through_its_control_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, api) = serve(Api::default());
+    let opts = options(dir.path(), &url, ProposerChoice::Claude);
+    api.lock().unwrap().writer_text = reply(&good());
+    let cfg = dir.path().join("settings.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "symbols = [\"BTCUSD\"]\n[strategy]\ndefault = {:?}\n",
+            guest_path("counter")
+        ),
+    )
+    .unwrap();
+    let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .env("HOST_DATA_DIR", &opts.paths.data_dir)
+        .env("HOST_ARCHIVE_DIR", &opts.paths.archive_dir)
+        .env("HOST_CONFIG", &cfg)
+        .env("HOST_LOG", "warn")
+        .args([
+            "run",
+            "--replay",
+            &opts.orchestrator.data[0].display().to_string(),
+            "--api-addr",
+            "off",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = opts.paths.socket();
+    let started = std::time::Instant::now();
+    while !matches!(
+        host::control::request(&socket, &host::control::Request::Status),
+        Ok(Some(host::control::Reply::Status(_)))
+    ) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the host did not come up"
+        );
+        std::thread::yield_now();
+    }
+    let report = orch::run_cycle(&opts);
+    let _ = host::control::request(&socket, &host::control::Request::Shutdown);
+    let _ = host.wait();
+    let report = report.unwrap();
+    // v1 is the counter the host started with; the candidate is v2, swapped in live
+    assert_eq!(
+        report.outcome,
+        CycleOutcome::Deployed {
+            version: 2,
+            live: true
+        },
+        "{:#?}",
+        report.figures
+    );
+    let conn = host::db::open(&opts.paths.db()).unwrap();
+    let active = host::archive::active(&conn).unwrap().unwrap();
+    assert_eq!(active.version, 2);
+    assert!(
+        active.origin.starts_with("orchestrator "),
+        "{}",
+        active.origin
+    );
+}
+
 fn client(url: &str, retries: u32, budget: f64) -> Claude {
     let cfg = ClaudeConfig {
         base_url: url.into(),

@@ -443,7 +443,9 @@ pub fn run_analysis(
         let conn = open_read_only(db_path).map_err(|e| e.to_string())?;
         let mut inst = m.instantiate(Some(conn)).map_err(|e| e.to_string())?;
         let r = inst.analyze(now).map_err(|e| e.to_string())?;
-        Ok(report_json(&r))
+        let mut j = report_json(&r);
+        j["module_hash"] = serde_json::json!(m.info().hash);
+        Ok(j)
     };
     run().unwrap_or_else(|e| serde_json::json!({ "error": e }))
 }
@@ -528,9 +530,11 @@ fn incumbent(
                 serde_json::from_str(p).unwrap_or_default(),
             ),
             None => (
-                rec.origin
-                    .strip_prefix("default")
-                    .map(|_| "sma-crossover".to_string()),
+                // the shell's default strategy: its file names the template
+                (rec.origin == "default")
+                    .then(|| settings.default_strategy.as_deref())
+                    .flatten()
+                    .and_then(|p| p.file_stem()?.to_str().map(String::from)),
                 rec.params.clone(),
             ),
         };
