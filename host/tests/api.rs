@@ -415,6 +415,41 @@ async fn api_auth_schemas_errors_control_and_websocket() {
     let (_, st) = c.get("/api/v1/status").await;
     assert_eq!(st["killed"], true);
 
+    // An event appended by another process (as `host orchestrate` does) reaches the socket too.
+    ws.send(Message::Text(
+        json!({ "op": "subscribe", "channels": ["strategy"] })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    {
+        let conn = host::db::open(&host.path().join("data/host.db")).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        host::events::append(
+            &conn,
+            1_700_000_000,
+            "orchestrator_run",
+            None,
+            &json!({ "run_id": "r1" }),
+        )
+        .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    loop {
+        let m = next_json(&mut ws).await;
+        if m["type"] == "event" && m["data"]["kind"] == "orchestrator_run" {
+            assert_eq!(
+                (
+                    m["channel"].as_str(),
+                    m["data"]["detail"]["run_id"].as_str()
+                ),
+                (Some("strategy"), Some("r1"))
+            );
+            break;
+        }
+    }
+
     assert!(
         !host.stderr().contains(TOKEN),
         "the token must never be logged"

@@ -1,7 +1,8 @@
 //! The WebSocket stream at `/api/v1/ws`: clients subscribe to channels
 //! (`{"op":"subscribe","channels":["fills","positions","risk","strategy",
 //! "orders","events"],"since":SEQ}`), get the stored events after `since`
-//! replayed from the database, then every new event live, each once, in order.
+//! replayed from the database, then every new event live (from the bus, and
+//! from the database for other processes' events), each once, in order.
 
 use super::routes::{query_events, EventFilter, Fail, Query};
 use super::AppState;
@@ -192,13 +193,33 @@ async fn session(
     if !send(&mut socket, json!({ "type": "hello", "channels": CHANNELS.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "subscribed": subs })).await {
         return;
     }
-    if let Some(since) = since {
-        if !replay(&s, &mut socket, since, &subs, &mut last).await {
-            return;
+    match since {
+        Some(since) => {
+            if !replay(&s, &mut socket, since, &subs, &mut last).await {
+                return;
+            }
+        }
+        None => {
+            // Live from now on: start after the newest stored event.
+            let h = s.handle.clone();
+            let max = tokio::task::spawn_blocking(move || {
+                h.read_db().and_then(|c| {
+                    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+                })
+            })
+            .await;
+            last = max.ok().and_then(Result::ok).unwrap_or(0);
         }
     }
+    // Events appended by other processes (`host orchestrate`) never reach this
+    // process's bus: the database is tailed too, delivering each event once, in order.
+    let mut tail = tokio::time::interval(std::time::Duration::from_secs(5));
+    tail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = tail.tick() => {
+                if !replay(&s, &mut socket, last, &subs.clone(), &mut last).await { return }
+            }
             msg = socket.recv() => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.to_string(),
@@ -212,11 +233,15 @@ async fn session(
                 }
             }
             ev = rx.recv() => match ev {
-                Ok(ev) => if !deliver(&mut socket, &ev, &subs, &mut last).await { return },
+                Ok(ev) => {
+                    // A gap in the sequence: events appended by another process, read from the database first.
+                    if ev.seq > last + 1 && !replay(&s, &mut socket, last, &subs.clone(), &mut last).await { return }
+                    if !deliver(&mut socket, &ev, &subs, &mut last).await { return }
+                }
                 Err(RecvError::Lagged(n)) => {
                     // Catch up from the database, which holds every event.
                     if !send(&mut socket, json!({ "type": "lagged", "missed": n })).await { return }
-                    if last >= 0 && !replay(&s, &mut socket, last, &subs.clone(), &mut last).await { return }
+                    if !replay(&s, &mut socket, last, &subs.clone(), &mut last).await { return }
                 }
                 Err(RecvError::Closed) => return,
             }
