@@ -532,7 +532,7 @@ fn incumbent(
             None => (
                 // the shell's default strategy: its file names the template
                 (rec.origin == "default")
-                    .then(|| settings.default_strategy.as_deref())
+                    .then_some(settings.default_strategy.as_deref())
                     .flatten()
                     .and_then(|p| p.file_stem()?.to_str().map(String::from)),
                 rec.params.clone(),
