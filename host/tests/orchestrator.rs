@@ -187,7 +187,7 @@ fn options(dir: &Path, base_url: &str, proposer: ProposerChoice) -> CycleOptions
 }
 
 fn reply(src: &str) -> String {
-    format!("DECISION: restructure\nCONFIDENCE: 0.6\nREASON: test scenario\nOBSERVATION: none\n\n```rust\n{src}\n```\n")
+    format!("DECISION: restructure\nCONFIDENCE: 0.6\nREASON: test scenario\nPARAMS: fast=24, slow=120\nOBSERVATION: trend filters help in rising markets\n\n```rust\n{src}\n```\n")
 }
 
 const HEAD: &str = "use guest_sdk::indicators::{closes, sma};\nuse guest_sdk::{signal, Action, Init, Interval, MarketView, Portfolio, Signal, Strategy};\n";
@@ -381,7 +381,42 @@ fn a_good_strategy_is_deployed_with_archive_audit_and_memory() {
     let obs: i64 = conn
         .query_row("SELECT COUNT(*) FROM observations", [], |r| r.get(0))
         .unwrap();
-    assert!(obs >= 3);
+    assert!(obs >= 4);
+    let model_obs: String = conn
+        .query_row(
+            "SELECT text FROM observations WHERE category = 'proposer'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(model_obs, "trend filters help in rising markets");
+    // the parameters of a new template are recorded with no old value, the reason and the confidence
+    let history: Vec<(String, Option<String>, String, String, f64)> = conn
+        .prepare("SELECT param, old_value, new_value, reason, confidence FROM config_history ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        history,
+        vec![
+            (
+                "fast".into(),
+                None,
+                "24".into(),
+                "test scenario".into(),
+                0.6
+            ),
+            (
+                "slow".into(),
+                None,
+                "120".into(),
+                "test scenario".into(),
+                0.6
+            )
+        ]
+    );
     let (outcome, deployed): (String, i64) = conn
         .query_row(
             "SELECT outcome, deployed_version FROM orchestrator_runs",

@@ -255,7 +255,7 @@ save_state/load_state) on a #[derive(Default)] struct and end with guest_sdk::ex
 Indicators: guest_sdk::indicators::{closes, sma, ema, rsi, atr, stddev, bollinger, macd, roc}. Build signals with guest_sdk::signal(symbol, Action::Buy|Close, size_pct). \
 market.candles(symbol, Interval::H1, n) returns the last n closed candles, never anything newer than now. \
 Forbidden (the source is refused): unsafe, extern, include!/include_str!/include_bytes!, env!/option_env!, asm!, #[link], #[path], mod x; (out-of-line modules), proc_macro, std::fs/net/process/env. \
-Answer with lines `DECISION: no_change|tune_params|tweak|restructure|overhaul|update_analysis`, `CONFIDENCE: 0..1`, `REASON: ...`, `OBSERVATION: ...`, \
+Answer with lines `DECISION: no_change|tune_params|tweak|restructure|overhaul|update_analysis`, `CONFIDENCE: 0..1`, `REASON: ...`, `PARAMS: name=value, ...` (the values your source uses), `OBSERVATION: ...`, \
 then (unless no_change) the complete src/lib.rs in one ```rust block.";
 
 const REVIEWER_SYSTEM: &str = "You review a generated trading strategy in Rust for correctness, contract compliance (guest_sdk::Strategy, export_strategy!), \
@@ -297,12 +297,26 @@ impl Proposer for ClaudeProposer {
         let rationale =
             claude::field(&reply.text, "REASON").unwrap_or_else(|| "no reason given".into());
         let source = claude::code_block(&reply.text).unwrap_or_default();
+        // `PARAMS: fast=24, slow=120`: the parameter values the new source uses
+        let params = claude::field(&reply.text, "PARAMS")
+            .map(|l| {
+                l.split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Proposal {
             decision,
             template: "claude".into(),
-            params: Vec::new(),
+            params,
             rationale,
             source,
+            confidence: claude::field(&reply.text, "CONFIDENCE")
+                .and_then(|c| c.parse::<f64>().ok())
+                .filter(|c| (0.0..=1.0).contains(c)),
+            observation: claude::field(&reply.text, "OBSERVATION").filter(|o| !o.is_empty()),
         })
     }
 
@@ -860,7 +874,7 @@ pub fn run_cycle_with(
             if !same_family || old.as_deref() != Some(v.as_str()) {
                 conn.execute(
                     "INSERT INTO config_history (ts, param, symbol, old_value, new_value, reason, confidence, run_id) VALUES (?1, ?2, '*', ?3, ?4, ?5, ?6, ?7)",
-                    params![now, k, if same_family { old } else { None }, v, proposal.rationale, 0.5, run_id],
+                    params![now, k, if same_family { old } else { None }, v, proposal.rationale, proposal.confidence, run_id],
                 )?;
             }
         }
@@ -900,6 +914,9 @@ pub fn run_cycle_with(
             proposal.rationale
         ),
     )?;
+    if let Some(o) = &proposal.observation {
+        observe(conn, now, &run_id, "proposer", o)?;
+    }
     let active = archive::active(conn)?;
     let current = match &active {
         Some(a) => format!(

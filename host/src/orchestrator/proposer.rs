@@ -52,6 +52,10 @@ pub struct Proposal {
     pub params: Vec<(String, String)>,
     pub rationale: String,
     pub source: String,
+    /// How sure the proposer is (0..1), when it says.
+    pub confidence: Option<f64>,
+    /// What it wants remembered (an observation).
+    pub observation: Option<String>,
 }
 
 /// SplitMix64: a tiny deterministic generator (same numbers on every machine).
@@ -355,6 +359,8 @@ pub fn propose(seed: u64, incumbent_template: Option<&str>) -> Proposal {
         params,
         rationale,
         source,
+        confidence: None,
+        observation: None,
     }
 }
 
