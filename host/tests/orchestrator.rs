@@ -597,6 +597,7 @@ fn client(url: &str, retries: u32, budget: f64) -> Claude {
         timeout: Duration::from_secs(10),
         retries,
         requests_per_minute: 100,
+        rate_window: Duration::from_secs(60),
         budget_usd: budget,
         backoff: Duration::from_millis(1),
         max_retry_after: Duration::from_secs(1),
@@ -705,6 +706,7 @@ fn a_wrong_key_and_the_spending_cap_are_reported() {
         timeout: Duration::from_secs(10),
         retries: 0,
         requests_per_minute: 100,
+        rate_window: Duration::from_secs(60),
         budget_usd: 1.0,
         backoff: Duration::from_millis(1),
         max_retry_after: Duration::from_secs(1),
@@ -727,6 +729,37 @@ fn a_wrong_key_and_the_spending_cap_are_reported() {
     assert!(matches!(e, ClaudeError::BudgetExhausted { .. }), "{e}");
     assert_eq!(audit_statuses(&conn), vec![Some(401), Some(200)]);
     assert!((host::orchestrator::claude::spent_since(&conn, 0).unwrap() - 0.0105).abs() < 1e-12);
+}
+
+#[test]
+fn the_rate_limit_holds_requests_beyond_the_window_quota() {
+    let conn = host::db::open_in_memory().unwrap();
+    let (url, _state) = serve(Api {
+        writer_text: "ok".into(),
+        ..Api::default()
+    });
+    let cfg = ClaudeConfig {
+        base_url: url,
+        timeout: Duration::from_secs(10),
+        retries: 0,
+        requests_per_minute: 2,
+        rate_window: Duration::from_millis(400),
+        budget_usd: 10.0,
+        backoff: Duration::from_millis(1),
+        max_retry_after: Duration::from_secs(1),
+    };
+    let mut c = Claude::with_key(cfg, KEY.into(), 0.0).unwrap();
+    let t = std::time::Instant::now();
+    for _ in 0..3 {
+        c.complete(&conn, WRITER, PRICE, 100, "s", "p", "t")
+            .unwrap();
+    }
+    // two fit in the window, the third waits for the first to leave it
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub struct ClaudeConfig {
     pub timeout: Duration,
     pub retries: u32,
     pub requests_per_minute: u32,
+    /// The rate limit's window (one minute; shorter in tests).
+    pub rate_window: Duration,
     pub budget_usd: f64,
     /// First backoff; doubled per attempt.
     pub backoff: Duration,
@@ -183,7 +185,7 @@ impl Claude {
 
     /// Waits until one more request fits in the per-minute limit.
     fn rate_limit(&mut self) {
-        let window = Duration::from_secs(60);
+        let window = self.cfg.rate_window;
         loop {
             while self.sent.front().is_some_and(|t| t.elapsed() >= window) {
                 self.sent.pop_front();

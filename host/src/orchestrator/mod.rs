@@ -655,6 +655,7 @@ pub fn run_cycle(opts: &CycleOptions) -> Result<CycleReport, OrchestratorError> 
                 timeout: Duration::from_secs(o.timeout_secs.max(1)),
                 retries: o.retries,
                 requests_per_minute: o.requests_per_minute,
+                rate_window: Duration::from_secs(60),
                 budget_usd: o.nightly_budget_usd,
                 backoff: Duration::from_millis(500),
                 max_retry_after: Duration::from_secs(60),
