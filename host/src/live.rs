@@ -39,6 +39,8 @@ pub struct VenueReconciliation {
     pub abandoned: Vec<String>,
     /// Venue fills booked now (made while the host was down or before it wrote them).
     pub fills_booked: usize,
+    /// Stop-loss / take-profit orders the venue no longer had, placed again.
+    pub exits_replaced: Vec<String>,
     /// Ledger vs venue balances after booking (asset, ledger, venue), when they differ.
     pub balance_mismatches: Vec<(String, Decimal, Decimal)>,
 }
@@ -98,9 +100,10 @@ impl LiveVenue {
     }
 
     fn spec(client_id: &str, r: &OrderRequest) -> OrderSpec {
-        let kind = match (r.order_type, r.trigger_price) {
-            (OrderType::Limit, Some(p)) => OrderKind::Limit { price: p },
-            (OrderType::Stop, Some(p)) => OrderKind::StopLoss { trigger: p },
+        let kind = match (r.order_type, r.trigger_price, r.close_reason) {
+            (OrderType::Limit, Some(p), _) => OrderKind::Limit { price: p },
+            (OrderType::Stop, Some(p), CloseReason::TakeProfit) => OrderKind::TakeProfit { trigger: p },
+            (OrderType::Stop, Some(p), _) => OrderKind::StopLoss { trigger: p },
             _ => OrderKind::Market,
         };
         OrderSpec { client_id: client_id.to_string(), symbol: r.symbol.clone(), side: side(r.side), kind, qty: r.qty }
@@ -216,9 +219,95 @@ impl LiveVenue {
                 conn.execute("UPDATE orders SET status = 'filled' WHERE client_order_id = ?1", [id])?;
             }
             crate::failpoint::hit("live.after_fill");
+            let closed = ev.iter().any(|e| matches!(e, EngineEvent::PositionClosed(_)));
+            if let (Side::Buy, Some(r), Some((coid, _, _))) = (f.side, &request, &order) {
+                self.write_exits(conn, mode, coid, r, f.qty, f.ts_ms.div_euclid(1000))?;
+            }
+            if closed {
+                self.cancel_exits(conn, &f.symbol, f.ts_ms.div_euclid(1000))?;
+            }
             events.extend(ev);
         }
         Ok(events)
+    }
+
+    /// Writes ahead the exchange-native stop-loss and take-profit of an
+    /// entry that just filled (sent with the next [`LiveVenue::send_pending`]).
+    fn write_exits(
+        &self,
+        conn: &Connection,
+        mode: &str,
+        entry_id: &str,
+        entry: &OrderRequest,
+        qty: Decimal,
+        now: i64,
+    ) -> Result<(), LiveError> {
+        for (suffix, trigger, reason) in [
+            ("s", entry.stop_loss, CloseReason::StopLoss),
+            ("t", entry.take_profit, CloseReason::TakeProfit),
+        ] {
+            let Some(trigger) = trigger else { continue };
+            let request = OrderRequest {
+                action: trading_core::Action::Close,
+                side: OrderSide::Sell,
+                order_type: OrderType::Stop,
+                qty,
+                trigger_price: Some(trigger),
+                stop_loss: None,
+                take_profit: None,
+                decided_at: now,
+                decision_price: trigger,
+                close_reason: reason,
+                clipped_from: None,
+                ..entry.clone()
+            };
+            insert_order(conn, mode, self.name(), &format!("{entry_id}{suffix}"), &request, now)?;
+        }
+        Ok(())
+    }
+
+    /// Cancels the resting stop-loss / take-profit of `symbol` (its position closed).
+    fn cancel_exits(&self, conn: &Connection, symbol: &str, now: i64) -> Result<(), LiveError> {
+        for (client_id, venue_id, _) in exit_rows(conn, symbol)? {
+            if let Some(v) = &venue_id {
+                self.rt.block_on(self.exchange.cancel_order(v))?;
+            }
+            conn.execute(
+                "UPDATE orders SET status = 'cancelled', reason = 'position closed', updated_ts = ?2 WHERE client_order_id = ?1",
+                params![client_id, now],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Re-places a held position's stop-loss / take-profit the venue no longer
+    /// has open (expired or cancelled while the host was down).
+    fn replace_expired_exits(&self, conn: &Connection, mode: &str, engine: &Engine, now: i64) -> Result<Vec<String>, LiveError> {
+        let open: std::collections::BTreeSet<String> =
+            self.rt.block_on(self.exchange.open_orders())?.into_iter().map(|o| o.order_id).collect();
+        let mut replaced = Vec::new();
+        for pos in engine.portfolio().positions().values() {
+            for (client_id, venue_id, request) in exit_rows(conn, &pos.symbol)? {
+                if venue_id.as_ref().is_some_and(|v| open.contains(v)) {
+                    continue;
+                }
+                conn.execute(
+                    "UPDATE orders SET status = 'expired', updated_ts = ?2 WHERE client_order_id = ?1",
+                    params![client_id, now],
+                )?;
+                let base = client_id.split('r').next().unwrap_or(&client_id).to_string();
+                let n: i64 = conn.query_row(
+                    "SELECT COUNT(*) FROM orders WHERE client_order_id LIKE ?1 || 'r%'",
+                    [&base],
+                    |r| r.get(0),
+                )?;
+                let again = format!("{base}r{}", n + 1);
+                let request = OrderRequest { qty: pos.qty, decided_at: now, ..request };
+                insert_order(conn, mode, self.name(), &again, &request, now)?;
+                replaced.push(again);
+            }
+        }
+        Ok(replaced)
     }
 
     /// Startup (L7): resolves written-ahead orders with the venue, books the
@@ -259,6 +348,8 @@ impl LiveVenue {
         account::snapshot(&tx, mode, engine, now)?;
         tx.commit()?;
         rec.fills_booked = events.iter().filter(|e| matches!(e, EngineEvent::Filled(_))).count();
+        rec.exits_replaced = self.replace_expired_exits(conn, mode, engine, now)?;
+        self.send_pending(conn, now)?;
         rec.balance_mismatches = self.compare_balances(engine)?;
         Ok((rec, events))
     }
@@ -285,20 +376,49 @@ impl LiveVenue {
     }
 
     /// Cancels every open order the venue holds (shutdown, dead-man, kill).
-    pub fn cancel_open(&self, conn: &Connection, now: i64) -> Result<usize, LiveError> {
+    /// With `suspend_exits` (shutdown) a position's stop-loss / take-profit is
+    /// kept as `suspended` and placed again at the next start.
+    pub fn cancel_open(&self, conn: &Connection, now: i64, suspend_exits: bool) -> Result<usize, LiveError> {
         let open = self.rt.block_on(self.exchange.open_orders())?;
         let mut n = 0;
         for o in open {
             if self.rt.block_on(self.exchange.cancel_order(&o.order_id))? {
                 n += 1;
                 conn.execute(
-                    "UPDATE orders SET status = 'cancelled', reason = 'cancelled by the host', updated_ts = ?2 WHERE venue_order_id = ?1",
-                    params![o.order_id, now],
+                    "UPDATE orders SET status = CASE WHEN ?3 AND order_type = 'stop' AND side = 'sell' THEN 'suspended' ELSE 'cancelled' END,
+                     reason = 'cancelled by the host', updated_ts = ?2 WHERE venue_order_id = ?1",
+                    params![o.order_id, now, suspend_exits],
                 )?;
             }
         }
         Ok(n)
     }
+}
+
+/// Writes one order ahead (`pending_send`) under `client_id`.
+fn insert_order(conn: &Connection, mode: &str, venue: &str, client_id: &str, r: &OrderRequest, now: i64) -> Result<(), LiveError> {
+    let request = serde_json::to_string(r).map_err(|e| LiveError::Corrupt(client_id.to_string(), e.to_string()))?;
+    conn.execute(
+        "INSERT OR IGNORE INTO orders (client_order_id, mode, venue, symbol, side, order_type, qty, price, status, request, created_ts, updated_ts)
+         VALUES (?1, ?2, ?3, ?4, 'sell', 'stop', ?5, ?6, 'pending_send', ?7, ?8, ?8)",
+        params![client_id, mode, venue, r.symbol, r.qty.to_string(), r.trigger_price.map(|p| p.to_string()), request, now],
+    )?;
+    Ok(())
+}
+
+/// The open exchange-side exits of `symbol`: (client id, venue id, request).
+fn exit_rows(conn: &Connection, symbol: &str) -> Result<Vec<(String, Option<String>, OrderRequest)>, LiveError> {
+    let mut stmt = conn.prepare(
+        "SELECT client_order_id, venue_order_id, request FROM orders WHERE symbol = ?1 AND status IN ('open', 'suspended') AND order_type = 'stop' AND side = 'sell'",
+    )?;
+    let rows = stmt.query_map([symbol], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, venue, json) = row?;
+        let req: OrderRequest = serde_json::from_str(&json).map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?;
+        out.push((id, venue, req));
+    }
+    Ok(out)
 }
 
 /// Written-ahead orders not yet resolved, oldest first.

@@ -872,7 +872,7 @@ impl Shell {
                     self.write_ahead_live();
                     self.commit(false);
                     if let Some(v) = self.live.as_ref() {
-                        if let Err(e) = v.cancel_open(&self.conn, now) {
+                        if let Err(e) = v.cancel_open(&self.conn, now, false) {
                             self.alert(format!("kill: cancelling exchange orders failed: {e}"));
                         }
                     }
@@ -1052,7 +1052,7 @@ impl Shell {
             self.persist_account(&events, &[]);
             self.engine_events(&events);
             if let Some(v) = self.live.as_ref() {
-                if let Err(e) = v.cancel_open(&self.conn, self.clock) {
+                if let Err(e) = v.cancel_open(&self.conn, self.clock, false) {
                     self.alert(format!("dead-man's switch: cancelling exchange orders failed: {e}"));
                 }
             }
@@ -1278,6 +1278,8 @@ impl Shell {
                     self.begin();
                     let scanned = self.tick(now);
                     self.commit(scanned);
+                    // the position monitor: exchange-side stop-loss / take-profit fills
+                    self.execute_live();
                 }
             }
         }
@@ -1293,7 +1295,7 @@ impl Shell {
         self.persist_account(&events, &[]);
         self.engine_events(&events);
         if let Some(v) = self.live.as_ref() {
-            match v.cancel_open(&self.conn, self.clock) {
+            match v.cancel_open(&self.conn, self.clock, true) {
                 Ok(n) if n > 0 => self.event("orders_cancelled", None, serde_json::json!({ "count": n, "why": "shutdown" })),
                 Ok(_) => None,
                 Err(e) => {

@@ -24,6 +24,10 @@ struct Live {
 
 impl Live {
     async fn new() -> Live {
+        Live::with_strategy("sma-crossover", "[[\"fast\", \"3\"], [\"slow\", \"12\"]]").await
+    }
+
+    async fn with_strategy(strategy: &str, params: &str) -> Live {
         let venue = KrakenVenue::start().await;
         let candles = shared_candles("BTCUSD-1h.csv", 60_000, BARS);
         {
@@ -34,9 +38,10 @@ impl Live {
         let dir = tempfile::tempdir().unwrap();
         let settings = format!(
             "mode = \"live\"\nvenue = \"kraken\"\nsymbols = [\"BTCUSD\"]\n\
-             [strategy]\ndefault = \"{}\"\nparams = [[\"fast\", \"3\"], [\"slow\", \"12\"]]\n\
+             [strategy]\ndefault = \"{}\"\nparams = {}\n\
              [exchanges.kraken]\nrest_url = \"{}\"\nws_url = \"{}\"\ntimeout_ms = 2000\nmax_retries = 2\nrate_per_sec = 1000.0\n",
-            guest_path("sma-crossover").display(),
+            guest_path(strategy).display(),
+            params,
             venue.rest_url,
             venue.ws_url
         );
@@ -77,12 +82,33 @@ impl Live {
     }
 
     async fn replay(&self, failpoint: Option<&str>) -> std::process::Output {
+        self.replay_file("btc.csv", failpoint).await
+    }
+
+    /// Writes the first `n` bars as `btc-cut.csv`.
+    fn cut(&self, n: usize) {
+        let text = std::fs::read_to_string(self.path("btc.csv")).unwrap();
+        let lines: Vec<&str> = text.lines().take(n + 1).collect();
+        std::fs::write(self.path("btc-cut.csv"), lines.join("\n")).unwrap();
+    }
+
+    async fn replay_file(&self, file: &str, failpoint: Option<&str>) -> std::process::Output {
         let mut c =
-            self.cmd(&["run", "--replay", self.path("btc.csv").to_str().unwrap(), "--speed", "max", "--exit-at-end"]);
+            self.cmd(&["run", "--replay", self.path(file).to_str().unwrap(), "--speed", "max", "--exit-at-end"]);
         if let Some(f) = failpoint {
             c.env("HOST_FAILPOINT", f);
         }
         tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+    }
+
+    /// The database once a first run has created it.
+    async fn db_when_ready(&self) -> rusqlite::Connection {
+        if !self.path("data/host.db").exists() {
+            self.cut(1);
+            let out = self.replay_file("btc-cut.csv", None).await;
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        self.db()
     }
 
     fn db(&self) -> rusqlite::Connection {
@@ -222,4 +248,49 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
     db_until(&l, "a scan on fresh data", |c| count(c, "SELECT COUNT(*) FROM scan_results") >= 1).await;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_rest_on_the_exchange_are_suspended_at_shutdown_replaced_at_start_and_fill_there() {
+    let l = Live::with_strategy("momentum", "[]").await;
+    let candles = shared_candles("BTCUSD-1h.csv", 60_000, BARS);
+    let c = l.db_when_ready().await;
+    let suspended = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT COUNT(*) FROM orders WHERE status = 'suspended' AND order_type = 'stop'", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    // replay in slices until a run ends holding a position: its exits were on the
+    // exchange and the shutdown suspended them (the seed's shutdown sequence)
+    let mut held = false;
+    for n in (30..BARS).step_by(2) {
+        // the venue trades where the replay is, so exits rest instead of triggering at once
+        l.venue.set_price("XBTUSD", Decimal::try_from(candles[n - 1].close).unwrap().round_dp(1));
+        l.cut(n);
+        let out = l.replay_file("btc-cut.csv", None).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if suspended(&c) > 0 {
+            held = true;
+            break;
+        }
+    }
+    assert!(held, "a momentum position with its stop-loss should be held at the end of some slice");
+    assert!(l.venue.orders().iter().any(|o| o.ordertype == "stop-loss" && o.status == "canceled"));
+    l.check_against_venue().await;
+    // the market falls through the stop while the host is down: the restart
+    // places the stop again, the exchange fills it, the ledger books a stop_loss
+    l.venue.set_price("XBTUSD", Decimal::ONE);
+    let out = l.replay(None).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replaced: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'venue_reconcile' AND detail LIKE '%\"exits_replaced\":[\"live-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(replaced >= 1, "the suspended exits should be placed again at the restart");
+    let stopped: i64 =
+        c.query_row("SELECT COUNT(*) FROM trades WHERE close_reason = 'stop_loss'", [], |r| r.get(0)).unwrap();
+    assert!(stopped >= 1, "the stop filled on the exchange should close the position as stop_loss");
+    l.check_against_venue().await;
 }
