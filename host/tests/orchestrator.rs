@@ -591,6 +591,67 @@ fn a_running_host_gets_the_candidate_through_its_control_socket() {
     );
 }
 
+#[test]
+fn an_analysis_module_update_is_compiled_checked_archived_and_used_next_cycle() {
+    let src = "use guest_sdk::{Analysis, Database, DbValue, Report};
+#[derive(Default)]
+pub struct Count;
+impl Analysis for Count {
+    fn analyze(&mut self, now: i64, db: &dyn Database) -> Result<Report, String> {
+        let rows = db.query(\"SELECT COUNT(*) FROM candles WHERE ts <= ?1\", &[DbValue::Integer(now)])?;
+        let n = rows.scalar().and_then(DbValue::as_f64).unwrap_or(0.0);
+        let mut r = Report::new(\"candle-count\", &format!(\"{n} candles\"));
+        r.number(\"all\", \"candles\", n);
+        Ok(r)
+    }
+}
+guest_sdk::export_analysis!(Count);
+";
+    let dir = tempfile::tempdir().unwrap();
+    let (url, api) = serve(Api::default());
+    let mut opts = options(dir.path(), &url, ProposerChoice::Claude);
+    api.lock().unwrap().writer_text =
+        format!("DECISION: update_analysis\nMODULE: market-analysis\nCONFIDENCE: 0.5\nREASON: simpler\n```rust\n{src}```\n");
+    std::fs::create_dir_all(&opts.paths.data_dir).unwrap();
+    let first = orch::run_cycle(&opts).unwrap();
+    assert_eq!(
+        first.outcome,
+        CycleOutcome::AnalysisUpdated {
+            module: "market-analysis".into(),
+            version: 1
+        }
+    );
+    let v = opts.paths.archive_dir.join("analysis/market-analysis/v001");
+    for f in ["module.wasm", "module.rs", "report.json", "meta.json"] {
+        assert!(v.join(f).exists(), "{f}");
+    }
+    // the next cycle reads the market through the new module
+    api.lock().unwrap().writer_text = "DECISION: no_change\nREASON: nothing to do\n".into();
+    opts.now += chrono::Duration::hours(1);
+    let second = orch::run_cycle(&opts).unwrap();
+    assert!(matches!(second.outcome, CycleOutcome::NoChange { .. }));
+    assert_eq!(second.market_report["module"], "candle-count");
+    assert_eq!(second.market_report["sections"]["all"]["candles"], 2_000.0);
+    // a strategy offered as an analysis module is refused by kind
+    api.lock().unwrap().writer_text = format!(
+        "DECISION: update_analysis\nMODULE: trade-performance\nREASON: x\n```rust\n{}```\n",
+        good()
+    );
+    opts.now += chrono::Duration::hours(1);
+    let third = orch::run_cycle(&opts).unwrap();
+    match third.outcome {
+        CycleOutcome::Rejected {
+            rejection: orch::Rejection::Contract { detail },
+        } => {
+            assert!(
+                detail.contains("expected a analysis module") || detail.contains("analysis"),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 fn client(url: &str, retries: u32, budget: f64) -> Claude {
     let cfg = ClaudeConfig {
         base_url: url.into(),

@@ -92,9 +92,21 @@ pub struct CycleOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CycleOutcome {
-    Deployed { version: i64, live: bool },
-    Rejected { rejection: Rejection },
-    NoChange { reason: String },
+    Deployed {
+        version: i64,
+        live: bool,
+    },
+    /// A new analysis module is active from the next cycle on.
+    AnalysisUpdated {
+        module: String,
+        version: i64,
+    },
+    Rejected {
+        rejection: Rejection,
+    },
+    NoChange {
+        reason: String,
+    },
 }
 
 /// The cycle's report (also stored in `orchestrator_runs` and written to a file).
@@ -135,6 +147,9 @@ impl CycleReport {
                 format!("rejected ({}): {rejection}", rejection.code())
             }
             CycleOutcome::NoChange { reason } => format!("no change: {reason}"),
+            CycleOutcome::AnalysisUpdated { module, version } => {
+                format!("{module} v{version} active from the next cycle")
+            }
         };
         format!(
             "orchestrator run {}: {} {} → {outcome}",
@@ -255,7 +270,7 @@ save_state/load_state) on a #[derive(Default)] struct and end with guest_sdk::ex
 Indicators: guest_sdk::indicators::{closes, sma, ema, rsi, atr, stddev, bollinger, macd, roc}. Build signals with guest_sdk::signal(symbol, Action::Buy|Close, size_pct). \
 market.candles(symbol, Interval::H1, n) returns the last n closed candles, never anything newer than now. \
 Forbidden (the source is refused): unsafe, extern, include!/include_str!/include_bytes!, env!/option_env!, asm!, #[link], #[path], mod x; (out-of-line modules), proc_macro, std::fs/net/process/env. \
-Answer with lines `DECISION: no_change|tune_params|tweak|restructure|overhaul|update_analysis`, `CONFIDENCE: 0..1`, `REASON: ...`, `PARAMS: name=value, ...` (the values your source uses), `OBSERVATION: ...`, \
+Answer with lines `DECISION: no_change|tune_params|tweak|restructure|overhaul|update_analysis`, `CONFIDENCE: 0..1`, `REASON: ...`, `PARAMS: name=value, ...` (the values your source uses), `OBSERVATION: ...`, for update_analysis also `MODULE: market-analysis|trade-performance` (the source then implements guest_sdk::Analysis and ends with guest_sdk::export_analysis!),  \
 then (unless no_change) the complete src/lib.rs in one ```rust block.";
 
 const REVIEWER_SYSTEM: &str = "You review a generated trading strategy in Rust for correctness, contract compliance (guest_sdk::Strategy, export_strategy!), \
@@ -317,6 +332,7 @@ impl Proposer for ClaudeProposer {
                 .and_then(|c| c.parse::<f64>().ok())
                 .filter(|c| (0.0..=1.0).contains(c)),
             observation: claude::field(&reply.text, "OBSERVATION").filter(|o| !o.is_empty()),
+            module: claude::field(&reply.text, "MODULE"),
         })
     }
 
@@ -738,8 +754,10 @@ pub fn run_cycle_with(
     lap("truth", &mut since);
 
     // 2. analysis reports
-    let market_report = run_analysis(&rt, &o.market_analysis, &opts.paths.db(), now);
-    let trade_report = run_analysis(&rt, &o.trade_performance, &opts.paths.db(), now);
+    let market_path = analysis_path(conn, "market-analysis", &o.market_analysis)?;
+    let trade_path = analysis_path(conn, "trade-performance", &o.trade_performance)?;
+    let market_report = run_analysis(&rt, &market_path, &opts.paths.db(), now);
+    let trade_report = run_analysis(&rt, &trade_path, &opts.paths.db(), now);
     lap("analysis", &mut since);
 
     // 3. context
@@ -775,11 +793,12 @@ pub fn run_cycle_with(
             reason: proposal.rationale.clone(),
         }
     } else if matches!(proposal.decision, DecisionKind::UpdateAnalysis) {
-        CycleOutcome::NoChange {
-            reason: format!(
-                "analysis-module updates are recorded but not deployed automatically yet: {}",
-                proposal.rationale
-            ),
+        match update_analysis(opts, conn, &rt, proposer, &ctx, &proposal, &run_id, now) {
+            Ok((module, version, bytes)) => {
+                wasm = Some(bytes);
+                CycleOutcome::AnalysisUpdated { module, version }
+            }
+            Err(rejection) => CycleOutcome::Rejected { rejection },
         }
     } else {
         let result = (|| -> Result<(Vec<u8>, backtest::BacktestReport), Rejection> {
@@ -895,6 +914,7 @@ pub fn run_cycle_with(
             format!("rejected ({}): {rejection}", rejection.code())
         }
         CycleOutcome::NoChange { reason } => format!("no change: {reason}"),
+        CycleOutcome::AnalysisUpdated { module, version } => format!("{module} v{version} active"),
     };
     let outcome_text: String = outcome_text
         .lines()
@@ -968,6 +988,7 @@ pub fn run_cycle_with(
         CycleOutcome::Deployed { .. } => ("deployed", None),
         CycleOutcome::Rejected { rejection } => ("rejected", Some(rejection.to_string())),
         CycleOutcome::NoChange { .. } => ("no_change", None),
+        CycleOutcome::AnalysisUpdated { .. } => ("analysis_updated", None),
     };
     conn.execute(
         "INSERT INTO orchestrator_runs (run_id, ts, trigger, proposer, decision, template, params, outcome, rejection_code, rejection, deployed_version, report)
@@ -1001,6 +1022,128 @@ pub fn run_cycle_with(
     }
     tracing::info!("{}", report.headline());
     Ok(report)
+}
+
+/// The active component of analysis module `name`: the orchestrator's last
+/// update (`system_meta` `analysis.<name>`), else the configured file.
+pub fn analysis_path(
+    conn: &Connection,
+    name: &str,
+    configured: &Path,
+) -> rusqlite::Result<PathBuf> {
+    Ok(crate::db::get_meta(conn, &format!("analysis.{name}"))?
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| configured.to_path_buf()))
+}
+
+/// `update_analysis`: review → source check → compile → it loads as an
+/// analysis component and reports on the real (read-only) database without
+/// trapping → archived as `archive/analysis/<module>/vNNN/` and made active.
+#[allow(clippy::too_many_arguments)]
+fn update_analysis(
+    opts: &CycleOptions,
+    conn: &Connection,
+    rt: &Arc<Runtime>,
+    proposer: &mut dyn Proposer,
+    ctx: &Context,
+    p: &Proposal,
+    run_id: &str,
+    now: i64,
+) -> Result<(String, i64, Vec<u8>), Rejection> {
+    let o = &opts.orchestrator;
+    let module = p.module.clone().unwrap_or_default();
+    if !matches!(module.as_str(), "market-analysis" | "trade-performance") {
+        return Err(Rejection::Review {
+            detail: format!("MODULE {module:?}: expected market-analysis or trade-performance"),
+        });
+    }
+    proposer
+        .review(conn, ctx, p)
+        .map_err(|e| Rejection::Review {
+            detail: e.to_string(),
+        })?
+        .map_err(|detail| Rejection::Review { detail })?;
+    source_check::check(&p.source, o.max_source_bytes).map_err(|r| Rejection::SourceRefused {
+        refusals: r.iter().map(|x| x.to_string()).collect(),
+    })?;
+    let work = opts.paths.data_dir.join("orchestrator");
+    let ccfg = compile::CompileConfig {
+        repo_root: opts.repo_root.clone(),
+        build_root: work.join("build"),
+        target_dir: o.target_dir.clone().unwrap_or_else(|| work.join("target")),
+        timeout: Duration::from_secs(o.compile_timeout_secs.max(1)),
+        max_wasm_bytes: o.max_wasm_bytes,
+        allowed_deps: o.allowed_deps.clone(),
+    };
+    let id = format!(
+        "{}-a-{}",
+        run_id.to_ascii_lowercase().replace('t', "-"),
+        &crate::runtime::module_hash(p.source.as_bytes())[..12]
+    );
+    let built = compile::compile(&ccfg, &id, &p.source).map_err(|e| Rejection::CompileFailed {
+        detail: e.to_string(),
+    })?;
+    let m = rt
+        .load_analysis(&built.wasm)
+        .map_err(|e| Rejection::Contract {
+            detail: e.to_string(),
+        })?;
+    let db = open_read_only(&opts.paths.db()).map_err(|e| Rejection::Contract {
+        detail: e.to_string(),
+    })?;
+    let report = m
+        .instantiate(Some(db))
+        .and_then(|mut i| i.analyze(now))
+        .map_err(|e| match e {
+            crate::runtime::ModuleError::Trap { kind, .. } => Rejection::Trapped {
+                stage: "analysis".into(),
+                endless: matches!(
+                    kind,
+                    crate::runtime::TrapKind::OutOfFuel | crate::runtime::TrapKind::Deadline
+                ),
+                trap: kind.to_string(),
+            },
+            other => Rejection::BadOutput {
+                stage: "analysis".into(),
+                detail: other.to_string(),
+            },
+        })?;
+    let base = opts.paths.archive_dir.join("analysis").join(&module);
+    let version = std::fs::read_dir(&base)
+        .map(|d| d.count() as i64)
+        .unwrap_or(0)
+        + 1;
+    let dir = base.join(format!("v{version:03}"));
+    let files: [(&str, Vec<u8>); 4] = [
+        ("module.wasm", built.wasm.clone()),
+        ("module.rs", p.source.clone().into_bytes()),
+        ("report.json", serde_json::to_vec_pretty(&report_json(&report)).unwrap_or_default()),
+        (
+            "meta.json",
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "module": module, "version": version, "hash": m.info().hash, "run_id": run_id, "reason": p.rationale,
+            }))
+            .unwrap_or_default(),
+        ),
+    ];
+    let fail = |e: std::io::Error| Rejection::Deploy {
+        detail: format!("{}: {e}", dir.display()),
+    };
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).map_err(fail)?;
+    }
+    let path = std::fs::canonicalize(dir.join("module.wasm")).map_err(fail)?;
+    crate::db::set_meta(
+        conn,
+        &format!("analysis.{module}"),
+        &path.display().to_string(),
+    )
+    .map_err(|e| Rejection::Deploy {
+        detail: e.to_string(),
+    })?;
+    Ok((module, version, built.wasm))
 }
 
 /// `offline`, `claude`, or `auto` (Claude when ANTHROPIC_API_KEY is set).

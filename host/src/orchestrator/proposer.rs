@@ -56,6 +56,8 @@ pub struct Proposal {
     pub confidence: Option<f64>,
     /// What it wants remembered (an observation).
     pub observation: Option<String>,
+    /// For `update_analysis`: `market-analysis` or `trade-performance`.
+    pub module: Option<String>,
 }
 
 /// SplitMix64: a tiny deterministic generator (same numbers on every machine).
@@ -361,6 +363,7 @@ pub fn propose(seed: u64, incumbent_template: Option<&str>) -> Proposal {
         source,
         confidence: None,
         observation: None,
+        module: None,
     }
 }
 
