@@ -40,7 +40,7 @@ use trading_core::money::{to_decimal, to_f64};
 use trading_core::risk::{Decision, HaltReason, RiskManager};
 use trading_core::truth::{Counters, EquityPoint, TruthInput, TruthReport};
 use trading_core::{
-    Candle, CloseReason, ClosedTrade, Intent, Interval, MarketData, MarketView, Portfolio,
+    Candle, CloseReason, ClosedTrade, Interval, MarketData, MarketView, Portfolio,
 };
 
 /// Why a backtest could not run.
@@ -618,7 +618,7 @@ pub fn simulate(
         Portfolio::new(account.capital).map_err(|e| BacktestError::Config(e.to_string()))?;
     let risk =
         RiskManager::new(account.risk.clone()).map_err(|e| BacktestError::Config(e.to_string()))?;
-    let mut engine = Engine::new(portfolio, risk, account.engine)?;
+    let mut trader = crate::trader::Trader::new(Engine::new(portfolio, risk, account.engine)?);
     let step = i64::from(driver.scan_minutes().max(1)) * 60;
     let mut next_scan_at = i64::MIN;
     let mut counters = Counters {
@@ -630,7 +630,6 @@ pub fn simulate(
     let mut equity = Vec::with_capacity(bars.len());
     // per series (by index): bars walked, first and last close
     let mut per_series: Vec<Option<(u64, f64, f64)>> = vec![None; series.len()];
-    let mut entries: BTreeMap<String, (Intent, String)> = BTreeMap::new();
     let mut progress = Progress {
         on: progress,
         total: bars.len(),
@@ -648,13 +647,16 @@ pub fn simulate(
             let e = per_series[k].get_or_insert((0, candle.close, candle.close));
             e.0 += 1;
             e.2 = candle.close;
-            auditor.before_bar(&engine);
-            let events = engine.on_bar(symbol, &candle)?;
-            auditor.after_bar(t, &engine, &events);
-            forward(driver, &events, &mut entries, &mut notes, t)?;
+            auditor.before_bar(&trader.engine);
+            let (events, errors) = trader.on_bar(driver, symbol, &candle)?;
+            auditor.after_bar(t, &trader.engine, &events);
+            note_events(&events, &mut notes, t);
+            for e in errors {
+                module_err(t, e, &mut notes)?;
+            }
             i += 1;
         }
-        if engine.risk().halt().is_none() {
+        if trader.engine.risk().halt().is_none() {
             halted_since = None;
         } else {
             let since = *halted_since.get_or_insert(t);
@@ -662,7 +664,7 @@ pub fn simulate(
                 .resume_after
                 .is_some_and(|wait| t >= since.saturating_add(wait))
             {
-                engine.resume();
+                trader.engine.resume();
                 halted_since = None;
                 notes.push(Note {
                     ts: t,
@@ -675,7 +677,7 @@ pub fn simulate(
             next_scan_at = (t.div_euclid(step) + 1) * step;
             scan(
                 driver,
-                &mut engine,
+                &mut trader,
                 data,
                 t,
                 &mut counters,
@@ -686,7 +688,7 @@ pub fn simulate(
         }
         equity.push(EquityPoint {
             ts: t,
-            value: engine.portfolio().equity(),
+            value: trader.engine.portfolio().equity(),
         });
         progress.tick(i);
     }
@@ -700,16 +702,19 @@ pub fn simulate(
         .iter()
         .filter_map(|(s, (_, _, last))| Some((s.clone(), to_decimal(*last).ok()?)))
         .collect();
-    let events = engine.close_all(end, &prices, CloseReason::EndOfData)?;
-    forward(driver, &events, &mut entries, &mut notes, end)?;
+    let events = trader.engine.close_all(end, &prices, CloseReason::EndOfData)?;
+    note_events(&events, &mut notes, end);
+    for e in trader.forward(driver, &events) {
+        module_err(end, e, &mut notes)?;
+    }
     if let Some(p) = equity.last_mut() {
-        p.value = engine.portfolio().equity();
+        p.value = trader.engine.portfolio().equity();
     }
     Ok(Outcome {
         start,
         end,
         bars: bars.len() as u64,
-        portfolio: engine.portfolio().clone(),
+        portfolio: trader.engine.portfolio().clone(),
         counters,
         signals,
         notes,
@@ -732,63 +737,20 @@ fn module_err(ts: i64, error: ModuleError, notes: &mut Vec<Note>) -> Result<(), 
     Ok(())
 }
 
-fn forward(
-    driver: &mut dyn Driver,
-    events: &[EngineEvent],
-    entries: &mut BTreeMap<String, (Intent, String)>,
-    notes: &mut Vec<Note>,
-    t: i64,
-) -> Result<(), BacktestError> {
+/// Notes what the engine did besides fills and closes (the [`crate::trader::Trader`] tells the strategy those).
+fn note_events(events: &[EngineEvent], notes: &mut Vec<Note>, t: i64) {
     for ev in events {
-        let r = match ev {
-            EngineEvent::Filled(rec) => {
-                if let trading_core::FillKind::Buy { intent, tag, .. } = &rec.fill.kind {
-                    entries.insert(rec.fill.symbol.clone(), (*intent, tag.clone()));
-                }
-                let entry = entries.get(&rec.fill.symbol).map(|(i, t)| (*i, t.as_str()));
-                driver.on_fill(&convert::fill_to_contract(&rec.fill, entry))
-            }
-            EngineEvent::PositionClosed(trade) => {
-                entries.remove(&trade.symbol);
-                driver.on_position_closed(&convert::trade_to_contract(trade))
-            }
-            EngineEvent::OrderCancelled {
-                order_id,
-                symbol,
-                reason,
-            } => {
-                notes.push(Note {
-                    ts: t,
-                    kind: "order_cancelled".into(),
-                    detail: format!(
-                        "order {order_id} {symbol}: {}",
-                        serde_json::to_string(reason).unwrap_or_default()
-                    ),
-                });
-                Ok(())
-            }
-            EngineEvent::OrderExpired { order_id, symbol } => {
-                notes.push(Note {
-                    ts: t,
-                    kind: "order_expired".into(),
-                    detail: format!("order {order_id} {symbol}"),
-                });
-                Ok(())
-            }
-            EngineEvent::Halted(h) => {
-                notes.push(Note {
-                    ts: t,
-                    kind: "halted".into(),
-                    detail: halt_text(h),
-                });
-                Ok(())
-            }
+        let (kind, detail) = match ev {
+            EngineEvent::OrderCancelled { order_id, symbol, reason } => (
+                "order_cancelled",
+                format!("order {order_id} {symbol}: {}", serde_json::to_string(reason).unwrap_or_default()),
+            ),
+            EngineEvent::OrderExpired { order_id, symbol } => ("order_expired", format!("order {order_id} {symbol}")),
+            EngineEvent::Halted(h) => ("halted", halt_text(h)),
+            EngineEvent::Filled(_) | EngineEvent::PositionClosed(_) => continue,
         };
-        if let Err(e) = r {
-            module_err(t, e, notes)?;
-        }
+        notes.push(Note { ts: t, kind: kind.into(), detail });
     }
-    Ok(())
 }
 
 fn halt_text(h: &HaltReason) -> String {
@@ -798,7 +760,7 @@ fn halt_text(h: &HaltReason) -> String {
 #[allow(clippy::too_many_arguments)]
 fn scan(
     driver: &mut dyn Driver,
-    engine: &mut Engine,
+    trader: &mut crate::trader::Trader,
     data: &Arc<MarketData>,
     t: i64,
     counters: &mut Counters,
@@ -809,20 +771,14 @@ fn scan(
     counters.total_scans += 1;
     counters.first_scan_at.get_or_insert(t);
     counters.last_scan_at = Some(t);
-    let view = MarketView::new(data.clone(), t);
-    let portfolio = portfolio_to_contract(engine.portfolio());
-    let out = match driver.analyze(t, &portfolio, &view) {
-        Ok(s) => s,
-        Err(e) => return module_err(t, e, notes),
-    };
-    if out.is_empty() {
-        return Ok(());
+    let equity = trader.engine.portfolio().equity();
+    let outcome = trader.scan(driver, data, t);
+    if let Some(e) = outcome.error {
+        return module_err(t, e, notes);
     }
-    let core: Vec<trading_core::Signal> = out.iter().map(convert::signal_from_contract).collect();
-    let equity = engine.portfolio().equity();
-    let decisions = engine.submit(t, &core, &view);
-    auditor.decisions(t, engine, equity, &decisions);
-    for (signal, d) in core.into_iter().zip(decisions) {
+    let decisions: Vec<Decision> = outcome.decisions.iter().map(|(_, d)| d.clone()).collect();
+    auditor.decisions(t, &trader.engine, equity, &decisions);
+    for (signal, d) in outcome.decisions {
         counters.total_signals += 1;
         let decision = match &d {
             Decision::Approved(_) => "approved".to_string(),
@@ -832,11 +788,7 @@ fn scan(
         if d.is_approved() {
             counters.acted_signals += 1;
         }
-        records.push(SignalRecord {
-            ts: t,
-            signal,
-            decision,
-        });
+        records.push(SignalRecord { ts: t, signal, decision });
     }
     Ok(())
 }
