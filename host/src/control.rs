@@ -42,6 +42,11 @@ pub enum Request {
         by: Option<String>,
         reason: String,
     },
+    /// Append an event (the API and the bot: e.g. a message from an unknown chat).
+    Record {
+        kind: String,
+        detail: serde_json::Value,
+    },
     Shutdown,
 }
 
@@ -190,6 +195,7 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
         Request::Review { by, reason } => {
             ask(ctx, |reply| Command::TriggerReview { by: by.unwrap_or_else(|| "cli".into()), reason, reply })
         }
+        Request::Record { kind, detail } => ask(ctx, |reply| Command::Record { kind, detail, reply }),
         Request::Shutdown => {
             let _ = ctx.commands.send(Command::Shutdown);
             Reply::Ok

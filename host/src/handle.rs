@@ -68,6 +68,12 @@ impl HostHandle {
         self.ask(Request::Review { by: Some(by.to_string()), reason: reason.to_string() })
     }
 
+    /// Appends an event to the host's hash-chained log (through the scan loop,
+    /// so the chain stays whole); returns its sequence.
+    pub fn record_event(&self, kind: &str, detail: serde_json::Value) -> Result<Option<i64>, HandleError> {
+        self.ask(Request::Record { kind: kind.to_string(), detail })
+    }
+
     /// Re-activates archived version `version` (hot-swapped between two scans).
     pub fn deploy_version(&self, version: i64) -> Result<DeployOutcome, HandleError> {
         self.ask(Request::Activate { version })

@@ -179,6 +179,8 @@ pub enum Command {
     Resume { by: String, reply: Sender<bool> },
     /// Kill switch: cancel every order, close every position, refuse all signals.
     Kill { by: String, reply: Sender<KillOutcome> },
+    /// Append an event on behalf of the API or the bot (e.g. an ignored stranger). Replies with its sequence.
+    Record { kind: String, detail: serde_json::Value, reply: Sender<Option<i64>> },
     /// Record a manual tuning trigger for the orchestrator. Replies with the event's sequence.
     TriggerReview { by: String, reason: String, reply: Sender<Option<i64>> },
     Shutdown,
@@ -882,6 +884,10 @@ impl Shell {
                 }
                 self.event("kill", None, serde_json::json!({ "by": by, "outcome": outcome }));
                 let _ = reply.send(outcome);
+            }
+            Command::Record { kind, detail, reply } => {
+                let seq = self.event(&kind, None, detail);
+                let _ = reply.send(seq);
             }
             Command::TriggerReview { by, reason, reply } => {
                 let seq = self.event(

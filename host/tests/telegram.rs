@@ -257,6 +257,12 @@ async fn bot_answers_obeys_only_its_chat_and_survives_bad_input() {
         fake.sent().iter().all(|s| s.chat_id == CHAT),
         "nothing is ever sent to another chat"
     );
+    let strangers = api_get(&host, "/api/v1/events?kind=telegram_unauthorized").await;
+    assert_eq!(
+        strangers["events"][0]["detail"]["chat"],
+        json!(STRANGER),
+        "the ignored stranger is recorded in the event log"
+    );
 
     fake.message(CHAT, "/halt");
     reply(&host, &fake, n, "to /halt", |t| {
