@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use trading_core::risk::RiskConfig;
 use trading_core::{
-    Engine, EngineConfig, EngineError, EngineEvent, Fill, FillKind, LedgerError, OrderSide, Portfolio, RiskManager,
+    Engine, EngineConfig, EngineError, EngineEvent, Fill, FillKind, LedgerError, OrderSide,
+    Portfolio, RiskManager,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +54,10 @@ fn meta_key(mode: &str, key: &str) -> String {
 }
 
 fn dec(what: &'static str, s: &str) -> Result<Decimal, AccountError> {
-    Decimal::from_str(s).map_err(|e| AccountError::Corrupt { what, detail: format!("{s:?}: {e}") })
+    Decimal::from_str(s).map_err(|e| AccountError::Corrupt {
+        what,
+        detail: format!("{s:?}: {e}"),
+    })
 }
 
 /// The starting capital: the stored one, or `configured` stored on first use.
@@ -77,8 +81,9 @@ pub fn starting_capital(
 
 /// Every stored fill of `mode`, oldest first.
 pub fn stored_fills(conn: &Connection, mode: &str) -> Result<Vec<Fill>, AccountError> {
-    let mut stmt =
-        conn.prepare("SELECT ts, symbol, qty, price, fee, kind FROM fills WHERE mode = ?1 ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT ts, symbol, qty, price, fee, kind FROM fills WHERE mode = ?1 ORDER BY id",
+    )?;
     let rows = stmt.query_map([mode], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -92,8 +97,13 @@ pub fn stored_fills(conn: &Connection, mode: &str) -> Result<Vec<Fill>, AccountE
     let mut out = Vec::new();
     for row in rows {
         let (time, symbol, qty, price, fee, kind) = row?;
-        let kind: FillKind = serde_json::from_str(kind.as_deref().unwrap_or("null"))
-            .map_err(|e| AccountError::Corrupt { what: "fill kind", detail: e.to_string() })?;
+        let kind: FillKind =
+            serde_json::from_str(kind.as_deref().unwrap_or("null")).map_err(|e| {
+                AccountError::Corrupt {
+                    what: "fill kind",
+                    detail: e.to_string(),
+                }
+            })?;
         out.push(Fill {
             symbol,
             qty: dec("fill qty", &qty)?,
@@ -118,7 +128,10 @@ pub fn rebuild(capital: Decimal, fills: &[Fill]) -> Result<Portfolio, AccountErr
 fn same_holdings(a: &Portfolio, b: &Portfolio) -> bool {
     a.cash() == b.cash()
         && a.positions().len() == b.positions().len()
-        && a.positions().iter().zip(b.positions()).all(|((s1, p1), (s2, p2))| s1 == s2 && p1.qty == p2.qty && p1.cost == p2.cost)
+        && a.positions()
+            .iter()
+            .zip(b.positions())
+            .all(|((s1, p1), (s2, p2))| s1 == s2 && p1.qty == p2.qty && p1.cost == p2.cost)
 }
 
 /// Opens the account of `mode`: the snapshot's engine when it agrees with the
@@ -135,7 +148,11 @@ pub fn open(
     let fills = stored_fills(conn, mode)?;
     let rebuilt = rebuild(capital, &fills)?;
     let snapshot: Option<String> = conn
-        .query_row("SELECT engine FROM account_snapshot WHERE mode = ?1", [mode], |r| r.get(0))
+        .query_row(
+            "SELECT engine FROM account_snapshot WHERE mode = ?1",
+            [mode],
+            |r| r.get(0),
+        )
         .optional()?;
     let snapshot = snapshot.map(|s| restore(&s, &rebuilt)).transpose()?;
     let snapshot_cash = snapshot.as_ref().map(|e| e.portfolio().cash());
@@ -149,15 +166,25 @@ pub fn open(
                     r.take_counterfactuals();
                     r
                 }
-                None => RiskManager::new(risk.clone()).map_err(|e| AccountError::Risk(e.to_string()))?,
+                None => {
+                    RiskManager::new(risk.clone()).map_err(|e| AccountError::Risk(e.to_string()))?
+                }
             };
-            (Engine::new(rebuilt.clone(), risk_manager, config)?, other.is_some())
+            (
+                Engine::new(rebuilt.clone(), risk_manager, config)?,
+                other.is_some(),
+            )
         }
     };
     // the user's limits as configured now win over the snapshot's
-    engine.set_risk_config(risk).map_err(|e| AccountError::Risk(e.to_string()))?;
-    let open_ids: BTreeSet<String> =
-        engine.pending().iter().map(|o| client_order_id(conn, mode, o.id)).collect::<Result<_, _>>()?;
+    engine
+        .set_risk_config(risk)
+        .map_err(|e| AccountError::Risk(e.to_string()))?;
+    let open_ids: BTreeSet<String> = engine
+        .pending()
+        .iter()
+        .map(|o| client_order_id(conn, mode, o.id))
+        .collect::<Result<_, _>>()?;
     let mut stale = Vec::new();
     {
         let mut stmt = conn.prepare("SELECT client_order_id FROM orders WHERE mode = ?1 AND status = 'open' AND venue = 'paper'")?;
@@ -190,10 +217,16 @@ pub fn open(
 
 /// A stored snapshot with its closed trades put back from the rebuilt ledger.
 fn restore(json: &str, rebuilt: &Portfolio) -> Result<Engine, AccountError> {
-    let corrupt = |e: serde_json::Error| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() };
+    let corrupt = |e: serde_json::Error| AccountError::Corrupt {
+        what: "account snapshot",
+        detail: e.to_string(),
+    };
     let mut v: serde_json::Value = serde_json::from_str(json).map_err(corrupt)?;
     if let Some(p) = v.get_mut("portfolio").and_then(|p| p.as_object_mut()) {
-        p.insert("closed".into(), serde_json::to_value(rebuilt.closed_trades()).map_err(corrupt)?);
+        p.insert(
+            "closed".into(),
+            serde_json::to_value(rebuilt.closed_trades()).map_err(corrupt)?,
+        );
     }
     serde_json::from_value(v).map_err(corrupt)
 }
@@ -204,12 +237,19 @@ pub fn peek(conn: &Connection, mode: &str) -> Result<Option<Engine>, AccountErro
         return Ok(None);
     };
     let json: Option<String> = conn
-        .query_row("SELECT engine FROM account_snapshot WHERE mode = ?1", [mode], |r| r.get(0))
+        .query_row(
+            "SELECT engine FROM account_snapshot WHERE mode = ?1",
+            [mode],
+            |r| r.get(0),
+        )
         .optional()?;
     let Some(json) = json else {
         return Ok(None);
     };
-    let rebuilt = rebuild(dec("starting capital", &capital)?, &stored_fills(conn, mode)?)?;
+    let rebuilt = rebuild(
+        dec("starting capital", &capital)?,
+        &stored_fills(conn, mode)?,
+    )?;
     restore(&json, &rebuilt).map(Some)
 }
 
@@ -218,7 +258,10 @@ pub fn peek(conn: &Connection, mode: &str) -> Result<Option<Engine>, AccountErro
 fn epoch(conn: &Connection, mode: &str) -> Result<i64, AccountError> {
     let key = meta_key(mode, "order_epoch");
     Ok(match crate::db::get_meta(conn, &key)? {
-        Some(s) => s.parse().map_err(|_| AccountError::Corrupt { what: "order epoch", detail: s })?,
+        Some(s) => s.parse().map_err(|_| AccountError::Corrupt {
+            what: "order epoch",
+            detail: s,
+        })?,
         None => 0,
     })
 }
@@ -252,7 +295,10 @@ pub fn record_orders(
 ) -> Result<(), AccountError> {
     for o in orders {
         let r = &o.request;
-        let request = serde_json::to_string(r).map_err(|e| AccountError::Corrupt { what: "order", detail: e.to_string() })?;
+        let request = serde_json::to_string(r).map_err(|e| AccountError::Corrupt {
+            what: "order",
+            detail: e.to_string(),
+        })?;
         tx.execute(
             "INSERT INTO orders (client_order_id, mode, venue, symbol, side, order_type, qty, price, status, request, created_ts, updated_ts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10, ?10)",
@@ -273,7 +319,14 @@ pub fn record_orders(
     Ok(())
 }
 
-fn set_order_status(tx: &Connection, mode: &str, id: u64, status: &str, reason: Option<&str>, now: i64) -> Result<(), AccountError> {
+fn set_order_status(
+    tx: &Connection,
+    mode: &str,
+    id: u64,
+    status: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), AccountError> {
     tx.execute(
         "UPDATE orders SET status = ?2, reason = COALESCE(?3, reason), updated_ts = ?4 WHERE client_order_id = ?1",
         params![client_order_id(tx, mode, id)?, status, reason, now],
@@ -282,7 +335,12 @@ fn set_order_status(tx: &Connection, mode: &str, id: u64, status: &str, reason: 
 }
 
 /// Writes what the engine did: fills, closed trades and order states.
-pub fn record_events(tx: &Connection, mode: &str, events: &[EngineEvent], now: i64) -> Result<(), AccountError> {
+pub fn record_events(
+    tx: &Connection,
+    mode: &str,
+    events: &[EngineEvent],
+    now: i64,
+) -> Result<(), AccountError> {
     for ev in events {
         match ev {
             EngineEvent::Filled(rec) => {
@@ -291,9 +349,14 @@ pub fn record_events(tx: &Connection, mode: &str, events: &[EngineEvent], now: i
                     FillKind::Buy { tag, .. } => ("buy", Some(tag.as_str())),
                     FillKind::Sell { .. } => ("sell", None),
                 };
-                let coid = rec.order_id.map(|id| client_order_id(tx, mode, id)).transpose()?;
-                let kind = serde_json::to_string(&f.kind)
-                    .map_err(|e| AccountError::Corrupt { what: "fill kind", detail: e.to_string() })?;
+                let coid = rec
+                    .order_id
+                    .map(|id| client_order_id(tx, mode, id))
+                    .transpose()?;
+                let kind = serde_json::to_string(&f.kind).map_err(|e| AccountError::Corrupt {
+                    what: "fill kind",
+                    detail: e.to_string(),
+                })?;
                 tx.execute(
                     "INSERT INTO fills (ts, symbol, action, qty, price, fee, tag, client_order_id, order_id, mode, kind)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -336,7 +399,9 @@ pub fn record_events(tx: &Connection, mode: &str, events: &[EngineEvent], now: i
                     ],
                 )?;
             }
-            EngineEvent::OrderCancelled { order_id, reason, .. } => {
+            EngineEvent::OrderCancelled {
+                order_id, reason, ..
+            } => {
                 let reason = serde_json::to_string(reason).unwrap_or_default();
                 set_order_status(tx, mode, *order_id, "cancelled", Some(&reason), now)?;
             }
@@ -352,18 +417,31 @@ pub fn record_events(tx: &Connection, mode: &str, events: &[EngineEvent], now: i
 /// Saves the engine (pending orders, halts, marks) as of `bar_ts`. It is
 /// written every bar, so it stays small: closed trades are rebuilt from the
 /// fills at startup and only today's daily stats are kept.
-pub fn snapshot(tx: &Connection, mode: &str, engine: &Engine, bar_ts: i64) -> Result<(), AccountError> {
-    let corrupt = |e: serde_json::Error| AccountError::Corrupt { what: "account snapshot", detail: e.to_string() };
+pub fn snapshot(
+    tx: &Connection,
+    mode: &str,
+    engine: &Engine,
+    bar_ts: i64,
+) -> Result<(), AccountError> {
+    let corrupt = |e: serde_json::Error| AccountError::Corrupt {
+        what: "account snapshot",
+        detail: e.to_string(),
+    };
     let mut v = serde_json::to_value(engine).map_err(corrupt)?;
     if let Some(p) = v.get_mut("portfolio").and_then(|p| p.as_object_mut()) {
         p.insert("closed".into(), serde_json::Value::Array(Vec::new()));
         if let Some(daily) = p.get_mut("daily").and_then(|d| d.as_object_mut()) {
-            let last = daily.keys().max_by_key(|k| k.parse::<i64>().unwrap_or(i64::MIN)).cloned();
+            let last = daily
+                .keys()
+                .max_by_key(|k| k.parse::<i64>().unwrap_or(i64::MIN))
+                .cloned();
             daily.retain(|k, _| Some(k) == last.as_ref());
         }
     }
     let json = v.to_string();
-    let fills: i64 = tx.query_row("SELECT COUNT(*) FROM fills WHERE mode = ?1", [mode], |r| r.get(0))?;
+    let fills: i64 = tx.query_row("SELECT COUNT(*) FROM fills WHERE mode = ?1", [mode], |r| {
+        r.get(0)
+    })?;
     tx.execute(
         "INSERT INTO account_snapshot (mode, engine, bar_ts, fills) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(mode) DO UPDATE SET engine = excluded.engine, bar_ts = excluded.bar_ts, fills = excluded.fills, saved_at = datetime('now')",
@@ -376,21 +454,28 @@ pub fn snapshot(tx: &Connection, mode: &str, engine: &Engine, bar_ts: i64) -> Re
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
-    use trading_core::{Candle, FillConfig, Intent, MarketData, MarketView, Signal};
-
-    fn engine(capital: Decimal) -> Engine {
-        let cfg = EngineConfig { fill: FillConfig { fee_bps: dec!(26), slippage_bps: dec!(5) }, order_ttl_bars: 24 };
-        Engine::new(Portfolio::new(capital).unwrap(), RiskManager::new(RiskConfig::default()).unwrap(), cfg).unwrap()
-    }
+    use trading_core::{Candle, Intent, MarketData, MarketView, Signal};
 
     fn candle(ts: i64, px: f64) -> Candle {
-        Candle { ts, open: px, high: px * 1.01, low: px * 0.99, close: px, volume: 1.0 }
+        Candle {
+            ts,
+            open: px,
+            high: px * 1.01,
+            low: px * 0.99,
+            close: px,
+            volume: 1.0,
+        }
     }
 
     /// Buys at bar 2, sells at bar 4, recording everything as the shell does.
     fn trade_through(conn: &mut Connection, e: &mut Engine) {
         let mut data = MarketData::new();
-        let mut step = |conn: &mut Connection, e: &mut Engine, data: &mut MarketData, ts: i64, px: f64, sig: Option<Signal>| {
+        let step = |conn: &mut Connection,
+                    e: &mut Engine,
+                    data: &mut MarketData,
+                    ts: i64,
+                    px: f64,
+                    sig: Option<Signal>| {
             let c = candle(ts, px);
             data.push("BTCUSD", trading_core::Interval::H1, c);
             let tx = conn.transaction().unwrap();
@@ -400,47 +485,112 @@ mod tests {
                 let before: BTreeSet<u64> = e.pending().iter().map(|o| o.id).collect();
                 let view = MarketView::new(std::sync::Arc::new(data.clone()), ts + 3600);
                 e.submit(ts + 3600, &[s], &view);
-                let new: Vec<_> = e.pending().iter().filter(|o| !before.contains(&o.id)).cloned().collect();
+                let new: Vec<_> = e
+                    .pending()
+                    .iter()
+                    .filter(|o| !before.contains(&o.id))
+                    .cloned()
+                    .collect();
                 record_orders(&tx, "paper", "paper", &new, ts).unwrap();
             }
             snapshot(&tx, "paper", e, ts).unwrap();
             tx.commit().unwrap();
         };
-        step(conn, e, &mut data, 0, 100.0, Some(Signal::buy("BTCUSD", 10.0, Intent::Day)));
+        step(
+            conn,
+            e,
+            &mut data,
+            0,
+            100.0,
+            Some(Signal::buy("BTCUSD", 10.0, Intent::Day)),
+        );
         step(conn, e, &mut data, 3600, 101.0, None);
-        step(conn, e, &mut data, 7200, 103.0, Some(Signal::close("BTCUSD")));
+        step(
+            conn,
+            e,
+            &mut data,
+            7200,
+            103.0,
+            Some(Signal::close("BTCUSD")),
+        );
         step(conn, e, &mut data, 10800, 104.0, None);
     }
 
     #[test]
     fn reopened_account_matches_the_fills_to_the_cent() {
         let mut conn = crate::db::open_in_memory().unwrap();
-        let (mut e, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let (mut e, rec) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         assert_eq!(rec.fills, 0);
         trade_through(&mut conn, &mut e);
         assert_eq!(e.portfolio().closed_trades().len(), 1);
-        let (e2, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let (e2, rec) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         assert!(!rec.mismatch);
         assert_eq!(rec.fills, 2);
         assert_eq!(rec.cash, e.portfolio().cash());
         assert_eq!(e2.portfolio().cash(), e.portfolio().cash());
-        let trades: i64 = conn.query_row("SELECT COUNT(*) FROM trades", [], |r| r.get(0)).unwrap();
+        let trades: i64 = conn
+            .query_row("SELECT COUNT(*) FROM trades", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(trades, 1);
-        let filled: i64 = conn.query_row("SELECT COUNT(*) FROM orders WHERE status = 'filled'", [], |r| r.get(0)).unwrap();
+        let filled: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM orders WHERE status = 'filled'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert_eq!(filled, 2);
     }
 
     #[test]
     fn a_snapshot_that_disagrees_with_the_fills_loses() {
         let mut conn = crate::db::open_in_memory().unwrap();
-        let (mut e, _) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let (mut e, _) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         trade_through(&mut conn, &mut e);
         // a fill that never reached the snapshot (e.g. written by a crashed run)
-        let mut json: serde_json::Value =
-            serde_json::from_str(&conn.query_row("SELECT engine FROM account_snapshot", [], |r| r.get::<_, String>(0)).unwrap()).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(
+            &conn
+                .query_row("SELECT engine FROM account_snapshot", [], |r| {
+                    r.get::<_, String>(0)
+                })
+                .unwrap(),
+        )
+        .unwrap();
         json["portfolio"]["cash"] = serde_json::json!("1");
-        conn.execute("UPDATE account_snapshot SET engine = ?1", [json.to_string()]).unwrap();
-        let (e2, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        conn.execute(
+            "UPDATE account_snapshot SET engine = ?1",
+            [json.to_string()],
+        )
+        .unwrap();
+        let (e2, rec) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         assert!(rec.mismatch);
         assert_eq!(rec.snapshot_cash, Some(dec!(1)));
         assert_eq!(e2.portfolio().cash(), e.portfolio().cash());
@@ -449,9 +599,23 @@ mod tests {
     #[test]
     fn the_stored_starting_capital_wins_over_the_config() {
         let conn = crate::db::open_in_memory().unwrap();
-        let (_, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let (_, rec) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         assert_eq!(rec.configured_capital_ignored, None);
-        let (e, rec) = open(&conn, "paper", dec!(50000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let (e, rec) = open(
+            &conn,
+            "paper",
+            dec!(50000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         assert_eq!(rec.starting_capital, dec!(10000));
         assert_eq!(rec.configured_capital_ignored, Some(dec!(50000)));
         assert_eq!(e.portfolio().cash(), dec!(10000));
@@ -460,15 +624,35 @@ mod tests {
     #[test]
     fn orders_open_in_the_database_but_unknown_to_the_engine_are_cancelled() {
         let mut conn = crate::db::open_in_memory().unwrap();
-        let (e, _) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let (e, _) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         let tx = conn.transaction().unwrap();
-        let ghost = trading_core::PendingOrder { id: 99, request: sample_request(), bars_waited: 0 };
+        let ghost = trading_core::PendingOrder {
+            id: 99,
+            request: sample_request(),
+            bars_waited: 0,
+        };
         record_orders(&tx, "paper", "paper", &[ghost], 0).unwrap();
         snapshot(&tx, "paper", &e, 0).unwrap();
         tx.commit().unwrap();
-        let (_, rec) = open(&conn, "paper", dec!(10000), RiskConfig::default(), EngineConfig::default()).unwrap();
+        let (_, rec) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         assert_eq!(rec.stale_orders, vec!["paper-0-99".to_string()]);
-        let status: String = conn.query_row("SELECT status FROM orders", [], |r| r.get(0)).unwrap();
+        let status: String = conn
+            .query_row("SELECT status FROM orders", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(status, "cancelled");
     }
 

@@ -90,7 +90,10 @@ impl Safety {
 
 impl Default for Safety {
     fn default() -> Self {
-        Safety { dead_man_minutes: Safety::default_dead_man(), stale_data_minutes: Safety::default_stale() }
+        Safety {
+            dead_man_minutes: Safety::default_dead_man(),
+            stale_data_minutes: Safety::default_stale(),
+        }
     }
 }
 

@@ -56,9 +56,13 @@ pub enum Reply {
     Status(serde_json::Value),
     Deployed(serde_json::Value),
     /// The answer to halt, resume, kill or review.
-    Done { value: serde_json::Value },
+    Done {
+        value: serde_json::Value,
+    },
     Ok,
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// What the control server needs to prepare modules off the scan thread.
@@ -187,15 +191,28 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
             prepare_version(&ctx.runtime, &ctx.paths, &ctx.settings, &ctx.risk, version)
                 .and_then(|p| submit(ctx, p)),
         ),
-        Request::Halt { by } => ask(ctx, |reply| Command::Halt { by: by.unwrap_or_else(|| "cli".into()), reply }),
-        Request::Resume { by } => {
-            ask(ctx, |reply| Command::Resume { by: by.unwrap_or_else(|| "cli".into()), reply })
-        }
-        Request::Kill { by } => ask(ctx, |reply| Command::Kill { by: by.unwrap_or_else(|| "cli".into()), reply }),
-        Request::Review { by, reason } => {
-            ask(ctx, |reply| Command::TriggerReview { by: by.unwrap_or_else(|| "cli".into()), reason, reply })
-        }
-        Request::Record { kind, detail } => ask(ctx, |reply| Command::Record { kind, detail, reply }),
+        Request::Halt { by } => ask(ctx, |reply| Command::Halt {
+            by: by.unwrap_or_else(|| "cli".into()),
+            reply,
+        }),
+        Request::Resume { by } => ask(ctx, |reply| Command::Resume {
+            by: by.unwrap_or_else(|| "cli".into()),
+            reply,
+        }),
+        Request::Kill { by } => ask(ctx, |reply| Command::Kill {
+            by: by.unwrap_or_else(|| "cli".into()),
+            reply,
+        }),
+        Request::Review { by, reason } => ask(ctx, |reply| Command::TriggerReview {
+            by: by.unwrap_or_else(|| "cli".into()),
+            reason,
+            reply,
+        }),
+        Request::Record { kind, detail } => ask(ctx, |reply| Command::Record {
+            kind,
+            detail,
+            reply,
+        }),
         Request::Shutdown => {
             let _ = ctx.commands.send(Command::Shutdown);
             Reply::Ok
@@ -207,11 +224,17 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
 fn ask<T: Serialize>(ctx: &ControlContext, make: impl FnOnce(Sender<T>) -> Command) -> Reply {
     let (tx, rx) = channel::<T>();
     if ctx.commands.send(make(tx)).is_err() {
-        return Reply::Error { message: "the host is shutting down".into() };
+        return Reply::Error {
+            message: "the host is shutting down".into(),
+        };
     }
     match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(v) => Reply::Done { value: serde_json::to_value(v).unwrap_or_default() },
-        Err(_) => Reply::Error { message: "the host did not answer".into() },
+        Ok(v) => Reply::Done {
+            value: serde_json::to_value(v).unwrap_or_default(),
+        },
+        Err(_) => Reply::Error {
+            message: "the host did not answer".into(),
+        },
     }
 }
 
@@ -225,9 +248,17 @@ pub fn prepare_version(
 ) -> Result<crate::shell::Prepared, String> {
     let conn = crate::db::open(&paths.db()).map_err(|e| e.to_string())?;
     let rec = archive::get(&conn, version).map_err(|e| e.to_string())?;
-    let (bytes, _) = archive::load_bytes(&conn, &paths.archive_dir, version).map_err(|e| e.to_string())?;
-    let mut p = prepare(rt, bytes, risk, &settings.symbols, rec.params.clone(), &format!("activate v{version}"))
-        .map_err(|e| format!("version {version} does not start: {e}"))?;
+    let (bytes, _) =
+        archive::load_bytes(&conn, &paths.archive_dir, version).map_err(|e| e.to_string())?;
+    let mut p = prepare(
+        rt,
+        bytes,
+        risk,
+        &settings.symbols,
+        rec.params.clone(),
+        &format!("activate v{version}"),
+    )
+    .map_err(|e| format!("version {version} does not start: {e}"))?;
     p.existing_version = Some(version);
     Ok(p)
 }

@@ -64,7 +64,13 @@ pub fn publish(
     detail: &serde_json::Value,
 ) -> rusqlite::Result<i64> {
     let seq = append(conn, ts, kind, symbol, detail)?;
-    let _ = bus.send(Event { seq, ts, kind: kind.to_string(), symbol: symbol.map(str::to_string), detail: detail.clone() });
+    let _ = bus.send(Event {
+        seq,
+        ts,
+        kind: kind.to_string(),
+        symbol: symbol.map(str::to_string),
+        detail: detail.clone(),
+    });
     Ok(seq)
 }
 

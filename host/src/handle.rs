@@ -50,28 +50,44 @@ impl HostHandle {
 
     /// Halts new entries; true when newly halted.
     pub fn halt(&self, by: &str) -> Result<bool, HandleError> {
-        self.ask(Request::Halt { by: Some(by.to_string()) })
+        self.ask(Request::Halt {
+            by: Some(by.to_string()),
+        })
     }
 
     /// Clears halts and the kill switch; true when something was cleared.
     pub fn resume(&self, by: &str) -> Result<bool, HandleError> {
-        self.ask(Request::Resume { by: Some(by.to_string()) })
+        self.ask(Request::Resume {
+            by: Some(by.to_string()),
+        })
     }
 
     /// The kill switch (the caller confirms first).
     pub fn kill(&self, by: &str) -> Result<KillOutcome, HandleError> {
-        self.ask(Request::Kill { by: Some(by.to_string()) })
+        self.ask(Request::Kill {
+            by: Some(by.to_string()),
+        })
     }
 
     /// Records a manual tuning trigger; returns its event sequence.
     pub fn trigger_review(&self, by: &str, reason: &str) -> Result<Option<i64>, HandleError> {
-        self.ask(Request::Review { by: Some(by.to_string()), reason: reason.to_string() })
+        self.ask(Request::Review {
+            by: Some(by.to_string()),
+            reason: reason.to_string(),
+        })
     }
 
     /// Appends an event to the host's hash-chained log (through the scan loop,
     /// so the chain stays whole); returns its sequence.
-    pub fn record_event(&self, kind: &str, detail: serde_json::Value) -> Result<Option<i64>, HandleError> {
-        self.ask(Request::Record { kind: kind.to_string(), detail })
+    pub fn record_event(
+        &self,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<Option<i64>, HandleError> {
+        self.ask(Request::Record {
+            kind: kind.to_string(),
+            detail,
+        })
     }
 
     /// Re-activates archived version `version` (hot-swapped between two scans).
@@ -80,7 +96,11 @@ impl HostHandle {
     }
 
     /// Deploys a component file (hot-swapped between two scans).
-    pub fn deploy_file(&self, path: &std::path::Path, origin: &str) -> Result<DeployOutcome, HandleError> {
+    pub fn deploy_file(
+        &self,
+        path: &std::path::Path,
+        origin: &str,
+    ) -> Result<DeployOutcome, HandleError> {
         self.ask(Request::Deploy {
             path: path.to_path_buf(),
             params: self.ctx.settings.strategy_params.clone(),

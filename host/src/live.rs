@@ -12,7 +12,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use trading_core::{CloseReason, Engine, EngineEvent, Fill, FillKind, OrderRequest, OrderSide, OrderType, PendingOrder};
+use trading_core::{
+    CloseReason, Engine, EngineEvent, Fill, FillKind, OrderRequest, OrderSide, OrderType,
+    PendingOrder,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -45,6 +48,9 @@ pub struct VenueReconciliation {
     pub balance_mismatches: Vec<(String, Decimal, Decimal)>,
 }
 
+/// A sent order: its client id, and the venue's order id or why it was not placed.
+pub type SendOutcome = (String, Result<String, String>);
+
 /// An exchange adapter with the runtime its calls run on.
 pub struct LiveVenue {
     rt: tokio::runtime::Runtime,
@@ -68,8 +74,16 @@ fn side(s: OrderSide) -> Side {
 
 impl LiveVenue {
     pub fn new(exchange: Box<dyn Exchange>, quote: &str) -> Result<LiveVenue, LiveError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LiveError::Runtime)?;
-        Ok(LiveVenue { rt, exchange, quote: quote.to_string(), resend_window_secs: 15 * 60 })
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(LiveError::Runtime)?;
+        Ok(LiveVenue {
+            rt,
+            exchange,
+            quote: quote.to_string(),
+            resend_window_secs: 15 * 60,
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -77,7 +91,12 @@ impl LiveVenue {
     }
 
     /// Closed candles of `symbol` since `since` (unix seconds), for backfill.
-    pub fn ohlc(&self, symbol: &str, interval_minutes: u32, since: i64) -> Result<Vec<trading_core::Candle>, LiveError> {
+    pub fn ohlc(
+        &self,
+        symbol: &str,
+        interval_minutes: u32,
+        since: i64,
+    ) -> Result<Vec<trading_core::Candle>, LiveError> {
         let f = trading_core::money::to_f64;
         Ok(self
             .rt
@@ -102,26 +121,43 @@ impl LiveVenue {
     fn spec(client_id: &str, r: &OrderRequest) -> OrderSpec {
         let kind = match (r.order_type, r.trigger_price, r.close_reason) {
             (OrderType::Limit, Some(p), _) => OrderKind::Limit { price: p },
-            (OrderType::Stop, Some(p), CloseReason::TakeProfit) => OrderKind::TakeProfit { trigger: p },
+            (OrderType::Stop, Some(p), CloseReason::TakeProfit) => {
+                OrderKind::TakeProfit { trigger: p }
+            }
             (OrderType::Stop, Some(p), _) => OrderKind::StopLoss { trigger: p },
             _ => OrderKind::Market,
         };
-        OrderSpec { client_id: client_id.to_string(), symbol: r.symbol.clone(), side: side(r.side), kind, qty: r.qty }
+        OrderSpec {
+            client_id: client_id.to_string(),
+            symbol: r.symbol.clone(),
+            side: side(r.side),
+            kind,
+            qty: r.qty,
+        }
     }
 
     /// Writes `orders` ahead as `pending_send` (the caller commits), so the
     /// sends that follow can always be resolved after a crash.
-    pub fn write_ahead(&self, conn: &Connection, mode: &str, orders: &[PendingOrder], now: i64) -> Result<(), LiveError> {
+    pub fn write_ahead(
+        &self,
+        conn: &Connection,
+        mode: &str,
+        orders: &[PendingOrder],
+        now: i64,
+    ) -> Result<(), LiveError> {
         account::record_orders(conn, mode, self.name(), orders, now)?;
         for o in orders {
             let id = account::client_order_id(conn, mode, o.id)?;
-            conn.execute("UPDATE orders SET status = 'pending_send' WHERE client_order_id = ?1", [&id])?;
+            conn.execute(
+                "UPDATE orders SET status = 'pending_send' WHERE client_order_id = ?1",
+                [&id],
+            )?;
         }
         Ok(())
     }
 
     /// Sends every written-ahead order; each outcome is saved as it comes.
-    pub fn send_pending(&self, conn: &Connection, now: i64) -> Result<Vec<(String, Result<String, String>)>, LiveError> {
+    pub fn send_pending(&self, conn: &Connection, now: i64) -> Result<Vec<SendOutcome>, LiveError> {
         let rows = pending_rows(conn)?;
         let mut out = Vec::new();
         for (client_id, request) in rows {
@@ -155,17 +191,28 @@ impl LiveVenue {
 
     /// Books every venue fill not booked yet into `engine` and the database
     /// (the caller's transaction) and returns the engine's events.
-    pub fn book_fills(&self, conn: &Connection, mode: &str, engine: &mut Engine) -> Result<Vec<EngineEvent>, LiveError> {
+    pub fn book_fills(
+        &self,
+        conn: &Connection,
+        mode: &str,
+        engine: &mut Engine,
+    ) -> Result<Vec<EngineEvent>, LiveError> {
         let since: i64 = conn.query_row(
             "SELECT COALESCE(MAX(ts), 0) FROM fills WHERE mode = ?1 AND venue_fill_id IS NOT NULL",
             [mode],
             |r| r.get(0),
         )?;
-        let fills = self.rt.block_on(self.exchange.fills_since((since - 3_600).max(0)))?;
+        let fills = self
+            .rt
+            .block_on(self.exchange.fills_since((since - 3_600).max(0)))?;
         let mut events = Vec::new();
         for f in fills {
             let known: bool = conn
-                .query_row("SELECT 1 FROM fills WHERE venue_fill_id = ?1", [&f.trade_id], |_| Ok(true))
+                .query_row(
+                    "SELECT 1 FROM fills WHERE venue_fill_id = ?1",
+                    [&f.trade_id],
+                    |_| Ok(true),
+                )
                 .optional()?
                 .unwrap_or(false);
             if known {
@@ -179,9 +226,10 @@ impl LiveVenue {
                 )
                 .optional()?;
             let request: Option<OrderRequest> = match &order {
-                Some((id, json, _)) => {
-                    Some(serde_json::from_str(json).map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?)
-                }
+                Some((id, json, _)) => Some(
+                    serde_json::from_str(json)
+                        .map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?,
+                ),
                 None => None,
             };
             let kind = match (f.side, &request) {
@@ -197,8 +245,12 @@ impl LiveVenue {
                     take_profit: None,
                     tag: "venue".into(),
                 },
-                (Side::Sell, Some(r)) => FillKind::Sell { reason: r.close_reason },
-                (Side::Sell, None) => FillKind::Sell { reason: CloseReason::Reconcile },
+                (Side::Sell, Some(r)) => FillKind::Sell {
+                    reason: r.close_reason,
+                },
+                (Side::Sell, None) => FillKind::Sell {
+                    reason: CloseReason::Reconcile,
+                },
             };
             let fill = Fill {
                 symbol: f.symbol.clone(),
@@ -216,10 +268,15 @@ impl LiveVenue {
                 params![f.trade_id, client_id, mode],
             )?;
             if let Some(id) = &client_id {
-                conn.execute("UPDATE orders SET status = 'filled' WHERE client_order_id = ?1", [id])?;
+                conn.execute(
+                    "UPDATE orders SET status = 'filled' WHERE client_order_id = ?1",
+                    [id],
+                )?;
             }
             crate::failpoint::hit("live.after_fill");
-            let closed = ev.iter().any(|e| matches!(e, EngineEvent::PositionClosed(_)));
+            let closed = ev
+                .iter()
+                .any(|e| matches!(e, EngineEvent::PositionClosed(_)));
             if let (Side::Buy, Some(r), Some((coid, _, _))) = (f.side, &request, &order) {
                 self.write_exits(conn, mode, coid, r, f.qty, f.ts_ms.div_euclid(1000))?;
             }
@@ -261,7 +318,14 @@ impl LiveVenue {
                 clipped_from: None,
                 ..entry.clone()
             };
-            insert_order(conn, mode, self.name(), &format!("{entry_id}{suffix}"), &request, now)?;
+            insert_order(
+                conn,
+                mode,
+                self.name(),
+                &format!("{entry_id}{suffix}"),
+                &request,
+                now,
+            )?;
         }
         Ok(())
     }
@@ -282,9 +346,19 @@ impl LiveVenue {
 
     /// Re-places a held position's stop-loss / take-profit the venue no longer
     /// has open (expired or cancelled while the host was down).
-    fn replace_expired_exits(&self, conn: &Connection, mode: &str, engine: &Engine, now: i64) -> Result<Vec<String>, LiveError> {
-        let open: std::collections::BTreeSet<String> =
-            self.rt.block_on(self.exchange.open_orders())?.into_iter().map(|o| o.order_id).collect();
+    fn replace_expired_exits(
+        &self,
+        conn: &Connection,
+        mode: &str,
+        engine: &Engine,
+        now: i64,
+    ) -> Result<Vec<String>, LiveError> {
+        let open: std::collections::BTreeSet<String> = self
+            .rt
+            .block_on(self.exchange.open_orders())?
+            .into_iter()
+            .map(|o| o.order_id)
+            .collect();
         let mut replaced = Vec::new();
         for pos in engine.portfolio().positions().values() {
             for (client_id, venue_id, request) in exit_rows(conn, &pos.symbol)? {
@@ -295,14 +369,22 @@ impl LiveVenue {
                     "UPDATE orders SET status = 'expired', updated_ts = ?2 WHERE client_order_id = ?1",
                     params![client_id, now],
                 )?;
-                let base = client_id.split('r').next().unwrap_or(&client_id).to_string();
+                let base = client_id
+                    .split('r')
+                    .next()
+                    .unwrap_or(&client_id)
+                    .to_string();
                 let n: i64 = conn.query_row(
                     "SELECT COUNT(*) FROM orders WHERE client_order_id LIKE ?1 || 'r%'",
                     [&base],
                     |r| r.get(0),
                 )?;
                 let again = format!("{base}r{}", n + 1);
-                let request = OrderRequest { qty: pos.qty, decided_at: now, ..request };
+                let request = OrderRequest {
+                    qty: pos.qty,
+                    decided_at: now,
+                    ..request
+                };
                 insert_order(conn, mode, self.name(), &again, &request, now)?;
                 replaced.push(again);
             }
@@ -322,7 +404,10 @@ impl LiveVenue {
     ) -> Result<(VenueReconciliation, Vec<EngineEvent>), LiveError> {
         let mut rec = VenueReconciliation::default();
         for (client_id, request) in pending_rows(conn)? {
-            match self.rt.block_on(self.exchange.query_order_by_client_id(&client_id))? {
+            match self
+                .rt
+                .block_on(self.exchange.query_order_by_client_id(&client_id))?
+            {
                 Some(st) => {
                     conn.execute(
                         "UPDATE orders SET status = 'open', venue_order_id = ?2, updated_ts = ?3 WHERE client_order_id = ?1",
@@ -330,7 +415,9 @@ impl LiveVenue {
                     )?;
                     rec.adopted.push(client_id);
                 }
-                None if now - request.decided_at <= self.resend_window_secs => rec.resent.push(client_id),
+                None if now - request.decided_at <= self.resend_window_secs => {
+                    rec.resent.push(client_id)
+                }
                 None => {
                     conn.execute(
                         "UPDATE orders SET status = 'abandoned', reason = 'never reached the venue; too old to send after the restart', updated_ts = ?2 WHERE client_order_id = ?1",
@@ -347,7 +434,10 @@ impl LiveVenue {
         let events = self.book_fills(&tx, mode, engine)?;
         account::snapshot(&tx, mode, engine, now)?;
         tx.commit()?;
-        rec.fills_booked = events.iter().filter(|e| matches!(e, EngineEvent::Filled(_))).count();
+        rec.fills_booked = events
+            .iter()
+            .filter(|e| matches!(e, EngineEvent::Filled(_)))
+            .count();
         rec.exits_replaced = self.replace_expired_exits(conn, mode, engine, now)?;
         self.send_pending(conn, now)?;
         rec.balance_mismatches = self.compare_balances(engine)?;
@@ -355,19 +445,28 @@ impl LiveVenue {
     }
 
     /// Ledger vs venue, per asset: quote cash and each held base asset.
-    pub fn compare_balances(&self, engine: &Engine) -> Result<Vec<(String, Decimal, Decimal)>, LiveError> {
+    pub fn compare_balances(
+        &self,
+        engine: &Engine,
+    ) -> Result<Vec<(String, Decimal, Decimal)>, LiveError> {
         let venue = self.balances()?;
         let p = engine.portfolio();
         let mut ledger: BTreeMap<String, Decimal> = BTreeMap::new();
         ledger.insert(self.quote.clone(), p.cash());
         for pos in p.positions().values() {
-            *ledger.entry(base_asset(&pos.symbol, &self.quote)).or_default() += pos.qty;
+            *ledger
+                .entry(base_asset(&pos.symbol, &self.quote))
+                .or_default() += pos.qty;
         }
         let mut out = Vec::new();
         for (asset, l) in &ledger {
             let v = venue.get(asset).copied().unwrap_or_default();
             // cash to the cent (venues round their balances), assets exactly
-            let differ = if *asset == self.quote { l.round_dp(2) != v.round_dp(2) } else { *l != v };
+            let differ = if *asset == self.quote {
+                l.round_dp(2) != v.round_dp(2)
+            } else {
+                *l != v
+            };
             if differ {
                 out.push((asset.clone(), *l, v));
             }
@@ -378,7 +477,12 @@ impl LiveVenue {
     /// Cancels every open order the venue holds (shutdown, dead-man, kill).
     /// With `suspend_exits` (shutdown) a position's stop-loss / take-profit is
     /// kept as `suspended` and placed again at the next start.
-    pub fn cancel_open(&self, conn: &Connection, now: i64, suspend_exits: bool) -> Result<usize, LiveError> {
+    pub fn cancel_open(
+        &self,
+        conn: &Connection,
+        now: i64,
+        suspend_exits: bool,
+    ) -> Result<usize, LiveError> {
         let open = self.rt.block_on(self.exchange.open_orders())?;
         let mut n = 0;
         for o in open {
@@ -396,8 +500,16 @@ impl LiveVenue {
 }
 
 /// Writes one order ahead (`pending_send`) under `client_id`.
-fn insert_order(conn: &Connection, mode: &str, venue: &str, client_id: &str, r: &OrderRequest, now: i64) -> Result<(), LiveError> {
-    let request = serde_json::to_string(r).map_err(|e| LiveError::Corrupt(client_id.to_string(), e.to_string()))?;
+fn insert_order(
+    conn: &Connection,
+    mode: &str,
+    venue: &str,
+    client_id: &str,
+    r: &OrderRequest,
+    now: i64,
+) -> Result<(), LiveError> {
+    let request = serde_json::to_string(r)
+        .map_err(|e| LiveError::Corrupt(client_id.to_string(), e.to_string()))?;
     conn.execute(
         "INSERT OR IGNORE INTO orders (client_order_id, mode, venue, symbol, side, order_type, qty, price, status, request, created_ts, updated_ts)
          VALUES (?1, ?2, ?3, ?4, 'sell', 'stop', ?5, ?6, 'pending_send', ?7, ?8, ?8)",
@@ -407,15 +519,25 @@ fn insert_order(conn: &Connection, mode: &str, venue: &str, client_id: &str, r: 
 }
 
 /// The open exchange-side exits of `symbol`: (client id, venue id, request).
-fn exit_rows(conn: &Connection, symbol: &str) -> Result<Vec<(String, Option<String>, OrderRequest)>, LiveError> {
+fn exit_rows(
+    conn: &Connection,
+    symbol: &str,
+) -> Result<Vec<(String, Option<String>, OrderRequest)>, LiveError> {
     let mut stmt = conn.prepare(
         "SELECT client_order_id, venue_order_id, request FROM orders WHERE symbol = ?1 AND status IN ('open', 'suspended') AND order_type = 'stop' AND side = 'sell'",
     )?;
-    let rows = stmt.query_map([symbol], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?)))?;
+    let rows = stmt.query_map([symbol], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, venue, json) = row?;
-        let req: OrderRequest = serde_json::from_str(&json).map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?;
+        let req: OrderRequest = serde_json::from_str(&json)
+            .map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?;
         out.push((id, venue, req));
     }
     Ok(out)
@@ -423,12 +545,15 @@ fn exit_rows(conn: &Connection, symbol: &str) -> Result<Vec<(String, Option<Stri
 
 /// Written-ahead orders not yet resolved, oldest first.
 fn pending_rows(conn: &Connection) -> Result<Vec<(String, OrderRequest)>, LiveError> {
-    let mut stmt = conn.prepare("SELECT client_order_id, request FROM orders WHERE status = 'pending_send' ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT client_order_id, request FROM orders WHERE status = 'pending_send' ORDER BY id",
+    )?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (id, json) = row?;
-        let req: OrderRequest = serde_json::from_str(&json).map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?;
+        let req: OrderRequest = serde_json::from_str(&json)
+            .map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?;
         out.push((id, req));
     }
     Ok(out)
@@ -438,12 +563,14 @@ fn pending_rows(conn: &Connection) -> Result<Vec<(String, OrderRequest)>, LiveEr
 pub fn connect(settings: &crate::config::Settings) -> Result<LiveVenue, LiveError> {
     let exchange: Box<dyn Exchange> = match settings.venue {
         crate::config::Venue::Kraken => {
-            let cfg = exchange::kraken::KrakenConfig::from_settings(&settings.exchanges.kraken).with_env_credentials()?;
+            let cfg = exchange::kraken::KrakenConfig::from_settings(&settings.exchanges.kraken)
+                .with_env_credentials()?;
             Box::new(exchange::kraken::Kraken::new(cfg)?)
         }
         crate::config::Venue::Coinbase => {
             let cfg =
-                exchange::coinbase::CoinbaseConfig::from_settings(&settings.exchanges.coinbase).with_env_credentials()?;
+                exchange::coinbase::CoinbaseConfig::from_settings(&settings.exchanges.coinbase)
+                    .with_env_credentials()?;
             Box::new(exchange::coinbase::Coinbase::new(cfg)?)
         }
     };
@@ -475,27 +602,42 @@ impl ExchangeFeed {
                 exchange::kraken::websocket::market_feed(&cfg, &settings.symbols, 60)?
             }
             crate::config::Venue::Coinbase => {
-                let cfg = exchange::coinbase::CoinbaseConfig::from_settings(&settings.exchanges.coinbase)
-                    .with_env_credentials()?;
+                let cfg =
+                    exchange::coinbase::CoinbaseConfig::from_settings(&settings.exchanges.coinbase)
+                        .with_env_credentials()?;
                 exchange::coinbase::websocket::market_feed(&cfg, &settings.symbols)?
             }
         };
         drop(_guard);
-        Ok(ExchangeFeed { rt, _handle: handle, rx, tick: std::time::Duration::from_secs(5) })
+        Ok(ExchangeFeed {
+            rt,
+            _handle: handle,
+            rx,
+            tick: std::time::Duration::from_secs(5),
+        })
     }
 }
 
 fn wall_clock() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl crate::shell::Feed for ExchangeFeed {
     fn next_event(&mut self) -> Option<crate::shell::FeedEvent> {
         use crate::shell::FeedEvent;
-        let next = self.rt.block_on(async { tokio::time::timeout(self.tick, self.rx.recv()).await });
+        let next = self
+            .rt
+            .block_on(async { tokio::time::timeout(self.tick, self.rx.recv()).await });
         match next {
             Ok(None) => None,
-            Ok(Some(exchange::MarketEvent::Candle { symbol, interval_minutes, candle })) => {
+            Ok(Some(exchange::MarketEvent::Candle {
+                symbol,
+                interval_minutes,
+                candle,
+            })) => {
                 let interval = match interval_minutes {
                     5 => trading_core::Interval::M5,
                     1440 => trading_core::Interval::D1,

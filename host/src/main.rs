@@ -297,15 +297,40 @@ fn real_main() -> Result<()> {
         } => deploy(&paths, &settings, &risk, &path, params, source.as_deref()),
         Cmd::Rollback => rollback(&paths, &settings, &risk),
         Cmd::Status { json } => status(&paths, &settings, &risk, json),
-        Cmd::Halt => command(&paths, Request::Halt { by: Some("cli".into()) }, "halt"),
-        Cmd::Resume => command(&paths, Request::Resume { by: Some("cli".into()) }, "resume"),
+        Cmd::Halt => command(
+            &paths,
+            Request::Halt {
+                by: Some("cli".into()),
+            },
+            "halt",
+        ),
+        Cmd::Resume => command(
+            &paths,
+            Request::Resume {
+                by: Some("cli".into()),
+            },
+            "resume",
+        ),
         Cmd::Kill { yes } => {
             if !yes {
                 bail!("the kill switch closes every position at market: confirm with `host kill --yes`");
             }
-            command(&paths, Request::Kill { by: Some("cli".into()) }, "kill")
+            command(
+                &paths,
+                Request::Kill {
+                    by: Some("cli".into()),
+                },
+                "kill",
+            )
         }
-        Cmd::Review { reason } => command(&paths, Request::Review { by: Some("cli".into()), reason }, "review"),
+        Cmd::Review { reason } => command(
+            &paths,
+            Request::Review {
+                by: Some("cli".into()),
+                reason,
+            },
+            "review",
+        ),
         Cmd::Modules { json } => modules(&paths, json),
         Cmd::Audit {
             what: AuditCmd::Verify,
@@ -529,9 +554,12 @@ fn run(
     let replay = if live_feed {
         None
     } else {
-        let replay = replay.or_else(|| Some(PathBuf::from("data/sample/BTCUSD-1h.csv")).filter(|p| p.exists()));
+        let replay = replay
+            .or_else(|| Some(PathBuf::from("data/sample/BTCUSD-1h.csv")).filter(|p| p.exists()));
         let Some(replay) = replay else {
-            bail!("no market feed: pass --replay FILE.csv, or set mode = \"live\" in settings.toml");
+            bail!(
+                "no market feed: pass --replay FILE.csv, or set mode = \"live\" in settings.toml"
+            );
         };
         Some(replay)
     };
@@ -669,14 +697,26 @@ fn command(paths: &Paths, req: Request, what: &str) -> Result<()> {
         None => bail!("no host is running (start one with `host run`)"),
         Some(Reply::Done { value: v }) => {
             match what {
-                "halt" if v == serde_json::json!(true) => println!("halted: new entries are refused until `host resume`"),
+                "halt" if v == serde_json::json!(true) => {
+                    println!("halted: new entries are refused until `host resume`")
+                }
                 "halt" => println!("entries were already halted"),
-                "resume" if v == serde_json::json!(true) => println!("resumed: halts and the kill switch are cleared"),
+                "resume" if v == serde_json::json!(true) => {
+                    println!("resumed: halts and the kill switch are cleared")
+                }
                 "resume" => println!("nothing to resume"),
                 "kill" => println!(
                     "KILLED: cancelled {} orders; closing at market: {}",
                     v["cancelled_orders"],
-                    v["closing"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).filter(|s| !s.is_empty()).unwrap_or_else(|| "no positions".into())
+                    v["closing"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "no positions".into())
                 ),
                 _ => println!("review requested (event {v})"),
             }
@@ -719,7 +759,11 @@ fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Re
     let mode = account.as_ref().map(|a| a.mode).unwrap_or(settings.mode);
     println!(
         "host:      {} ({} mode)",
-        if live.is_some() { "running" } else { "not running" },
+        if live.is_some() {
+            "running"
+        } else {
+            "not running"
+        },
         serde_json::to_value(mode)?.as_str().unwrap_or("?")
     );
     println!("contract:  trading:contract@{CONTRACT_VERSION}");
@@ -739,7 +783,9 @@ fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Re
     println!("versions:  {versions}");
     println!(
         "scans:     {scans} (last at {})",
-        last_scan.map(host::backtest::format_ts).unwrap_or_else(|| "never".into())
+        last_scan
+            .map(host::backtest::format_ts)
+            .unwrap_or_else(|| "never".into())
     );
     if let Some(a) = &account {
         println!(
@@ -748,7 +794,9 @@ fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Re
         );
         println!(
             "trades:    {} closed | {} open orders | drawdown {}%",
-            a.closed_trades, a.open_orders, a.drawdown_pct.round_dp(2)
+            a.closed_trades,
+            a.open_orders,
+            a.drawdown_pct.round_dp(2)
         );
         if a.positions.is_empty() {
             println!("positions: none");
@@ -762,8 +810,12 @@ fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Re
                 p.mark.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
                 p.value,
                 p.unrealized_pnl,
-                p.stop_loss.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-                p.take_profit.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                p.stop_loss
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                p.take_profit
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
             );
         }
         match (&a.halt, a.killed) {
@@ -836,7 +888,11 @@ fn orchestrate(
         repo_root,
         proposer: choice,
         seed: seed.unwrap_or(t.timestamp() as u64),
-        trigger: if now { "manual".into() } else { "nightly".into() },
+        trigger: if now {
+            "manual".into()
+        } else {
+            "nightly".into()
+        },
         now: t,
         api_key: None,
     };

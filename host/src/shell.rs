@@ -174,15 +174,32 @@ pub enum Command {
     Deploy(Box<Prepared>, Sender<Result<DeployOutcome, String>>),
     Status(Sender<Status>),
     /// Latch a manual halt (no new entries). Replies whether it was newly latched.
-    Halt { by: String, reply: Sender<bool> },
+    Halt {
+        by: String,
+        reply: Sender<bool>,
+    },
     /// Clear halts and the kill switch. Replies whether anything was cleared.
-    Resume { by: String, reply: Sender<bool> },
+    Resume {
+        by: String,
+        reply: Sender<bool>,
+    },
     /// Kill switch: cancel every order, close every position, refuse all signals.
-    Kill { by: String, reply: Sender<KillOutcome> },
+    Kill {
+        by: String,
+        reply: Sender<KillOutcome>,
+    },
     /// Append an event on behalf of the API or the bot (e.g. an ignored stranger). Replies with its sequence.
-    Record { kind: String, detail: serde_json::Value, reply: Sender<Option<i64>> },
+    Record {
+        kind: String,
+        detail: serde_json::Value,
+        reply: Sender<Option<i64>>,
+    },
     /// Record a manual tuning trigger for the orchestrator. Replies with the event's sequence.
-    TriggerReview { by: String, reason: String, reply: Sender<Option<i64>> },
+    TriggerReview {
+        by: String,
+        reason: String,
+        reply: Sender<Option<i64>>,
+    },
     Shutdown,
 }
 
@@ -210,12 +227,20 @@ pub struct ReplayFeed {
 impl ReplayFeed {
     pub fn new(mut bars: Vec<(String, Interval, Candle)>, speed: Option<f64>) -> Self {
         bars.sort_by_key(|(s, i, c)| (c.ts + i.secs(), s.clone()));
-        ReplayFeed { bars: bars.into_iter(), speed, last_ts: None }
+        ReplayFeed {
+            bars: bars.into_iter(),
+            speed,
+            last_ts: None,
+        }
     }
 
     /// Drops every bar closing at or before `ts` (a restarted replay resumes after what it saw).
     pub fn skip_through(&mut self, ts: i64) {
-        let rest: Vec<_> = self.bars.by_ref().filter(|(_, i, c)| c.ts + i.secs() > ts).collect();
+        let rest: Vec<_> = self
+            .bars
+            .by_ref()
+            .filter(|(_, i, c)| c.ts + i.secs() > ts)
+            .collect();
         self.bars = rest.into_iter();
     }
 }
@@ -280,7 +305,11 @@ fn now_unix() -> i64 {
 }
 
 /// The account part of [`Status`] from an engine (running host or stored snapshot).
-pub fn account_status(engine: &trading_core::Engine, settings: &Settings, risk: &RiskFile) -> Status {
+pub fn account_status(
+    engine: &trading_core::Engine,
+    settings: &Settings,
+    risk: &RiskFile,
+) -> Status {
     let p = engine.portfolio();
     let positions: Vec<PositionStatus> = p
         .positions()
@@ -332,7 +361,11 @@ pub fn account_status(engine: &trading_core::Engine, settings: &Settings, risk: 
 }
 
 /// The account as last saved, for `host status` when no host runs.
-pub fn stored_status(conn: &Connection, settings: &Settings, risk: &RiskFile) -> anyhow::Result<Option<Status>> {
+pub fn stored_status(
+    conn: &Connection,
+    settings: &Settings,
+    risk: &RiskFile,
+) -> anyhow::Result<Option<Status>> {
     let mode = match settings.mode {
         Mode::Paper => "paper",
         Mode::Live => "live",
@@ -359,7 +392,10 @@ impl Driver for NoStrategy {
     fn on_fill(&mut self, _: &crate::runtime::bindings::Fill) -> Result<(), ModuleError> {
         Ok(())
     }
-    fn on_position_closed(&mut self, _: &crate::runtime::bindings::ClosedTrade) -> Result<(), ModuleError> {
+    fn on_position_closed(
+        &mut self,
+        _: &crate::runtime::bindings::ClosedTrade,
+    ) -> Result<(), ModuleError> {
         Ok(())
     }
 }
@@ -375,14 +411,20 @@ impl Shell {
         std::fs::create_dir_all(&paths.data_dir)?;
         let conn = crate::db::open(&paths.db())?;
         let runtime = Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
-        let scan_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| r.get(0))?;
+        let scan_seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| {
+                r.get(0)
+            })?;
         let mode = match settings.mode {
             Mode::Paper => "paper",
             Mode::Live => "live",
         };
         let risk_config = convert::risk_config(&risk)?;
         let engine_config = EngineConfig {
-            fill: FillConfig { fee_bps: settings.fee_bps.into(), slippage_bps: settings.slippage_bps.into() },
+            fill: FillConfig {
+                fee_bps: settings.fee_bps.into(),
+                slippage_bps: settings.slippage_bps.into(),
+            },
             order_ttl_bars: 24,
         };
         // L7: live mode fails fast when the venue refuses the keys; its quote
@@ -391,14 +433,18 @@ impl Shell {
             Mode::Paper => (None, settings.starting_capital),
             Mode::Live => {
                 let venue = crate::live::connect(&settings)?;
-                let balances = venue.balances().map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
+                let balances = venue
+                    .balances()
+                    .map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
                 let cash = balances.get(&venue.quote).copied().unwrap_or_default();
                 // the venue's cash starts a new live account; an existing one keeps its capital
-                let stored = crate::db::get_meta(&conn, "live.starting_capital")?.and_then(|s| s.parse().ok());
+                let stored = crate::db::get_meta(&conn, "live.starting_capital")?
+                    .and_then(|s| s.parse().ok());
                 (Some(venue), stored.unwrap_or(cash))
             }
         };
-        let (mut engine, reconciliation) = account::open(&conn, mode, capital, risk_config, engine_config)?;
+        let (mut engine, reconciliation) =
+            account::open(&conn, mode, capital, risk_config, engine_config)?;
         if reconciliation.mismatch {
             account::next_epoch(&conn, mode)?;
         }
@@ -448,7 +494,11 @@ impl Shell {
             ));
         }
         if !rec.stale_orders.is_empty() {
-            shell.alert(format!("cancelled {} stale orders: {}", rec.stale_orders.len(), rec.stale_orders.join(", ")));
+            shell.alert(format!(
+                "cancelled {} stale orders: {}",
+                rec.stale_orders.len(),
+                rec.stale_orders.join(", ")
+            ));
         }
         if let Some(h) = halt_now.or(shell.trader.engine.risk().halt()) {
             shell.alert(format!("entries are halted: {h}"));
@@ -466,7 +516,10 @@ impl Shell {
             .cloned()
             .collect();
         if !orphans.is_empty() {
-            shell.alert(format!("orphaned positions in unconfigured symbols: {}", orphans.join(", ")));
+            shell.alert(format!(
+                "orphaned positions in unconfigured symbols: {}",
+                orphans.join(", ")
+            ));
         }
         shell.reconcile_venue();
         shell.load_strategy()?;
@@ -486,12 +539,19 @@ impl Shell {
         match venue.reconcile(&mut self.conn, self.mode, &mut self.trader.engine, now) {
             Ok((rec, events)) => {
                 self.engine_events(&events);
-                self.event("venue_reconcile", None, serde_json::to_value(&rec).unwrap_or_default());
+                self.event(
+                    "venue_reconcile",
+                    None,
+                    serde_json::to_value(&rec).unwrap_or_default(),
+                );
                 for (asset, ledger, venue) in &rec.balance_mismatches {
                     self.alert(format!("{asset}: the ledger holds {ledger}, the exchange {venue}; the exchange wins — check it"));
                 }
                 if !rec.abandoned.is_empty() {
-                    self.alert(format!("orders that never reached the exchange were abandoned: {}", rec.abandoned.join(", ")));
+                    self.alert(format!(
+                        "orders that never reached the exchange were abandoned: {}",
+                        rec.abandoned.join(", ")
+                    ));
                 }
             }
             Err(e) => self.alert(format!("reconciling with the exchange failed: {e}")),
@@ -515,7 +575,10 @@ impl Shell {
                 .map_or(now - 30 * 86_400, |c| c.ts + Interval::H1.secs());
             match venue.ohlc(&symbol, 60, since) {
                 Ok(candles) => {
-                    let fresh: Vec<Candle> = candles.into_iter().filter(|c| c.ts + Interval::H1.secs() <= now).collect();
+                    let fresh: Vec<Candle> = candles
+                        .into_iter()
+                        .filter(|c| c.ts + Interval::H1.secs() <= now)
+                        .collect();
                     for c in &fresh {
                         let _ = self.conn.execute(
                             "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, '1h', ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -528,7 +591,11 @@ impl Shell {
                 Err(e) => failed.push(format!("{symbol}: {e}")),
             }
         }
-        self.event("backfill", None, serde_json::json!({ "stored": stored, "failed": failed }));
+        self.event(
+            "backfill",
+            None,
+            serde_json::json!({ "stored": stored, "failed": failed }),
+        );
         if !failed.is_empty() {
             self.alert(format!("candle backfill failed: {}", failed.join("; ")));
         }
@@ -614,11 +681,22 @@ impl Shell {
     }
 
     /// Appends to the hash-chained event log and publishes to subscribers.
-    pub fn event(&mut self, kind: &str, symbol: Option<&str>, detail: serde_json::Value) -> Option<i64> {
+    pub fn event(
+        &mut self,
+        kind: &str,
+        symbol: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Option<i64> {
         let ts = self.now();
         match events::append(&self.conn, ts, kind, symbol, &detail) {
             Ok(seq) => {
-                let ev = events::Event { seq, ts, kind: kind.to_string(), symbol: symbol.map(str::to_string), detail };
+                let ev = events::Event {
+                    seq,
+                    ts,
+                    kind: kind.to_string(),
+                    symbol: symbol.map(str::to_string),
+                    detail,
+                };
                 match self.unpublished.as_mut() {
                     Some(buf) => buf.push(ev),
                     None => {
@@ -667,7 +745,11 @@ impl Shell {
                 // the account in memory is ahead of the database: say so loudly
                 tracing::error!("account not saved: {e}");
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.event("error", None, serde_json::json!({ "where": "account", "error": e.to_string() }));
+                self.event(
+                    "error",
+                    None,
+                    serde_json::json!({ "where": "account", "error": e.to_string() }),
+                );
             }
         }
     }
@@ -689,7 +771,14 @@ impl Shell {
                             rec.version
                         ));
                     }
-                    match prepare(&self.runtime, bytes, &self.risk, &symbols, rec.params.clone(), "startup") {
+                    match prepare(
+                        &self.runtime,
+                        bytes,
+                        &self.risk,
+                        &symbols,
+                        rec.params.clone(),
+                        "startup",
+                    ) {
                         Ok(mut p) => {
                             if let Some((_, state, _)) = archive::latest_state(&self.conn)? {
                                 if let Err(e) = p.instance.load_state(&state) {
@@ -704,7 +793,10 @@ impl Shell {
                             );
                             self.activate_prepared(rec.version, p);
                         }
-                        Err(e) => self.pause(format!("active version {} does not start: {e}", rec.version)),
+                        Err(e) => self.pause(format!(
+                            "active version {} does not start: {e}",
+                            rec.version
+                        )),
                     }
                 }
                 Err(e) => self.pause(format!("{e}")),
@@ -730,16 +822,21 @@ impl Shell {
                 }
                 Err(e) => self.pause(format!("default strategy {}: {e}", path.display())),
             },
-            Err(e) => {
-                self.pause(format!("no strategy deployed and the default {} cannot be read: {e}", path.display()))
-            }
+            Err(e) => self.pause(format!(
+                "no strategy deployed and the default {} cannot be read: {e}",
+                path.display()
+            )),
         }
         Ok(())
     }
 
     fn pause(&mut self, reason: String) {
         tracing::error!("strategy paused: {reason}");
-        self.event("strategy_paused", None, serde_json::json!({ "reason": reason }));
+        self.event(
+            "strategy_paused",
+            None,
+            serde_json::json!({ "reason": reason }),
+        );
         self.paused = Some(reason);
         self.active = None;
     }
@@ -786,15 +883,20 @@ impl Shell {
                     .get_state()
                     .map_err(|e| format!("the running strategy's state cannot be read: {e}"))?,
             ),
-            None => archive::latest_state(&self.conn).map_err(|e| e.to_string())?.map(|(_, s, _)| s),
+            None => archive::latest_state(&self.conn)
+                .map_err(|e| e.to_string())?
+                .map(|(_, s, _)| s),
         };
         if let Some(s) = &state {
-            p.instance.load_state(s).map_err(|e| format!("the new strategy refused the running state: {e}"))?;
+            p.instance
+                .load_state(s)
+                .map_err(|e| format!("the new strategy refused the running state: {e}"))?;
         }
         let hash = p.info().hash.clone();
         let version = self.record_version(&p).map_err(|e| e.to_string())?;
         if let Some(s) = &state {
-            archive::save_state(&self.conn, version, s, self.scan_seq).map_err(|e| e.to_string())?;
+            archive::save_state(&self.conn, version, s, self.scan_seq)
+                .map_err(|e| e.to_string())?;
         }
         let origin = p.origin.clone();
         self.activate_prepared(version, p);
@@ -803,7 +905,12 @@ impl Shell {
             None,
             serde_json::json!({ "version": version, "previous": previous, "hash": hash, "origin": origin, "first_scan": self.scan_seq + 1 }),
         );
-        tracing::info!(version, ?previous, "strategy swapped in before scan {}", self.scan_seq + 1);
+        tracing::info!(
+            version,
+            ?previous,
+            "strategy swapped in before scan {}",
+            self.scan_seq + 1
+        );
         Ok(DeployOutcome {
             version,
             hash,
@@ -845,7 +952,11 @@ impl Shell {
             Command::Halt { by, reply } => {
                 let newly = self.trader.engine.halt_manually();
                 self.persist_account(&[], &[]);
-                self.event("halt", None, serde_json::json!({ "by": by, "reason": "manual", "newly": newly }));
+                self.event(
+                    "halt",
+                    None,
+                    serde_json::json!({ "by": by, "reason": "manual", "newly": newly }),
+                );
                 let _ = reply.send(newly);
             }
             Command::Resume { by, reply } => {
@@ -855,15 +966,26 @@ impl Shell {
                 e.resume();
                 e.clear_kill();
                 self.persist_account(&[], &[]);
-                self.event("resume", None, serde_json::json!({ "by": by, "halt": was, "killed": killed }));
+                self.event(
+                    "resume",
+                    None,
+                    serde_json::json!({ "by": by, "halt": was, "killed": killed }),
+                );
                 let _ = reply.send(was.is_some() || killed);
             }
             Command::Kill { by, reply } => {
                 let now = self.now();
-                let before: BTreeSet<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+                let before: BTreeSet<u64> =
+                    self.trader.engine.pending().iter().map(|o| o.id).collect();
                 let events = self.trader.engine.kill(now);
-                let closing: Vec<_> =
-                    self.trader.engine.pending().iter().filter(|o| !before.contains(&o.id)).cloned().collect();
+                let closing: Vec<_> = self
+                    .trader
+                    .engine
+                    .pending()
+                    .iter()
+                    .filter(|o| !before.contains(&o.id))
+                    .cloned()
+                    .collect();
                 let outcome = KillOutcome {
                     cancelled_orders: events.len(),
                     closing: closing.iter().map(|o| o.request.symbol.clone()).collect(),
@@ -882,10 +1004,18 @@ impl Shell {
                 } else {
                     self.persist_account(&events, &closing);
                 }
-                self.event("kill", None, serde_json::json!({ "by": by, "outcome": outcome }));
+                self.event(
+                    "kill",
+                    None,
+                    serde_json::json!({ "by": by, "outcome": outcome }),
+                );
                 let _ = reply.send(outcome);
             }
-            Command::Record { kind, detail, reply } => {
+            Command::Record {
+                kind,
+                detail,
+                reply,
+            } => {
                 let seq = self.event(&kind, None, detail);
                 let _ = reply.send(seq);
             }
@@ -904,7 +1034,11 @@ impl Shell {
 
     /// Writes engine events and new orders, with the engine snapshot, in one
     /// transaction (or inside the bar's, when one is open).
-    fn persist_account(&mut self, events: &[EngineEvent], new_orders: &[trading_core::PendingOrder]) {
+    fn persist_account(
+        &mut self,
+        events: &[EngineEvent],
+        new_orders: &[trading_core::PendingOrder],
+    ) {
         let own = self.unpublished.is_none();
         self.begin();
         self.record(events, new_orders);
@@ -930,11 +1064,16 @@ impl Shell {
 
     /// Writes engine events and new orders into the open transaction.
     fn record(&mut self, events: &[EngineEvent], new_orders: &[trading_core::PendingOrder]) {
-        let r = account::record_events(&self.conn, self.mode, events, self.clock)
-            .and_then(|_| account::record_orders(&self.conn, self.mode, self.mode, new_orders, self.clock));
+        let r = account::record_events(&self.conn, self.mode, events, self.clock).and_then(|_| {
+            account::record_orders(&self.conn, self.mode, self.mode, new_orders, self.clock)
+        });
         if let Err(e) = r {
             tracing::error!("account not recorded: {e}");
-            self.event("error", None, serde_json::json!({ "where": "account", "error": e.to_string() }));
+            self.event(
+                "error",
+                None,
+                serde_json::json!({ "where": "account", "error": e.to_string() }),
+            );
         }
     }
 
@@ -943,8 +1082,12 @@ impl Shell {
             let (kind, symbol) = match ev {
                 EngineEvent::Filled(r) => ("fill", Some(r.fill.symbol.as_str())),
                 EngineEvent::PositionClosed(t) => ("position_closed", Some(t.symbol.as_str())),
-                EngineEvent::OrderCancelled { symbol, .. } => ("order_cancelled", Some(symbol.as_str())),
-                EngineEvent::OrderExpired { symbol, .. } => ("order_expired", Some(symbol.as_str())),
+                EngineEvent::OrderCancelled { symbol, .. } => {
+                    ("order_cancelled", Some(symbol.as_str()))
+                }
+                EngineEvent::OrderExpired { symbol, .. } => {
+                    ("order_expired", Some(symbol.as_str()))
+                }
                 EngineEvent::Halted(_) => ("halted", None),
             };
             let mut detail = serde_json::to_value(ev).unwrap_or_default();
@@ -961,7 +1104,12 @@ impl Shell {
     /// anywhere in between leaves the database as it was before the bar, and
     /// the restarted host replays it.
     pub fn on_bar(&mut self, symbol: &str, interval: Interval, bar: Candle) {
-        if self.data.series(symbol, interval).last().is_some_and(|c| c.ts >= bar.ts) {
+        if self
+            .data
+            .series(symbol, interval)
+            .last()
+            .is_some_and(|c| c.ts >= bar.ts)
+        {
             return; // seen before (a restarted replay, or a repeated feed message)
         }
         self.begin();
@@ -1001,7 +1149,11 @@ impl Shell {
                 }
             }
             Err(e) => {
-                self.event("error", Some(symbol), serde_json::json!({ "where": "engine", "error": e.to_string() }));
+                self.event(
+                    "error",
+                    Some(symbol),
+                    serde_json::json!({ "where": "engine", "error": e.to_string() }),
+                );
             }
         }
         let scanned = self.tick(self.clock);
@@ -1037,7 +1189,12 @@ impl Shell {
             .unwrap_or_default();
         if let Err(e) = self.conn.execute(
             "INSERT OR REPLACE INTO daily_snapshots (day, ts, value, cash) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![day, self.clock, cents(p.equity()).to_string(), cents(p.cash()).to_string()],
+            rusqlite::params![
+                day,
+                self.clock,
+                cents(p.equity()).to_string(),
+                cents(p.cash()).to_string()
+            ],
         ) {
             tracing::error!("daily snapshot: {e}");
         }
@@ -1046,20 +1203,28 @@ impl Shell {
     /// Cancels every open order once the strategy has not answered for the configured time.
     fn dead_man(&mut self) {
         let limit = i64::from(self.settings.safety.dead_man_minutes) * 60;
-        if limit == 0 || self.dead_man_fired || (self.live.is_none() && self.trader.engine.pending().is_empty()) {
+        if limit == 0
+            || self.dead_man_fired
+            || (self.live.is_none() && self.trader.engine.pending().is_empty())
+        {
             return;
         }
         let since = self.last_answer.unwrap_or(i64::MIN);
         let silent = self.active.is_none() || self.active.as_ref().is_some_and(|a| a.failures > 0);
         if silent && self.clock.saturating_sub(since) >= limit {
             let ids: Vec<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
-            let events: Vec<EngineEvent> = ids.into_iter().filter_map(|id| self.trader.engine.cancel(id)).collect();
+            let events: Vec<EngineEvent> = ids
+                .into_iter()
+                .filter_map(|id| self.trader.engine.cancel(id))
+                .collect();
             self.dead_man_fired = true;
             self.persist_account(&events, &[]);
             self.engine_events(&events);
             if let Some(v) = self.live.as_ref() {
                 if let Err(e) = v.cancel_open(&self.conn, self.clock, false) {
-                    self.alert(format!("dead-man's switch: cancelling exchange orders failed: {e}"));
+                    self.alert(format!(
+                        "dead-man's switch: cancelling exchange orders failed: {e}"
+                    ));
                 }
             }
             self.alert(format!(
@@ -1102,14 +1267,22 @@ impl Shell {
         if !stale.is_empty() {
             // not scanned: tried again at the next bar or tick; logged when it starts or changes
             if self.stale != stale {
-                self.event("stale_data", None, serde_json::json!({ "symbols": stale, "at": now }));
+                self.event(
+                    "stale_data",
+                    None,
+                    serde_json::json!({ "symbols": stale, "at": now }),
+                );
                 self.stale = stale;
             }
             return false;
         }
         if !self.stale.is_empty() {
             let was = std::mem::take(&mut self.stale);
-            self.event("data_fresh", None, serde_json::json!({ "symbols": was, "at": now }));
+            self.event(
+                "data_fresh",
+                None,
+                serde_json::json!({ "symbols": was, "at": now }),
+            );
         }
         self.next_scan_at = (now.div_euclid(step) + 1) * step;
         let Some(active) = self.active.as_mut() else {
@@ -1133,10 +1306,20 @@ impl Shell {
             self.record_signal(seq, now, signal, decision);
         }
         for cf in self.trader.engine.take_counterfactuals() {
-            self.event("counterfactual", Some(&cf.symbol.clone()), serde_json::to_value(&cf).unwrap_or_default());
+            self.event(
+                "counterfactual",
+                Some(&cf.symbol.clone()),
+                serde_json::to_value(&cf).unwrap_or_default(),
+            );
         }
-        let new_orders: Vec<_> =
-            self.trader.engine.pending().iter().filter(|o| !before.contains(&o.id)).cloned().collect();
+        let new_orders: Vec<_> = self
+            .trader
+            .engine
+            .pending()
+            .iter()
+            .filter(|o| !before.contains(&o.id))
+            .cloned()
+            .collect();
         if !new_orders.is_empty() {
             // the order is decided, not yet recorded
             crate::failpoint::hit("order.before_record");
@@ -1148,7 +1331,11 @@ impl Shell {
             self.persist_account(&[], &new_orders);
         }
         for o in &new_orders {
-            self.event("order", Some(&o.request.symbol), serde_json::to_value(o).unwrap_or_default());
+            self.event(
+                "order",
+                Some(&o.request.symbol),
+                serde_json::to_value(o).unwrap_or_default(),
+            );
         }
         match outcome.error {
             None => {
@@ -1165,7 +1352,10 @@ impl Shell {
 
     fn record_signal(&mut self, seq: i64, now: i64, s: &trading_core::Signal, d: &Decision) {
         let (decision, reason) = match d {
-            Decision::Approved(o) => ("approved", o.clipped_from.as_ref().map(|c| format!("clipped: {c:?}"))),
+            Decision::Approved(o) => (
+                "approved",
+                o.clipped_from.as_ref().map(|c| format!("clipped: {c:?}")),
+            ),
             Decision::Modify(_) => ("modify", None),
             Decision::Refused(r) => ("refused", Some(r.to_string())),
         };
@@ -1202,11 +1392,17 @@ impl Shell {
             return;
         };
         active.failures += 1;
-        tracing::error!(version = active.version, failures = active.failures, "strategy failed: {e}");
-        let detail =
-            serde_json::json!({ "version": active.version, "error": e.to_string(), "failures": active.failures });
+        tracing::error!(
+            version = active.version,
+            failures = active.failures,
+            "strategy failed: {e}"
+        );
+        let detail = serde_json::json!({ "version": active.version, "error": e.to_string(), "failures": active.failures });
         if active.failures >= self.settings.max_failures {
-            let reason = format!("version {} failed {} scans in a row: {e}", active.version, active.failures);
+            let reason = format!(
+                "version {} failed {} scans in a row: {e}",
+                active.version, active.failures
+            );
             let _ = archive::set_status(&self.conn, active.version, "failed", Some(&reason));
             self.event("module_error", None, detail);
             self.pause(reason);
@@ -1214,13 +1410,18 @@ impl Shell {
         }
         if e.is_fatal() {
             // restart the instance from its last good state
-            let restarted = WasmDriver::start(&active.module, &self.risk, &self.settings.symbols, &active.params)
-                .and_then(|mut d| {
-                    if let Some(s) = &active.last_good_state {
-                        d.instance.load_state(s)?;
-                    }
-                    Ok(d)
-                });
+            let restarted = WasmDriver::start(
+                &active.module,
+                &self.risk,
+                &self.settings.symbols,
+                &active.params,
+            )
+            .and_then(|mut d| {
+                if let Some(s) = &active.last_good_state {
+                    d.instance.load_state(s)?;
+                }
+                Ok(d)
+            });
             match restarted {
                 Ok(d) => active.driver = d,
                 Err(e2) => {
@@ -1268,7 +1469,10 @@ impl Shell {
                     break;
                 }
                 self.save_state();
-                tracing::info!("feed ended after {} scans; waiting for commands", self.scan_seq);
+                tracing::info!(
+                    "feed ended after {} scans; waiting for commands",
+                    self.scan_seq
+                );
                 while let Ok(cmd) = commands.recv() {
                     if !self.handle(cmd) {
                         break;
@@ -1297,12 +1501,19 @@ impl Shell {
     pub fn shutdown(&mut self) {
         self.save_state();
         let ids: Vec<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
-        let events: Vec<EngineEvent> = ids.into_iter().filter_map(|id| self.trader.engine.cancel(id)).collect();
+        let events: Vec<EngineEvent> = ids
+            .into_iter()
+            .filter_map(|id| self.trader.engine.cancel(id))
+            .collect();
         self.persist_account(&events, &[]);
         self.engine_events(&events);
         if let Some(v) = self.live.as_ref() {
             match v.cancel_open(&self.conn, self.clock, true) {
-                Ok(n) if n > 0 => self.event("orders_cancelled", None, serde_json::json!({ "count": n, "why": "shutdown" })),
+                Ok(n) if n > 0 => self.event(
+                    "orders_cancelled",
+                    None,
+                    serde_json::json!({ "count": n, "why": "shutdown" }),
+                ),
                 Ok(_) => None,
                 Err(e) => {
                     self.alert(format!("shutdown: cancelling exchange orders failed: {e}"));

@@ -7,7 +7,9 @@ use crate::backtest::{convert, Driver};
 use crate::runtime::ModuleError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use trading_core::{Candle, Decision, Engine, EngineError, EngineEvent, Intent, MarketData, MarketView};
+use trading_core::{
+    Candle, Decision, Engine, EngineError, EngineEvent, Intent, MarketData, MarketView,
+};
 
 /// The engine plus what the strategy needs echoed back with each fill.
 #[derive(Debug, Clone)]
@@ -58,9 +60,13 @@ impl Trader {
             let r = match ev {
                 EngineEvent::Filled(rec) => {
                     if let trading_core::FillKind::Buy { intent, tag, .. } = &rec.fill.kind {
-                        self.entries.insert(rec.fill.symbol.clone(), (*intent, tag.clone()));
+                        self.entries
+                            .insert(rec.fill.symbol.clone(), (*intent, tag.clone()));
                     }
-                    let entry = self.entries.get(&rec.fill.symbol).map(|(i, t)| (*i, t.as_str()));
+                    let entry = self
+                        .entries
+                        .get(&rec.fill.symbol)
+                        .map(|(i, t)| (*i, t.as_str()));
                     driver.on_fill(&convert::fill_to_contract(&rec.fill, entry))
                 }
                 EngineEvent::PositionClosed(trade) => {
@@ -78,18 +84,35 @@ impl Trader {
 
     /// Runs one scan at `now` over `data` (which holds nothing newer than `now`
     /// that the view would not cut).
-    pub fn scan(&mut self, driver: &mut dyn Driver, data: &Arc<MarketData>, now: i64) -> ScanOutcome {
+    pub fn scan(
+        &mut self,
+        driver: &mut dyn Driver,
+        data: &Arc<MarketData>,
+        now: i64,
+    ) -> ScanOutcome {
         let view = MarketView::new(data.clone(), now);
         let portfolio = convert::portfolio_to_contract(self.engine.portfolio());
         let out = match driver.analyze(now, &portfolio, &view) {
             Ok(s) => s,
-            Err(e) => return ScanOutcome { decisions: Vec::new(), error: Some(e) },
+            Err(e) => {
+                return ScanOutcome {
+                    decisions: Vec::new(),
+                    error: Some(e),
+                }
+            }
         };
         if out.is_empty() {
-            return ScanOutcome { decisions: Vec::new(), error: None };
+            return ScanOutcome {
+                decisions: Vec::new(),
+                error: None,
+            };
         }
-        let signals: Vec<trading_core::Signal> = out.iter().map(convert::signal_from_contract).collect();
+        let signals: Vec<trading_core::Signal> =
+            out.iter().map(convert::signal_from_contract).collect();
         let decisions = self.engine.submit(now, &signals, &view);
-        ScanOutcome { decisions: signals.into_iter().zip(decisions).collect(), error: None }
+        ScanOutcome {
+            decisions: signals.into_iter().zip(decisions).collect(),
+            error: None,
+        }
     }
 }

@@ -34,7 +34,12 @@ impl Live {
             let mut st = venue.state();
             st.balances = BTreeMap::from([("ZUSD".to_string(), Decimal::from(10_000))]);
         }
-        venue.set_price("XBTUSD", rust_decimal::Decimal::try_from(candles[0].close).unwrap().round_dp(1));
+        venue.set_price(
+            "XBTUSD",
+            rust_decimal::Decimal::try_from(candles[0].close)
+                .unwrap()
+                .round_dp(1),
+        );
         let dir = tempfile::tempdir().unwrap();
         let settings = format!(
             "mode = \"live\"\nvenue = \"kraken\"\nsymbols = [\"BTCUSD\"]\n\
@@ -53,7 +58,12 @@ impl Live {
         )
         .unwrap();
         let csv: String = std::iter::once("ts,open,high,low,close,volume".to_string())
-            .chain(candles.iter().map(|c| format!("{},{},{},{},{},{}", c.ts, c.open, c.high, c.low, c.close, c.volume)))
+            .chain(candles.iter().map(|c| {
+                format!(
+                    "{},{},{},{},{},{}",
+                    c.ts, c.open, c.high, c.low, c.close, c.volume
+                )
+            }))
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(dir.path().join("btc.csv"), csv).unwrap();
@@ -93,12 +103,20 @@ impl Live {
     }
 
     async fn replay_file(&self, file: &str, failpoint: Option<&str>) -> std::process::Output {
-        let mut c =
-            self.cmd(&["run", "--replay", self.path(file).to_str().unwrap(), "--speed", "max", "--exit-at-end"]);
+        let mut c = self.cmd(&[
+            "run",
+            "--replay",
+            self.path(file).to_str().unwrap(),
+            "--speed",
+            "max",
+            "--exit-at-end",
+        ]);
         if let Some(f) = failpoint {
             c.env("HOST_FAILPOINT", f);
         }
-        tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
     }
 
     /// The database once a first run has created it.
@@ -106,7 +124,11 @@ impl Live {
         if !self.path("data/host.db").exists() {
             self.cut(1);
             let out = self.replay_file("btc-cut.csv", None).await;
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         self.db()
     }
@@ -118,8 +140,14 @@ impl Live {
     async fn account(&self) -> serde_json::Value {
         let mut c = self.cmd(&["status", "--json"]);
         c.stdout(Stdio::piped());
-        let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["account"].clone()
     }
@@ -130,9 +158,18 @@ impl Live {
         let orders = self.venue.orders();
         let mut per_client: BTreeMap<String, usize> = BTreeMap::new();
         for o in &orders {
-            *per_client.entry(o.cl_ord_id.clone().expect("every order carries a client id")).or_default() += 1;
+            *per_client
+                .entry(
+                    o.cl_ord_id
+                        .clone()
+                        .expect("every order carries a client id"),
+                )
+                .or_default() += 1;
         }
-        assert!(per_client.values().all(|n| *n == 1), "an order was placed twice: {per_client:?}");
+        assert!(
+            per_client.values().all(|n| *n == 1),
+            "an order was placed twice: {per_client:?}"
+        );
         let c = self.db();
         let booked: BTreeSet<String> = c
             .prepare("SELECT venue_fill_id FROM fills WHERE venue_fill_id IS NOT NULL")
@@ -141,18 +178,42 @@ impl Live {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let all_fills: i64 = c.query_row("SELECT COUNT(*) FROM fills", [], |r| r.get(0)).unwrap();
-        assert_eq!(all_fills as usize, booked.len(), "a fill was booked without its venue id");
+        let all_fills: i64 = c
+            .query_row("SELECT COUNT(*) FROM fills", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            all_fills as usize,
+            booked.len(),
+            "a fill was booked without its venue id"
+        );
         let trades: BTreeSet<String> = self.venue.trades().into_iter().map(|t| t.id).collect();
         assert_eq!(booked, trades, "host fills and venue trades differ");
-        let pending: i64 =
-            c.query_row("SELECT COUNT(*) FROM orders WHERE status = 'pending_send'", [], |r| r.get(0)).unwrap();
+        let pending: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM orders WHERE status = 'pending_send'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert_eq!(pending, 0, "orders left unresolved");
         let a = self.account().await;
         let dec = |v: &serde_json::Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
-        assert_eq!(dec(&a["cash"]), self.venue.balance("ZUSD").round_dp(2), "cash differs from the exchange");
-        let held: Decimal = a["positions"].as_array().unwrap().iter().map(|p| dec(&p["qty"])).sum();
-        assert_eq!(held, self.venue.balance("XXBT"), "position differs from the exchange");
+        assert_eq!(
+            dec(&a["cash"]),
+            self.venue.balance("ZUSD").round_dp(2),
+            "cash differs from the exchange"
+        );
+        let held: Decimal = a["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| dec(&p["qty"]))
+            .sum();
+        assert_eq!(
+            held,
+            self.venue.balance("XXBT"),
+            "position differs from the exchange"
+        );
     }
 }
 
@@ -160,21 +221,46 @@ impl Live {
 async fn live_orders_reach_the_venue_and_fills_come_back() {
     let l = Live::new().await;
     let out = l.replay(None).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(l.venue.trades().len() >= 4, "the strategy should trade: {} venue trades", l.venue.trades().len());
-    assert!(l.venue.state().refused.is_empty(), "the venue refused signatures: {:?}", l.venue.state().refused);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        l.venue.trades().len() >= 4,
+        "the strategy should trade: {} venue trades",
+        l.venue.trades().len()
+    );
+    assert!(
+        l.venue.state().refused.is_empty(),
+        "the venue refused signatures: {:?}",
+        l.venue.state().refused
+    );
     l.check_against_venue().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_around_sends_and_fills_never_lose_or_duplicate_an_order() {
     let l = Live::new().await;
-    for point in ["live.before_send:1", "live.after_send:1", "live.after_fill:1", "live.after_send:1"] {
+    for point in [
+        "live.before_send:1",
+        "live.after_send:1",
+        "live.after_fill:1",
+        "live.after_send:1",
+    ] {
         let out = l.replay(Some(point)).await;
-        assert!(!out.status.success(), "{point} was never reached: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            !out.status.success(),
+            "{point} was never reached: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = l.replay(None).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     l.check_against_venue().await;
     // the restarts found the orders the crashes left behind
     let c = l.db();
@@ -186,14 +272,34 @@ async fn crashes_around_sends_and_fills_never_lose_or_duplicate_an_order() {
         .collect::<Result<_, _>>()
         .unwrap();
     let all = reconciles.join("\n");
-    assert!(all.contains("\"adopted\":[\"live-"), "no order adopted after an after-send crash: {all}");
+    assert!(
+        all.contains("\"adopted\":[\"live-"),
+        "no order adopted after an after-send crash: {all}"
+    );
     // the first order crashed before its send; the restart sent it, once
-    let first = l.venue.orders().into_iter().filter(|o| o.cl_ord_id.as_deref() == Some("live-0-1")).count();
-    assert_eq!(first, 1, "the order written ahead before the crash should reach the venue exactly once");
-    let status: String =
-        c.query_row("SELECT status FROM orders WHERE client_order_id = 'live-0-1'", [], |r| r.get(0)).unwrap();
+    let first = l
+        .venue
+        .orders()
+        .into_iter()
+        .filter(|o| o.cl_ord_id.as_deref() == Some("live-0-1"))
+        .count();
+    assert_eq!(
+        first, 1,
+        "the order written ahead before the crash should reach the venue exactly once"
+    );
+    let status: String = c
+        .query_row(
+            "SELECT status FROM orders WHERE client_order_id = 'live-0-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(status, "filled");
-    assert!(!all.contains("balance_mismatches\":[[\"BTC") && !all.contains("balance_mismatches\":[[\"USD"), "{all}");
+    assert!(
+        !all.contains("balance_mismatches\":[[\"BTC")
+            && !all.contains("balance_mismatches\":[[\"USD"),
+        "{all}"
+    );
 }
 
 /// Polls `f` on the host database until it holds (the host runs in another process).
@@ -214,7 +320,10 @@ async fn db_until(l: &Live, what: &str, f: impl Fn(&rusqlite::Connection) -> boo
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            panic!("timed out waiting for {what}; last events:\n{}", events.join("\n"));
+            panic!(
+                "timed out waiting for {what}; last events:\n{}",
+                events.join("\n")
+            );
         }
         tokio::task::yield_now().await;
     }
@@ -230,22 +339,76 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
     let mut child = l.cmd(&["run", "--api-addr", "off"]).spawn().unwrap();
     // two subscriptions per connection: ohlc and ticker
     l.venue.wait_subscriptions(2).await;
-    let iso = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let iso = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    };
     // candles from long ago: stored, but the strategy is not called on them
-    l.venue.push_ohlc("BTC/USD", 60, &iso(1_600_000_000), 10_000.0, 10_100.0, 9_900.0, 10_050.0, 1.0);
-    l.venue.push_ohlc("BTC/USD", 60, &iso(1_600_003_600), 10_050.0, 10_150.0, 9_950.0, 10_100.0, 1.0);
-    db_until(&l, "the old candle", |c| count(c, "SELECT COUNT(*) FROM candles") >= 1).await;
+    l.venue.push_ohlc(
+        "BTC/USD",
+        60,
+        &iso(1_600_000_000),
+        10_000.0,
+        10_100.0,
+        9_900.0,
+        10_050.0,
+        1.0,
+    );
+    l.venue.push_ohlc(
+        "BTC/USD",
+        60,
+        &iso(1_600_003_600),
+        10_050.0,
+        10_150.0,
+        9_950.0,
+        10_100.0,
+        1.0,
+    );
+    db_until(&l, "the old candle", |c| {
+        count(c, "SELECT COUNT(*) FROM candles") >= 1
+    })
+    .await;
     let c = l.db();
     let stale = "SELECT COUNT(*) FROM events WHERE kind = 'stale_data' AND detail LIKE '%BTCUSD%'";
-    assert!(count(&c, stale) >= 1, "the scan due with the old candle should be skipped as stale");
-    assert_eq!(count(&c, "SELECT COUNT(*) FROM scan_results"), 0, "the strategy was called on stale data");
+    assert!(
+        count(&c, stale) >= 1,
+        "the scan due with the old candle should be skipped as stale"
+    );
+    assert_eq!(
+        count(&c, "SELECT COUNT(*) FROM scan_results"),
+        0,
+        "the strategy was called on stale data"
+    );
     // the feed drops and comes back; fresh candles get scanned
     l.venue.drop_ws();
     l.venue.wait_subscriptions(4).await;
     let now = chrono::Utc::now().timestamp() / 3600 * 3600;
-    l.venue.push_ohlc("BTC/USD", 60, &iso(now - 3_600), 10_100.0, 10_200.0, 10_000.0, 10_150.0, 1.0);
-    l.venue.push_ohlc("BTC/USD", 60, &iso(now), 10_150.0, 10_250.0, 10_050.0, 10_200.0, 1.0);
-    db_until(&l, "a scan on fresh data", |c| count(c, "SELECT COUNT(*) FROM scan_results") >= 1).await;
+    l.venue.push_ohlc(
+        "BTC/USD",
+        60,
+        &iso(now - 3_600),
+        10_100.0,
+        10_200.0,
+        10_000.0,
+        10_150.0,
+        1.0,
+    );
+    l.venue.push_ohlc(
+        "BTC/USD",
+        60,
+        &iso(now),
+        10_150.0,
+        10_250.0,
+        10_050.0,
+        10_200.0,
+        1.0,
+    );
+    db_until(&l, "a scan on fresh data", |c| {
+        count(c, "SELECT COUNT(*) FROM scan_results") >= 1
+    })
+    .await;
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -256,31 +419,53 @@ async fn stops_rest_on_the_exchange_are_suspended_at_shutdown_replaced_at_start_
     let candles = shared_candles("BTCUSD-1h.csv", 60_000, BARS);
     let c = l.db_when_ready().await;
     let suspended = |c: &rusqlite::Connection| -> i64 {
-        c.query_row("SELECT COUNT(*) FROM orders WHERE status = 'suspended' AND order_type = 'stop'", [], |r| r.get(0))
-            .unwrap_or(0)
+        c.query_row(
+            "SELECT COUNT(*) FROM orders WHERE status = 'suspended' AND order_type = 'stop'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
     };
     // replay in slices until a run ends holding a position: its exits were on the
     // exchange and the shutdown suspended them (the seed's shutdown sequence)
     let mut held = false;
     for n in (30..BARS).step_by(2) {
         // the venue trades where the replay is, so exits rest instead of triggering at once
-        l.venue.set_price("XBTUSD", Decimal::try_from(candles[n - 1].close).unwrap().round_dp(1));
+        l.venue.set_price(
+            "XBTUSD",
+            Decimal::try_from(candles[n - 1].close).unwrap().round_dp(1),
+        );
         l.cut(n);
         let out = l.replay_file("btc-cut.csv", None).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if suspended(&c) > 0 {
             held = true;
             break;
         }
     }
-    assert!(held, "a momentum position with its stop-loss should be held at the end of some slice");
-    assert!(l.venue.orders().iter().any(|o| o.ordertype == "stop-loss" && o.status == "canceled"));
+    assert!(
+        held,
+        "a momentum position with its stop-loss should be held at the end of some slice"
+    );
+    assert!(l
+        .venue
+        .orders()
+        .iter()
+        .any(|o| o.ordertype == "stop-loss" && o.status == "canceled"));
     l.check_against_venue().await;
     // the market falls through the stop while the host is down: the restart
     // places the stop again, the exchange fills it, the ledger books a stop_loss
     l.venue.set_price("XBTUSD", Decimal::ONE);
     let out = l.replay(None).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let replaced: i64 = c
         .query_row(
             "SELECT COUNT(*) FROM events WHERE kind = 'venue_reconcile' AND detail LIKE '%\"exits_replaced\":[\"live-%'",
@@ -288,9 +473,20 @@ async fn stops_rest_on_the_exchange_are_suspended_at_shutdown_replaced_at_start_
             |r| r.get(0),
         )
         .unwrap();
-    assert!(replaced >= 1, "the suspended exits should be placed again at the restart");
-    let stopped: i64 =
-        c.query_row("SELECT COUNT(*) FROM trades WHERE close_reason = 'stop_loss'", [], |r| r.get(0)).unwrap();
-    assert!(stopped >= 1, "the stop filled on the exchange should close the position as stop_loss");
+    assert!(
+        replaced >= 1,
+        "the suspended exits should be placed again at the restart"
+    );
+    let stopped: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM trades WHERE close_reason = 'stop_loss'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        stopped >= 1,
+        "the stop filled on the exchange should close the position as stop_loss"
+    );
     l.check_against_venue().await;
 }

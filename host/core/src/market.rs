@@ -14,9 +14,10 @@ pub struct SymbolFacts {
     pub volume_24h: f64,
 }
 
-/// Live quote facts a feed may know beyond candles.
+/// Live quote facts a feed may know beyond candles, as of `ts`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Quote {
+    pub ts: i64,
     pub price: f64,
     pub spread: f64,
 }
@@ -110,17 +111,19 @@ impl MarketView {
         &v[v.len().saturating_sub(n)..]
     }
 
-    /// Price (last close, or the live quote), spread and 24h volume at `now`.
+    /// Price (last close, or a live quote not newer than `now`), spread and
+    /// 24h volume at `now`, from the finest interval with a candle closed by
+    /// `now` (never chosen by looking at later data).
     pub fn symbol_data(&self, symbol: &str) -> Option<SymbolFacts> {
         let series = self.data.symbols.get(symbol)?;
-        let interval = self.data.finest(symbol)?;
-        let closed = self.data.closed_at(symbol, interval, self.now);
+        let closed =
+            Interval::ALL.into_iter().map(|i| self.data.closed_at(symbol, i, self.now)).find(|c| !c.is_empty())?;
         let last = closed.last()?;
         let since = self.now - 86_400;
         let volume_24h = closed.iter().rev().take_while(|c| c.ts >= since).map(|c| c.volume).sum();
         let (price, spread) = match series.quote {
-            Some(q) => (q.price, q.spread),
-            None => (last.close, 0.0),
+            Some(q) if q.ts <= self.now => (q.price, q.spread),
+            _ => (last.close, 0.0),
         };
         Some(SymbolFacts { price, spread, volume_24h })
     }
@@ -146,6 +149,21 @@ mod tests {
         assert_eq!(v.candles("BTCUSD", Interval::H1, 1)[0].close, 2.0);
         assert_eq!(v.symbol_data("BTCUSD").unwrap().price, 2.0);
         assert!(v.symbol_data("ETHUSD").is_none());
+    }
+
+    /// Regression: the interval and the quote were chosen from the whole data
+    /// set, so a view at `now` could depend on data after `now`.
+    #[test]
+    fn symbol_data_never_depends_on_later_data() {
+        let mut d = MarketData::new();
+        d.set_series("BTCUSD", Interval::H1, vec![c(0, 1.0), c(3600, 2.0)]);
+        // 5-minute data only starts later
+        d.set_series("BTCUSD", Interval::M5, vec![c(36_000, 9.0)]);
+        d.set_quote("BTCUSD", Quote { ts: 40_000, price: 10.0, spread: 0.1 });
+        let early = MarketView::new(Arc::new(d.clone()), 7200);
+        assert_eq!(early.symbol_data("BTCUSD").unwrap().price, 2.0);
+        let later = MarketView::new(Arc::new(d), 40_000);
+        assert_eq!(later.symbol_data("BTCUSD").unwrap().price, 10.0);
     }
 
     #[test]

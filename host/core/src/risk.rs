@@ -139,9 +139,18 @@ impl RiskConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum HaltReason {
-    Drawdown { pct: Decimal, limit: Decimal },
-    DailyLoss { pct: Decimal, limit: Decimal },
-    ConsecutiveLosses { count: u32, limit: u32 },
+    Drawdown {
+        pct: Decimal,
+        limit: Decimal,
+    },
+    DailyLoss {
+        pct: Decimal,
+        limit: Decimal,
+    },
+    ConsecutiveLosses {
+        count: u32,
+        limit: u32,
+    },
     /// A person halted entries (CLI, API, Telegram).
     Manual,
 }

@@ -39,9 +39,7 @@ use trading_core::fill::FillConfig;
 use trading_core::money::{to_decimal, to_f64};
 use trading_core::risk::{Decision, HaltReason, RiskManager};
 use trading_core::truth::{Counters, EquityPoint, TruthInput, TruthReport};
-use trading_core::{
-    Candle, CloseReason, ClosedTrade, Interval, MarketData, MarketView, Portfolio,
-};
+use trading_core::{Candle, CloseReason, ClosedTrade, Interval, MarketData, MarketView, Portfolio};
 
 /// Why a backtest could not run.
 #[derive(Debug, thiserror::Error)]
@@ -702,7 +700,9 @@ pub fn simulate(
         .iter()
         .filter_map(|(s, (_, _, last))| Some((s.clone(), to_decimal(*last).ok()?)))
         .collect();
-    let events = trader.engine.close_all(end, &prices, CloseReason::EndOfData)?;
+    let events = trader
+        .engine
+        .close_all(end, &prices, CloseReason::EndOfData)?;
     note_events(&events, &mut notes, end);
     for e in trader.forward(driver, &events) {
         module_err(end, e, &mut notes)?;
@@ -741,15 +741,28 @@ fn module_err(ts: i64, error: ModuleError, notes: &mut Vec<Note>) -> Result<(), 
 fn note_events(events: &[EngineEvent], notes: &mut Vec<Note>, t: i64) {
     for ev in events {
         let (kind, detail) = match ev {
-            EngineEvent::OrderCancelled { order_id, symbol, reason } => (
+            EngineEvent::OrderCancelled {
+                order_id,
+                symbol,
+                reason,
+            } => (
                 "order_cancelled",
-                format!("order {order_id} {symbol}: {}", serde_json::to_string(reason).unwrap_or_default()),
+                format!(
+                    "order {order_id} {symbol}: {}",
+                    serde_json::to_string(reason).unwrap_or_default()
+                ),
             ),
-            EngineEvent::OrderExpired { order_id, symbol } => ("order_expired", format!("order {order_id} {symbol}")),
+            EngineEvent::OrderExpired { order_id, symbol } => {
+                ("order_expired", format!("order {order_id} {symbol}"))
+            }
             EngineEvent::Halted(h) => ("halted", halt_text(h)),
             EngineEvent::Filled(_) | EngineEvent::PositionClosed(_) => continue,
         };
-        notes.push(Note { ts: t, kind: kind.into(), detail });
+        notes.push(Note {
+            ts: t,
+            kind: kind.into(),
+            detail,
+        });
     }
 }
 
@@ -788,7 +801,11 @@ fn scan(
         if d.is_approved() {
             counters.acted_signals += 1;
         }
-        records.push(SignalRecord { ts: t, signal, decision });
+        records.push(SignalRecord {
+            ts: t,
+            signal,
+            decision,
+        });
     }
     Ok(())
 }

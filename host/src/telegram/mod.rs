@@ -297,7 +297,10 @@ async fn poll(
                         );
                         let h = handle.clone();
                         let detail = serde_json::json!({ "chat": msg.chat.id, "from": msg.from.as_ref().map(|f| f.id) });
-                        let _ = tokio::task::spawn_blocking(move || h.record_event("telegram_unauthorized", detail)).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            h.record_event("telegram_unauthorized", detail)
+                        })
+                        .await;
                         continue;
                     }
                     let Some((cmd, args)) = msg.text.as_deref().and_then(commands::parse) else {
