@@ -53,6 +53,13 @@ enum Cmd {
         /// Replay speed: N times real time, or `max`.
         #[arg(long, default_value = "max")]
         speed: String,
+        /// Run orchestrator reviews automatically: the nightly window and the tuning
+        /// triggers (loss, losing streak, every N trades, ATR spike, `host review`).
+        #[arg(long)]
+        orchestrate: bool,
+        /// Proposer for automatic reviews: offline or claude (default: settings).
+        #[arg(long)]
+        proposer: Option<String>,
         /// Exit when the replay ends instead of waiting for commands.
         #[arg(long)]
         exit_at_end: bool,
@@ -279,6 +286,8 @@ fn real_main() -> Result<()> {
             speed,
             exit_at_end,
             api_addr,
+            orchestrate,
+            proposer,
         } => run(
             paths,
             settings,
@@ -289,6 +298,7 @@ fn real_main() -> Result<()> {
             &speed,
             exit_at_end,
             api_addr.as_deref(),
+            orchestrate.then(|| proposer.unwrap_or_default()),
         ),
         Cmd::Deploy {
             path,
@@ -537,6 +547,7 @@ fn run(
     speed: &str,
     exit_at_end: bool,
     api_addr: Option<&str>,
+    orchestrate: Option<String>,
 ) -> Result<()> {
     let interval = Interval::parse(interval)
         .with_context(|| format!("--interval {interval:?}: expected 5m, 1h or 1d"))?;
@@ -564,6 +575,14 @@ fn run(
         Some(replay)
     };
     let mut shell = Shell::start(paths.clone(), settings.clone(), risk.clone())?;
+    if let Some(p) = orchestrate {
+        let choice = host::orchestrator::choose_proposer(if p.is_empty() {
+            &settings.orchestrator.proposer
+        } else {
+            &p
+        })?;
+        shell.reviews = Some(shell::Reviews::new(&settings, PathBuf::from("."), choice)?);
+    }
     let (tx, rx) = channel();
     let ctx = ControlContext {
         runtime: shell.runtime.clone(),

@@ -291,6 +291,69 @@ pub struct Shell {
     pub wall_clock: bool,
     /// Symbols whose data was stale at the last due scan.
     stale: Vec<String>,
+    /// Automatic reviews (`host run --orchestrate`): triggers and the running cycle.
+    pub reviews: Option<Reviews>,
+}
+
+/// The orchestrator as the scheduler runs it: triggers evaluated on the
+/// injected clock, at most one cycle at a time, on its own thread (it deploys
+/// through the control socket, so the swap lands between two scans).
+pub struct Reviews {
+    pub repo_root: PathBuf,
+    pub proposer: crate::orchestrator::ProposerChoice,
+    state: crate::orchestrator::schedule::TriggerState,
+    running: Option<std::thread::JoinHandle<()>>,
+    seed: u64,
+}
+
+impl Reviews {
+    pub fn new(
+        settings: &Settings,
+        repo_root: PathBuf,
+        proposer: crate::orchestrator::ProposerChoice,
+    ) -> anyhow::Result<Reviews> {
+        let config =
+            crate::orchestrator::schedule::TriggerConfig::from_settings(&settings.orchestrator)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("[orchestrator] window_start/window_end are not HH:MM")
+                })?;
+        Ok(Reviews {
+            repo_root,
+            proposer,
+            state: crate::orchestrator::schedule::TriggerState {
+                config,
+                session_pnl_pct: 0.0,
+                consecutive_losses: 0,
+                closed_trades: 0,
+                trades_at_last_review: 0,
+                atr: Default::default(),
+                manual_requested: false,
+                last_fired: Default::default(),
+                last_nightly: None,
+            },
+            running: None,
+            seed: 1,
+        })
+    }
+}
+
+/// ATR(14) of the last bars and its mean over the last 30 days of hourly bars.
+fn atr_now_and_baseline(bars: &[Candle]) -> Option<(f64, f64)> {
+    if bars.len() < 30 {
+        return None;
+    }
+    let tr: Vec<f64> = bars
+        .windows(2)
+        .map(|w| {
+            (w[1].high - w[1].low)
+                .max((w[1].high - w[0].close).abs())
+                .max((w[1].low - w[0].close).abs())
+        })
+        .collect();
+    let atr = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let now = atr(&tr[tr.len() - 14..]);
+    let base = atr(&tr[tr.len().saturating_sub(720)..]);
+    (now.is_finite() && base.is_finite() && base > 0.0).then_some((now, base))
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -475,6 +538,7 @@ impl Shell {
             live,
             wall_clock: false,
             stale: Vec::new(),
+            reviews: None,
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();
@@ -1020,6 +1084,9 @@ impl Shell {
                 let _ = reply.send(seq);
             }
             Command::TriggerReview { by, reason, reply } => {
+                if let Some(r) = self.reviews.as_mut() {
+                    r.state.manual_requested = true;
+                }
                 let seq = self.event(
                     "tuning_trigger",
                     None,
@@ -1175,6 +1242,7 @@ impl Shell {
             self.day = Some(day);
         }
         self.dead_man();
+        self.review_if_due();
         if self.clock >= self.next_scan_at {
             return self.scan(self.clock);
         }
@@ -1198,6 +1266,70 @@ impl Shell {
         ) {
             tracing::error!("daily snapshot: {e}");
         }
+    }
+
+    /// Starts an orchestrator cycle when a trigger is due and none runs.
+    fn review_if_due(&mut self) {
+        let Some(r) = self.reviews.as_mut() else {
+            return;
+        };
+        if r.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let Some(now) = chrono::DateTime::from_timestamp(self.clock, 0) else {
+            return;
+        };
+        let p = self.trader.engine.portfolio();
+        r.state.session_pnl_pct = p
+            .today()
+            .map(|(_, d)| d.loss_pct())
+            .map_or(0.0, |l| -trading_core::money::to_f64(l));
+        r.state.consecutive_losses = p.consecutive_losses();
+        r.state.closed_trades = p.closed_trades().len() as u64;
+        r.state.atr = self
+            .settings
+            .symbols
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s.clone(),
+                    atr_now_and_baseline(self.data.series(s, Interval::H1))?,
+                ))
+            })
+            .collect();
+        let due = crate::orchestrator::schedule::due_triggers(&r.state, now);
+        let Some(first) = due.first().cloned() else {
+            return;
+        };
+        for t in &due {
+            r.state.last_fired.insert(t.kind, now);
+            if t.kind == crate::orchestrator::schedule::TriggerKind::Nightly {
+                r.state.last_nightly = Some(crate::orchestrator::schedule::new_york(now).date());
+            }
+        }
+        r.state.manual_requested = false;
+        r.state.trades_at_last_review = r.state.closed_trades;
+        r.seed += 1;
+        let opts = crate::orchestrator::CycleOptions {
+            paths: self.paths.clone(),
+            settings: self.settings.clone(),
+            orchestrator: self.settings.orchestrator.clone(),
+            risk: self.risk.clone(),
+            repo_root: r.repo_root.clone(),
+            proposer: r.proposer,
+            seed: r.seed,
+            trigger: format!("{:?}", first.kind).to_lowercase(),
+            now,
+            api_key: None,
+        };
+        let detail = serde_json::json!({ "kind": format!("{:?}", first.kind), "detail": first.detail, "due": due.len() });
+        r.running = Some(std::thread::spawn(
+            move || match crate::orchestrator::run_cycle(&opts) {
+                Ok(report) => tracing::info!("review: {}", report.headline()),
+                Err(e) => tracing::error!("review failed: {e}"),
+            },
+        ));
+        self.event("review_started", None, detail);
     }
 
     /// Cancels every open order once the strategy has not answered for the configured time.
