@@ -293,6 +293,8 @@ pub struct Shell {
     stale: Vec<String>,
     /// Automatic reviews (`host run --orchestrate`): triggers and the running cycle.
     pub reviews: Option<Reviews>,
+    /// The day rolled: aggregate 5m → 1h → 1d and prune old candles after the commit.
+    tiering_due: bool,
 }
 
 /// The orchestrator as the scheduler runs it: triggers evaluated on the
@@ -539,6 +541,7 @@ impl Shell {
             wall_clock: false,
             stale: Vec::new(),
             reviews: None,
+            tiering_due: false,
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();
@@ -587,6 +590,19 @@ impl Shell {
         }
         shell.reconcile_venue();
         shell.load_strategy()?;
+        // L5: the analysis modules the orchestrator reads
+        let modules = [
+            shell.settings.orchestrator.market_analysis.clone(),
+            shell.settings.orchestrator.trade_performance.clone(),
+        ];
+        for m in modules {
+            if !m.exists() {
+                shell.alert(format!(
+                    "analysis module {} is missing: nightly reviews will lack its report",
+                    m.display()
+                ));
+            }
+        }
         if let Some(p) = shell.paused.clone() {
             shell.alert(format!("strategy paused: {p}"));
         }
@@ -830,6 +846,11 @@ impl Shell {
             match loaded {
                 Ok((bytes, source)) => {
                     if source == BytesSource::Database {
+                        self.event(
+                            "strategy_fallback",
+                            None,
+                            serde_json::json!({ "version": rec.version, "source": "database" }),
+                        );
                         self.alert(format!(
                             "strategy v{}: archive file missing or damaged, loaded the database copy",
                             rec.version
@@ -1228,6 +1249,33 @@ impl Shell {
         self.commit(scanned);
         crate::failpoint::hit("bar.after_commit");
         self.execute_live();
+        if std::mem::take(&mut self.tiering_due) {
+            self.tier_candles();
+        }
+    }
+
+    /// The daily data job: finer candles aggregated into coarser ones, old ones pruned.
+    fn tier_candles(&mut self) {
+        let mut report = Vec::new();
+        for symbol in self.settings.symbols.clone() {
+            if let Err(e) = crate::candles::aggregate(&mut self.conn, &symbol) {
+                report.push(format!("{symbol}: aggregation failed: {e}"));
+            }
+        }
+        match crate::candles::prune(
+            &mut self.conn,
+            self.clock,
+            &crate::candles::Retention::default(),
+        ) {
+            Ok(p) if p.m5 + p.h1 + p.d1 > 0 => {
+                tracing::info!(m5 = p.m5, h1 = p.h1, d1 = p.d1, "pruned old candles");
+            }
+            Ok(_) => {}
+            Err(e) => report.push(format!("pruning failed: {e}")),
+        }
+        if !report.is_empty() {
+            self.alert(report.join("; "));
+        }
     }
 
     /// Runs whatever is due at `now`: daily jobs, the dead-man's switch, a
@@ -1249,8 +1297,10 @@ impl Shell {
         false
     }
 
-    /// The daily P&L snapshot (and, through the orchestrator, candle tiering).
+    /// The daily P&L snapshot; with a live feed, candle tiering runs after the
+    /// bar commits (a replay keeps its history whole).
     fn daily_jobs(&mut self) {
+        self.tiering_due = self.wall_clock;
         let p = self.trader.engine.portfolio();
         let day = chrono::DateTime::from_timestamp(self.clock - 1, 0)
             .map(|d| d.format("%Y-%m-%d").to_string())
