@@ -190,12 +190,16 @@ impl LiveVenue {
     }
 
     /// Books every venue fill not booked yet into `engine` and the database
-    /// (the caller's transaction) and returns the engine's events.
+    /// (the caller's transaction) and returns the engine's events. A fill is
+    /// booked at the venue's time, or at `now` (the shell's injected clock) if
+    /// that is earlier, so the ledger never runs ahead of the clock that drives
+    /// it (a replayed market against a real venue).
     pub fn book_fills(
         &self,
         conn: &Connection,
         mode: &str,
         engine: &mut Engine,
+        now: i64,
     ) -> Result<Vec<EngineEvent>, LiveError> {
         let since: i64 = conn.query_row(
             "SELECT COALESCE(MAX(ts), 0) FROM fills WHERE mode = ?1 AND venue_fill_id IS NOT NULL",
@@ -257,11 +261,11 @@ impl LiveVenue {
                 qty: f.qty,
                 price: f.price,
                 fee: f.fee,
-                time: f.ts_ms.div_euclid(1000),
+                time: f.ts_ms.div_euclid(1000).min(now),
                 kind,
             };
             let ev = engine.apply_fill(None, fill).map_err(AccountError::from)?;
-            account::record_events(conn, mode, &ev, f.ts_ms.div_euclid(1000))?;
+            account::record_events(conn, mode, &ev, now)?;
             let client_id = order.as_ref().map(|o| o.0.clone());
             conn.execute(
                 "UPDATE fills SET venue_fill_id = ?1, client_order_id = ?2 WHERE id = (SELECT MAX(id) FROM fills WHERE mode = ?3)",
@@ -278,10 +282,10 @@ impl LiveVenue {
                 .iter()
                 .any(|e| matches!(e, EngineEvent::PositionClosed(_)));
             if let (Side::Buy, Some(r), Some((coid, _, _))) = (f.side, &request, &order) {
-                self.write_exits(conn, mode, coid, r, f.qty, f.ts_ms.div_euclid(1000))?;
+                self.write_exits(conn, mode, coid, r, f.qty, now)?;
             }
             if closed {
-                self.cancel_exits(conn, &f.symbol, f.ts_ms.div_euclid(1000))?;
+                self.cancel_exits(conn, &f.symbol, now)?;
             }
             events.extend(ev);
         }
@@ -431,7 +435,7 @@ impl LiveVenue {
             self.send_pending(conn, now)?;
         }
         let tx = conn.transaction()?;
-        let events = self.book_fills(&tx, mode, engine)?;
+        let events = self.book_fills(&tx, mode, engine, now)?;
         account::snapshot(&tx, mode, engine, now)?;
         tx.commit()?;
         rec.fills_booked = events

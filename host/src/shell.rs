@@ -690,7 +690,7 @@ impl Shell {
         let sent = venue.send_pending(&self.conn, now);
         let booked = (|| -> Result<Vec<EngineEvent>, crate::live::LiveError> {
             let tx = self.conn.transaction()?;
-            let ev = venue.book_fills(&tx, self.mode, &mut self.trader.engine)?;
+            let ev = venue.book_fills(&tx, self.mode, &mut self.trader.engine, now)?;
             account::snapshot(&tx, self.mode, &self.trader.engine, now)?;
             tx.commit()?;
             Ok(ev)
