@@ -44,7 +44,29 @@ pub fn to_decimal(x: f64) -> Result<Decimal, NumError> {
     if x.abs() > MAX_ABS {
         return Err(NumError::OutOfRange);
     }
+    if let Some(d) = short_decimal(x) {
+        return Ok(d);
+    }
     Decimal::from_str(&format!("{x}")).map_err(|_| NumError::Unrepresentable)
+}
+
+/// The fast path of [`to_decimal`] for prices and sizes with at most 8
+/// decimals below 1e7 (every candle price): the integer `m = x·10^k` for the
+/// smallest `k` with `m / 10^k == x`. In that range one ulp is below 1e-8,
+/// so the decimal is the only one with `k` places that round-trips, which is
+/// exactly what `{}` prints. `None` sends the caller to the exact formatter.
+fn short_decimal(x: f64) -> Option<Decimal> {
+    const POW: [f64; 9] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
+    if x.abs() >= 1e7 {
+        return None;
+    }
+    for (k, p) in POW.iter().enumerate() {
+        let m = (x * p).round();
+        if m / p == x {
+            return Some(Decimal::new(m as i64, k as u32));
+        }
+    }
+    None
 }
 
 /// A decimal as the nearest float, for reports and the module contract.

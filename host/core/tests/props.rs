@@ -394,3 +394,18 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `to_decimal`'s fast path gives exactly (value and scale) what the
+    /// shortest round-trip text gives, for prices with few decimals and for
+    /// arbitrary floats.
+    #[test]
+    fn to_decimal_equals_the_printed_float(m in -10_000_000_000_000i64..10_000_000_000_000, k in 0u32..10, raw in -1e8f64..1e8) {
+        for x in [m as f64 / 10f64.powi(k as i32), raw] {
+            let slow: rust_decimal::Decimal = format!("{x}").parse().unwrap();
+            let fast = trading_core::money::to_decimal(x).unwrap();
+            prop_assert_eq!(fast, slow);
+            prop_assert_eq!(fast.to_string(), slow.to_string(), "scale differs for {}", x);
+        }
+    }
+}
