@@ -13,12 +13,20 @@ pub trait MarketView {
 pub struct HostMarket;
 
 #[cfg(target_arch = "wasm32")]
+thread_local! {
+    static CANDLES: std::cell::RefCell<CandleCache> = std::cell::RefCell::new(CandleCache::default());
+}
+
+#[cfg(target_arch = "wasm32")]
 impl MarketView for HostMarket {
     fn symbol(&self, symbol: &str) -> Option<SymbolData> {
         crate::bindings::trading::contract::market::symbol(symbol)
     }
     fn candles(&self, symbol: &str, interval: Interval, n: u32) -> Vec<Candle> {
-        crate::bindings::trading::contract::market::candles(symbol, interval, n)
+        CANDLES.with(|c| {
+            c.borrow_mut()
+                .candles(symbol, interval, n, |s, i, k| crate::bindings::trading::contract::market::candles(s, i, k))
+        })
     }
     fn recent_trades(&self, n: u32) -> Vec<ClosedTrade> {
         crate::bindings::trading::contract::market::recent_trades(n)
@@ -35,6 +43,62 @@ impl MarketView for HostMarket {
     }
     fn recent_trades(&self, _n: u32) -> Vec<ClosedTrade> {
         Vec::new()
+    }
+}
+
+/// The candles a strategy already pulled, per symbol and interval, so a scan
+/// asks the host for the newest candle only and appends it when it directly
+/// follows the cached ones (a gap, a first call, a deeper request or a clock
+/// that moved backwards fetches the full window again). It only ever holds
+/// candles the host returned, so it can never show more than the host shows.
+#[derive(Default)]
+pub struct CandleCache {
+    /// (symbol, interval) → (candles oldest first, whether they are the whole history).
+    series: HashMap<(String, u8), (Vec<Candle>, bool)>,
+}
+
+impl CandleCache {
+    /// Up to `n` most recent candles, pulling through `fetch(symbol, interval, n)`.
+    pub fn candles(
+        &mut self,
+        symbol: &str,
+        interval: Interval,
+        n: u32,
+        mut fetch: impl FnMut(&str, Interval, u32) -> Vec<Candle>,
+    ) -> Vec<Candle> {
+        let want = n as usize;
+        if want == 0 {
+            return Vec::new();
+        }
+        let entry = self.series.entry((symbol.to_string(), key(interval))).or_default();
+        let (cached, complete) = entry;
+        let newest = fetch(symbol, interval, 1);
+        let follows = match (cached.last(), newest.first()) {
+            (Some(last), Some(new)) if new.ts == last.ts => {
+                *cached.last_mut().unwrap() = *new;
+                true
+            }
+            (Some(last), Some(new)) if new.ts == last.ts + interval_secs(interval) => {
+                cached.push(*new);
+                true
+            }
+            (None, None) => {
+                *complete = true;
+                true
+            }
+            _ => false,
+        };
+        if !follows || (cached.len() < want && !*complete) {
+            *cached = fetch(symbol, interval, n);
+            *complete = cached.len() < want;
+        }
+        // keep a bounded window: twice the deepest request
+        let keep = want.max(64) * 2;
+        if cached.len() > keep {
+            cached.drain(..cached.len() - keep);
+            *complete = false;
+        }
+        cached[cached.len().saturating_sub(want)..].to_vec()
     }
 }
 
@@ -100,5 +164,40 @@ impl MarketView for TestMarket {
     }
     fn recent_trades(&self, n: u32) -> Vec<ClosedTrade> {
         self.trades[self.trades.len().saturating_sub(n as usize)..].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    /// The cache answers exactly what the host view answers, at every `now`,
+    /// through gaps, deeper requests and a clock that jumps back, while asking
+    /// for one candle per call once warm.
+    #[test]
+    fn cache_equals_the_view_it_caches() {
+        let mut closes: Vec<f64> = (0..400).map(|i| 100.0 + (i as f64 * 0.37).sin() * 5.0).collect();
+        closes[10] = 1.0;
+        let mut m = TestMarket::from_closes("BTCUSD", 0, &closes);
+        // a 5-hour gap in the middle
+        m.candles
+            .get_mut(&("BTCUSD".to_string(), key(Interval::H1)))
+            .unwrap()
+            .retain(|c| !(100 * 3_600..105 * 3_600).contains(&c.ts));
+        let mut cache = CandleCache::default();
+        let mut pulled = 0usize;
+        let nows: Vec<i64> = (1..400).chain([50, 51, 52]).chain(380..400).map(|h| h * 3_600).collect();
+        for (i, now) in nows.into_iter().enumerate() {
+            m.now = now;
+            let n = if i % 50 == 0 { 120 } else { 31 };
+            let got = cache.candles("BTCUSD", Interval::H1, n, |s, iv, k| {
+                let v = m.candles(s, iv, k);
+                pulled += v.len();
+                v
+            });
+            let key = |v: &[Candle]| v.iter().map(|c| (c.ts, c.close.to_bits())).collect::<Vec<_>>();
+            assert_eq!(key(&got), key(&m.candles("BTCUSD", Interval::H1, n)), "at now {now}, n {n}");
+        }
+        assert!(pulled < 420 * 6, "the cache should pull about one candle per call, pulled {pulled}");
     }
 }
