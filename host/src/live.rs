@@ -113,6 +113,11 @@ impl LiveVenue {
             .collect())
     }
 
+    /// The account's taker fee on `symbol` in basis points.
+    pub fn fee_bps(&self, symbol: &str) -> Result<Decimal, LiveError> {
+        Ok(self.rt.block_on(self.exchange.taker_fee(symbol))? * Decimal::from(10_000))
+    }
+
     /// The venue's balances (host asset names).
     pub fn balances(&self) -> Result<BTreeMap<String, Decimal>, LiveError> {
         Ok(self.rt.block_on(self.exchange.balances())?)

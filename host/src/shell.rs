@@ -589,6 +589,7 @@ impl Shell {
             ));
         }
         shell.reconcile_venue();
+        shell.refresh_fees();
         shell.load_strategy()?;
         // L5: the analysis modules the orchestrator reads
         let modules = [
@@ -678,6 +679,31 @@ impl Shell {
         );
         if !failed.is_empty() {
             self.alert(format!("candle backfill failed: {}", failed.join("; ")));
+        }
+    }
+
+    /// Live mode: the venue's current taker fee becomes the fee the risk
+    /// manager sizes orders with (daily, and at startup).
+    pub fn refresh_fees(&mut self) {
+        let (Some(venue), Some(symbol)) = (self.live.as_ref(), self.settings.symbols.first())
+        else {
+            return;
+        };
+        match venue.fee_bps(symbol) {
+            Ok(bps) => {
+                let was = self.trader.engine.config().fill.fee_bps;
+                match self.trader.engine.set_fee_bps(bps) {
+                    Ok(()) => {
+                        self.event(
+                            "fee_schedule",
+                            Some(symbol.clone().as_str()),
+                            serde_json::json!({ "fee_bps": bps, "was": was, "changed": bps != was }),
+                        );
+                    }
+                    Err(e) => self.alert(format!("the venue's fee of {bps} bps is refused: {e}")),
+                }
+            }
+            Err(e) => self.alert(format!("fee schedule not refreshed: {e}")),
         }
     }
 
@@ -1297,10 +1323,11 @@ impl Shell {
         false
     }
 
-    /// The daily P&L snapshot; with a live feed, candle tiering runs after the
-    /// bar commits (a replay keeps its history whole).
+    /// The daily P&L snapshot and fee-schedule refresh; with a live feed,
+    /// candle tiering runs after the bar commits (a replay keeps its history whole).
     fn daily_jobs(&mut self) {
         self.tiering_due = self.wall_clock;
+        self.refresh_fees();
         let p = self.trader.engine.portfolio();
         let day = chrono::DateTime::from_timestamp(self.clock - 1, 0)
             .map(|d| d.format("%Y-%m-%d").to_string())

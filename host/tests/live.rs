@@ -220,6 +220,7 @@ impl Live {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_orders_reach_the_venue_and_fills_come_back() {
     let l = Live::new().await;
+    l.venue.state().fee_bps = 40;
     let out = l.replay(None).await;
     assert!(
         out.status.success(),
@@ -237,6 +238,19 @@ async fn live_orders_reach_the_venue_and_fills_come_back() {
         l.venue.state().refused
     );
     l.check_against_venue().await;
+    // at startup the venue's fee schedule (TradeVolume) replaced the configured 26 bps
+    let fee: String = l
+        .db()
+        .query_row(
+            "SELECT detail FROM events WHERE kind = 'fee_schedule' ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let fee: serde_json::Value = serde_json::from_str(&fee).unwrap();
+    let bps = |v: &serde_json::Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
+    assert_eq!(bps(&fee["fee_bps"]), Decimal::from(40));
+    assert_eq!(bps(&fee["was"]), Decimal::from(26));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

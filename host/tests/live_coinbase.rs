@@ -129,6 +129,19 @@ async fn coinbase_live_orders_fills_and_a_crash_after_send() {
         .unwrap();
     let fills: BTreeSet<String> = venue.fills().into_iter().map(|f| f.trade_id).collect();
     assert_eq!(booked, fills, "host fills and venue fills differ");
+    // the fee schedule came from transaction_summary (the loopback tier: 60 bps)
+    let fee: String = c
+        .query_row(
+            "SELECT detail FROM events WHERE kind = 'fee_schedule' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let fee: serde_json::Value = serde_json::from_str(&fee).unwrap();
+    assert_eq!(
+        fee["fee_bps"].as_str().unwrap().parse::<Decimal>().unwrap(),
+        Decimal::from(60)
+    );
     let pending: i64 = c
         .query_row(
             "SELECT COUNT(*) FROM orders WHERE status = 'pending_send'",

@@ -287,6 +287,14 @@ impl Engine {
         self.risk.observe(&self.portfolio).map(EngineEvent::Halted).into_iter().collect()
     }
 
+    /// Replaces the fee of the fill model (the venue's fee schedule changed).
+    pub fn set_fee_bps(&mut self, fee_bps: Decimal) -> Result<(), EngineError> {
+        let fill = FillConfig { fee_bps, ..self.config.fill };
+        fill.validate()?;
+        self.config.fill = fill;
+        Ok(())
+    }
+
     /// Re-evaluates the halt conditions on the account as it stands (startup
     /// after a restart); returns a newly latched halt.
     pub fn observe(&mut self) -> Option<HaltReason> {

@@ -287,6 +287,8 @@ pub trait Exchange: Send + Sync {
     fn fills_since(&self, since: i64) -> BoxFuture<'_, Vec<Fill>>;
     /// Available balance per asset (host spelling: `BTC`, `USD`).
     fn balances(&self) -> BoxFuture<'_, BTreeMap<String, Decimal>>;
+    /// The account's current taker fee on `symbol`, as a fraction of notional (0.0026 = 26 bps).
+    fn taker_fee<'a>(&'a self, symbol: &'a str) -> BoxFuture<'a, Decimal>;
     /// Closed candles with open time `>= since` (unix seconds), oldest first.
     fn ohlc<'a>(
         &'a self,

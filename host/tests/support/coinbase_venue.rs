@@ -664,6 +664,24 @@ fn apply(
                 json!({"error": "NOT_FOUND", "message": "order not found"}),
             ),
         },
+        // documented shape of GET /api/v3/brokerage/transaction_summary
+        ("GET", ["transaction_summary"]) => (
+            StatusCode::OK,
+            json!({
+                "total_volume": 0,
+                "total_fees": 0,
+                "fee_tier": {
+                    "pricing_tier": "Advanced 1",
+                    "usd_from": "0",
+                    "usd_to": "10000",
+                    "taker_fee_rate": (Decimal::from(st.fee_bps) / Decimal::from(10_000)).to_string(),
+                    "maker_fee_rate": "0.004"
+                },
+                "advanced_trade_only_volume": 0,
+                "advanced_trade_only_fees": 0
+            }),
+        ),
+
         ("GET", ["accounts"]) => {
             let mut template = test_data("coinbase", "accounts.json")["accounts"][0].clone();
             let list: Vec<Value> = st

@@ -614,6 +614,19 @@ fn apply(
             }
             Ok(json!({ "trades": m, "count": count }))
         }
+        // documented shape: fees per pair in percent
+        "TradeVolume" => {
+            let fee = (Decimal::from(st.fee_bps) / Decimal::ONE_HUNDRED).to_string();
+            let pair = param(form, "pair")
+                .and_then(pair_info)
+                .map_or("XXBTZUSD", |p| p.2);
+            Ok(json!({
+                "currency": "ZUSD",
+                "volume": "0.0000",
+                "fees": { pair: { "fee": fee, "minfee": "0.1000", "maxfee": "0.2600", "nextfee": "0.2400", "nextvolume": "50000.0000", "tiervolume": "0.0000" } },
+                "fees_maker": { pair: { "fee": "0.1600", "minfee": "0.0000", "maxfee": "0.1600", "nextfee": "0.1400", "nextvolume": "50000.0000", "tiervolume": "0.0000" } }
+            }))
+        }
         "Balance" => Ok(Value::Object(
             st.balances
                 .iter()

@@ -510,6 +510,21 @@ impl CoinbaseHttp {
         Ok((page, next_cursor(&r)))
     }
 
+    /// The taker fee rate of the account's tier (`transaction_summary`, a fraction).
+    pub async fn taker_fee(&self) -> ExResult<Decimal> {
+        let r = self
+            .call(reqwest::Method::GET, "/transaction_summary", &[], None)
+            .await?;
+        let rate = r
+            .pointer("/fee_tier/taker_fee_rate")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ExchangeError::Decode(format!("transaction_summary without a taker fee: {r}"))
+            })?;
+        rate.parse()
+            .map_err(|e| ExchangeError::Decode(format!("taker_fee_rate {rate:?}: {e}")))
+    }
+
     /// One candles window `[start, end)`.
     pub async fn candles(
         &self,

@@ -161,6 +161,10 @@ impl Exchange for Coinbase {
         Box::pin(Coinbase::balances(self))
     }
 
+    fn taker_fee<'a>(&'a self, _symbol: &'a str) -> BoxFuture<'a, Decimal> {
+        Box::pin(self.retried(|| self.http.taker_fee()))
+    }
+
     fn ohlc<'a>(
         &'a self,
         symbol: &'a str,

@@ -439,6 +439,24 @@ impl KrakenHttp {
         parse_balances(&self.private("Balance", &[]).await?)
     }
 
+    /// The taker fee on `symbol` from TradeVolume (Kraken gives percent).
+    pub async fn taker_fee(&self, symbol: &str) -> ExResult<Decimal> {
+        let r = self
+            .private("TradeVolume", &[("pair", rest_pair(symbol)?)])
+            .await?;
+        let pct = r
+            .get("fees")
+            .and_then(Value::as_object)
+            .and_then(|m| m.values().next())
+            .and_then(|f| f.get("fee"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| ExchangeError::Decode(format!("TradeVolume without a fee: {r}")))?;
+        let pct: Decimal = pct
+            .parse()
+            .map_err(|e| ExchangeError::Decode(format!("fee {pct:?}: {e}")))?;
+        Ok(pct / Decimal::ONE_HUNDRED)
+    }
+
     /// Closed candles with open time >= `since`.
     pub async fn ohlc(&self, symbol: &str, interval: u32, since: i64) -> ExResult<Vec<Candle>> {
         let r = self

@@ -128,6 +128,10 @@ impl Exchange for Kraken {
         Box::pin(self.retried(|| self.http.balances()))
     }
 
+    fn taker_fee<'a>(&'a self, symbol: &'a str) -> BoxFuture<'a, Decimal> {
+        Box::pin(self.retried(move || self.http.taker_fee(symbol)))
+    }
+
     fn ohlc<'a>(
         &'a self,
         symbol: &'a str,
