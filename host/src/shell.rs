@@ -1140,6 +1140,8 @@ impl Shell {
                     serde_json::json!({ "kind": "manual", "by": by, "reason": reason }),
                 );
                 let _ = reply.send(seq);
+                // start it now, even when no bar or tick is coming (a replay that ended)
+                self.review_if_due();
             }
             Command::Shutdown => return false,
         }
@@ -1682,9 +1684,16 @@ impl Shell {
                     "feed ended after {} scans; waiting for commands",
                     self.scan_seq
                 );
-                while let Ok(cmd) = commands.recv() {
-                    if !self.handle(cmd) {
-                        break;
+                // idle: commands, and a review that was waiting for the running one
+                loop {
+                    match commands.recv_timeout(std::time::Duration::from_secs(1)) {
+                        Ok(cmd) => {
+                            if !self.handle(cmd) {
+                                break;
+                            }
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.review_if_due(),
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 break;
