@@ -2,7 +2,8 @@
 //! driven by tests/browser/dashboard.mjs (playwright-core) against the real
 //! host replaying bars slowly: the page loads, a position appears live after
 //! a replayed fill, Halt is pressed, and the host (through its API) is halted.
-//! Screenshots go to docs/dashboard*.png. Without chromium, node or the npm
+//! Screenshots go to target/dashboard-screenshots/ (to docs/, for the README,
+//! with HOST_UPDATE_SCREENSHOTS=1). Without chromium, node or the npm
 //! packages the test says so and passes, unless HOST_BROWSER_TEST=1.
 
 mod common;
@@ -52,12 +53,21 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
     // 10000x: an hourly bar every 0.36 s; the first fill comes ~16 s in.
     let host = start("10000", "", &[("HOST_API_TOKEN", TOKEN)]);
     let root = repo_root();
+    let shots = if std::env::var_os("HOST_UPDATE_SCREENSHOTS").is_some() {
+        root.join("docs")
+    } else {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("dashboard-screenshots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("node")
         .arg(root.join("tests/browser/dashboard.mjs"))
         .current_dir(root.join("tests/browser"))
         .env("DASHBOARD_URL", format!("{}/", host.api))
         .env("API_TOKEN", TOKEN)
-        .env("SCREENSHOT_DIR", root.join("docs"))
+        .env("SCREENSHOT_DIR", &shots)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -91,7 +101,5 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
     // The host itself is halted, by the API.
     let st = host.status_json();
     assert!(st["account"]["halt"].is_string(), "{st}");
-    assert!(
-        root.join("docs/dashboard.png").exists() && root.join("docs/dashboard-halted.png").exists()
-    );
+    assert!(shots.join("dashboard.png").exists() && shots.join("dashboard-halted.png").exists());
 }
