@@ -5,5 +5,5 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash deploy/install-toolchain.sh
-bash deploy/build-guests.sh sma-crossover
+bash deploy/build-guests.sh sma-crossover market-analysis trade-performance
 cargo run --release -p host -- run "$@"
