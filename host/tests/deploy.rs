@@ -21,20 +21,10 @@ impl Host {
             guest_path("sma-crossover").display()
         );
         std::fs::write(dir.path().join("settings.toml"), settings).unwrap();
-        let csv: String = std::iter::once("ts,open,high,low,close,volume".to_string())
-            .chain(
-                shared_candles("BTCUSD-1h.csv", 50_000, 3_000)
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{},{},{},{},{},{}",
-                            c.ts, c.open, c.high, c.low, c.close, c.volume
-                        )
-                    }),
-            )
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(dir.path().join("btc.csv"), csv).unwrap();
+        write_csv(
+            &dir.path().join("btc.csv"),
+            &shared_candles("BTCUSD-1h.csv", 50_000, 3_000),
+        );
         Host { dir }
     }
 

@@ -51,22 +51,8 @@ impl Live {
             venue.ws_url
         );
         std::fs::write(dir.path().join("settings.toml"), settings).unwrap();
-        std::fs::write(
-            dir.path().join("risk.toml"),
-            "max_trade_pct = 20.0\ndefault_trade_pct = 10.0\nmax_open_positions = 3\nmax_daily_loss_pct = 50.0\n\
-             max_drawdown_pct = 90.0\nmax_consecutive_losses = 1000\n",
-        )
-        .unwrap();
-        let csv: String = std::iter::once("ts,open,high,low,close,volume".to_string())
-            .chain(candles.iter().map(|c| {
-                format!(
-                    "{},{},{},{},{},{}",
-                    c.ts, c.open, c.high, c.low, c.close, c.volume
-                )
-            }))
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(dir.path().join("btc.csv"), csv).unwrap();
+        std::fs::write(dir.path().join("risk.toml"), LOOSE_RISK_LIMITS).unwrap();
+        write_csv(&dir.path().join("btc.csv"), &candles);
         Live { dir, venue }
     }
 

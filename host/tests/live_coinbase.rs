@@ -66,21 +66,8 @@ async fn coinbase_live_orders_fills_and_a_crash_after_send() {
         ),
     )
     .unwrap();
-    std::fs::write(
-        d.join("risk.toml"),
-        "max_trade_pct = 20.0\ndefault_trade_pct = 10.0\nmax_open_positions = 3\nmax_daily_loss_pct = 50.0\n\
-         max_drawdown_pct = 90.0\nmax_consecutive_losses = 1000\n",
-    )
-    .unwrap();
-    let csv: Vec<String> = std::iter::once("ts,open,high,low,close,volume".to_string())
-        .chain(candles.iter().map(|c| {
-            format!(
-                "{},{},{},{},{},{}",
-                c.ts, c.open, c.high, c.low, c.close, c.volume
-            )
-        }))
-        .collect();
-    std::fs::write(d.join("btc.csv"), csv.join("\n")).unwrap();
+    std::fs::write(d.join("risk.toml"), LOOSE_RISK_LIMITS).unwrap();
+    write_csv(&d.join("btc.csv"), &candles);
 
     let out = run(d, Some("live.after_send:2")).await;
     assert!(

@@ -29,26 +29,10 @@ impl Host {
         );
         std::fs::write(dir.path().join("settings.toml"), settings).unwrap();
         // loose halts so the strategy keeps trading through the whole slice
-        std::fs::write(
-            dir.path().join("risk.toml"),
-            "max_trade_pct = 20.0\ndefault_trade_pct = 10.0\nmax_open_positions = 3\nmax_daily_loss_pct = 50.0\n\
-             max_drawdown_pct = 90.0\nmax_consecutive_losses = 1000\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("risk.toml"), LOOSE_RISK_LIMITS).unwrap();
         let candles = shared_candles("BTCUSD-1h.csv", 60_000, BARS);
-        let csv = |n: usize| -> String {
-            std::iter::once("ts,open,high,low,close,volume".to_string())
-                .chain(candles[..n].iter().map(|c| {
-                    format!(
-                        "{},{},{},{},{},{}",
-                        c.ts, c.open, c.high, c.low, c.close, c.volume
-                    )
-                }))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        std::fs::write(dir.path().join("btc.csv"), csv(BARS)).unwrap();
-        std::fs::write(dir.path().join("btc-half.csv"), csv(BARS / 2)).unwrap();
+        write_csv(&dir.path().join("btc.csv"), &candles);
+        write_csv(&dir.path().join("btc-half.csv"), &candles[..BARS / 2]);
         Host { dir }
     }
 

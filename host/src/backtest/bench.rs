@@ -157,56 +157,33 @@ pub fn bench(wasm: &Path, csv: &Path) -> Result<BenchFigures, BacktestError> {
         .map_err(|e| BacktestError::Runtime(format!("{e:#}")))?;
     let module = rt.load_strategy(&config.strategy)?;
     // best of a few runs, each on a fresh instance and engine
-    let mut wasm_line: Option<BenchLine> = None;
-    let mut native_line: Option<BenchLine> = None;
-    for _ in 0..REPEATS {
-        let mut driver = WasmDriver::start(&module, &config.risk, &symbols, &[])?;
+    let timed = |driver: &mut dyn super::Driver,
+                 best: &mut Option<BenchLine>|
+     -> Result<(), BacktestError> {
         let t = Instant::now();
-        let o = simulate(
-            &mut driver,
-            &data,
-            &config.series,
-            None,
-            None,
-            &account,
-            false,
-        )?;
+        let o = simulate(driver, &data, &config.series, None, None, &account, false)?;
         let line = BenchLine {
             bars: o.bars,
             seconds: t.elapsed().as_secs_f64(),
             trades: o.portfolio.closed_trades().len(),
         };
-        if wasm_line.as_ref().is_none_or(|w| line.seconds < w.seconds) {
-            wasm_line = Some(line);
+        if best.as_ref().is_none_or(|b| line.seconds < b.seconds) {
+            *best = Some(line);
         }
-
+        Ok(())
+    };
+    let mut wasm_line: Option<BenchLine> = None;
+    let mut native_line: Option<BenchLine> = None;
+    for _ in 0..REPEATS {
+        let mut driver = WasmDriver::start(&module, &config.risk, &symbols, &[])?;
+        timed(&mut driver, &mut wasm_line)?;
         let mut native = NativeSma {
             fast: 10,
             slow: 30,
             size_pct: config.risk.default_trade_pct,
             symbols: symbols.clone(),
         };
-        let t = Instant::now();
-        let o = simulate(
-            &mut native,
-            &data,
-            &config.series,
-            None,
-            None,
-            &account,
-            false,
-        )?;
-        let line = BenchLine {
-            bars: o.bars,
-            seconds: t.elapsed().as_secs_f64(),
-            trades: o.portfolio.closed_trades().len(),
-        };
-        if native_line
-            .as_ref()
-            .is_none_or(|w| line.seconds < w.seconds)
-        {
-            native_line = Some(line);
-        }
+        timed(&mut native, &mut native_line)?;
     }
     let (Some(wasm_line), Some(native_line)) = (wasm_line, native_line) else {
         return Err(BacktestError::NoData);

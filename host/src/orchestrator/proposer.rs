@@ -135,13 +135,11 @@ impl Strategy for Generated {
     }
 
     fn save_state(&self) -> Vec<u8> {
-        let mut s = State::default();
-        s.set("scans", self.scans as f64);
-        s.encode()
+        State::scans(self.scans)
     }
 
     fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
-        self.scans = State::decode(state)?.get("scans").unwrap_or(0.0) as u64;
+        self.scans = State::decode_scans(state)?;
         Ok(())
     }
 }

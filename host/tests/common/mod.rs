@@ -45,6 +45,25 @@ pub fn shared_candles(file: &str, skip: usize, rows: usize) -> Vec<trading_core:
         .collect()
 }
 
+/// Risk limits loose enough that a test strategy keeps trading through a whole slice.
+pub const LOOSE_RISK_LIMITS: &str =
+    "max_trade_pct = 20.0\ndefault_trade_pct = 10.0\nmax_open_positions = 3\n\
+     max_daily_loss_pct = 50.0\nmax_drawdown_pct = 90.0\nmax_consecutive_losses = 1000\n";
+
+/// Writes `candles` as an OHLCV CSV (`ts,open,high,low,close,volume`).
+pub fn write_csv(path: &std::path::Path, candles: &[trading_core::Candle]) {
+    let rows = candles.iter().map(|c| {
+        format!(
+            "{},{},{},{},{},{}",
+            c.ts, c.open, c.high, c.low, c.close, c.volume
+        )
+    });
+    let text: Vec<String> = std::iter::once("ts,open,high,low,close,volume".to_string())
+        .chain(rows)
+        .collect();
+    std::fs::write(path, text.join("\n")).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 pub fn limits() -> host::runtime::bindings::RiskLimits {
     host::runtime::bindings::RiskLimits {
         max_trade_pct: 10.0,

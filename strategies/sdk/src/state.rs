@@ -8,6 +8,16 @@ use std::collections::BTreeMap;
 pub struct State(pub BTreeMap<String, f64>);
 
 impl State {
+    /// The state of a strategy that only counts its scans (`scans=N`).
+    pub fn scans(n: u64) -> Vec<u8> {
+        let mut s = State::default();
+        s.set("scans", n as f64);
+        s.encode()
+    }
+    /// The scan count of a [`State::scans`] blob (0 when absent).
+    pub fn decode_scans(bytes: &[u8]) -> Result<u64, String> {
+        Ok(State::decode(bytes)?.get("scans").unwrap_or(0.0) as u64)
+    }
     pub fn set(&mut self, key: &str, value: f64) {
         self.0.insert(key.to_string(), value);
     }
