@@ -188,21 +188,37 @@ impl Engine {
     /// take-profit, then marks the position at the close. A bad or stale bar
     /// is refused and changes nothing.
     pub fn on_bar(&mut self, symbol: &str, candle: &Candle) -> Result<Vec<EngineEvent>, EngineError> {
-        let bar = Bar::from_candle(candle).map_err(|error| EngineError::BadBar {
-            symbol: symbol.to_string(),
-            ts: candle.ts,
-            error,
-        })?;
-        if let Some(&last) = self.last_bar.get(symbol) {
-            if bar.ts <= last {
-                return Err(EngineError::StaleBar { symbol: symbol.to_string(), ts: bar.ts, last });
+        let bad = |error| EngineError::BadBar { symbol: symbol.to_string(), ts: candle.ts, error };
+        // Exact prices are needed only for this symbol's orders and position;
+        // otherwise the bar is validated without converting it.
+        let busy = self.portfolio.position(symbol).is_some() || self.pending.iter().any(|o| o.request.symbol == symbol);
+        let bar = if busy {
+            Some(Bar::from_candle(candle).map_err(bad)?)
+        } else {
+            Bar::validate(candle).map_err(bad)?;
+            None
+        };
+        let ts = candle.ts;
+        match self.last_bar.get_mut(symbol) {
+            Some(last) if ts <= *last => {
+                return Err(EngineError::StaleBar { symbol: symbol.to_string(), ts, last: *last });
+            }
+            Some(last) => *last = ts,
+            None => {
+                self.last_bar.insert(symbol.to_string(), ts);
             }
         }
-        self.last_bar.insert(symbol.to_string(), bar.ts);
         let mut events = Vec::new();
         if let Some(h) = self.risk.observe(&self.portfolio) {
             events.push(EngineEvent::Halted(h));
         }
+        let Some(bar) = bar else {
+            self.portfolio.mark(ts, []);
+            if let Some(h) = self.risk.observe(&self.portfolio) {
+                events.push(EngineEvent::Halted(h));
+            }
+            return Ok(events);
+        };
         let mut keep = Vec::with_capacity(self.pending.len());
         for mut order in std::mem::take(&mut self.pending) {
             if order.request.symbol != symbol || order.request.decided_at > bar.ts {

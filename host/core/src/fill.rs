@@ -133,13 +133,26 @@ pub enum BarError {
 }
 
 impl Bar {
+    /// Checks `c` exactly as [`Bar::from_candle`] does, converting nothing
+    /// when every price is ordered and in `[1e-6, 1e7)`, a range where the
+    /// conversion always succeeds and never rounds to zero.
+    pub fn validate(c: &Candle) -> Result<(), BarError> {
+        let usual = |x: f64| (1e-6..1e7).contains(&x);
+        let ordered = c.low <= c.open && c.open <= c.high && c.low <= c.close && c.close <= c.high;
+        if ordered && usual(c.open) && usual(c.high) && usual(c.low) && usual(c.close) {
+            return Ok(());
+        }
+        Bar::from_candle(c).map(|_| ())
+    }
+
     /// Converts a float candle (prices rounded to 10 places), refusing
     /// non-finite or non-positive prices and a high/low range that does not
     /// contain the open and close.
     pub fn from_candle(c: &Candle) -> Result<Bar, BarError> {
         let conv = |field: &'static str, x: f64| -> Result<Decimal, BarError> {
-            let d = round_price(money::to_decimal(x).map_err(|error| BarError::BadNumber { field, error })?);
-            if d <= Decimal::ZERO {
+            let d = money::to_decimal(x).map_err(|error| BarError::BadNumber { field, error })?;
+            let d = if d.scale() > money::PRICE_DP { round_price(d) } else { d };
+            if d.is_sign_negative() || d.is_zero() {
                 return Err(BarError::NonPositive { field });
             }
             Ok(d)
@@ -151,6 +164,13 @@ impl Bar {
             low: conv("low", c.low)?,
             close: conv("close", c.close)?,
         };
+        // Conversion and rounding are monotonic, so floats in order give
+        // decimals in order; only floats out of order need the exact check
+        // (they may still round to equal prices).
+        let inside_f = |p: f64| c.low <= p && p <= c.high;
+        if inside_f(c.open) && inside_f(c.close) {
+            return Ok(bar);
+        }
         let inside = |p: Decimal| bar.low <= p && p <= bar.high;
         if bar.high < bar.low || !inside(bar.open) || !inside(bar.close) {
             return Err(BarError::Inconsistent);

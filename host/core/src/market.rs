@@ -83,14 +83,50 @@ impl MarketData {
     /// Candles of `symbol`/`interval` that closed at or before `now`.
     pub fn closed_at(&self, symbol: &str, interval: Interval, now: i64) -> &[Candle] {
         let s = self.series(symbol, interval);
-        let secs = interval.secs();
-        &s[..s.partition_point(|c| c.ts + secs <= now)]
+        &s[..count_open_at_or_before(s, now.saturating_sub(interval.secs()))]
     }
 
     /// The finest series that has any candle for `symbol`.
     pub fn finest(&self, symbol: &str) -> Option<Interval> {
         Interval::ALL.into_iter().find(|&i| !self.series(symbol, i).is_empty())
     }
+}
+
+/// How many candles of `s` (sorted by `ts`, no duplicates) opened at or
+/// before `t`: `s.partition_point(|c| c.ts <= t)`, found by interpolating on
+/// the timestamps (candles are nearly evenly spaced, so a few probes) with a
+/// bisection step after each probe, so never worse than twice a binary search.
+pub fn count_open_at_or_before(s: &[Candle], t: i64) -> usize {
+    let (Some(first), Some(last)) = (s.first(), s.last()) else {
+        return 0;
+    };
+    if last.ts <= t {
+        return s.len();
+    }
+    if first.ts > t {
+        return 0;
+    }
+    // invariant: s[lo].ts <= t < s[hi].ts
+    let (mut lo, mut hi) = (0, s.len() - 1);
+    while hi - lo > 1 {
+        let span = i128::from(s[hi].ts) - i128::from(s[lo].ts);
+        let off = (i128::from(t) - i128::from(s[lo].ts)) * (hi - lo) as i128 / span;
+        let probe = (lo + off as usize).clamp(lo + 1, hi - 1);
+        if s[probe].ts <= t {
+            lo = probe;
+        } else {
+            hi = probe;
+        }
+        if hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if s[mid].ts <= t {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    hi
 }
 
 /// What a strategy may see at one instant: the data, cut at `now`.

@@ -2,7 +2,6 @@
 //! their shortest round-trip text, and the crate's rounding rules (quantities
 //! round down to 8 decimal places, fees round half away from zero to 8).
 
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::str::FromStr;
 use thiserror::Error;
@@ -70,8 +69,26 @@ fn short_decimal(x: f64) -> Option<Decimal> {
 }
 
 /// A decimal as the nearest float, for reports and the module contract.
+/// Correctly rounded: a mantissa below 2^53 and a power of ten up to 10^22
+/// are both exact floats, so their quotient is rounded once (the fast path
+/// most prices and quantities take); otherwise (wide mantissas such as an
+/// equity with 18 places) the mantissa is rounded first, which is within two
+/// ulps.
 pub fn to_f64(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    let m = d.mantissa();
+    let s = d.scale() as usize;
+    if m.unsigned_abs() < 1 << 53 && s <= 22 {
+        return m as i64 as f64 / POW10[s];
+    }
+    let x = m as f64;
+    match POW10.get(s) {
+        Some(p) => x / p,
+        None => x / POW10[22] / POW10[s - 22],
+    }
 }
 
 /// Rounds a quantity down (toward zero) to 8 decimal places.

@@ -349,14 +349,18 @@ impl Portfolio {
 
     /// Cash plus each position at its last known price (its average entry if none).
     pub fn equity(&self) -> Decimal {
-        self.value(&BTreeMap::new())
+        self.value_with(|_| None)
     }
 
     /// Marks to market: cash plus each position at `prices[symbol]`, falling
     /// back to its last known price, then to its average entry.
     pub fn value(&self, prices: &BTreeMap<String, Decimal>) -> Decimal {
+        self.value_with(|symbol| prices.get(symbol).copied())
+    }
+
+    fn value_with(&self, price: impl Fn(&str) -> Option<Decimal>) -> Decimal {
         self.positions.values().fold(self.cash, |acc, p| {
-            let price = prices.get(&p.symbol).or_else(|| self.marks.get(&p.symbol)).copied().unwrap_or(p.avg_entry);
+            let price = price(&p.symbol).or_else(|| self.marks.get(&p.symbol).copied()).unwrap_or(p.avg_entry);
             acc.saturating_add(p.value_at(price))
         })
     }
@@ -382,7 +386,12 @@ impl Portfolio {
         self.roll(now);
         for (symbol, price) in prices {
             if price > Decimal::ZERO && self.positions.contains_key(symbol) {
-                self.marks.insert(symbol.to_string(), price);
+                match self.marks.get_mut(symbol) {
+                    Some(m) => *m = price,
+                    None => {
+                        self.marks.insert(symbol.to_string(), price);
+                    }
+                }
             }
         }
         self.settle()

@@ -409,3 +409,50 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `to_f64` is the correctly rounded float of the decimal (what parsing
+    /// its text gives) on its fast path, and within an ulp or two elsewhere.
+    #[test]
+    fn to_f64_is_the_nearest_float(lo in any::<u64>(), hi in 0u32..=u32::MAX, neg in any::<bool>(), scale in 0u32..=28, small in any::<bool>()) {
+        let hi = if small { 0 } else { hi };
+        let lo = if small { lo >> 11 } else { lo };
+        let d = rust_decimal::Decimal::from_parts(lo as u32, (lo >> 32) as u32, hi, neg, scale);
+        let exact: f64 = d.to_string().parse().unwrap();
+        let got = trading_core::money::to_f64(d);
+        if d.mantissa().unsigned_abs() < 1 << 53 && scale <= 22 {
+            prop_assert_eq!(got, exact, "{}", d);
+        } else {
+            prop_assert!((got - exact).abs() <= exact.abs() * 4.0 * f64::EPSILON, "{} gave {} not {}", d, got, exact);
+        }
+    }
+}
+
+proptest! {
+    /// The interpolating cut finds exactly what a binary search finds, on
+    /// evenly spaced, gappy and clustered series.
+    #[test]
+    fn candle_cut_equals_binary_search(mut ts in proptest::collection::vec(-1_000_000i64..1_000_000, 0..200), spaced in any::<bool>(), t in -1_100_000i64..1_100_000) {
+        if spaced {
+            let n = ts.len() as i64;
+            ts = (0..n).map(|i| i * 3_600 - 100_000).collect();
+        }
+        ts.sort_unstable();
+        ts.dedup();
+        let s: Vec<Candle> = ts.iter().map(|&ts| Candle { ts, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 0.0 }).collect();
+        let want = s.partition_point(|c| c.ts <= t);
+        prop_assert_eq!(trading_core::market::count_open_at_or_before(&s, t), want);
+    }
+}
+
+proptest! {
+    /// `Bar::validate` accepts and refuses exactly what `Bar::from_candle` does.
+    #[test]
+    fn bar_validation_matches_conversion(o in prop_oneof![0.0f64..2e7, -1.0f64..1.0, 0.0f64..1e-9, Just(f64::NAN), Just(1e16)], spread in 0.0f64..0.2, up in any::<bool>(), swap in any::<bool>()) {
+        let (lo, hi) = (o * (1.0 - spread), o * (1.0 + spread));
+        let (lo, hi) = if swap { (hi, lo) } else { (lo, hi) };
+        let close = if up { hi } else { o };
+        let c = Candle { ts: 0, open: o, high: hi, low: lo, close, volume: 1.0 };
+        prop_assert_eq!(trading_core::Bar::validate(&c).is_ok(), trading_core::Bar::from_candle(&c).is_ok(), "{:?}", c);
+    }
+}

@@ -247,6 +247,11 @@ impl Runtime {
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         config.max_wasm_stack(512 << 10);
+        // `perf` names guest functions (from the component's name section)
+        // when this is set: for profiling modules, off by default.
+        if std::env::var_os("HOST_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e:#}"))?;
 
         let mut strategy_linker = Linker::new(&engine);

@@ -53,8 +53,19 @@ impl MarketView for HostMarket {
 /// candles the host returned, so it can never show more than the host shows.
 #[derive(Default)]
 pub struct CandleCache {
-    /// (symbol, interval) → (candles oldest first, whether they are the whole history).
-    series: HashMap<(String, u8), (Vec<Candle>, bool)>,
+    /// One entry per (symbol, interval) a strategy has asked for; a strategy
+    /// trades a handful, so a scan finds its entry without hashing or
+    /// allocating.
+    series: Vec<Cached>,
+}
+
+struct Cached {
+    symbol: String,
+    interval: Interval,
+    /// Candles oldest first.
+    candles: Vec<Candle>,
+    /// Whether `candles` is the whole history.
+    complete: bool,
 }
 
 impl CandleCache {
@@ -70,8 +81,14 @@ impl CandleCache {
         if want == 0 {
             return Vec::new();
         }
-        let entry = self.series.entry((symbol.to_string(), key(interval))).or_default();
-        let (cached, complete) = entry;
+        let at = match self.series.iter().position(|c| c.interval == interval && c.symbol == symbol) {
+            Some(i) => i,
+            None => {
+                self.series.push(Cached { symbol: symbol.to_string(), interval, candles: Vec::new(), complete: false });
+                self.series.len() - 1
+            }
+        };
+        let Cached { candles: cached, complete, .. } = &mut self.series[at];
         let newest = fetch(symbol, interval, 1);
         let follows = match (cached.last(), newest.first()) {
             (Some(last), Some(new)) if new.ts == last.ts => {
@@ -92,9 +109,10 @@ impl CandleCache {
             *cached = fetch(symbol, interval, n);
             *complete = cached.len() < want;
         }
-        // keep a bounded window: twice the deepest request
+        // keep a bounded window: twice the deepest request, trimmed in
+        // batches so the copy is rare
         let keep = want.max(64) * 2;
-        if cached.len() > keep {
+        if cached.len() > 2 * keep {
             cached.drain(..cached.len() - keep);
             *complete = false;
         }
