@@ -193,7 +193,9 @@ fn another_contract_version_is_refused_with_a_clear_message() {
         matches!(&err, ModuleError::ContractMismatch { found, .. } if found == "trading:contract@0.9.0"),
         "{err}"
     );
-    assert!(err.to_string().contains("1.0.0"));
+    assert!(err
+        .to_string()
+        .contains(host::runtime::bindings::CONTRACT_VERSION));
 }
 
 #[test]

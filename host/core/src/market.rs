@@ -109,9 +109,10 @@ pub fn count_open_at_or_before(s: &[Candle], t: i64) -> usize {
     // invariant: s[lo].ts <= t < s[hi].ts
     let (mut lo, mut hi) = (0, s.len() - 1);
     while hi - lo > 1 {
-        let span = i128::from(s[hi].ts) - i128::from(s[lo].ts);
-        let off = (i128::from(t) - i128::from(s[lo].ts)) * (hi - lo) as i128 / span;
-        let probe = (lo + off as usize).clamp(lo + 1, hi - 1);
+        let width = hi - lo;
+        let span = s[hi].ts.abs_diff(s[lo].ts);
+        let off = t.abs_diff(s[lo].ts).checked_mul(width as u64).map_or(width / 2, |x| (x / span) as usize);
+        let probe = (lo + off).clamp(lo + 1, hi - 1);
         if s[probe].ts <= t {
             lo = probe;
         } else {

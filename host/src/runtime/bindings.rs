@@ -29,5 +29,5 @@ pub use strategy_world::trading::contract::types::{
 };
 
 /// The contract version this host speaks (the WIT package version).
-pub const CONTRACT_VERSION: &str = "1.0.0";
+pub const CONTRACT_VERSION: &str = "1.1.0";
 pub const CONTRACT_PACKAGE: &str = "trading:contract";

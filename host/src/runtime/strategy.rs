@@ -83,17 +83,19 @@ impl market::Host for StrategyHost {
             Some(v) => v
                 .candles(&symbol, core_interval(interval), n)
                 .iter()
-                .map(|c| Candle {
-                    ts: c.ts,
-                    open: c.open,
-                    high: c.high,
-                    low: c.low,
-                    close: c.close,
-                    volume: c.volume,
-                })
+                .map(contract_candle)
                 .collect(),
             None => Vec::new(),
         }
+    }
+
+    fn latest(&mut self, symbol: String, interval: Interval) -> Option<Candle> {
+        let c = self
+            .view
+            .as_ref()?
+            .candles(&symbol, core_interval(interval), 1)
+            .first()?;
+        Some(contract_candle(c))
     }
 
     fn recent_trades(&mut self, n: u32) -> Vec<ClosedTrade> {
@@ -107,6 +109,17 @@ impl market::Host for StrategyHost {
 }
 
 impl types::Host for StrategyHost {}
+
+fn contract_candle(c: &trading_core::Candle) -> Candle {
+    Candle {
+        ts: c.ts,
+        open: c.open,
+        high: c.high,
+        low: c.low,
+        close: c.close,
+        volume: c.volume,
+    }
+}
 
 pub fn core_interval(i: Interval) -> trading_core::Interval {
     match i {

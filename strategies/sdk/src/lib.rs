@@ -46,7 +46,7 @@ pub use bindings::trading::contract::types::{
 };
 
 /// The contract version this SDK was generated from.
-pub const CONTRACT_VERSION: &str = "1.0.0";
+pub const CONTRACT_VERSION: &str = "1.1.0";
 
 /// What `initialize` hands a strategy.
 #[derive(Debug, Clone)]

@@ -23,10 +23,8 @@ impl MarketView for HostMarket {
         crate::bindings::trading::contract::market::symbol(symbol)
     }
     fn candles(&self, symbol: &str, interval: Interval, n: u32) -> Vec<Candle> {
-        CANDLES.with(|c| {
-            c.borrow_mut()
-                .candles(symbol, interval, n, |s, i, k| crate::bindings::trading::contract::market::candles(s, i, k))
-        })
+        use crate::bindings::trading::contract::market;
+        CANDLES.with(|c| c.borrow_mut().candles(symbol, interval, n, market::latest, market::candles))
     }
     fn recent_trades(&self, n: u32) -> Vec<ClosedTrade> {
         crate::bindings::trading::contract::market::recent_trades(n)
@@ -47,7 +45,8 @@ impl MarketView for HostMarket {
 }
 
 /// The candles a strategy already pulled, per symbol and interval, so a scan
-/// asks the host for the newest candle only and appends it when it directly
+/// asks the host for the newest candle only (`market.latest`, no list to
+/// allocate on either side) and appends it when it directly
 /// follows the cached ones (a gap, a first call, a deeper request or a clock
 /// that moved backwards fetches the full window again). It only ever holds
 /// candles the host returned, so it can never show more than the host shows.
@@ -69,12 +68,15 @@ struct Cached {
 }
 
 impl CandleCache {
-    /// Up to `n` most recent candles, pulling through `fetch(symbol, interval, n)`.
+    /// Up to `n` most recent candles, pulling the newest through
+    /// `latest(symbol, interval)` and, when the cache cannot answer, the
+    /// window through `fetch(symbol, interval, n)`.
     pub fn candles(
         &mut self,
         symbol: &str,
         interval: Interval,
         n: u32,
+        mut latest: impl FnMut(&str, Interval) -> Option<Candle>,
         mut fetch: impl FnMut(&str, Interval, u32) -> Vec<Candle>,
     ) -> Vec<Candle> {
         let want = n as usize;
@@ -89,8 +91,8 @@ impl CandleCache {
             }
         };
         let Cached { candles: cached, complete, .. } = &mut self.series[at];
-        let newest = fetch(symbol, interval, 1);
-        let follows = match (cached.last(), newest.first()) {
+        let newest = latest(symbol, interval);
+        let follows = match (cached.last(), newest.as_ref()) {
             (Some(last), Some(new)) if new.ts == last.ts => {
                 *cached.last_mut().unwrap() = *new;
                 true
@@ -203,19 +205,29 @@ mod cache_tests {
             .unwrap()
             .retain(|c| !(100 * 3_600..105 * 3_600).contains(&c.ts));
         let mut cache = CandleCache::default();
-        let mut pulled = 0usize;
+        let pulled = std::cell::Cell::new(0usize);
         let nows: Vec<i64> = (1..400).chain([50, 51, 52]).chain(380..400).map(|h| h * 3_600).collect();
         for (i, now) in nows.into_iter().enumerate() {
             m.now = now;
             let n = if i % 50 == 0 { 120 } else { 31 };
-            let got = cache.candles("BTCUSD", Interval::H1, n, |s, iv, k| {
-                let v = m.candles(s, iv, k);
-                pulled += v.len();
-                v
-            });
+            let got = cache.candles(
+                "BTCUSD",
+                Interval::H1,
+                n,
+                |s, iv| {
+                    pulled.set(pulled.get() + 1);
+                    m.candles(s, iv, 1).pop()
+                },
+                |s, iv, k| {
+                    let v = m.candles(s, iv, k);
+                    pulled.set(pulled.get() + v.len());
+                    v
+                },
+            );
             let key = |v: &[Candle]| v.iter().map(|c| (c.ts, c.close.to_bits())).collect::<Vec<_>>();
             assert_eq!(key(&got), key(&m.candles("BTCUSD", Interval::H1, n)), "at now {now}, n {n}");
         }
+        let pulled = pulled.get();
         assert!(pulled < 420 * 6, "the cache should pull about one candle per call, pulled {pulled}");
     }
 }
