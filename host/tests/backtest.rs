@@ -271,12 +271,10 @@ fn native_sma_matches_the_component() {
     let cfg = config(ROWS);
     let account = backtest::Account::from_config(&cfg).unwrap();
     let data = backtest::market_data(&cfg.series, None);
-    let mut native = backtest::NativeSma {
-        fast: 10,
-        slow: 30,
-        size_pct: cfg.risk.default_trade_pct,
-        symbols: vec!["BTCUSD".into()],
-    };
+    // the component's own source, compiled natively
+    let mut native =
+        backtest::Native::<sma_crossover::SmaCrossover>::start(&cfg.risk, &["BTCUSD".into()], &[])
+            .unwrap();
     let o =
         backtest::simulate(&mut native, &data, &cfg.series, None, None, &account, false).unwrap();
     let wasm = run(&cfg);

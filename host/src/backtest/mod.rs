@@ -16,7 +16,7 @@ mod output;
 mod sweep;
 
 pub use audit::Breach;
-pub use bench::{bench, BenchFigures, NativeSma};
+pub use bench::{bench, BenchFigures, Native};
 pub use convert::{portfolio_to_contract, risk_config, RiskConvertError};
 pub use output::{equity_svg, summary, trades_csv, write_outputs};
 pub use sweep::{

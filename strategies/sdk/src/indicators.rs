@@ -22,7 +22,25 @@ pub fn sma(values: &[f64], n: usize) -> Option<f64> {
     if n == 0 || values.len() < n {
         return None;
     }
-    finite(values[values.len() - n..].iter().sum::<f64>() / n as f64)
+    finite(sum(&values[values.len() - n..]) / n as f64)
+}
+
+/// Sum in four independent lanes (then combined pairwise): four times
+/// shorter dependency chains and one loop step per four values, which is
+/// what makes indicators cheap inside the fuel-metered sandbox.
+pub fn sum(values: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let mut chunks = values.chunks_exact(4);
+    for c in &mut chunks {
+        lanes[0] += c[0];
+        lanes[1] += c[1];
+        lanes[2] += c[2];
+        lanes[3] += c[3];
+    }
+    for (lane, v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += v;
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
 /// Exponential moving average series with `alpha = 2 / (n + 1)`, seeded with
@@ -33,7 +51,7 @@ pub fn ema_series(values: &[f64], n: usize) -> Vec<f64> {
         return Vec::new();
     }
     let alpha = 2.0 / (n as f64 + 1.0);
-    let mut e = values[..n].iter().sum::<f64>() / n as f64;
+    let mut e = sum(&values[..n]) / n as f64;
     let mut out = Vec::with_capacity(values.len() - n + 1);
     out.push(e);
     for &v in &values[n..] {
@@ -187,6 +205,17 @@ pub fn roc(values: &[f64], n: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_sum_adds_every_value_whatever_the_length() {
+        for n in 0..13 {
+            let v: Vec<f64> = (1..=n).map(f64::from).collect();
+            assert_eq!(sum(&v), f64::from(n * (n + 1) / 2), "n = {n}");
+        }
+        let prices: Vec<f64> = (0..31).map(|i| 43_000.0 + f64::from(i) * 0.37).collect();
+        let naive: f64 = prices.iter().sum();
+        assert!((sum(&prices) - naive).abs() <= naive * 1e-15);
+    }
 
     fn close_to(got: Option<f64>, want: f64, tol: f64) {
         let got = got.expect("a value");
