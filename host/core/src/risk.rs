@@ -419,7 +419,7 @@ impl RiskManager {
         if self.halt.is_some() {
             return None;
         }
-        self.halt = self.halt_condition(portfolio);
+        self.halt = self.halt_condition(portfolio, equity);
         self.halt
     }
 
@@ -566,7 +566,7 @@ impl RiskManager {
         }
         let portfolio = state.portfolio;
         if self.halt.is_none() {
-            self.halt = self.halt_condition(portfolio);
+            self.halt = self.halt_condition(portfolio, portfolio.equity());
         }
         if let Some(h) = self.halt {
             return Err(Refusal::Halted(h));
@@ -683,11 +683,11 @@ impl RiskManager {
         }))
     }
 
-    fn halt_condition(&self, p: &Portfolio) -> Option<HaltReason> {
+    /// The first limit `p` (worth `equity`) breaks, if any.
+    fn halt_condition(&self, p: &Portfolio, equity: Decimal) -> Option<HaltReason> {
         let c = &self.config;
-        let equity = p.equity();
         let (drawdown, daily, streak) = match &self.baseline {
-            None => (p.drawdown_pct(), p.daily_loss_pct(), p.consecutive_losses()),
+            None => (loss_pct(p.peak_equity(), equity), p.daily_loss_pct(), p.consecutive_losses()),
             Some(b) => {
                 let peak = if p.peak_equity() > b.peak_at_resume {
                     p.peak_equity().max(b.high_water)

@@ -53,7 +53,7 @@ impl Auditor {
     /// Checks the entries approved at `t`; `equity` is the value they were sized on.
     pub fn decisions(&mut self, t: i64, engine: &Engine, equity: Decimal, decisions: &[Decision]) {
         let max_pct = engine.risk().config().max_trade_pct;
-        let budget = equity * max_pct / Decimal::ONE_HUNDRED;
+        let budget = || equity * max_pct / Decimal::ONE_HUNDRED;
         for d in decisions {
             let Decision::Approved(r) = d else { continue };
             if r.side != OrderSide::Buy {
@@ -64,7 +64,7 @@ impl Auditor {
                 .unwrap_or(r.decision_price)
                 .max(r.decision_price);
             let notional = r.qty.saturating_mul(sizing);
-            if notional > budget {
+            if notional > budget() {
                 self.breach(
                     t,
                     "max_trade_pct",
