@@ -427,18 +427,9 @@ pub fn snapshot(
         what: "account snapshot",
         detail: e.to_string(),
     };
-    let mut v = serde_json::to_value(engine).map_err(corrupt)?;
-    if let Some(p) = v.get_mut("portfolio").and_then(|p| p.as_object_mut()) {
-        p.insert("closed".into(), serde_json::Value::Array(Vec::new()));
-        if let Some(daily) = p.get_mut("daily").and_then(|d| d.as_object_mut()) {
-            let last = daily
-                .keys()
-                .max_by_key(|k| k.parse::<i64>().unwrap_or(i64::MIN))
-                .cloned();
-            daily.retain(|k, _| Some(k) == last.as_ref());
-        }
-    }
-    let json = v.to_string();
+    // the ledger without its history, so a bar's snapshot costs the same on
+    // day 1 and day 3,000 (closed trades and daily stats are rebuilt from fills)
+    let json = serde_json::to_string(&engine.compact()).map_err(corrupt)?;
     let fills: i64 = tx.query_row("SELECT COUNT(*) FROM fills WHERE mode = ?1", [mode], |r| {
         r.get(0)
     })?;
@@ -514,6 +505,56 @@ mod tests {
             Some(Signal::close("BTCUSD")),
         );
         step(conn, e, &mut data, 10800, 104.0, None);
+    }
+
+    /// The per-bar snapshot holds no history (closed trades, past days), so
+    /// what each bar writes stays the same size however long the account runs.
+    #[test]
+    fn snapshot_stays_small_as_history_grows() {
+        let conn = crate::db::open_in_memory().unwrap();
+        let (mut e, _) = open(
+            &conn,
+            "paper",
+            dec!(10000),
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap();
+        let fill = |kind: trading_core::FillKind, price, time| trading_core::Fill {
+            symbol: "BTCUSD".into(),
+            qty: dec!(1),
+            price,
+            fee: dec!(0.1),
+            time,
+            kind,
+        };
+        let mut sizes = Vec::new();
+        for day in 0..40i64 {
+            let t = 1_700_000_000 + day * 86_400;
+            let buy = trading_core::FillKind::Buy {
+                intent: Intent::Day,
+                stop_loss: None,
+                take_profit: None,
+                tag: "t".into(),
+            };
+            let sell = trading_core::FillKind::Sell {
+                reason: trading_core::CloseReason::Signal,
+            };
+            e.apply_fill(None, fill(buy, dec!(100), t)).unwrap();
+            e.apply_fill(None, fill(sell, dec!(101), t + 60)).unwrap();
+            snapshot(&conn, "paper", &e, t + 60).unwrap();
+            let json: String = conn
+                .query_row("SELECT engine FROM account_snapshot", [], |r| r.get(0))
+                .unwrap();
+            sizes.push(json.len());
+        }
+        assert_eq!(e.portfolio().closed_trades().len(), 40);
+        assert!(
+            sizes[39] <= sizes[1] + 32,
+            "snapshot grew from {} to {} bytes",
+            sizes[1],
+            sizes[39]
+        );
     }
 
     #[test]

@@ -119,6 +119,18 @@ impl Engine {
         Ok(Engine { portfolio, risk, config, pending: Vec::new(), next_id: 1, last_bar: BTreeMap::new() })
     }
 
+    /// This engine with a history-free ledger ([`Portfolio::compact`]).
+    pub fn compact(&self) -> Engine {
+        Engine {
+            portfolio: self.portfolio.compact(),
+            risk: self.risk.clone(),
+            config: self.config,
+            pending: self.pending.clone(),
+            next_id: self.next_id,
+            last_bar: self.last_bar.clone(),
+        }
+    }
+
     pub fn portfolio(&self) -> &Portfolio {
         &self.portfolio
     }

@@ -283,6 +283,26 @@ impl Portfolio {
         })
     }
 
+    /// This ledger without its history: no closed trades and only the
+    /// latest day's stats. What a per-bar snapshot stores, built without
+    /// copying the history, so its cost does not grow with it.
+    pub fn compact(&self) -> Portfolio {
+        Portfolio {
+            starting_capital: self.starting_capital,
+            net_deposits: self.net_deposits,
+            cash: self.cash,
+            positions: self.positions.clone(),
+            marks: self.marks.clone(),
+            closed: Vec::new(),
+            realized_pnl: self.realized_pnl,
+            total_fees: self.total_fees,
+            consecutive_losses: self.consecutive_losses,
+            peak_equity: self.peak_equity,
+            daily: self.daily.last_key_value().map(|(d, s)| (*d, s.clone())).into_iter().collect(),
+            last_time: self.last_time,
+        }
+    }
+
     pub fn starting_capital(&self) -> Decimal {
         self.starting_capital
     }
@@ -801,6 +821,25 @@ mod tests {
         assert_eq!(p.value(&values), dec!(1500));
         p.reset_peak();
         assert_eq!(p.drawdown_pct(), dec!(0));
+    }
+
+    #[test]
+    fn compact_keeps_the_state_and_drops_the_history() {
+        let mut p = Portfolio::new(dec!(1000)).unwrap();
+        for day in 0..5 {
+            let t = T0 + day * DAY_SECS;
+            p.apply_fill(&buy("A", dec!(2), dec!(10), dec!(0), t)).unwrap();
+            p.apply_fill(&sell("A", dec!(1), dec!(12), dec!(0), t + 30)).unwrap();
+            p.mark(t + 60, [("A", dec!(11))]);
+        }
+        assert_eq!((p.closed_trades().len(), p.daily().len()), (5, 5));
+        let c = p.compact();
+        assert!(c.closed_trades().is_empty());
+        assert_eq!(c.daily().len(), 1);
+        assert_eq!(c.today(), p.today());
+        assert_eq!(c.positions(), p.positions());
+        assert_eq!((c.cash(), c.equity(), c.peak_equity()), (p.cash(), p.equity(), p.peak_equity()));
+        assert_eq!(c.last_time(), p.last_time());
     }
 
     #[test]
