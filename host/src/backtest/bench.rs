@@ -69,13 +69,8 @@ impl guest_sdk::MarketView for View<'_> {
         interval: guest_sdk::Interval,
         n: u32,
     ) -> Vec<guest_sdk::Candle> {
-        let interval = match interval {
-            guest_sdk::Interval::M5 => Interval::M5,
-            guest_sdk::Interval::H1 => Interval::H1,
-            guest_sdk::Interval::D1 => Interval::D1,
-        };
         self.0
-            .candles(symbol, interval, n as usize)
+            .candles(symbol, core_interval(interval), n as usize)
             .iter()
             .map(|c| guest_sdk::Candle {
                 ts: c.ts,
@@ -88,8 +83,24 @@ impl guest_sdk::MarketView for View<'_> {
             .collect()
     }
 
+    fn closes(&self, symbol: &str, interval: guest_sdk::Interval, n: u32) -> Vec<f64> {
+        self.0
+            .candles(symbol, core_interval(interval), n as usize)
+            .iter()
+            .map(|c| c.close)
+            .collect()
+    }
+
     fn recent_trades(&self, _n: u32) -> Vec<guest_sdk::ClosedTrade> {
         Vec::new()
+    }
+}
+
+fn core_interval(i: guest_sdk::Interval) -> Interval {
+    match i {
+        guest_sdk::Interval::M5 => Interval::M5,
+        guest_sdk::Interval::H1 => Interval::H1,
+        guest_sdk::Interval::D1 => Interval::D1,
     }
 }
 

@@ -6,6 +6,11 @@ pub trait MarketView {
     fn symbol(&self, symbol: &str) -> Option<SymbolData>;
     /// Up to `n` most recent closed candles, oldest first.
     fn candles(&self, symbol: &str, interval: Interval, n: u32) -> Vec<Candle>;
+    /// The closes of [`MarketView::candles`] (the sandbox's view builds them
+    /// straight from its cache, without a candle list in between).
+    fn closes(&self, symbol: &str, interval: Interval, n: u32) -> Vec<f64> {
+        self.candles(symbol, interval, n).iter().map(|c| c.close).collect()
+    }
     fn recent_trades(&self, n: u32) -> Vec<ClosedTrade>;
 }
 
@@ -24,7 +29,17 @@ impl MarketView for HostMarket {
     }
     fn candles(&self, symbol: &str, interval: Interval, n: u32) -> Vec<Candle> {
         use crate::bindings::trading::contract::market;
-        CANDLES.with(|c| c.borrow_mut().candles(symbol, interval, n, market::latest, market::candles))
+        CANDLES.with(|c| c.borrow_mut().window(symbol, interval, n, market::latest, market::candles).to_vec())
+    }
+    fn closes(&self, symbol: &str, interval: Interval, n: u32) -> Vec<f64> {
+        use crate::bindings::trading::contract::market;
+        CANDLES.with(|c| {
+            c.borrow_mut()
+                .window(symbol, interval, n, market::latest, market::candles)
+                .iter()
+                .map(|c| c.close)
+                .collect()
+        })
     }
     fn recent_trades(&self, n: u32) -> Vec<ClosedTrade> {
         crate::bindings::trading::contract::market::recent_trades(n)
@@ -71,17 +86,17 @@ impl CandleCache {
     /// Up to `n` most recent candles, pulling the newest through
     /// `latest(symbol, interval)` and, when the cache cannot answer, the
     /// window through `fetch(symbol, interval, n)`.
-    pub fn candles(
+    pub fn window(
         &mut self,
         symbol: &str,
         interval: Interval,
         n: u32,
         mut latest: impl FnMut(&str, Interval) -> Option<Candle>,
         mut fetch: impl FnMut(&str, Interval, u32) -> Vec<Candle>,
-    ) -> Vec<Candle> {
+    ) -> &[Candle] {
         let want = n as usize;
         if want == 0 {
-            return Vec::new();
+            return &[];
         }
         let at = match self.series.iter().position(|c| c.interval == interval && c.symbol == symbol) {
             Some(i) => i,
@@ -118,7 +133,7 @@ impl CandleCache {
             cached.drain(..cached.len() - keep);
             *complete = false;
         }
-        cached[cached.len().saturating_sub(want)..].to_vec()
+        &cached[cached.len().saturating_sub(want)..]
     }
 }
 
@@ -210,7 +225,7 @@ mod cache_tests {
         for (i, now) in nows.into_iter().enumerate() {
             m.now = now;
             let n = if i % 50 == 0 { 120 } else { 31 };
-            let got = cache.candles(
+            let got = cache.window(
                 "BTCUSD",
                 Interval::H1,
                 n,
