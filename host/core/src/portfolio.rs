@@ -298,7 +298,7 @@ impl Portfolio {
             total_fees: self.total_fees,
             consecutive_losses: self.consecutive_losses,
             peak_equity: self.peak_equity,
-            daily: self.daily.last_key_value().map(|(d, s)| (*d, s.clone())).into_iter().collect(),
+            daily: self.daily.last_key_value().map(|(d, s)| (*d, *s)).into_iter().collect(),
             last_time: self.last_time,
         }
     }

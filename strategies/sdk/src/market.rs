@@ -240,7 +240,7 @@ mod cache_tests {
                 },
             );
             let key = |v: &[Candle]| v.iter().map(|c| (c.ts, c.close.to_bits())).collect::<Vec<_>>();
-            assert_eq!(key(&got), key(&m.candles("BTCUSD", Interval::H1, n)), "at now {now}, n {n}");
+            assert_eq!(key(got), key(&m.candles("BTCUSD", Interval::H1, n)), "at now {now}, n {n}");
         }
         let pulled = pulled.get();
         assert!(pulled < 420 * 6, "the cache should pull about one candle per call, pulled {pulled}");
