@@ -416,10 +416,16 @@ pub fn roll_up(fine: &[Candle], coarse: Interval, horizon: i64) -> Vec<Candle> {
 /// nothing; a bucket without any finer candle gets no coarse candle: gaps
 /// stay gaps. Existing coarse candles in a rebuilt bucket are replaced, others
 /// are left alone, so running it twice changes nothing.
+///
+/// `since` limits the work to the buckets from the UTC day holding it on
+/// (the nightly job passes two days back, so its cost does not grow with the
+/// stored history); `None` rebuilds everything.
 pub fn aggregate(
     conn: &mut Connection,
     symbol: &str,
+    since: Option<i64>,
 ) -> Result<(WriteStats, WriteStats), CandleError> {
+    let from = since.map(|t| t.div_euclid(Interval::D1.secs()) * Interval::D1.secs());
     let tx = conn.transaction()?;
     let mut st = [WriteStats::default(); 2];
     let mut horizon = i64::MIN;
@@ -427,7 +433,7 @@ pub fn aggregate(
         .into_iter()
         .enumerate()
     {
-        let candles = load(&tx, symbol, fine, None, None)?;
+        let candles = load(&tx, symbol, fine, from, None)?;
         if let Some(last) = candles.last() {
             horizon = horizon.max(last.ts + fine.secs());
         }
@@ -520,6 +526,34 @@ mod tests {
                 c(7_200, 20.0, 31.0, 19.0, 30.0, 4.0)
             ]
         );
+    }
+
+    #[test]
+    fn aggregate_since_rebuilds_only_the_recent_days() {
+        let mut conn = crate::db::open_in_memory().unwrap();
+        // five days of hourly candles at a constant price
+        let hours: Vec<Candle> = (0..5 * 24)
+            .map(|h| c(h * 3_600, 10.0, 10.0, 10.0, 10.0, 1.0))
+            .collect();
+        store(&mut conn, "BTCUSD", Interval::H1, &hours).unwrap();
+        let (_, d) = aggregate(&mut conn, "BTCUSD", None).unwrap();
+        assert_eq!(d.inserted, 5);
+        // change one hour on day 0 and one on day 3, then aggregate from day 3
+        let changed = [
+            c(3_600, 10.0, 50.0, 10.0, 10.0, 1.0),
+            c(3 * 86_400 + 3_600, 10.0, 70.0, 10.0, 10.0, 1.0),
+        ];
+        store(&mut conn, "BTCUSD", Interval::H1, &changed).unwrap();
+        let (_, d) = aggregate(&mut conn, "BTCUSD", Some(3 * 86_400 + 7_000)).unwrap();
+        assert_eq!((d.inserted, d.updated, d.unchanged), (0, 1, 1));
+        let days = load(&conn, "BTCUSD", Interval::D1, None, None).unwrap();
+        let highs: Vec<f64> = days.iter().map(|d| d.high).collect();
+        // day 0 was not reloaded; day 3 was
+        assert_eq!(highs, vec![10.0, 10.0, 10.0, 70.0, 10.0]);
+        // a full run catches day 0 up
+        aggregate(&mut conn, "BTCUSD", None).unwrap();
+        let days = load(&conn, "BTCUSD", Interval::D1, None, None).unwrap();
+        assert_eq!(days[0].high, 50.0);
     }
 
     #[test]

@@ -436,7 +436,7 @@ fn data(what: DataCmd, paths: &Paths) -> Result<()> {
                 None => candles::symbols(&conn)?,
             };
             for s in syms {
-                let (h, d) = candles::aggregate(&mut conn, &s)?;
+                let (h, d) = candles::aggregate(&mut conn, &s, None)?;
                 println!(
                     "{s}: 1h {} inserted, {} updated, {} unchanged; 1d {} inserted, {} updated, {} unchanged",
                     h.inserted, h.updated, h.unchanged, d.inserted, d.updated, d.unchanged

@@ -295,6 +295,9 @@ pub struct Shell {
     pub reviews: Option<Reviews>,
     /// The day rolled: aggregate 5m → 1h → 1d and prune old candles after the commit.
     tiering_due: bool,
+    /// When the candle tiers were last rebuilt by this process (the first
+    /// run after a start rebuilds everything, covering any downtime).
+    tiered_at: Option<i64>,
 }
 
 /// The orchestrator as the scheduler runs it: triggers evaluated on the
@@ -542,6 +545,7 @@ impl Shell {
             stale: Vec::new(),
             reviews: None,
             tiering_due: false,
+            tiered_at: None,
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();
@@ -1285,8 +1289,11 @@ impl Shell {
     /// The daily data job: finer candles aggregated into coarser ones, old ones pruned.
     fn tier_candles(&mut self) {
         let mut report = Vec::new();
+        // from a day before the last run: only those buckets can have changed
+        let since = self.tiered_at.map(|t| t - 86_400);
+        self.tiered_at = Some(self.clock);
         for symbol in self.settings.symbols.clone() {
-            if let Err(e) = crate::candles::aggregate(&mut self.conn, &symbol) {
+            if let Err(e) = crate::candles::aggregate(&mut self.conn, &symbol, since) {
                 report.push(format!("{symbol}: aggregation failed: {e}"));
             }
         }
