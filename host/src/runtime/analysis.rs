@@ -6,8 +6,8 @@ use super::bindings::analysis_world::trading::contract::database;
 use super::bindings::analysis_world::{AnalysisModule as World, AnalysisModulePre};
 use super::bindings::strategy_world::trading::contract::{host, types};
 use super::bindings::{DbValue, LogLevel, Report, Rows};
-use super::strategy::log_line;
-use super::{classify_trap, Limits, MemoryCap, ModuleError, ModuleInfo, Runtime};
+use super::guard::{self, Guard, Guarded};
+use super::{ModuleError, ModuleInfo, Runtime};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
@@ -15,14 +15,19 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::Store;
 
-/// Store data of an analysis instance.
+/// Store data of an analysis instance: the limit guard and the database.
 pub struct AnalysisHost {
-    cap: MemoryCap,
+    guard: Guard,
     db: Option<Connection>,
-    pub logs: Vec<(LogLevel, String)>,
-    panic: Option<String>,
-    limits: Limits,
-    module: String,
+}
+
+impl Guarded for AnalysisHost {
+    fn guard(&self) -> &Guard {
+        &self.guard
+    }
+    fn guard_mut(&mut self) -> &mut Guard {
+        &mut self.guard
+    }
 }
 
 /// Opens `path` read-only for a module: SQLite refuses writes on this connection.
@@ -37,14 +42,7 @@ pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
 
 impl host::Host for AnalysisHost {
     fn log(&mut self, level: LogLevel, message: String) {
-        log_line(
-            &mut self.logs,
-            &mut self.panic,
-            &self.limits,
-            &self.module,
-            level,
-            &message,
-        );
+        self.guard.log(level, &message);
     }
 }
 
@@ -70,7 +68,7 @@ impl AnalysisHost {
         }
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         let params: Vec<rusqlite::types::Value> = params.iter().map(to_sql).collect();
-        let deadline = Instant::now() + self.limits.deadline();
+        let deadline = Instant::now() + self.guard.limits.deadline();
         conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params))
@@ -80,10 +78,10 @@ impl AnalysisHost {
         let result = loop {
             match rows.next() {
                 Ok(Some(row)) => {
-                    if out.len() >= self.limits.max_query_rows {
+                    if out.len() >= self.guard.limits.max_query_rows {
                         break Err(format!(
                             "more than {} rows; add a LIMIT or aggregate",
-                            self.limits.max_query_rows
+                            self.guard.limits.max_query_rows
                         ));
                     }
                     let mut vals = Vec::with_capacity(n);
@@ -162,37 +160,16 @@ impl AnalysisModule {
 
     /// A fresh instance reading `db` (open it with [`open_read_only`]).
     pub fn instantiate(&self, db: Option<Connection>) -> Result<AnalysisInstance, ModuleError> {
-        let limits = self.runtime.limits().clone();
         let data = AnalysisHost {
-            cap: MemoryCap {
-                max_bytes: limits.memory_bytes,
-                denied: false,
-            },
+            guard: Guard::new(&self.runtime, &self.info),
             db,
-            logs: Vec::new(),
-            panic: None,
-            module: self.info.hash[..12].to_string(),
-            limits: limits.clone(),
         };
-        let mut store = Store::new(self.runtime.engine(), data);
-        store.limiter(|d| &mut d.cap);
-        store
-            .set_fuel(limits.fuel_per_call)
-            .map_err(|e| ModuleError::Host(format!("{e:#}")))?;
-        store.set_epoch_deadline(self.runtime.deadline_ticks());
-        let world = self.pre.instantiate(&mut store).map_err(|e| {
-            let kind = classify_trap(&e, store.data().cap.denied, store.data().panic.as_deref());
-            ModuleError::Trap {
-                call: "instantiate",
-                kind,
-            }
-        })?;
+        let mut store = guard::new_store(&self.runtime, data);
+        let world = guard::call(&mut store, "instantiate", |s| self.pre.instantiate(s))?;
         Ok(AnalysisInstance {
             store,
             world,
             info: self.info.clone(),
-            deadline_ticks: self.runtime.deadline_ticks(),
-            limits,
         })
     }
 }
@@ -201,8 +178,6 @@ pub struct AnalysisInstance {
     store: Store<AnalysisHost>,
     world: World,
     info: ModuleInfo,
-    deadline_ticks: u64,
-    limits: Limits,
 }
 
 impl AnalysisInstance {
@@ -211,27 +186,15 @@ impl AnalysisInstance {
     }
 
     pub fn logs(&self) -> &[(LogLevel, String)] {
-        &self.store.data().logs
+        &self.store.data().guard.logs
     }
 
     /// Runs the analysis at `now` and returns its report.
     pub fn analyze(&mut self, now: i64) -> Result<Report, ModuleError> {
-        let host = |e: wasmtime::Error| ModuleError::Host(format!("{e:#}"));
-        self.store
-            .set_fuel(self.limits.fuel_per_call)
-            .map_err(host)?;
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = self
-            .world
-            .trading_contract_analysis()
-            .call_analyze(&mut self.store, now)
-            .map_err(|e| {
-                let d = self.store.data();
-                ModuleError::Trap {
-                    call: "analyze",
-                    kind: classify_trap(&e, d.cap.denied, d.panic.as_deref()),
-                }
-            })?;
+        let world = &self.world;
+        let result = guard::call(&mut self.store, "analyze", |s| {
+            world.trading_contract_analysis().call_analyze(s, now)
+        })?;
         result.map_err(|reason| ModuleError::BadOutput {
             call: "analyze",
             reason,

@@ -5,10 +5,12 @@
 
 mod analysis;
 pub mod bindings;
+mod guard;
 mod limits;
 mod strategy;
 
 pub use analysis::{open_read_only, AnalysisHost, AnalysisInstance, AnalysisModule};
+pub use guard::{Guard, Guarded};
 pub use limits::{Limits, MemoryCap};
 pub use strategy::{validate_signals, StrategyHost, StrategyInstance, StrategyModule};
 

@@ -6,7 +6,8 @@ use super::bindings::strategy_world::{StrategyModule as World, StrategyModulePre
 use super::bindings::{
     Candle, ClosedTrade, Fill, Interval, LogLevel, Portfolio, RiskLimits, Signal, SymbolData,
 };
-use super::{classify_trap, clip, Limits, MemoryCap, ModuleError, ModuleInfo, Runtime};
+use super::guard::{self, Guard, Guarded};
+use super::{clip, Limits, ModuleError, ModuleInfo, Runtime};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use trading_core::MarketView;
@@ -15,55 +16,36 @@ use wasmtime::Store;
 /// Most closed trades a strategy can pull.
 pub const RECENT_TRADES: usize = 100;
 
-/// Store data of a strategy instance: limits, the market view and the logs.
+/// Store data of a strategy instance: the limit guard, the market view and
+/// the recent trades.
 pub struct StrategyHost {
-    cap: MemoryCap,
+    guard: Guard,
     /// The point-in-time market view for the current scan.
     pub view: Option<MarketView>,
     /// The last closed trades (at most 100), oldest first.
     pub trades: VecDeque<ClosedTrade>,
+}
+
+impl Guarded for StrategyHost {
+    fn guard(&self) -> &Guard {
+        &self.guard
+    }
+    fn guard_mut(&mut self) -> &mut Guard {
+        &mut self.guard
+    }
+}
+
+impl StrategyHost {
     /// Log lines of the last call: (level, message).
-    pub logs: Vec<(LogLevel, String)>,
-    panic: Option<String>,
-    limits: Limits,
-    module: String,
+    pub fn logs(&self) -> &[(LogLevel, String)] {
+        &self.guard.logs
+    }
 }
 
 impl host::Host for StrategyHost {
     fn log(&mut self, level: LogLevel, message: String) {
-        log_line(
-            &mut self.logs,
-            &mut self.panic,
-            &self.limits,
-            &self.module,
-            level,
-            &message,
-        );
+        self.guard.log(level, &message);
     }
-}
-
-pub(crate) fn log_line(
-    logs: &mut Vec<(LogLevel, String)>,
-    panic: &mut Option<String>,
-    limits: &Limits,
-    module: &str,
-    level: LogLevel,
-    message: &str,
-) {
-    let message = clip(message, limits.max_string_bytes);
-    if let Some(p) = message.strip_prefix("panic: ") {
-        *panic = Some(p.to_string());
-    }
-    if logs.len() >= limits.max_log_lines {
-        return;
-    }
-    match level {
-        LogLevel::Debug => tracing::debug!(module, "{message}"),
-        LogLevel::Info => tracing::info!(module, "{message}"),
-        LogLevel::Warn => tracing::warn!(module, "{message}"),
-        LogLevel::Error => tracing::error!(module, "{message}"),
-    }
-    logs.push((level, message));
 }
 
 impl market::Host for StrategyHost {
@@ -78,7 +60,7 @@ impl market::Host for StrategyHost {
     }
 
     fn candles(&mut self, symbol: String, interval: Interval, n: u32) -> Vec<Candle> {
-        let n = n.min(self.limits.max_candles_per_call) as usize;
+        let n = n.min(self.guard.limits.max_candles_per_call) as usize;
         match &self.view {
             Some(v) => v
                 .candles(&symbol, core_interval(interval), n)
@@ -152,38 +134,18 @@ impl StrategyModule {
 
     /// A fresh instance in its own store, limits applied.
     pub fn instantiate(&self) -> Result<StrategyInstance, ModuleError> {
-        let limits = self.runtime.limits().clone();
         let data = StrategyHost {
-            cap: MemoryCap {
-                max_bytes: limits.memory_bytes,
-                denied: false,
-            },
+            guard: Guard::new(&self.runtime, &self.info),
             view: None,
             trades: VecDeque::new(),
-            logs: Vec::new(),
-            panic: None,
-            module: self.info.hash[..12].to_string(),
-            limits: limits.clone(),
         };
-        let mut store = Store::new(self.runtime.engine(), data);
-        store.limiter(|d| &mut d.cap);
-        store
-            .set_fuel(limits.fuel_per_call)
-            .map_err(|e| ModuleError::Host(format!("{e:#}")))?;
-        store.set_epoch_deadline(self.runtime.deadline_ticks());
-        let world = self.pre.instantiate(&mut store).map_err(|e| {
-            let kind = classify_trap(&e, store.data().cap.denied, store.data().panic.as_deref());
-            ModuleError::Trap {
-                call: "instantiate",
-                kind,
-            }
-        })?;
+        let mut store = guard::new_store(&self.runtime, data);
+        let world = guard::call(&mut store, "instantiate", |s| self.pre.instantiate(s))?;
         Ok(StrategyInstance {
             store,
             world,
             info: self.info.clone(),
-            limits,
-            deadline_ticks: self.runtime.deadline_ticks(),
+            limits: self.runtime.limits().clone(),
             symbols: Vec::new(),
             poisoned: false,
         })
@@ -197,7 +159,6 @@ pub struct StrategyInstance {
     world: World,
     info: ModuleInfo,
     limits: Limits,
-    deadline_ticks: u64,
     symbols: Vec<String>,
     poisoned: bool,
 }
@@ -222,7 +183,7 @@ impl StrategyInstance {
 
     /// Fuel the last call consumed.
     pub fn fuel_used(&self) -> u64 {
-        self.limits.fuel_per_call - self.store.get_fuel().unwrap_or(0)
+        guard::fuel_used(&self.store)
     }
 
     fn call<R>(
@@ -233,26 +194,12 @@ impl StrategyInstance {
         if self.poisoned {
             return Err(ModuleError::Poisoned);
         }
-        let host = |e: wasmtime::Error| ModuleError::Host(format!("{e:#}"));
-        self.store
-            .set_fuel(self.limits.fuel_per_call)
-            .map_err(host)?;
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let d = self.store.data_mut();
-        d.cap.denied = false;
-        d.panic = None;
-        d.logs.clear();
-        match f(&self.world, &mut self.store) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.poisoned = true;
-                let d = self.store.data();
-                Err(ModuleError::Trap {
-                    call: name,
-                    kind: classify_trap(&e, d.cap.denied, d.panic.as_deref()),
-                })
-            }
+        let world = &self.world;
+        let r = guard::call(&mut self.store, name, |s| f(world, s));
+        if matches!(r, Err(ModuleError::Trap { .. })) {
+            self.poisoned = true;
         }
+        r
     }
 
     pub fn initialize(
