@@ -473,15 +473,10 @@ mod tests {
             let ev = e.on_bar("BTCUSD", &c).unwrap();
             record_events(&tx, "paper", &ev, ts).unwrap();
             if let Some(s) = sig {
-                let before: BTreeSet<u64> = e.pending().iter().map(|o| o.id).collect();
+                let first = e.next_order_id();
                 let view = MarketView::new(std::sync::Arc::new(data.clone()), ts + 3600);
                 e.submit(ts + 3600, &[s], &view);
-                let new: Vec<_> = e
-                    .pending()
-                    .iter()
-                    .filter(|o| !before.contains(&o.id))
-                    .cloned()
-                    .collect();
+                let new = e.pending_since(first);
                 record_orders(&tx, "paper", "paper", &new, ts).unwrap();
             }
             snapshot(&tx, "paper", e, ts).unwrap();

@@ -13,7 +13,6 @@ use crate::trader::Trader;
 use rusqlite::Connection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -1090,17 +1089,9 @@ impl Shell {
             }
             Command::Kill { by, reply } => {
                 let now = self.now();
-                let before: BTreeSet<u64> =
-                    self.trader.engine.pending().iter().map(|o| o.id).collect();
+                let first = self.trader.engine.next_order_id();
                 let events = self.trader.engine.kill(now);
-                let closing: Vec<_> = self
-                    .trader
-                    .engine
-                    .pending()
-                    .iter()
-                    .filter(|o| !before.contains(&o.id))
-                    .cloned()
-                    .collect();
+                let closing = self.trader.engine.pending_since(first);
                 let outcome = KillOutcome {
                     cancelled_orders: events.len(),
                     closing: closing.iter().map(|o| o.request.symbol.clone()).collect(),
@@ -1509,7 +1500,7 @@ impl Shell {
         self.scan_seq += 1;
         let seq = self.scan_seq;
         self.last_scan_ts = Some(now);
-        let before: BTreeSet<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+        let first = self.trader.engine.next_order_id();
         let outcome = self.trader.scan(&mut active.driver, &self.data, now);
         let fuel = active.driver.instance.fuel_used() as i64;
         let (version, hash) = (active.version, active.module.info().hash.clone());
@@ -1530,14 +1521,7 @@ impl Shell {
                 serde_json::to_value(&cf).unwrap_or_default(),
             );
         }
-        let new_orders: Vec<_> = self
-            .trader
-            .engine
-            .pending()
-            .iter()
-            .filter(|o| !before.contains(&o.id))
-            .cloned()
-            .collect();
+        let new_orders = self.trader.engine.pending_since(first);
         if !new_orders.is_empty() {
             // the order is decided, not yet recorded
             crate::failpoint::hit("order.before_record");

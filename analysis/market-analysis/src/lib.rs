@@ -4,7 +4,7 @@
 //! (efficiency ratio, SMA slope) and a regime label, data quality (gaps,
 //! coverage, freshness), and the correlation of returns between symbols.
 
-use guest_sdk::indicators::{atr, sma};
+use guest_sdk::indicators::{atr, correlation, sma};
 use guest_sdk::{Analysis, Candle, Database, DbValue, Report};
 use std::collections::BTreeMap;
 
@@ -44,18 +44,6 @@ pub fn stdev(x: &[f64]) -> Option<f64> {
     }
     let m = x.iter().sum::<f64>() / x.len() as f64;
     Some((x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64).sqrt())
-}
-
-/// Pearson correlation of two equally long series.
-pub fn correlation(a: &[f64], b: &[f64]) -> Option<f64> {
-    if a.len() != b.len() || a.len() < 3 {
-        return None;
-    }
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let (va, vb): (f64, f64) = (a.iter().map(|x| (x - ma).powi(2)).sum(), b.iter().map(|y| (y - mb).powi(2)).sum());
-    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
 /// Kaufman's efficiency ratio: net move over the path length, 0 (noise) to 1 (straight line).

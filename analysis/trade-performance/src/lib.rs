@@ -3,6 +3,7 @@
 //! confidence vs outcome, fee drag, rolling 7/30/90-day metrics, and the
 //! depth and duration of drawdowns of the realised equity curve.
 
+use guest_sdk::indicators::correlation;
 use guest_sdk::{Analysis, Database, DbValue, Report};
 
 pub const TRADES: &str =
@@ -83,19 +84,6 @@ pub fn drawdowns(trades: &[Trade], now: i64) -> (f64, f64, f64) {
     let current = if under { now - peak_at } else { 0 };
     longest = longest.max(current);
     (deepest, longest as f64 / 86_400.0, current as f64 / 86_400.0)
-}
-
-/// Pearson correlation.
-pub fn correlation(a: &[f64], b: &[f64]) -> Option<f64> {
-    if a.len() != b.len() || a.len() < 3 {
-        return None;
-    }
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
 fn num(v: Option<&DbValue>) -> Option<f64> {

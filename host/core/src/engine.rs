@@ -143,6 +143,17 @@ impl Engine {
         &self.config
     }
 
+    /// The id the next order will get: orders with this id or later are the
+    /// ones placed after the call (ids only grow).
+    pub fn next_order_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Pending orders placed since [`Engine::next_order_id`] returned `first`.
+    pub fn pending_since(&self, first: u64) -> Vec<PendingOrder> {
+        self.pending.iter().filter(|o| o.id >= first).cloned().collect()
+    }
+
     /// Orders waiting to fill, oldest first.
     pub fn pending(&self) -> &[PendingOrder] {
         &self.pending

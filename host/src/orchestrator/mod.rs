@@ -586,6 +586,20 @@ fn incumbent(
     }
 }
 
+/// How candidates are compiled: in `work`'s build tree, with the
+/// orchestrator's limits and dependency allow-list.
+fn compile_config(opts: &CycleOptions, work: &Path) -> compile::CompileConfig {
+    let o = &opts.orchestrator;
+    compile::CompileConfig {
+        repo_root: opts.repo_root.clone(),
+        build_root: work.join("build"),
+        target_dir: o.target_dir.clone().unwrap_or_else(|| work.join("target")),
+        timeout: Duration::from_secs(o.compile_timeout_secs.max(1)),
+        max_wasm_bytes: o.max_wasm_bytes,
+        allowed_deps: o.allowed_deps.clone(),
+    }
+}
+
 fn check_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> CheckConfig {
     CheckConfig {
         fuzz_calls: o.fuzz_calls,
@@ -816,14 +830,7 @@ pub fn run_cycle_with(
                 }
             })?;
             // 7. compile
-            let ccfg = compile::CompileConfig {
-                repo_root: opts.repo_root.clone(),
-                build_root: work.join("build"),
-                target_dir: o.target_dir.clone().unwrap_or_else(|| work.join("target")),
-                timeout: Duration::from_secs(o.compile_timeout_secs.max(1)),
-                max_wasm_bytes: o.max_wasm_bytes,
-                allowed_deps: o.allowed_deps.clone(),
-            };
+            let ccfg = compile_config(opts, &work);
             // the source's hash in the crate name: candidates sharing the
             // target directory never overwrite each other's artifact
             let id = format!(
@@ -1068,14 +1075,7 @@ fn update_analysis(
         refusals: r.iter().map(|x| x.to_string()).collect(),
     })?;
     let work = opts.paths.data_dir.join("orchestrator");
-    let ccfg = compile::CompileConfig {
-        repo_root: opts.repo_root.clone(),
-        build_root: work.join("build"),
-        target_dir: o.target_dir.clone().unwrap_or_else(|| work.join("target")),
-        timeout: Duration::from_secs(o.compile_timeout_secs.max(1)),
-        max_wasm_bytes: o.max_wasm_bytes,
-        allowed_deps: o.allowed_deps.clone(),
-    };
+    let ccfg = compile_config(opts, &work);
     let id = format!(
         "{}-a-{}",
         run_id.to_ascii_lowercase().replace('t', "-"),
