@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs what building the guest components needs, on a fresh machine.
-#  - With rustup able to download targets: `rustup target add wasm32-unknown-unknown`
-#    and `cargo install wasm-component-ld`.
-#  - Otherwise (no rustup downloads, Debian 12 as root): Debian's rustc-web 1.96 with
-#    a wasm32 std built from source (deploy/install-wasm-toolchain-debian.sh).
+# Installs the project's toolchain on a fresh machine: Rust 1.96 for the host
+# and the guest components alike (rust-toolchain.toml), with wasm32 support.
+#  - With rustup able to download (rust-toolchain.toml switched to
+#    `channel = "1.96"`): `rustup target add wasm32-unknown-unknown` and
+#    `cargo install wasm-component-ld`.
+#  - Otherwise (no rustup downloads, Debian 12 as root; rust-toolchain.toml
+#    points rustup at /usr): Debian's rustc-web 1.96 with clippy and rustfmt,
+#    and a wasm32 std built from source (deploy/install-wasm-toolchain-debian.sh).
 # Idempotent; prints which path it took. Then `deploy/build-guests.sh` builds every guest.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
