@@ -3,7 +3,7 @@
 //! backtests, paper and live trading.
 
 use crate::types::{Candle, Interval};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Price, spread and 24h volume of one symbol at a view's `now`.
@@ -32,7 +32,7 @@ pub struct SymbolSeries {
 /// Candle history for a set of symbols.
 #[derive(Debug, Clone, Default)]
 pub struct MarketData {
-    symbols: HashMap<String, SymbolSeries>,
+    symbols: BTreeMap<String, SymbolSeries>,
 }
 
 impl MarketData {
@@ -83,7 +83,7 @@ impl MarketData {
     /// Candles of `symbol`/`interval` that closed at or before `now`.
     pub fn closed_at(&self, symbol: &str, interval: Interval, now: i64) -> &[Candle] {
         let s = self.series(symbol, interval);
-        &s[..count_open_at_or_before(s, now.saturating_sub(interval.secs()))]
+        &s[..count_open_at_or_before(s, now.saturating_sub(interval.secs()), interval.secs())]
     }
 
     /// The finest series that has any candle for `symbol`.
@@ -93,41 +93,52 @@ impl MarketData {
 }
 
 /// How many candles of `s` (sorted by `ts`, no duplicates) opened at or
-/// before `t`: `s.partition_point(|c| c.ts <= t)`, found by interpolating on
-/// the timestamps (candles are nearly evenly spaced, so a few probes) with a
-/// bisection step after each probe, so never worse than twice a binary search.
-pub fn count_open_at_or_before(s: &[Candle], t: i64) -> usize {
+/// before `t`: `s.partition_point(|c| c.ts <= t)`. Candles are usually
+/// `step` seconds apart, so the search starts where that spacing puts `t`
+/// counting back from the newest candle (exact wherever no gap follows `t`:
+/// a live feed, most of a backtest) and gallops from there, so it costs
+/// O(log d) comparisons for a guess `d` candles off.
+pub fn count_open_at_or_before(s: &[Candle], t: i64, step: i64) -> usize {
+    let n = s.len();
     let (Some(first), Some(last)) = (s.first(), s.last()) else {
         return 0;
     };
     if last.ts <= t {
-        return s.len();
+        return n;
     }
     if first.ts > t {
         return 0;
     }
-    // invariant: s[lo].ts <= t < s[hi].ts
-    let (mut lo, mut hi) = (0, s.len() - 1);
-    while hi - lo > 1 {
-        let width = hi - lo;
-        let span = s[hi].ts.abs_diff(s[lo].ts);
-        let off = t.abs_diff(s[lo].ts).checked_mul(width as u64).map_or(width / 2, |x| (x / span) as usize);
-        let probe = (lo + off).clamp(lo + 1, hi - 1);
-        if s[probe].ts <= t {
-            lo = probe;
-        } else {
-            hi = probe;
-        }
-        if hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if s[mid].ts <= t {
-                lo = mid;
-            } else {
-                hi = mid;
+    // from here the answer is in 1..n: s[answer - 1].ts <= t < s[answer].ts
+    let back = last.ts.abs_diff(t) / step.max(1).unsigned_abs();
+    let guess = n.saturating_sub(usize::try_from(back).unwrap_or(n)).clamp(1, n - 1);
+    // bracket the answer in lo..=hi with s[lo - 1].ts <= t < s[hi].ts
+    let (mut lo, mut hi);
+    let mut stride = 1;
+    if s[guess - 1].ts <= t {
+        lo = guess;
+        loop {
+            let probe = (lo + stride - 1).min(n - 1);
+            if s[probe].ts > t {
+                hi = probe;
+                break;
             }
+            lo = probe + 1;
+            stride *= 2;
+        }
+    } else {
+        hi = guess - 1;
+        loop {
+            let probe = hi.saturating_sub(stride);
+            if s[probe].ts <= t {
+                lo = probe + 1;
+                break;
+            }
+            hi = probe;
+            stride *= 2;
         }
     }
-    hi
+    lo + s[lo..hi].partition_point(|c| c.ts <= t)
 }
 
 /// What a strategy may see at one instant: the data, cut at `now`.

@@ -120,6 +120,16 @@ impl CandleCache {
                 *complete = true;
                 true
             }
+            // A gap in the data or a missed candle: the last two candles
+            // tell which (a gap keeps the cache; a miss refetches).
+            (Some(last), Some(new)) if new.ts > last.ts => match fetch(symbol, interval, 2)[..] {
+                [prev, cur] if prev.ts == last.ts && cur.ts == new.ts => {
+                    *cached.last_mut().unwrap() = prev;
+                    cached.push(cur);
+                    true
+                }
+                _ => false,
+            },
             _ => false,
         };
         if !follows || (cached.len() < want && !*complete) {
@@ -244,5 +254,40 @@ mod cache_tests {
         }
         let pulled = pulled.get();
         assert!(pulled < 420 * 6, "the cache should pull about one candle per call, pulled {pulled}");
+    }
+
+    /// Across a gap in the data the cache asks for two candles, not the
+    /// window; when a scan skipped a candle (it lies before the gap) the probe
+    /// shows it and the window is fetched again.
+    #[test]
+    fn a_gap_is_probed_with_two_candles_and_a_missed_candle_refetches() {
+        let closes: Vec<f64> = (0..60).map(|i| 100.0 + i as f64).collect();
+        let mut m = TestMarket::from_closes("BTCUSD", 0, &closes);
+        // candles open at hours 0..=29 and 35..=59: a gap of five hours
+        m.candles.get_mut(&("BTCUSD".to_string(), key(Interval::H1))).unwrap().retain(|c| !(30..35).contains(&(c.ts / 3_600)));
+        let mut cache = CandleCache::default();
+        let mut scan = |now_h: i64| {
+            m.now = now_h * 3_600;
+            let mut fetches = Vec::new();
+            let got: Vec<i64> = cache
+                .window("BTCUSD", Interval::H1, 10, |s, iv| m.candles(s, iv, 1).pop(), |s, iv, k| {
+                    fetches.push(k);
+                    m.candles(s, iv, k)
+                })
+                .iter()
+                .map(|c| c.ts)
+                .collect();
+            let want: Vec<i64> = m.candles("BTCUSD", Interval::H1, 10).iter().map(|c| c.ts).collect();
+            assert_eq!(got, want, "at hour {now_h}");
+            fetches
+        };
+        assert_eq!(scan(20), vec![10], "a first call fetches the window");
+        for h in 21..=30 {
+            assert!(scan(h).is_empty(), "hour {h}: the next candle follows");
+        }
+        assert_eq!(scan(36), vec![2], "across the gap: a probe, no refetch");
+        // skip the scan at hour 37: candle 36 is missed, the probe sees it
+        assert_eq!(scan(38), vec![2, 10]);
+        assert!(scan(39).is_empty());
     }
 }
