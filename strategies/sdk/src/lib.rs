@@ -122,37 +122,34 @@ pub mod runtime {
     use super::*;
     use std::cell::RefCell;
 
-    thread_local! {
-        static SLOT: RefCell<Option<Box<dyn std::any::Any>>> = const { RefCell::new(None) };
-    }
+    /// Where an exporting macro keeps the component's one module value (a
+    /// [`Strategy`] or an [`Analysis`]), typed, so a call finds it without a
+    /// downcast.
+    pub type Slot<S> = std::thread::LocalKey<RefCell<Option<S>>>;
 
-    /// The component's one module value (a [`Strategy`] or an [`Analysis`]).
-    pub fn with<S: Default + 'static, R>(f: impl FnOnce(&mut S) -> R) -> R {
-        SLOT.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            let any = slot.get_or_insert_with(|| Box::new(S::default()));
-            let s = any.downcast_mut::<S>().expect("one module type per component");
-            f(s)
-        })
+    /// Runs `f` on the module value in `slot`, made with `Default` on first use.
+    pub fn with<S: Default + 'static, R>(slot: &'static Slot<S>, f: impl FnOnce(&mut S) -> R) -> R {
+        slot.with(|slot| f(slot.borrow_mut().get_or_insert_with(S::default)))
     }
 
     pub fn initialize<S: Strategy>(
+        slot: &'static Slot<S>,
         limits: RiskLimits,
         symbols: Vec<String>,
         params: Vec<(String, String)>,
     ) -> Result<(), String> {
         install_panic_hook();
         let init = Init { limits, symbols, params: Params::new(params) };
-        with::<S, _>(|s| s.initialize(&init))
+        with(slot, |s| s.initialize(&init))
     }
 
-    pub fn analyze<S: Strategy>(now: i64, portfolio: Portfolio) -> Vec<Signal> {
-        with::<S, _>(|s| s.analyze(now, &portfolio, &HostMarket))
+    pub fn analyze<S: Strategy>(slot: &'static Slot<S>, now: i64, portfolio: Portfolio) -> Vec<Signal> {
+        with(slot, |s| s.analyze(now, &portfolio, &HostMarket))
     }
 
-    pub fn analysis<A: Analysis>(now: i64) -> Result<Report, String> {
+    pub fn analysis<A: Analysis>(slot: &'static Slot<A>, now: i64) -> Result<Report, String> {
         install_panic_hook();
-        with::<A, _>(|a| a.analyze(now, &HostDatabase))
+        with(slot, |a| a.analyze(now, &HostDatabase))
     }
 }
 
@@ -165,31 +162,36 @@ macro_rules! export_strategy {
         #[cfg(target_arch = "wasm32")]
         struct __GuestSdkStrategy;
         #[cfg(target_arch = "wasm32")]
+        ::std::thread_local! {
+            static __GUEST_SDK_SLOT: ::std::cell::RefCell<::std::option::Option<$ty>> =
+                const { ::std::cell::RefCell::new(::std::option::Option::None) };
+        }
+        #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::exports::trading::contract::strategy::Guest for __GuestSdkStrategy {
             fn initialize(
                 limits: $crate::RiskLimits,
                 symbols: ::std::vec::Vec<::std::string::String>,
                 params: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
             ) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::runtime::initialize::<$ty>(limits, symbols, params)
+                $crate::runtime::initialize(&__GUEST_SDK_SLOT, limits, symbols, params)
             }
             fn scan_interval_minutes() -> u32 {
-                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::scan_interval_minutes(s))
+                $crate::runtime::with(&__GUEST_SDK_SLOT, |s: &mut $ty| $crate::Strategy::scan_interval_minutes(s))
             }
             fn analyze(now: i64, portfolio: $crate::Portfolio) -> ::std::vec::Vec<$crate::Signal> {
-                $crate::runtime::analyze::<$ty>(now, portfolio)
+                $crate::runtime::analyze(&__GUEST_SDK_SLOT, now, portfolio)
             }
             fn on_fill(fill: $crate::Fill) {
-                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::on_fill(s, &fill))
+                $crate::runtime::with(&__GUEST_SDK_SLOT, |s: &mut $ty| $crate::Strategy::on_fill(s, &fill))
             }
             fn on_position_closed(trade: $crate::ClosedTrade) {
-                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::on_position_closed(s, &trade))
+                $crate::runtime::with(&__GUEST_SDK_SLOT, |s: &mut $ty| $crate::Strategy::on_position_closed(s, &trade))
             }
             fn get_state() -> ::std::vec::Vec<u8> {
-                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::save_state(s))
+                $crate::runtime::with(&__GUEST_SDK_SLOT, |s: &mut $ty| $crate::Strategy::save_state(s))
             }
             fn load_state(state: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::runtime::with::<$ty, _>(|s| $crate::Strategy::load_state(s, &state))
+                $crate::runtime::with(&__GUEST_SDK_SLOT, |s: &mut $ty| $crate::Strategy::load_state(s, &state))
             }
         }
         #[cfg(target_arch = "wasm32")]
@@ -205,9 +207,14 @@ macro_rules! export_analysis {
         #[cfg(target_arch = "wasm32")]
         struct __GuestSdkAnalysis;
         #[cfg(target_arch = "wasm32")]
+        ::std::thread_local! {
+            static __GUEST_SDK_SLOT: ::std::cell::RefCell<::std::option::Option<$ty>> =
+                const { ::std::cell::RefCell::new(::std::option::Option::None) };
+        }
+        #[cfg(target_arch = "wasm32")]
         impl $crate::analysis_bindings::exports::trading::contract::analysis::Guest for __GuestSdkAnalysis {
             fn analyze(now: i64) -> ::std::result::Result<$crate::Report, ::std::string::String> {
-                $crate::runtime::analysis::<$ty>(now)
+                $crate::runtime::analysis(&__GUEST_SDK_SLOT, now)
             }
         }
         #[cfg(target_arch = "wasm32")]

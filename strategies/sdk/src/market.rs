@@ -264,16 +264,25 @@ mod cache_tests {
         let closes: Vec<f64> = (0..60).map(|i| 100.0 + i as f64).collect();
         let mut m = TestMarket::from_closes("BTCUSD", 0, &closes);
         // candles open at hours 0..=29 and 35..=59: a gap of five hours
-        m.candles.get_mut(&("BTCUSD".to_string(), key(Interval::H1))).unwrap().retain(|c| !(30..35).contains(&(c.ts / 3_600)));
+        m.candles
+            .get_mut(&("BTCUSD".to_string(), key(Interval::H1)))
+            .unwrap()
+            .retain(|c| !(30..35).contains(&(c.ts / 3_600)));
         let mut cache = CandleCache::default();
         let mut scan = |now_h: i64| {
             m.now = now_h * 3_600;
             let mut fetches = Vec::new();
             let got: Vec<i64> = cache
-                .window("BTCUSD", Interval::H1, 10, |s, iv| m.candles(s, iv, 1).pop(), |s, iv, k| {
-                    fetches.push(k);
-                    m.candles(s, iv, k)
-                })
+                .window(
+                    "BTCUSD",
+                    Interval::H1,
+                    10,
+                    |s, iv| m.candles(s, iv, 1).pop(),
+                    |s, iv, k| {
+                        fetches.push(k);
+                        m.candles(s, iv, k)
+                    },
+                )
                 .iter()
                 .map(|c| c.ts)
                 .collect();
