@@ -62,8 +62,10 @@ impl MarketView for HostMarket {
 /// The candles a strategy already pulled, per symbol and interval, so a scan
 /// asks the host for the newest candle only (`market.latest`, no list to
 /// allocate on either side) and appends it when it directly
-/// follows the cached ones (a gap, a first call, a deeper request or a clock
-/// that moved backwards fetches the full window again). It only ever holds
+/// follows the cached ones; across a gap in the data, a two-candle probe
+/// tells the gap from a missed candle. A missed candle, a first call, a
+/// deeper request or a clock that moved backwards fetches the full window
+/// again. It only ever holds
 /// candles the host returned, so it can never show more than the host shows.
 #[derive(Default)]
 pub struct CandleCache {
