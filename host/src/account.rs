@@ -458,6 +458,18 @@ mod tests {
         }
     }
 
+    /// The paper account in `conn` with default risk and engine settings.
+    fn open_paper(conn: &Connection, capital: Decimal) -> (Engine, Reconciliation) {
+        open(
+            conn,
+            "paper",
+            capital,
+            RiskConfig::default(),
+            EngineConfig::default(),
+        )
+        .unwrap()
+    }
+
     /// Buys at bar 2, sells at bar 4, recording everything as the shell does.
     fn trade_through(conn: &mut Connection, e: &mut Engine) {
         let mut data = MarketData::new();
@@ -507,14 +519,7 @@ mod tests {
     #[test]
     fn snapshot_stays_small_as_history_grows() {
         let conn = crate::db::open_in_memory().unwrap();
-        let (mut e, _) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (mut e, _) = open_paper(&conn, dec!(10000));
         let fill = |kind: trading_core::FillKind, price, time| trading_core::Fill {
             symbol: "BTCUSD".into(),
             qty: dec!(1),
@@ -555,25 +560,11 @@ mod tests {
     #[test]
     fn reopened_account_matches_the_fills_to_the_cent() {
         let mut conn = crate::db::open_in_memory().unwrap();
-        let (mut e, rec) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (mut e, rec) = open_paper(&conn, dec!(10000));
         assert_eq!(rec.fills, 0);
         trade_through(&mut conn, &mut e);
         assert_eq!(e.portfolio().closed_trades().len(), 1);
-        let (e2, rec) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (e2, rec) = open_paper(&conn, dec!(10000));
         assert!(!rec.mismatch);
         assert_eq!(rec.fills, 2);
         assert_eq!(rec.cash, e.portfolio().cash());
@@ -595,14 +586,7 @@ mod tests {
     #[test]
     fn a_snapshot_that_disagrees_with_the_fills_loses() {
         let mut conn = crate::db::open_in_memory().unwrap();
-        let (mut e, _) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (mut e, _) = open_paper(&conn, dec!(10000));
         trade_through(&mut conn, &mut e);
         // a fill that never reached the snapshot (e.g. written by a crashed run)
         let mut json: serde_json::Value = serde_json::from_str(
@@ -619,14 +603,7 @@ mod tests {
             [json.to_string()],
         )
         .unwrap();
-        let (e2, rec) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (e2, rec) = open_paper(&conn, dec!(10000));
         assert!(rec.mismatch);
         assert_eq!(rec.snapshot_cash, Some(dec!(1)));
         assert_eq!(e2.portfolio().cash(), e.portfolio().cash());
@@ -635,23 +612,9 @@ mod tests {
     #[test]
     fn the_stored_starting_capital_wins_over_the_config() {
         let conn = crate::db::open_in_memory().unwrap();
-        let (_, rec) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (_, rec) = open_paper(&conn, dec!(10000));
         assert_eq!(rec.configured_capital_ignored, None);
-        let (e, rec) = open(
-            &conn,
-            "paper",
-            dec!(50000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (e, rec) = open_paper(&conn, dec!(50000));
         assert_eq!(rec.starting_capital, dec!(10000));
         assert_eq!(rec.configured_capital_ignored, Some(dec!(50000)));
         assert_eq!(e.portfolio().cash(), dec!(10000));
@@ -660,14 +623,7 @@ mod tests {
     #[test]
     fn orders_open_in_the_database_but_unknown_to_the_engine_are_cancelled() {
         let mut conn = crate::db::open_in_memory().unwrap();
-        let (e, _) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (e, _) = open_paper(&conn, dec!(10000));
         let tx = conn.transaction().unwrap();
         let ghost = trading_core::PendingOrder {
             id: 99,
@@ -677,14 +633,7 @@ mod tests {
         record_orders(&tx, "paper", "paper", &[ghost], 0).unwrap();
         snapshot(&tx, "paper", &e, 0).unwrap();
         tx.commit().unwrap();
-        let (_, rec) = open(
-            &conn,
-            "paper",
-            dec!(10000),
-            RiskConfig::default(),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let (_, rec) = open_paper(&conn, dec!(10000));
         assert_eq!(rec.stale_orders, vec!["paper-0-99".to_string()]);
         let status: String = conn
             .query_row("SELECT status FROM orders", [], |r| r.get(0))
