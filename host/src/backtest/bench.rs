@@ -83,12 +83,13 @@ impl guest_sdk::MarketView for View<'_> {
             .collect()
     }
 
-    fn closes(&self, symbol: &str, interval: guest_sdk::Interval, n: u32) -> Vec<f64> {
+    fn closes(&self, symbol: &str, interval: guest_sdk::Interval, n: u32) -> guest_sdk::Closes {
         self.0
             .candles(symbol, core_interval(interval), n as usize)
             .iter()
             .map(|c| c.close)
-            .collect()
+            .collect::<Vec<f64>>()
+            .into()
     }
 
     fn recent_trades(&self, _n: u32) -> Vec<guest_sdk::ClosedTrade> {

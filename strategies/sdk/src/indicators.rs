@@ -25,22 +25,56 @@ pub fn sma(values: &[f64], n: usize) -> Option<f64> {
     finite(sum(&values[values.len() - n..]) / n as f64)
 }
 
-/// Sum in four independent lanes (then combined pairwise): four times
-/// shorter dependency chains and one loop step per four values, which is
-/// what makes indicators cheap inside the fuel-metered sandbox.
+/// Simple moving averages of `n` values ending at the second-to-last and
+/// at the last value, `(previous, last)`: what a crossover compares. Their
+/// `n - 1` shared values are summed once. `None` with fewer than `n + 1`
+/// values.
+pub fn sma_prev_last(values: &[f64], n: usize) -> Option<(f64, f64)> {
+    let len = values.len();
+    if n == 0 || len < n + 1 {
+        return None;
+    }
+    let shared = sum(&values[len - n..len - 1]);
+    let k = n as f64;
+    Some((finite((shared + values[len - 1 - n]) / k)?, finite((shared + values[len - 1]) / k)?))
+}
+
+/// Sum in four independent lanes (then combined pairwise), eight values per
+/// loop step: short dependency chains and few loop steps, which is what
+/// makes indicators cheap inside the fuel-metered sandbox (every loop step
+/// pays a fuel and a deadline check there). The lanes are four locals, never
+/// an array: an indexed array lives in the sandbox's memory, not registers.
 pub fn sum(values: &[f64]) -> f64 {
-    let mut lanes = [0.0f64; 4];
-    let mut chunks = values.chunks_exact(4);
+    let (mut l0, mut l1, mut l2, mut l3) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut chunks = values.chunks_exact(8);
     for c in &mut chunks {
-        lanes[0] += c[0];
-        lanes[1] += c[1];
-        lanes[2] += c[2];
-        lanes[3] += c[3];
+        l0 += c[0] + c[4];
+        l1 += c[1] + c[5];
+        l2 += c[2] + c[6];
+        l3 += c[3] + c[7];
     }
-    for (lane, v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *lane += v;
+    let mut rest = chunks.remainder();
+    if let [a, b, c, d, tail @ ..] = rest {
+        l0 += a;
+        l1 += b;
+        l2 += c;
+        l3 += d;
+        rest = tail;
     }
-    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    match rest {
+        [a] => l0 += a,
+        [a, b] => {
+            l0 += a;
+            l1 += b;
+        }
+        [a, b, c] => {
+            l0 += a;
+            l1 += b;
+            l2 += c;
+        }
+        _ => {}
+    }
+    (l0 + l1) + (l2 + l3)
 }
 
 /// Pearson correlation of two equally long series (at least three values);
@@ -222,7 +256,7 @@ mod tests {
 
     #[test]
     fn lane_sum_adds_every_value_whatever_the_length() {
-        for n in 0..13 {
+        for n in 0..40 {
             let v: Vec<f64> = (1..=n).map(f64::from).collect();
             assert_eq!(sum(&v), f64::from(n * (n + 1) / 2), "n = {n}");
         }
@@ -246,6 +280,20 @@ mod tests {
         46.03, 46.41, 46.22, 45.64, 46.21, 46.25, 45.71, 46.45, 45.78, 45.35, 44.03, 44.18, 44.22, 44.57, 43.42, 42.66,
         43.13,
     ];
+
+    #[test]
+    fn sma_prev_last_is_the_sma_one_bar_back_and_now() {
+        let prices: Vec<f64> = (0..45).map(|i| 43_000.0 + (f64::from(i) * 0.7).sin() * 250.0).collect();
+        for n in 1..prices.len() {
+            let (prev, last) = sma_prev_last(&prices, n).expect("enough values");
+            close_to(Some(prev), sma(&prices[..prices.len() - 1], n).unwrap(), 1e-9);
+            close_to(Some(last), sma(&prices, n).unwrap(), 1e-9);
+        }
+        assert_eq!(sma_prev_last(&prices, prices.len()), None, "needs n + 1 values");
+        assert_eq!(sma_prev_last(&prices, 0), None);
+        assert_eq!(sma_prev_last(&[1.0, f64::INFINITY, 2.0], 2), None);
+        assert_eq!(sma_prev_last(&[1.0, 3.0, 8.0], 1), Some((3.0, 8.0)));
+    }
 
     #[test]
     fn sma_uses_the_last_n_values() {

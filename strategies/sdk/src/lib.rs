@@ -11,7 +11,7 @@ pub mod state;
 pub mod testing;
 
 pub use analysis::{rows, Analysis, Database, DbValue, HostDatabase, Metric, MetricValue, Report, Rows, TestDatabase};
-pub use market::{CandleCache, HostMarket, MarketView, TestMarket};
+pub use market::{CandleCache, Closes, HostMarket, MarketView, TestMarket};
 pub use params::{ParamError, Params};
 
 /// The contract's generated bindings (strategy world).

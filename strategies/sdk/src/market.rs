@@ -1,17 +1,69 @@
 use crate::{Candle, ClosedTrade, Interval, SymbolData};
 use std::collections::HashMap;
+use std::ops::Deref;
+use std::rc::Rc;
 
 /// What a strategy can see of the market: pull-based, never newer than `now`.
 pub trait MarketView {
     fn symbol(&self, symbol: &str) -> Option<SymbolData>;
     /// Up to `n` most recent closed candles, oldest first.
     fn candles(&self, symbol: &str, interval: Interval, n: u32) -> Vec<Candle>;
-    /// The closes of [`MarketView::candles`] (the sandbox's view builds them
-    /// straight from its cache, without a candle list in between).
-    fn closes(&self, symbol: &str, interval: Interval, n: u32) -> Vec<f64> {
-        self.candles(symbol, interval, n).iter().map(|c| c.close).collect()
+    /// The closes of [`MarketView::candles`]. Inside the sandbox they are
+    /// shared with the SDK's candle cache, neither copied nor allocated.
+    fn closes(&self, symbol: &str, interval: Interval, n: u32) -> Closes {
+        Closes::from(self.candles(symbol, interval, n).iter().map(|c| c.close).collect::<Vec<f64>>())
     }
     fn recent_trades(&self, n: u32) -> Vec<ClosedTrade>;
+}
+
+/// Closing prices, oldest first; dereferences to `[f64]`. Either owned, or a
+/// window of the candle cache's close column, shared and never copied: the
+/// cache copies its column before changing it only while a `Closes` of it is
+/// still held (copy on write), so a `Closes` never changes under its holder.
+#[derive(Clone)]
+pub struct Closes(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Owned(Vec<f64>),
+    Shared { column: Rc<Vec<f64>>, start: usize },
+}
+
+impl Deref for Closes {
+    type Target = [f64];
+    #[inline]
+    fn deref(&self) -> &[f64] {
+        match &self.0 {
+            Repr::Owned(v) => v,
+            Repr::Shared { column, start } => &column[*start..],
+        }
+    }
+}
+
+impl From<Vec<f64>> for Closes {
+    fn from(v: Vec<f64>) -> Self {
+        Closes(Repr::Owned(v))
+    }
+}
+
+impl std::fmt::Debug for Closes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Closes {
+    fn eq(&self, other: &Closes) -> bool {
+        **self == **other
+    }
+}
+
+impl<'a> IntoIterator for &'a Closes {
+    type Item = &'a f64;
+    type IntoIter = std::slice::Iter<'a, f64>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 /// The view the host provides inside the sandbox.
@@ -31,15 +83,9 @@ impl MarketView for HostMarket {
         use crate::bindings::trading::contract::market;
         CANDLES.with(|c| c.borrow_mut().window(symbol, interval, n, market::latest, market::candles).to_vec())
     }
-    fn closes(&self, symbol: &str, interval: Interval, n: u32) -> Vec<f64> {
+    fn closes(&self, symbol: &str, interval: Interval, n: u32) -> Closes {
         use crate::bindings::trading::contract::market;
-        CANDLES.with(|c| {
-            c.borrow_mut()
-                .window(symbol, interval, n, market::latest, market::candles)
-                .iter()
-                .map(|c| c.close)
-                .collect()
-        })
+        CANDLES.with(|c| c.borrow_mut().closes(symbol, interval, n, market::latest, market::candles))
     }
     fn recent_trades(&self, n: u32) -> Vec<ClosedTrade> {
         crate::bindings::trading::contract::market::recent_trades(n)
@@ -80,8 +126,40 @@ struct Cached {
     interval: Interval,
     /// Candles oldest first.
     candles: Vec<Candle>,
+    /// Their closes, the column [`Closes`] share (changed through
+    /// `Rc::make_mut`: in place unless a `Closes` still holds it).
+    closes: Rc<Vec<f64>>,
     /// Whether `candles` is the whole history.
     complete: bool,
+}
+
+impl Cached {
+    fn set_last(&mut self, c: Candle) {
+        if let (Some(last), Some(close)) = (self.candles.last_mut(), Rc::make_mut(&mut self.closes).last_mut()) {
+            *last = c;
+            *close = c.close;
+        }
+    }
+    fn push(&mut self, c: Candle) {
+        self.candles.push(c);
+        Rc::make_mut(&mut self.closes).push(c.close);
+    }
+    fn replace(&mut self, candles: Vec<Candle>) {
+        let closes = Rc::make_mut(&mut self.closes);
+        closes.clear();
+        closes.extend(candles.iter().map(|c| c.close));
+        self.candles = candles;
+    }
+    fn drop_oldest(&mut self, k: usize) {
+        self.candles.drain(..k);
+        Rc::make_mut(&mut self.closes).drain(..k);
+    }
+}
+
+/// `a == b` for short strings without a call to `memcmp`, which inside the
+/// sandbox is a byte loop behind a call.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 impl CandleCache {
@@ -93,59 +171,106 @@ impl CandleCache {
         symbol: &str,
         interval: Interval,
         n: u32,
+        latest: impl FnMut(&str, Interval) -> Option<Candle>,
+        fetch: impl FnMut(&str, Interval, u32) -> Vec<Candle>,
+    ) -> &[Candle] {
+        match self.refresh(symbol, interval, n, latest, fetch) {
+            Some(at) => {
+                let c = &self.series[at].candles;
+                &c[c.len().saturating_sub(n as usize)..]
+            }
+            None => &[],
+        }
+    }
+
+    /// The closes of [`CandleCache::window`], sharing the cache's column.
+    pub fn closes(
+        &mut self,
+        symbol: &str,
+        interval: Interval,
+        n: u32,
+        latest: impl FnMut(&str, Interval) -> Option<Candle>,
+        fetch: impl FnMut(&str, Interval, u32) -> Vec<Candle>,
+    ) -> Closes {
+        match self.refresh(symbol, interval, n, latest, fetch) {
+            Some(at) => {
+                let column = Rc::clone(&self.series[at].closes);
+                let start = column.len().saturating_sub(n as usize);
+                Closes(Repr::Shared { column, start })
+            }
+            None => Closes::from(Vec::new()),
+        }
+    }
+
+    /// Brings the series of (`symbol`, `interval`) up to date for a request
+    /// of `n` candles; its index, none when `n` is 0.
+    fn refresh(
+        &mut self,
+        symbol: &str,
+        interval: Interval,
+        n: u32,
         mut latest: impl FnMut(&str, Interval) -> Option<Candle>,
         mut fetch: impl FnMut(&str, Interval, u32) -> Vec<Candle>,
-    ) -> &[Candle] {
+    ) -> Option<usize> {
         let want = n as usize;
         if want == 0 {
-            return &[];
+            return None;
         }
-        let at = match self.series.iter().position(|c| c.interval == interval && c.symbol == symbol) {
+        let at = match self.series.iter().position(|c| c.interval == interval && same(&c.symbol, symbol)) {
             Some(i) => i,
             None => {
-                self.series.push(Cached { symbol: symbol.to_string(), interval, candles: Vec::new(), complete: false });
+                self.series.push(Cached {
+                    symbol: symbol.to_string(),
+                    interval,
+                    candles: Vec::new(),
+                    closes: Rc::default(),
+                    complete: false,
+                });
                 self.series.len() - 1
             }
         };
-        let Cached { candles: cached, complete, .. } = &mut self.series[at];
+        let s = &mut self.series[at];
         let newest = latest(symbol, interval);
-        let follows = match (cached.last(), newest.as_ref()) {
+        let follows = match (s.candles.last(), newest) {
             (Some(last), Some(new)) if new.ts == last.ts => {
-                *cached.last_mut().unwrap() = *new;
+                s.set_last(new);
                 true
             }
             (Some(last), Some(new)) if new.ts == last.ts + interval_secs(interval) => {
-                cached.push(*new);
+                s.push(new);
                 true
             }
             (None, None) => {
-                *complete = true;
+                s.complete = true;
                 true
             }
             // A gap in the data or a missed candle: the last two candles
             // tell which (a gap keeps the cache; a miss refetches).
-            (Some(last), Some(new)) if new.ts > last.ts => match fetch(symbol, interval, 2)[..] {
-                [prev, cur] if prev.ts == last.ts && cur.ts == new.ts => {
-                    *cached.last_mut().unwrap() = prev;
-                    cached.push(cur);
-                    true
+            (Some(last), Some(new)) if new.ts > last.ts => {
+                let last = last.ts;
+                match fetch(symbol, interval, 2)[..] {
+                    [prev, cur] if prev.ts == last && cur.ts == new.ts => {
+                        s.set_last(prev);
+                        s.push(cur);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            },
+            }
             _ => false,
         };
-        if !follows || (cached.len() < want && !*complete) {
-            *cached = fetch(symbol, interval, n);
-            *complete = cached.len() < want;
+        if !follows || (s.candles.len() < want && !s.complete) {
+            s.replace(fetch(symbol, interval, n));
+            s.complete = s.candles.len() < want;
         }
         // keep a bounded window: twice the deepest request, trimmed in
         // batches so the copy is rare
         let keep = want.max(64) * 2;
-        if cached.len() > 2 * keep {
-            cached.drain(..cached.len() - keep);
-            *complete = false;
+        if s.candles.len() > 2 * keep {
+            s.drop_oldest(s.candles.len() - keep);
+            s.complete = false;
         }
-        &cached[cached.len().saturating_sub(want)..]
+        Some(at)
     }
 }
 
@@ -256,6 +381,38 @@ mod cache_tests {
         }
         let pulled = pulled.get();
         assert!(pulled < 420 * 6, "the cache should pull about one candle per call, pulled {pulled}");
+    }
+
+    /// The closes a cache hands out are its close column, shared: equal to
+    /// the window's closes at every step, and unchanged while held when the
+    /// cache moves on and trims (it copies its column then, never the
+    /// holder's).
+    #[test]
+    fn shared_closes_follow_the_window_and_never_change_while_held() {
+        let closes: Vec<f64> = (0..600).map(|i| 100.0 + i as f64).collect();
+        let mut m = TestMarket::from_closes("BTCUSD", 0, &closes);
+        let mut cache = CandleCache::default();
+        let mut held: Vec<(i64, Closes)> = Vec::new();
+        for h in 40..600 {
+            m.now = h * 3_600;
+            let got = cache.closes(
+                "BTCUSD",
+                Interval::H1,
+                31,
+                |s, iv| m.candles(s, iv, 1).pop(),
+                |s, iv, k| m.candles(s, iv, k),
+            );
+            assert_eq!(got, m.closes("BTCUSD", Interval::H1, 31), "at hour {h}");
+            if h % 97 == 0 {
+                held.push((h, got));
+            }
+        }
+        for (h, c) in &held {
+            let want: Vec<f64> = (h - 31..*h).map(|i| 100.0 + i as f64).collect();
+            assert_eq!(**c, want[..], "held since hour {h}");
+        }
+        let mut empty = CandleCache::default();
+        assert!(empty.closes("BTCUSD", Interval::H1, 0, |_, _| unreachable!(), |_, _, _| unreachable!()).is_empty());
     }
 
     /// Across a gap in the data the cache asks for two candles, not the

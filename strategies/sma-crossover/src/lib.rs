@@ -2,7 +2,7 @@
 //! above the slow one, close when it crosses back below. Params: `fast`,
 //! `slow` (bars) and `size_pct` (percent of portfolio value per entry).
 
-use guest_sdk::indicators::sma;
+use guest_sdk::indicators::sma_prev_last;
 use guest_sdk::{signal, state::State, Action, Init, Interval, MarketView, Portfolio, Signal, Strategy};
 
 #[derive(Default)]
@@ -38,9 +38,8 @@ impl Strategy for SmaCrossover {
         let mut out = Vec::new();
         for sym in &self.symbols {
             let c = market.closes(sym, Interval::H1, self.slow as u32 + 1);
-            let prev = &c[..c.len().saturating_sub(1)];
-            let (Some(fast_prev), Some(slow_prev), Some(fast_cur), Some(slow_cur)) =
-                (sma(prev, self.fast), sma(prev, self.slow), sma(&c, self.fast), sma(&c, self.slow))
+            let (Some((fast_prev, fast_cur)), Some((slow_prev, slow_cur))) =
+                (sma_prev_last(&c, self.fast), sma_prev_last(&c, self.slow))
             else {
                 continue;
             };
