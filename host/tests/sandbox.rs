@@ -59,6 +59,46 @@ fn good_strategy_answers_and_carries_state() {
     assert_eq!(t.get_state().unwrap(), state);
 }
 
+/// `market.latest` is lowered by hand (one write of the candle's 48 bytes):
+/// every field arrives bit for bit, in its place, and a symbol without
+/// candles gets none.
+#[test]
+fn latest_lowers_every_candle_field_bit_for_bit() {
+    let rt = runtime();
+    let candle = |ts, open, high, low, close, volume| trading_core::Candle {
+        ts,
+        open,
+        high,
+        low,
+        close,
+        volume,
+    };
+    let newest = candle(-3_600, 1.5, 2.25e300, -0.125, f64::MIN_POSITIVE, 7e-310);
+    let mut d = MarketData::new();
+    d.set_series(
+        "BTCUSD",
+        Interval::H1,
+        vec![candle(-7_200, 9.0, 9.0, 9.0, 9.0, 9.0), newest],
+    );
+    let data = Arc::new(d);
+    let m = rt.load_strategy(&guest("market-echo")).unwrap();
+    let mut echo = m.instantiate().unwrap();
+    let symbols = ["BTCUSD".to_string(), "ETHUSD".to_string()];
+    echo.initialize(&limits(), &symbols, &[]).unwrap();
+    scan(&mut echo, &data, 0).unwrap();
+    let logs: Vec<&str> = echo.host().logs().iter().map(|(_, l)| l.as_str()).collect();
+    let bits = |x: f64| format!("{:x}", x.to_bits());
+    let want = format!(
+        "latest BTCUSD -3600 {} {} {} {} {}",
+        bits(1.5),
+        bits(2.25e300),
+        bits(-0.125),
+        bits(f64::MIN_POSITIVE),
+        bits(7e-310)
+    );
+    assert_eq!(logs, [want.as_str(), "latest ETHUSD none"]);
+}
+
 /// Runs `bad`'s analyze, expects `check` to accept its error, then shows a
 /// good strategy in the same runtime still answers and the bad one is poisoned
 /// or still usable as the error kind implies.

@@ -259,6 +259,10 @@ impl Runtime {
         let mut strategy_linker = Linker::new(&engine);
         bindings::strategy_world::StrategyModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut strategy_linker, |s| s)
             .map_err(|e| anyhow::anyhow!("strategy linker: {e:#}"))?;
+        strategy_linker.allow_shadowing(true);
+        strategy::define_latest(&mut strategy_linker)
+            .map_err(|e| anyhow::anyhow!("strategy linker: {e:#}"))?;
+        strategy_linker.allow_shadowing(false);
         let mut analysis_linker = Linker::new(&engine);
         bindings::analysis_world::AnalysisModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut analysis_linker, |s| s)
             .map_err(|e| anyhow::anyhow!("analysis linker: {e:#}"))?;

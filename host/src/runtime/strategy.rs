@@ -11,7 +11,11 @@ use super::{clip, Limits, ModuleError, ModuleInfo, Runtime};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use trading_core::MarketView;
-use wasmtime::Store;
+use wasmtime::component::__internal::{
+    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext,
+};
+use wasmtime::component::{ComponentType, Linker, Lower, WasmStr};
+use wasmtime::{Store, StoreContextMut};
 
 /// Most closed trades a strategy can pull.
 pub const RECENT_TRADES: usize = 100;
@@ -72,12 +76,7 @@ impl market::Host for StrategyHost {
     }
 
     fn latest(&mut self, symbol: String, interval: Interval) -> Option<Candle> {
-        let c = self
-            .view
-            .as_ref()?
-            .candles(&symbol, core_interval(interval), 1)
-            .first()?;
-        Some(contract_candle(c))
+        self.latest_candle(&symbol, interval)
     }
 
     fn recent_trades(&mut self, n: u32) -> Vec<ClosedTrade> {
@@ -91,6 +90,18 @@ impl market::Host for StrategyHost {
 }
 
 impl types::Host for StrategyHost {}
+
+impl StrategyHost {
+    /// `market.latest`: the newest candle the scan's view shows.
+    fn latest_candle(&self, symbol: &str, interval: Interval) -> Option<Candle> {
+        let c = self
+            .view
+            .as_ref()?
+            .candles(symbol, core_interval(interval), 1)
+            .first()?;
+        Some(contract_candle(c))
+    }
+}
 
 fn contract_candle(c: &trading_core::Candle) -> Candle {
     Candle {
@@ -338,4 +349,82 @@ pub fn validate_signals(
         }
     }
     Ok(())
+}
+
+/// A [`Candle`] as `market.latest` returns it: lowered into the guest's
+/// memory with one bounds-checked write of its 48 bytes, where the derived
+/// lowering looks the memory up and checks bounds once per field. Type-checked,
+/// flattened and laid out exactly as `Candle`: only the store into memory
+/// differs (`latest_lowers_every_candle_field_bit_for_bit` checks it).
+#[derive(Clone, Copy, Debug)]
+struct LatestCandle(Candle);
+
+const CANDLE_BYTES: usize = 48;
+const _: () = assert!(<Candle as ComponentType>::SIZE32 == CANDLE_BYTES);
+
+// SAFETY: every item delegates to `Candle`'s derived implementation, so the
+// flat and memory representations are `Candle`'s.
+unsafe impl ComponentType for LatestCandle {
+    type Lower = <Candle as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <Candle as ComponentType>::ABI;
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <Candle as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: the flat form is `Candle`'s; the memory form writes the record's
+// canonical layout (six 8-byte little-endian fields at offsets 0, 8, .., 40
+// in declaration order), which `Candle`'s derived store writes field by field.
+unsafe impl Lower for LatestCandle {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        dst: &mut std::mem::MaybeUninit<Self::Lower>,
+    ) -> wasmtime::Result<()> {
+        self.0.linear_lower_to_flat(cx, ty, dst)
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        offset: usize,
+    ) -> wasmtime::Result<()> {
+        let c = &self.0;
+        let fields = [
+            c.ts.to_le_bytes(),
+            c.open.to_le_bytes(),
+            c.high.to_le_bytes(),
+            c.low.to_le_bytes(),
+            c.close.to_le_bytes(),
+            c.volume.to_le_bytes(),
+        ];
+        let dst: &mut [u8; CANDLE_BYTES] = cx.get(offset);
+        for (d, f) in dst.chunks_exact_mut(8).zip(fields) {
+            d.copy_from_slice(&f);
+        }
+        Ok(())
+    }
+}
+
+/// Defines `market.latest`, called once per scan, over the bindgen'd one
+/// (the linker must allow shadowing): the symbol is read in place from the
+/// guest's memory (no `String`), the candle lowered as a [`LatestCandle`].
+pub(super) fn define_latest(linker: &mut Linker<StrategyHost>) -> wasmtime::Result<()> {
+    let name = format!(
+        "{}/market@{}",
+        super::bindings::CONTRACT_PACKAGE,
+        super::bindings::CONTRACT_VERSION
+    );
+    linker.instance(&name)?.func_wrap(
+        "latest",
+        |store: StoreContextMut<'_, StrategyHost>, (symbol, interval): (WasmStr, Interval)| {
+            let symbol = symbol.to_str(&store)?;
+            Ok((store
+                .data()
+                .latest_candle(&symbol, interval)
+                .map(LatestCandle),))
+        },
+    )
 }
