@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use host::runtime::bindings::Signal;
+use host::runtime::bindings::{Intent, OpenPosition, Side, Signal};
 use host::runtime::{Limits, ModuleError, Runtime, StrategyInstance, TrapKind};
 use std::sync::Arc;
 use trading_core::{Interval, MarketData, MarketView};
@@ -86,7 +86,13 @@ fn latest_lowers_every_candle_field_bit_for_bit() {
     let symbols = ["BTCUSD".to_string(), "ETHUSD".to_string()];
     echo.initialize(&limits(), &symbols, &[]).unwrap();
     scan(&mut echo, &data, 0).unwrap();
-    let logs: Vec<&str> = echo.host().logs().iter().map(|(_, l)| l.as_str()).collect();
+    let logs: Vec<&str> = echo
+        .host()
+        .logs()
+        .iter()
+        .skip(1)
+        .map(|(_, l)| l.as_str())
+        .collect();
     let bits = |x: f64| format!("{:x}", x.to_bits());
     let want = format!(
         "latest BTCUSD -3600 {} {} {} {} {}",
@@ -97,6 +103,65 @@ fn latest_lowers_every_candle_field_bit_for_bit() {
         bits(7e-310)
     );
     assert_eq!(logs, [want.as_str(), "latest ETHUSD none"]);
+}
+
+/// `analyze`'s portfolio is lowered by hand when no position is open (no
+/// `realloc` call for the empty list) and by the derived code otherwise:
+/// the guest sees every field bit for bit either way.
+#[test]
+fn analyze_sees_the_portfolio_bit_for_bit() {
+    let rt = runtime();
+    let (data, now) = btc_view(50);
+    let m = rt.load_strategy(&guest("market-echo")).unwrap();
+    let mut echo = m.instantiate().unwrap();
+    echo.initialize(&limits(), &["BTCUSD".to_string()], &[])
+        .unwrap();
+    let mut p = empty_portfolio();
+    p.cash = 1234.5678;
+    p.total_value = -0.0;
+    p.daily_pnl = f64::MIN_POSITIVE;
+    p.total_pnl = -7.25e200;
+    p.fees_paid = 3e-310;
+    p.closed_trade_count = 4_000_000_000;
+    let bits = |x: f64| format!("{:x}", x.to_bits());
+    let line = |positions: &str| {
+        format!(
+            "portfolio {} {} [{positions}] {} {} {} 4000000000",
+            bits(1234.5678),
+            bits(-0.0),
+            bits(f64::MIN_POSITIVE),
+            bits(-7.25e200),
+            bits(3e-310)
+        )
+    };
+    let mut seen = |p: &host::runtime::bindings::Portfolio| {
+        echo.host().view = Some(MarketView::new(data.clone(), now));
+        echo.analyze(now, p).unwrap();
+        echo.host().logs()[0].1.clone()
+    };
+    assert_eq!(seen(&p), line(""));
+    let mut held = p.clone();
+    let position = |symbol: &str, qty: f64| OpenPosition {
+        symbol: symbol.into(),
+        side: Side::Long,
+        qty,
+        avg_entry: 100.0,
+        current_price: 101.0,
+        unrealized_pnl: qty,
+        unrealized_pnl_pct: 1.0,
+        intent: Intent::Swing,
+        stop_loss: Some(90.0),
+        take_profit: None,
+        opened_at: now - 3_600,
+        tag: "t".into(),
+    };
+    held.positions = vec![position("BTCUSD", 0.5), position("ETHUSD", 2.0)];
+    assert_eq!(
+        seen(&held),
+        line(&format!("BTCUSD:{},ETHUSD:{}", bits(0.5), bits(2.0)))
+    );
+    // and empty again after positions: nothing stale
+    assert_eq!(seen(&p), line(""));
 }
 
 /// Runs `bad`'s analyze, expects `check` to accept its error, then shows a

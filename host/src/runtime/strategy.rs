@@ -4,7 +4,8 @@
 use super::bindings::strategy_world::trading::contract::{host, market, types};
 use super::bindings::strategy_world::{StrategyModule as World, StrategyModulePre};
 use super::bindings::{
-    Candle, ClosedTrade, Fill, Interval, LogLevel, Portfolio, RiskLimits, Signal, SymbolData,
+    Candle, ClosedTrade, Fill, Interval, LogLevel, OpenPosition, Portfolio, RiskLimits, Signal,
+    SymbolData,
 };
 use super::guard::{self, Guard, Guarded};
 use super::{clip, Limits, ModuleError, ModuleInfo, Runtime};
@@ -14,8 +15,8 @@ use trading_core::MarketView;
 use wasmtime::component::__internal::{
     CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext,
 };
-use wasmtime::component::{ComponentType, Linker, Lower, WasmStr};
-use wasmtime::{Store, StoreContextMut};
+use wasmtime::component::{ComponentType, Func, Instance, Linker, Lower, TypedFunc, WasmStr};
+use wasmtime::{Store, StoreContextMut, ValRaw};
 
 /// Most closed trades a strategy can pull.
 pub const RECENT_TRADES: usize = 100;
@@ -151,10 +152,15 @@ impl StrategyModule {
             trades: VecDeque::new(),
         };
         let mut store = guard::new_store(&self.runtime, data);
-        let world = guard::call(&mut store, "instantiate", |s| self.pre.instantiate(s))?;
+        let (world, analyze) = guard::call(&mut store, "instantiate", |s| {
+            let instance = self.pre.instance_pre().instantiate(&mut *s)?;
+            let world = World::new(&mut *s, &instance)?;
+            Ok((world, analyze_func(s, &instance)?))
+        })?;
         Ok(StrategyInstance {
             store,
             world,
+            analyze,
             info: self.info.clone(),
             limits: self.runtime.limits().clone(),
             symbols: Vec::new(),
@@ -168,6 +174,8 @@ impl StrategyModule {
 pub struct StrategyInstance {
     store: Store<StrategyHost>,
     world: World,
+    /// `strategy.analyze`, type-checked against [`AnalyzeFunc`] at instantiation.
+    analyze: Func,
     info: ModuleInfo,
     limits: Limits,
     symbols: Vec<String>,
@@ -242,9 +250,11 @@ impl StrategyInstance {
 
     /// One scan: the caller has set `host().view` to the market at `now`.
     pub fn analyze(&mut self, now: i64, portfolio: &Portfolio) -> Result<Vec<Signal>, ModuleError> {
-        let signals = self.call("analyze", |w, s| {
-            w.trading_contract_strategy()
-                .call_analyze(s, now, portfolio)
+        let analyze = self.analyze;
+        let (signals,) = self.call("analyze", |_, s| {
+            // SAFETY: `analyze_func` type-checked this function as `AnalyzeFunc`.
+            let f = unsafe { AnalyzeFunc::new_unchecked(analyze) };
+            f.call(s, (now, PortfolioArg(portfolio)))
         })?;
         validate_signals(&signals, &self.symbols, &self.limits).map_err(|reason| {
             ModuleError::BadOutput {
@@ -427,4 +437,94 @@ pub(super) fn define_latest(linker: &mut Linker<StrategyHost>) -> wasmtime::Resu
                 .map(LatestCandle),))
         },
     )
+}
+
+/// `strategy.analyze` called with a [`PortfolioArg`].
+type AnalyzeFunc<'a> = TypedFunc<(i64, PortfolioArg<'a>), (Vec<Signal>,)>;
+
+/// Looks up `strategy.analyze` in `instance` and type-checks it as [`AnalyzeFunc`].
+fn analyze_func(store: &mut Store<StrategyHost>, instance: &Instance) -> wasmtime::Result<Func> {
+    let name = format!(
+        "{}/strategy@{}",
+        super::bindings::CONTRACT_PACKAGE,
+        super::bindings::CONTRACT_VERSION
+    );
+    let iface = instance
+        .get_export_index(&mut *store, None, &name)
+        .ok_or_else(|| wasmtime::format_err!("no export {name}"))?;
+    let func = instance
+        .get_export_index(&mut *store, Some(&iface), "analyze")
+        .ok_or_else(|| wasmtime::format_err!("no export {name}#analyze"))?;
+    let f: AnalyzeFunc<'_> = instance.get_typed_func(&mut *store, &func)?;
+    Ok(*f.func())
+}
+
+/// The `portfolio` argument of `analyze`. With no open positions (most
+/// scans) its empty list is lowered as the pointer the guest's `realloc`
+/// answers for zero bytes, the list's alignment, without a call into the
+/// sandbox to ask for it; otherwise, and in memory, it is `Portfolio`'s
+/// derived lowering (`analyze_sees_the_portfolio_bit_for_bit` checks both).
+#[derive(Clone, Copy)]
+struct PortfolioArg<'a>(&'a Portfolio);
+
+/// `Portfolio`'s flat form: cash, total value, positions (pointer, length),
+/// daily P&L, total P&L, fees, closed-trade count.
+const PORTFOLIO_FLAT: usize = 8;
+const _: () = assert!(
+    std::mem::size_of::<<Portfolio as ComponentType>::Lower>()
+        == PORTFOLIO_FLAT * std::mem::size_of::<ValRaw>()
+);
+
+// SAFETY: every item delegates to `Portfolio`'s derived implementation, so
+// the flat and memory representations are `Portfolio`'s.
+unsafe impl ComponentType for PortfolioArg<'_> {
+    type Lower = <Portfolio as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <Portfolio as ComponentType>::ABI;
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <Portfolio as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: with positions, and in memory, `Portfolio`'s derived lowering;
+// without, the flat values that lowering writes, in field order, each as it
+// writes it (a list as two 64-bit values), the list's pointer being what
+// the canonical ABI lets `realloc` answer for zero bytes.
+unsafe impl Lower for PortfolioArg<'_> {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        dst: &mut std::mem::MaybeUninit<Self::Lower>,
+    ) -> wasmtime::Result<()> {
+        let p = self.0;
+        if !p.positions.is_empty() {
+            return p.linear_lower_to_flat(cx, ty, dst);
+        }
+        let flat: [ValRaw; PORTFOLIO_FLAT] = [
+            ValRaw::f64(p.cash.to_bits()),
+            ValRaw::f64(p.total_value.to_bits()),
+            ValRaw::i64(i64::from(<OpenPosition as ComponentType>::ALIGN32)),
+            ValRaw::i64(0),
+            ValRaw::f64(p.daily_pnl.to_bits()),
+            ValRaw::f64(p.total_pnl.to_bits()),
+            ValRaw::f64(p.fees_paid.to_bits()),
+            ValRaw::u32(p.closed_trade_count),
+        ];
+        // SAFETY: `Self::Lower` is `PORTFOLIO_FLAT` `ValRaw`s (asserted above).
+        unsafe {
+            dst.as_mut_ptr()
+                .cast::<[ValRaw; PORTFOLIO_FLAT]>()
+                .write(flat)
+        };
+        Ok(())
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        offset: usize,
+    ) -> wasmtime::Result<()> {
+        self.0.linear_lower_to_memory(cx, ty, offset)
+    }
 }

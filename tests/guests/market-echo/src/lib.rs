@@ -1,7 +1,10 @@
-//! Test guest: each scan logs, per symbol, what `market.latest` returns for
-//! the hourly interval: `latest <symbol> none`, or
-//! `latest <symbol> <ts> <open> <high> <low> <close> <volume>` with every
-//! float as the hex of its bits, so the host can check the lowering bit for bit.
+//! Test guest: each scan logs the portfolio it was handed,
+//! `portfolio <cash> <total-value> <positions: symbol:qty,..> <daily-pnl>
+//! <total-pnl> <fees-paid> <closed-trade-count>`, then, per symbol, what
+//! `market.latest` returns for the hourly interval: `latest <symbol> none`,
+//! or `latest <symbol> <ts> <open> <high> <low> <close> <volume>`. Every
+//! float is the hex of its bits, so the host can check its hand-written
+//! lowerings bit for bit.
 
 use guest_sdk::{Init, MarketView, Portfolio, Signal, Strategy};
 
@@ -16,7 +19,21 @@ impl Strategy for MarketEcho {
         Ok(())
     }
 
-    fn analyze(&mut self, _now: i64, _portfolio: &Portfolio, _market: &dyn MarketView) -> Vec<Signal> {
+    fn analyze(&mut self, _now: i64, portfolio: &Portfolio, _market: &dyn MarketView) -> Vec<Signal> {
+        let p = portfolio;
+        let positions: Vec<String> =
+            p.positions.iter().map(|o| format!("{}:{:x}", o.symbol, o.qty.to_bits())).collect();
+        let line = format!(
+            "portfolio {:x} {:x} [{}] {:x} {:x} {:x} {}",
+            p.cash.to_bits(),
+            p.total_value.to_bits(),
+            positions.join(","),
+            p.daily_pnl.to_bits(),
+            p.total_pnl.to_bits(),
+            p.fees_paid.to_bits(),
+            p.closed_trade_count
+        );
+        guest_sdk::log(guest_sdk::LogLevel::Info, &line);
         #[cfg(target_arch = "wasm32")]
         for sym in &self.symbols {
             use guest_sdk::bindings::trading::contract::market;
