@@ -455,7 +455,7 @@ fn analyze_func(store: &mut Store<StrategyHost>, instance: &Instance) -> wasmtim
     let func = instance
         .get_export_index(&mut *store, Some(&iface), "analyze")
         .ok_or_else(|| wasmtime::format_err!("no export {name}#analyze"))?;
-    let f: AnalyzeFunc<'_> = instance.get_typed_func(&mut *store, &func)?;
+    let f: AnalyzeFunc<'_> = instance.get_typed_func(&mut *store, func)?;
     Ok(*f.func())
 }
 
