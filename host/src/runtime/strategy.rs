@@ -372,15 +372,23 @@ struct LatestCandle(Candle);
 const CANDLE_BYTES: usize = 48;
 const _: () = assert!(<Candle as ComponentType>::SIZE32 == CANDLE_BYTES);
 
-// SAFETY: every item delegates to `Candle`'s derived implementation, so the
-// flat and memory representations are `Candle`'s.
-unsafe impl ComponentType for LatestCandle {
-    type Lower = <Candle as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <Candle as ComponentType>::ABI;
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <Candle as ComponentType>::typecheck(ty, types)
-    }
+/// Gives `$wrapper` the component type of `$inner`: type-checked, flattened
+/// and laid out as `$inner`, so only its hand-written `Lower` differs.
+macro_rules! component_type_of {
+    ($wrapper:ty => $inner:ty) => {
+        // SAFETY: every item delegates to `$inner`'s derived implementation,
+        // so the flat and memory representations are `$inner`'s.
+        unsafe impl ComponentType for $wrapper {
+            type Lower = <$inner as ComponentType>::Lower;
+            const ABI: CanonicalAbiInfo = <$inner as ComponentType>::ABI;
+            fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+                <$inner as ComponentType>::typecheck(ty, types)
+            }
+        }
+    };
 }
+
+component_type_of!(LatestCandle => Candle);
 
 // SAFETY: the flat form is `Candle`'s; the memory form writes the record's
 // canonical layout (six 8-byte little-endian fields at offsets 0, 8, .., 40
@@ -475,15 +483,7 @@ const _: () = assert!(
         == PORTFOLIO_FLAT * std::mem::size_of::<ValRaw>()
 );
 
-// SAFETY: every item delegates to `Portfolio`'s derived implementation, so
-// the flat and memory representations are `Portfolio`'s.
-unsafe impl ComponentType for PortfolioArg<'_> {
-    type Lower = <Portfolio as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <Portfolio as ComponentType>::ABI;
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <Portfolio as ComponentType>::typecheck(ty, types)
-    }
-}
+component_type_of!(PortfolioArg<'_> => Portfolio);
 
 // SAFETY: with positions, and in memory, `Portfolio`'s derived lowering;
 // without, the flat values that lowering writes, in field order, each as it
