@@ -4,7 +4,10 @@
 # on the last BARS bars of the shared hourly data (../shared/data/BTCUSD-1h.csv,
 # else the bundled data/sample/BTCUSD-1h.csv). Fails if one cannot run, traps
 # (any module_error, even one the run survived) or breaks a risk limit.
-# Uses `cargo run -p host`, i.e. the dev build `cargo test` already made.
+# Runs the `host` binary that `cargo test --workspace` already built
+# (target/debug/host), so CI builds the host and wasmtime once: `cargo run -p host`
+# resolves another feature set and rebuilt wasmtime and cranelift a second time.
+# HOST_BIN overrides the binary.
 # usage: deploy/backtest-strategies.sh [crate ...]    env: BARS (default 5000)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +36,12 @@ crates=("${@:-${all[@]}}")
 first_ts=$(tail -n "$BARS" "$data" | awk -F, '$1 != "ts" && !done { print $1; done = 1 }')
 from=$(date -u -d "@$first_ts" +%F)
 
+host_bin=${HOST_BIN:-$tdir/debug/host}
+if [ ! -x "$host_bin" ]; then
+  echo "backtest-strategies: $host_bin is missing: run cargo test --workspace (or cargo build -p host) first" >&2
+  exit 1
+fi
+
 missing=()
 for c in "${crates[@]}"; do [ -f "$tdir/wasm/$c.wasm" ] || missing+=("$c"); done
 if [ ${#missing[@]} -gt 0 ]; then bash deploy/build-guests.sh "${missing[@]}"; fi
@@ -43,7 +52,7 @@ echo "sandboxed backtests: ${#crates[@]} strategies on $data from $from (last $B
 failed=0
 for c in "${crates[@]}"; do
   mkdir -p "$out/$c"
-  if HOST_LOG=error "$CARGO" run --quiet -p host -- backtest \
+  if HOST_LOG=error "$host_bin" backtest \
       --strategy "$tdir/wasm/$c.wasm" --data "$data" --from "$from" \
       --fail-on-trap --fail-on-breach --json --out "$out/$c" >"$out/$c/stdout.json" 2>"$out/$c/stderr.txt"; then
     python3 - "$c" "$out/$c/report.json" <<'EOF'

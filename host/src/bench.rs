@@ -3,7 +3,7 @@
 //! the new module serving. Prints numbers; asserts nothing.
 
 use crate::config::{RiskFile, Settings};
-use crate::runtime::Runtime;
+use host_sandbox::Runtime;
 use crate::shell::{prepare, Paths, Shell};
 use std::path::Path;
 use std::sync::Arc;
@@ -72,7 +72,7 @@ pub fn run(wasm_dir: &Path, settings: &Settings, risk: &RiskFile) -> anyhow::Res
     let data = Arc::new(data);
     let mut inst = module.instantiate()?;
     inst.initialize(&risk.contract_view(), &symbols, &[])?;
-    let portfolio = crate::runtime::bindings::Portfolio {
+    let portfolio = host_sandbox::bindings::Portfolio {
         cash: 10_000.0,
         total_value: 10_000.0,
         positions: vec![],

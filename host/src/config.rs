@@ -1,7 +1,7 @@
 //! Settings: raw TOML parsed with unknown keys refused, then validated into
 //! typed settings. Defaults are embedded, so the host runs with no files.
 
-use crate::runtime::Limits;
+use host_sandbox::Limits;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ struct RawSettings {
     sandbox: Option<Limits>,
     safety: Option<Safety>,
     orchestrator: Option<crate::orchestrator::OrchestratorSettings>,
-    exchanges: Option<crate::exchange::RawExchanges>,
+    exchanges: Option<host_exchange::RawExchanges>,
     api: Option<crate::api::ApiSettings>,
     telegram: Option<crate::telegram::TelegramSettings>,
 }
@@ -114,7 +114,7 @@ pub struct Settings {
     pub safety: Safety,
     pub orchestrator: crate::orchestrator::OrchestratorSettings,
     /// `[exchanges.kraken]`, `[exchanges.coinbase]`: venue URLs, timeouts, retries, rate.
-    pub exchanges: crate::exchange::ExchangesSettings,
+    pub exchanges: host_exchange::ExchangesSettings,
     /// `[api]`: the REST/WebSocket API and dashboard.
     pub api: crate::api::ApiSettings,
     /// `[telegram]`: the bot (token from `TELEGRAM_BOT_TOKEN`).
@@ -231,7 +231,7 @@ impl Settings {
                 o.validate().map_err(|m| invalid("orchestrator", m))?;
                 o
             },
-            exchanges: crate::exchange::ExchangesSettings::resolve(r.exchanges, d.exchanges)
+            exchanges: host_exchange::ExchangesSettings::resolve(r.exchanges, d.exchanges)
                 .map_err(|m| invalid("exchanges", m))?,
             api: {
                 let a = r.api.or(d.api).unwrap_or_default();
@@ -299,8 +299,8 @@ impl RiskFile {
     }
 
     /// The limits as the contract shows them to a strategy.
-    pub fn contract_view(&self) -> crate::runtime::bindings::RiskLimits {
-        crate::runtime::bindings::RiskLimits {
+    pub fn contract_view(&self) -> host_sandbox::bindings::RiskLimits {
+        host_sandbox::bindings::RiskLimits {
             max_trade_pct: self.max_trade_pct,
             default_trade_pct: self.default_trade_pct,
             max_positions: self.max_open_positions,

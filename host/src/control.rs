@@ -2,9 +2,9 @@
 //! one JSON request and one JSON reply per connection. `host deploy`,
 //! `host rollback` and `host status` use it when a host is running.
 
-use crate::archive;
+use host_store::archive;
 use crate::config::{RiskFile, Settings};
-use crate::runtime::Runtime;
+use host_sandbox::Runtime;
 use crate::shell::{prepare, Command, DeployOutcome, Paths, Status};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -246,7 +246,7 @@ pub fn prepare_version(
     risk: &RiskFile,
     version: i64,
 ) -> Result<crate::shell::Prepared, String> {
-    let conn = crate::db::open(&paths.db()).map_err(|e| e.to_string())?;
+    let conn = host_store::db::open(&paths.db()).map_err(|e| e.to_string())?;
     let rec = archive::get(&conn, version).map_err(|e| e.to_string())?;
     let (bytes, _) =
         archive::load_bytes(&conn, &paths.archive_dir, version).map_err(|e| e.to_string())?;
@@ -270,7 +270,7 @@ pub fn prepare_rollback(
     settings: &Settings,
     risk: &RiskFile,
 ) -> Result<crate::shell::Prepared, String> {
-    let conn = crate::db::open(&paths.db()).map_err(|e| e.to_string())?;
+    let conn = host_store::db::open(&paths.db()).map_err(|e| e.to_string())?;
     let prev = archive::previous(&conn).map_err(|e| e.to_string())?;
     let (bytes, _) =
         archive::load_bytes(&conn, &paths.archive_dir, prev.version).map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 //! (with a `.reason` file).
 
 use crate::config::{RiskFile, Settings};
-use crate::runtime::Runtime;
+use host_sandbox::Runtime;
 use crate::shell::{prepare, Command, Paths};
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! uses), the live event stream, and read-only database connections.
 
 use crate::control::{self, ControlContext, Reply, Request};
-use crate::events::{Bus, Event};
+use host_store::events::{Bus, Event};
 use crate::shell::{DeployOutcome, KillOutcome, Status};
 use rusqlite::{Connection, OpenFlags};
 

@@ -6,8 +6,8 @@
 //! again (if still fresh) or abandoned, never placed twice. Venue fills are
 //! keyed by their trade id, so none is booked twice or lost.
 
-use crate::account::{self, AccountError};
-use crate::exchange::{self, Exchange, ExchangeError, OrderKind, OrderSpec, Side};
+use host_store::account::{self, AccountError};
+use host_exchange::{self as exchange, Exchange, ExchangeError, OrderKind, OrderSpec, Side};
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;

@@ -4,9 +4,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use host::config::{RiskFile, Settings};
 use host::control::{self, ControlContext, Reply, Request};
-use host::runtime::bindings::CONTRACT_VERSION;
+use host_sandbox::bindings::CONTRACT_VERSION;
 use host::shell::{self, Paths, ReplayFeed, Shell};
-use host::{archive, events};
+use host_store::{archive, events};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
 use trading_core::Interval;
@@ -345,7 +345,7 @@ fn real_main() -> Result<()> {
         Cmd::Audit {
             what: AuditCmd::Verify,
         } => {
-            let conn = host::db::open(&paths.db())?;
+            let conn = host_store::db::open(&paths.db())?;
             let n = events::verify(&conn)?;
             println!("event log intact: {n} events verified");
             Ok(())
@@ -395,10 +395,10 @@ fn real_main() -> Result<()> {
 }
 
 fn data(what: DataCmd, paths: &Paths) -> Result<()> {
-    use host::candles;
+    use host_store::candles;
     std::fs::create_dir_all(&paths.data_dir)
         .with_context(|| paths.data_dir.display().to_string())?;
-    let mut conn = host::db::open(&paths.db())?;
+    let mut conn = host_store::db::open(&paths.db())?;
     match what {
         DataCmd::Import {
             file,
@@ -675,7 +675,7 @@ fn deploy(
         }
         Some(other) => bail!("unexpected reply {other:?}"),
         None => {
-            let rt = host::runtime::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
+            let rt = host_sandbox::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
             let bytes = std::fs::read(&abs)?;
             let mut p = shell::prepare(
                 &rt,
@@ -700,7 +700,7 @@ fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> Result<()> {
         Some(Reply::Error { message }) => bail!("rollback refused: {message}"),
         Some(other) => bail!("unexpected reply {other:?}"),
         None => {
-            let rt = host::runtime::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
+            let rt = host_sandbox::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
             let p = control::prepare_rollback(&rt, paths, settings, risk)
                 .map_err(|e| anyhow::anyhow!("rollback refused: {e}"))?;
             let o = shell::deploy_offline(paths, settings, risk, p)?;
@@ -751,7 +751,7 @@ fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Re
         Ok(Some(Reply::Status(s))) => serde_json::from_value(s).ok(),
         _ => None,
     };
-    let conn = host::db::open(&paths.db())?;
+    let conn = host_store::db::open(&paths.db())?;
     let active = archive::active(&conn)?;
     let versions = archive::list(&conn)?.len();
     let (scans, last_scan): (i64, Option<i64>) =
@@ -847,7 +847,7 @@ fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Re
 }
 
 fn modules(paths: &Paths, json: bool) -> Result<()> {
-    let conn = host::db::open(&paths.db())?;
+    let conn = host_store::db::open(&paths.db())?;
     let list = archive::list(&conn)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);

@@ -3,12 +3,12 @@
 //! database; it runs the scheduled jobs on the injected (feed) clock and
 //! applies commands (deploy, halt, kill, status) between two bars.
 
-use crate::account::{self, Reconciliation};
-use crate::archive::{self, BytesSource};
+use host_store::account::{self, Reconciliation};
+use host_store::archive::{self, BytesSource};
 use crate::backtest::{convert, Driver, WasmDriver};
 use crate::config::{Mode, RiskFile, Settings};
-use crate::events;
-use crate::runtime::{ModuleError, ModuleInfo, Runtime, StrategyInstance, StrategyModule};
+use host_store::events;
+use host_sandbox::{ModuleError, ModuleInfo, Runtime, StrategyInstance, StrategyModule};
 use crate::trader::Trader;
 use rusqlite::Connection;
 use rust_decimal::Decimal;
@@ -451,17 +451,17 @@ impl Driver for NoStrategy {
     fn analyze(
         &mut self,
         _: i64,
-        _: &crate::runtime::bindings::Portfolio,
+        _: &host_sandbox::bindings::Portfolio,
         _: &MarketView,
-    ) -> Result<Vec<crate::runtime::bindings::Signal>, ModuleError> {
+    ) -> Result<Vec<host_sandbox::bindings::Signal>, ModuleError> {
         Ok(Vec::new())
     }
-    fn on_fill(&mut self, _: &crate::runtime::bindings::Fill) -> Result<(), ModuleError> {
+    fn on_fill(&mut self, _: &host_sandbox::bindings::Fill) -> Result<(), ModuleError> {
         Ok(())
     }
     fn on_position_closed(
         &mut self,
-        _: &crate::runtime::bindings::ClosedTrade,
+        _: &host_sandbox::bindings::ClosedTrade,
     ) -> Result<(), ModuleError> {
         Ok(())
     }
@@ -476,7 +476,7 @@ impl Shell {
     /// orders that are no longer open (L7) and raise the startup alerts.
     pub fn start(paths: Paths, settings: Settings, risk: RiskFile) -> anyhow::Result<Shell> {
         std::fs::create_dir_all(&paths.data_dir)?;
-        let conn = crate::db::open(&paths.db())?;
+        let conn = host_store::db::open(&paths.db())?;
         let runtime = Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
         let scan_seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| {
@@ -505,7 +505,7 @@ impl Shell {
                     .map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
                 let cash = balances.get(&venue.quote).copied().unwrap_or_default();
                 // the venue's cash starts a new live account; an existing one keeps its capital
-                let stored = crate::db::get_meta(&conn, "live.starting_capital")?
+                let stored = host_store::db::get_meta(&conn, "live.starting_capital")?
                     .and_then(|s| s.parse().ok());
                 (Some(venue), stored.unwrap_or(cash))
             }
@@ -1284,14 +1284,14 @@ impl Shell {
         let since = self.tiered_at.map(|t| t - 86_400);
         self.tiered_at = Some(self.clock);
         for symbol in self.settings.symbols.clone() {
-            if let Err(e) = crate::candles::aggregate(&mut self.conn, &symbol, since) {
+            if let Err(e) = host_store::candles::aggregate(&mut self.conn, &symbol, since) {
                 report.push(format!("{symbol}: aggregation failed: {e}"));
             }
         }
-        match crate::candles::prune(
+        match host_store::candles::prune(
             &mut self.conn,
             self.clock,
-            &crate::candles::Retention::default(),
+            &host_store::candles::Retention::default(),
         ) {
             Ok(p) if p.m5 + p.h1 + p.d1 > 0 => {
                 tracing::info!(m5 = p.m5, h1 = p.h1, d1 = p.d1, "pruned old candles");
@@ -1747,7 +1747,7 @@ pub fn deploy_offline(
     mut p: Prepared,
 ) -> anyhow::Result<DeployOutcome> {
     std::fs::create_dir_all(&paths.data_dir)?;
-    let conn = crate::db::open(&paths.db())?;
+    let conn = host_store::db::open(&paths.db())?;
     let previous = archive::active(&conn)?.map(|v| v.version);
     if let Some((_, state, _)) = archive::latest_state(&conn)? {
         p.instance

@@ -4,7 +4,7 @@
 //! through the risk manager. Callers add what is theirs (persistence, notes).
 
 use crate::backtest::{convert, Driver};
-use crate::runtime::ModuleError;
+use host_sandbox::ModuleError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use trading_core::{

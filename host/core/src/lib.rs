@@ -10,6 +10,7 @@ pub mod market;
 pub mod money;
 pub mod portfolio;
 pub mod risk;
+pub mod series;
 pub mod truth;
 pub mod types;
 
@@ -23,5 +24,6 @@ pub use risk::{
     Clip, ClipReason, Counterfactual, Decision, HaltReason, ModifyRequest, OrderRequest, PortfolioState, Refusal,
     RiskConfig, RiskConfigError, RiskManager,
 };
+pub use series::{error_chain, format_ts, name_parts, Series};
 pub use truth::{Counters, EquityPoint, TruthInput, TruthReport};
 pub use types::*;

@@ -359,7 +359,7 @@ pub(crate) fn query_events(
     c: &Connection,
     f: &EventFilter,
     limit: i64,
-) -> rusqlite::Result<Vec<crate::events::Event>> {
+) -> rusqlite::Result<Vec<host_store::events::Event>> {
     let mut cond = vec!["1 = 1".to_string()];
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut arg = |cond: &mut Vec<String>, sql: &str, v: rusqlite::types::Value| {
@@ -403,7 +403,7 @@ pub(crate) fn query_events(
     let mut rows = stmt
         .query_map(params_from_iter(args), |r| {
             let detail: String = r.get(4)?;
-            Ok(crate::events::Event {
+            Ok(host_store::events::Event {
                 seq: r.get(0)?,
                 ts: r.get(1)?,
                 kind: r.get(2)?,
@@ -478,7 +478,7 @@ async fn perf_daily(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
     blocking(move || {
         let st = h.status().map_err(host_err)?;
         let c = h.read_db().map_err(db_err)?;
-        let curve = crate::truth_db::equity_curve(&c).map_err(db_err)?;
+        let curve = host_store::truth_db::equity_curve(&c).map_err(db_err)?;
         let realized = realized_by_day(&c).map_err(db_err)?;
         let mut prev = st.starting_capital;
         let mut days = Vec::new();
@@ -567,14 +567,14 @@ async fn truth(State(s): S) -> ApiResult {
     blocking(move || {
         let st = h.status().map_err(host_err)?;
         let c = h.read_db().map_err(db_err)?;
-        let current = crate::truth_db::Current {
+        let current = host_store::truth_db::Current {
             ts: st.clock,
             value: st.equity,
             cash: st.cash,
         };
         let bench = h.settings().symbols.first().cloned();
         let r =
-            crate::truth_db::truth_from_db(&c, Some(current), bench.as_deref()).map_err(db_err)?;
+            host_store::truth_db::truth_from_db(&c, Some(current), bench.as_deref()).map_err(db_err)?;
         ok(serde_json::to_value(r).map_err(db_err)?)
     })
     .await

@@ -6,7 +6,7 @@
 
 use super::routes::{query_events, EventFilter, Fail, Query};
 use super::AppState;
-use crate::events::Event;
+use host_store::events::Event;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;

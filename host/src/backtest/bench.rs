@@ -3,8 +3,8 @@
 
 use super::{simulate, Account, BacktestConfig, BacktestError, Driver, WasmDriver};
 use crate::config::RiskFile;
-use crate::runtime::bindings as c;
-use crate::runtime::{Limits, ModuleError, Runtime};
+use host_sandbox::bindings as c;
+use host_sandbox::{Limits, ModuleError, Runtime};
 use std::path::Path;
 use std::time::Instant;
 use trading_core::{Interval, MarketView};

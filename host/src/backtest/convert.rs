@@ -1,7 +1,7 @@
 //! Conversions between the money core's types and the contract's.
 
 use crate::config::RiskFile;
-use crate::runtime::bindings as c;
+use host_sandbox::bindings as c;
 use trading_core::money::{to_decimal, to_f64};
 use trading_core::risk::{RiskConfig, RiskConfigError};
 use trading_core::{Action, Intent, OrderType, Side};

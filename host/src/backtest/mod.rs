@@ -18,6 +18,7 @@ mod sweep;
 pub use audit::Breach;
 pub use bench::{bench, BenchFigures, Native};
 pub use convert::{portfolio_to_contract, risk_config, RiskConvertError};
+pub use trading_core::{error_chain, format_ts, name_parts, Series};
 pub use output::{equity_svg, summary, trades_csv, write_outputs};
 pub use sweep::{
     check_sweep, combinations, run_sweep, sweep_csv, sweep_table, write_sweep, Sweep, SweepError,
@@ -25,8 +26,8 @@ pub use sweep::{
 };
 
 use crate::config::RiskFile;
-use crate::runtime::bindings as c;
-use crate::runtime::{Limits, ModuleError, Runtime, StrategyInstance, StrategyModule};
+use host_sandbox::bindings as c;
+use host_sandbox::{Limits, ModuleError, Runtime, StrategyInstance, StrategyModule};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -68,7 +69,7 @@ pub enum BacktestError {
     #[error(transparent)]
     WalkForward(#[from] WalkForwardError),
     #[error(transparent)]
-    Store(#[from] crate::candles::CandleError),
+    Store(#[from] host_store::candles::CandleError),
     #[error(transparent)]
     Sweep(#[from] SweepError),
     #[error("the strategy trapped {count} time(s); first at {ts}: {detail}")]
@@ -80,41 +81,6 @@ pub enum BacktestError {
         limit: String,
         detail: String,
     },
-}
-
-/// An error and its causes on one line, as `anyhow`'s `{:#}` prints them.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// The candles of one symbol at one interval.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    pub symbol: String,
-    pub interval: Interval,
-    pub candles: Vec<Candle>,
-}
-
-/// Symbol and interval from a file name like `BTCUSD-1h.csv`.
-pub fn name_parts(path: &Path) -> (Option<String>, Option<Interval>) {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
-    match stem.rsplit_once('-') {
-        Some((sym, iv)) if Interval::parse(iv).is_some() => {
-            (Some(sym.to_string()), Interval::parse(iv))
-        }
-        _ if stem.is_empty() => (None, None),
-        _ => (Some(stem.to_string()), None),
-    }
 }
 
 /// Reads a candle CSV (`ts,open,high,low,close,volume`). The symbol is
@@ -163,18 +129,18 @@ pub fn load_data(
     db: &Path,
 ) -> Result<Series, BacktestError> {
     let name = spec.to_str().unwrap_or_default();
-    if spec.exists() || crate::candles::check_symbol(name).is_err() || name.contains('/') {
+    if spec.exists() || host_store::candles::check_symbol(name).is_err() || name.contains('/') {
         return load_csv(spec, symbol);
     }
     if !db.exists() {
-        return Err(crate::candles::CandleError::NotStored {
+        return Err(host_store::candles::CandleError::NotStored {
             symbol: name.to_string(),
             interval: interval.name(),
         }
         .into());
     }
-    let conn = crate::db::open(db).map_err(crate::candles::CandleError::from)?;
-    let mut s = crate::candles::series(&conn, name, interval)?;
+    let conn = host_store::db::open(db).map_err(host_store::candles::CandleError::from)?;
+    let mut s = host_store::candles::series(&conn, name, interval)?;
     if let Some(sym) = symbol {
         s.symbol = sym.to_string();
     }
@@ -202,26 +168,6 @@ pub fn parse_date(s: &str) -> Result<i64, BacktestError> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     Ok((era * 146_097 + doe - 719_468) * 86_400)
-}
-
-/// `YYYY-MM-DD HH:MM` (UTC) of Unix seconds.
-pub fn format_ts(ts: i64) -> String {
-    let days = ts.div_euclid(86_400);
-    let secs = ts.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60
-    )
 }
 
 /// Everything a backtest needs.

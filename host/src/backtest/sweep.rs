@@ -5,7 +5,7 @@
 //! once), then ranked by return (ties keep the expansion order).
 
 use super::{run_with, BacktestConfig, BacktestError};
-use crate::runtime::Runtime;
+use host_sandbox::Runtime;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use serde::Serialize;

@@ -8,8 +8,8 @@
 use super::proposer::Rng;
 use crate::backtest::{self, Account, BacktestConfig, Driver, Series, WasmDriver};
 use crate::config::RiskFile;
-use crate::runtime::bindings as c;
-use crate::runtime::{ModuleError, Runtime, StrategyModule, TrapKind};
+use host_sandbox::bindings as c;
+use host_sandbox::{ModuleError, Runtime, StrategyModule, TrapKind};
 use serde::Serialize;
 use std::sync::Arc;
 use trading_core::{Candle, MarketView};

@@ -17,12 +17,12 @@ pub use checks::{CheckConfig, CheckFigures, Rejection};
 pub use proposer::{DecisionKind, Proposal};
 pub use settings::OrchestratorSettings;
 
-use crate::archive;
+use host_store::archive;
 use crate::backtest::{self, BacktestConfig, Series};
 use crate::config::{RiskFile, Settings};
 use crate::control::{self, Reply, Request};
-use crate::runtime::bindings::MetricValue;
-use crate::runtime::{open_read_only, Runtime};
+use host_sandbox::bindings::MetricValue;
+use host_sandbox::{open_read_only, Runtime};
 use crate::shell::{self, Paths};
 use chrono::{DateTime, Utc};
 use claude::{Claude, ClaudeConfig, ClaudeError, Price};
@@ -441,7 +441,7 @@ fn import_candles(conn: &Connection, series: &[Series]) -> rusqlite::Result<()> 
     tx.commit()
 }
 
-fn report_json(r: &crate::runtime::bindings::Report) -> serde_json::Value {
+fn report_json(r: &host_sandbox::bindings::Report) -> serde_json::Value {
     let mut sections = serde_json::Map::new();
     for m in &r.metrics {
         let v = match &m.value {
@@ -672,7 +672,7 @@ strategy, the analysis modules and this document are ours to change."
 
 /// Runs one full cycle with the proposer the options name.
 pub fn run_cycle(opts: &CycleOptions) -> Result<CycleReport, OrchestratorError> {
-    let conn = crate::db::open(&opts.paths.db())?;
+    let conn = host_store::db::open(&opts.paths.db())?;
     let mut proposer: Box<dyn Proposer> = match opts.proposer {
         ProposerChoice::Offline => Box::new(Offline {
             seed: opts.seed,
@@ -836,7 +836,7 @@ pub fn run_cycle_with(
             let id = format!(
                 "{}-{}",
                 run_id.to_ascii_lowercase().replace('t', "-"),
-                &crate::runtime::module_hash(proposal.source.as_bytes())[..12]
+                &host_sandbox::module_hash(proposal.source.as_bytes())[..12]
             );
             let built = compile::compile(&ccfg, &id, &proposal.source).map_err(|e| {
                 Rejection::CompileFailed {
@@ -1018,7 +1018,7 @@ pub fn run_cycle_with(
             json
         ],
     )?;
-    if let Err(e) = crate::events::append(
+    if let Err(e) = host_store::events::append(
         conn,
         now,
         "orchestrator_run",
@@ -1038,7 +1038,7 @@ pub fn analysis_path(
     name: &str,
     configured: &Path,
 ) -> rusqlite::Result<PathBuf> {
-    Ok(crate::db::get_meta(conn, &format!("analysis.{name}"))?
+    Ok(host_store::db::get_meta(conn, &format!("analysis.{name}"))?
         .map(PathBuf::from)
         .filter(|p| p.exists())
         .unwrap_or_else(|| configured.to_path_buf()))
@@ -1079,7 +1079,7 @@ fn update_analysis(
     let id = format!(
         "{}-a-{}",
         run_id.to_ascii_lowercase().replace('t', "-"),
-        &crate::runtime::module_hash(p.source.as_bytes())[..12]
+        &host_sandbox::module_hash(p.source.as_bytes())[..12]
     );
     let built = compile::compile(&ccfg, &id, &p.source).map_err(|e| Rejection::CompileFailed {
         detail: e.to_string(),
@@ -1096,11 +1096,11 @@ fn update_analysis(
         .instantiate(Some(db))
         .and_then(|mut i| i.analyze(now))
         .map_err(|e| match e {
-            crate::runtime::ModuleError::Trap { kind, .. } => Rejection::Trapped {
+            host_sandbox::ModuleError::Trap { kind, .. } => Rejection::Trapped {
                 stage: "analysis".into(),
                 endless: matches!(
                     kind,
-                    crate::runtime::TrapKind::OutOfFuel | crate::runtime::TrapKind::Deadline
+                    host_sandbox::TrapKind::OutOfFuel | host_sandbox::TrapKind::Deadline
                 ),
                 trap: kind.to_string(),
             },
@@ -1135,7 +1135,7 @@ fn update_analysis(
         std::fs::write(dir.join(name), bytes).map_err(fail)?;
     }
     let path = std::fs::canonicalize(dir.join("module.wasm")).map_err(fail)?;
-    crate::db::set_meta(
+    host_store::db::set_meta(
         conn,
         &format!("analysis.{module}"),
         &path.display().to_string(),

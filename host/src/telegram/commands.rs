@@ -382,8 +382,8 @@ async fn report(h: &HostHandle, cmd: &str, args: &str) -> Result<String, String>
                 ))
             }
             "profit" => {
-                let cur = crate::truth_db::Current { ts: st.clock, value: st.equity, cash: st.cash };
-                let t = crate::truth_db::truth_from_db(&c, Some(cur), st.positions.first().map(|p| p.symbol.as_str()))
+                let cur = host_store::truth_db::Current { ts: st.clock, value: st.equity, cash: st.cash };
+                let t = host_store::truth_db::truth_from_db(&c, Some(cur), st.positions.first().map(|p| p.symbol.as_str()))
                     .map_err(|e| dberr(&e))?;
                 let pct = |x: Option<f64>| x.map(|v| format!("{v:.1}%")).unwrap_or_else(|| "-".into());
                 Ok(format!(
@@ -403,7 +403,7 @@ async fn report(h: &HostHandle, cmd: &str, args: &str) -> Result<String, String>
                 ))
             }
             "daily" => {
-                let curve = crate::truth_db::equity_curve(&c).map_err(|e| dberr(&e))?;
+                let curve = host_store::truth_db::equity_curve(&c).map_err(|e| dberr(&e))?;
                 if curve.is_empty() {
                     return Ok(format!("No daily snapshots yet. Today: {}", money(st.daily_pnl)));
                 }

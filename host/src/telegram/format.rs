@@ -2,7 +2,7 @@
 //! long answers under the 4096-character limit at line boundaries, and the
 //! text of notifications built from host events.
 
-use crate::events::Event;
+use host_store::events::Event;
 use serde_json::Value;
 
 /// Telegram's limit on one message's text.

@@ -142,7 +142,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn add(&mut self, ev: &crate::events::Event) {
+    fn add(&mut self, ev: &host_store::events::Event) {
         if let Some(l) = format::notification(ev) {
             if self.lines.len() < BATCH_LINES {
                 self.lines.push(l);
@@ -171,7 +171,7 @@ impl Batch {
 }
 
 /// Events of `FOREIGN_KINDS` after `after`, oldest first.
-fn foreign_events(handle: &HostHandle, after: i64) -> rusqlite::Result<Vec<crate::events::Event>> {
+fn foreign_events(handle: &HostHandle, after: i64) -> rusqlite::Result<Vec<host_store::events::Event>> {
     let f = crate::api::EventFilter {
         since: Some(after),
         kinds: Some(FOREIGN_KINDS.iter().map(|k| k.to_string()).collect()),
@@ -184,7 +184,7 @@ fn foreign_events(handle: &HostHandle, after: i64) -> rusqlite::Result<Vec<crate
 /// batching bursts into one message.
 async fn notifier(
     handle: HostHandle,
-    mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
+    mut rx: tokio::sync::broadcast::Receiver<host_store::events::Event>,
     out: mpsc::UnboundedSender<String>,
 ) {
     let h = handle.clone();

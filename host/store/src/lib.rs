@@ -1,0 +1,14 @@
+//! Everything the host keeps in its SQLite database, one module per table
+//! family: the connection and migrations (`db`), the hash-chained event log
+//! (`events`), the trading account persisted per bar (`account`), the candle
+//! store in three tiers (`candles`), the archive of strategy versions
+//! (`archive`) and the truth queries over the recorded history (`truth_db`).
+//! Depends on trading-core for money and on host-sandbox only for a module's
+//! identity (hash, contract); it never runs a module, a venue or a clock.
+
+pub mod account;
+pub mod archive;
+pub mod candles;
+pub mod db;
+pub mod events;
+pub mod truth_db;

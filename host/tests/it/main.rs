@@ -1,0 +1,18 @@
+//! The host's one integration-test binary: the real `host` binary and the library driven as a user drives them.
+
+mod common;
+mod people_host;
+
+mod analysis_modules;
+mod api;
+mod backtest;
+mod dashboard;
+mod data_import;
+mod deploy;
+mod live;
+mod live_coinbase;
+mod orchestrator;
+mod paper;
+mod review_schedule;
+mod sandbox;
+mod telegram;

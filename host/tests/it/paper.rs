@@ -1,0 +1,384 @@
+//! Paper trading through the real `host` binary: a replay trades and `host
+//! status` shows it; a run cut in two, or crashed (abort at failpoints, and
+//! SIGKILL) at any point of an order's life and restarted, ends with exactly
+//! the fills, trades and cash of an uninterrupted run — nothing lost, nothing
+//! twice.
+
+use crate::common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BARS: usize = 2_000;
+
+/// (time, symbol, action, qty, price, fee, client order id)
+type FillRow = (i64, String, String, String, String, String, Option<String>);
+
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = format!(
+            "symbols = [\"BTCUSD\"]\n[strategy]\ndefault = \"{}\"\nparams = [[\"fast\", \"5\"], [\"slow\", \"20\"]]\n",
+            guest_path("sma-crossover").display()
+        );
+        std::fs::write(dir.path().join("settings.toml"), settings).unwrap();
+        // loose halts so the strategy keeps trading through the whole slice
+        std::fs::write(dir.path().join("risk.toml"), LOOSE_RISK_LIMITS).unwrap();
+        let candles = shared_candles("BTCUSD-1h.csv", 60_000, BARS);
+        write_csv(&dir.path().join("btc.csv"), &candles);
+        write_csv(&dir.path().join("btc-half.csv"), &candles[..BARS / 2]);
+        Host { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_host"));
+        c.args(args)
+            .env("HOST_DATA_DIR", self.path("data"))
+            .env("HOST_ARCHIVE_DIR", self.path("archive"))
+            .env("HOST_CONFIG", self.path("settings.toml"))
+            .env("HOST_RISK_LIMITS", self.path("risk.toml"))
+            .env("HOST_LOG", "error")
+            .env_remove("HOST_FAILPOINT")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn replay(&self, file: &str) -> Command {
+        let mut c = self.cmd(&[
+            "run",
+            "--replay",
+            self.path(file).to_str().unwrap(),
+            "--speed",
+            "max",
+            "--exit-at-end",
+        ]);
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        c
+    }
+
+    fn run_to_end(&self, file: &str) {
+        let out = self.replay(file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "host run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn crash_at(&self, point: &str) {
+        let out: Output = self
+            .replay("btc.csv")
+            .env("HOST_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the failpoint {point} was never reached"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("failpoint"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.cmd(&["status", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("data/host.db")).unwrap()
+    }
+
+    /// Every fill as (time, symbol, action, qty, price, fee, client order id).
+    fn fills(&self) -> Vec<FillRow> {
+        let c = self.db();
+        let mut s = c
+            .prepare("SELECT ts, symbol, action, qty, price, fee, client_order_id FROM fills ORDER BY id")
+            .unwrap();
+        s.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    fn trades(&self) -> Vec<(String, String, String, i64)> {
+        let c = self.db();
+        let mut s = c
+            .prepare("SELECT symbol, qty, pnl, closed_at FROM trades ORDER BY id")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn account(&self) -> serde_json::Value {
+        let mut a = self.status()["account"].clone();
+        assert!(a.is_object(), "no account in status");
+        a["running"] = serde_json::Value::Null;
+        a
+    }
+}
+
+#[test]
+fn a_replay_trades_on_paper_and_status_shows_it() {
+    let h = Host::new();
+    h.run_to_end("btc.csv");
+    let s = h.status();
+    let a = &s["account"];
+    let trades = h.trades();
+    assert!(
+        trades.len() >= 5,
+        "the strategy should trade on this slice, got {} trades",
+        trades.len()
+    );
+    assert_eq!(a["closed_trades"].as_u64().unwrap() as usize, trades.len());
+    assert_eq!(s["scans"].as_i64().unwrap(), BARS as i64);
+    // every closed trade has a buy and a sell fill; an open position its buy
+    let fills = h.fills();
+    let open = a["positions"].as_array().unwrap().len();
+    assert_eq!(fills.len(), 2 * trades.len() + open);
+    // cash from first principles: capital + realized P&L - cost of what is held
+    let dec = |v: &serde_json::Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    let realized: rust_decimal::Decimal = trades
+        .iter()
+        .map(|t| t.2.parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    assert_eq!(dec(&a["realized_pnl"]), realized.round_dp(2));
+    if open == 0 {
+        assert_eq!(
+            dec(&a["cash"]),
+            (dec(&a["starting_capital"]) + realized).round_dp(2)
+        );
+    }
+    // the event log holds the orders, fills and risk decisions, hash-chained
+    let c = h.db();
+    let n = |kind: &str| -> i64 {
+        c.query_row("SELECT COUNT(*) FROM events WHERE kind = ?1", [kind], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(n("fill") as usize, fills.len());
+    assert!(n("risk_decision") >= fills.len() as i64);
+    assert_eq!(n("position_closed") as usize, trades.len());
+    let out = h.cmd(&["audit", "verify"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // text status names the account
+    let text = String::from_utf8(h.cmd(&["status"]).output().unwrap().stdout).unwrap();
+    assert!(
+        text.contains("account:") && text.contains("paper mode"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_run_cut_in_two_ends_like_one_run() {
+    let once = Host::new();
+    once.run_to_end("btc.csv");
+    let twice = Host::new();
+    twice.run_to_end("btc-half.csv");
+    let half = twice.fills().len();
+    twice.run_to_end("btc.csv");
+    assert!(
+        half > 0 && half < once.fills().len(),
+        "the cut should fall between fills"
+    );
+    assert_eq!(twice.fills(), once.fills());
+    assert_eq!(twice.trades(), once.trades());
+    assert_eq!(twice.account(), once.account());
+}
+
+#[test]
+fn crashes_at_any_point_of_an_order_life_lose_and_duplicate_nothing() {
+    let reference = Host::new();
+    reference.run_to_end("btc.csv");
+    let h = Host::new();
+    // each point aborts the process (no flush, no destructors) mid-replay; hits
+    // count from the restart, which resumes after the last committed bar
+    for point in [
+        "order.before_record:2", // decided, not recorded
+        "fill.before_commit:3",  // filled in memory, not in the database
+        "bar.before_commit:600", // a bar's work done, not committed
+        "bar.after_commit:300",  // committed, strategy state saved
+        "fill.before_commit:10",
+    ] {
+        h.crash_at(point);
+        let reopened = h.status();
+        assert!(
+            reopened["account"].is_object(),
+            "{point}: the account should survive"
+        );
+    }
+    h.run_to_end("btc.csv");
+    assert_eq!(h.fills(), reference.fills());
+    assert_eq!(h.trades(), reference.trades());
+    assert_eq!(h.account(), reference.account());
+    let out = h.cmd(&["audit", "verify"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sigkill_mid_replay_then_restart_matches_an_uninterrupted_run() {
+    let reference = Host::new();
+    reference.run_to_end("btc.csv");
+    let h = Host::new();
+    for at in [400i64, 1100, 1700] {
+        let mut child = h.replay("btc.csv").spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let seen: i64 = rusqlite::Connection::open(h.path("data/host.db"))
+                .ok()
+                .and_then(|c| {
+                    c.query_row("SELECT COUNT(*) FROM candles", [], |r| r.get(0))
+                        .ok()
+                })
+                .unwrap_or(0);
+            if seen >= at || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replay did not reach bar {at}"
+            );
+            std::thread::yield_now();
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    h.run_to_end("btc.csv");
+    assert_eq!(h.fills(), reference.fills());
+    assert_eq!(h.trades(), reference.trades());
+    assert_eq!(h.account(), reference.account());
+}
+
+/// The running host's status through its control socket (None until it listens).
+fn live_status(h: &Host) -> Option<serde_json::Value> {
+    match host::control::request(&h.path("data/host.sock"), &host::control::Request::Status)
+        .ok()??
+    {
+        host::control::Reply::Status(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn wait_for(h: &Host, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(s) = live_status(h) {
+            if f(&s) {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn halt_kill_and_resume_from_the_cli_act_on_the_running_host() {
+    let h = Host::new();
+    // slow enough to act between bars (an hour bar every ~10 ms), ends on its own
+    let mut child = h
+        .cmd(&[
+            "run",
+            "--replay",
+            h.path("btc.csv").to_str().unwrap(),
+            "--speed",
+            "360000",
+            "--exit-at-end",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&h, "a position", |s| {
+        !s["positions"].as_array().unwrap().is_empty()
+    });
+    let ok = |args: &[&str]| {
+        let out = h.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(ok(&["halt"]).contains("halted"));
+    let s = wait_for(&h, "the halt", |s| s["halt"].is_string());
+    assert_eq!(s["halt"], "halted by hand");
+    // kill needs a confirmation
+    let refused = h.cmd(&["kill"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(ok(&["kill", "--yes"]).contains("KILLED"));
+    let s = wait_for(&h, "positions closed by the kill switch", |s| {
+        s["killed"] == true && s["positions"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(s["open_orders"], 0);
+    assert!(ok(&["resume"]).contains("resumed"));
+    wait_for(&h, "the resume", |s| {
+        s["killed"] == false && s["halt"].is_null()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let c = h.db();
+    let kill_closes: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM trades WHERE close_reason = 'kill'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        kill_closes >= 1,
+        "the kill switch should have closed the position"
+    );
+    for kind in ["halt", "kill", "resume"] {
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM events WHERE kind = ?1", [kind], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1, "{kind} event");
+    }
+}
