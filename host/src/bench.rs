@@ -3,8 +3,8 @@
 //! the new module serving. Prints numbers; asserts nothing.
 
 use crate::config::{RiskFile, Settings};
-use host_sandbox::Runtime;
 use crate::shell::{prepare, Paths, Shell};
+use host_sandbox::Runtime;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

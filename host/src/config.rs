@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_SETTINGS: &str = include_str!("../../config/settings.toml");
-pub const DEFAULT_RISK: &str = include_str!("../../config/risk_limits.toml");
+pub use host_trading::risk_file::{RiskFile, RiskFileError, DEFAULT_RISK};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -18,6 +18,8 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
+    #[error(transparent)]
+    Risk(#[from] RiskFileError),
     #[error("{path}: {field}: {message}")]
     Invalid {
         path: String,
@@ -33,13 +35,7 @@ pub enum Mode {
     Live,
 }
 
-/// The exchange live mode trades on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Venue {
-    Kraken,
-    Coinbase,
-}
+pub use host_exchange::Venue;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,19 +115,6 @@ pub struct Settings {
     pub api: crate::api::ApiSettings,
     /// `[telegram]`: the bot (token from `TELEGRAM_BOT_TOKEN`).
     pub telegram: crate::telegram::TelegramSettings,
-}
-
-/// The user's hard limits, from `risk_limits.toml`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RiskFile {
-    pub max_trade_pct: f64,
-    pub default_trade_pct: f64,
-    pub max_open_positions: u32,
-    pub max_daily_loss_pct: f64,
-    pub max_drawdown_pct: f64,
-    pub max_consecutive_losses: u32,
-    pub allowed_symbols: Option<Vec<String>>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, ConfigError> {
@@ -255,61 +238,6 @@ impl Settings {
     }
 }
 
-impl RiskFile {
-    pub fn parse(text: &str, path: &str) -> Result<RiskFile, ConfigError> {
-        let r: RiskFile = parse(text, path)?;
-        let invalid = |field, message: String| ConfigError::Invalid {
-            path: path.to_string(),
-            field,
-            message,
-        };
-        for (field, v) in [
-            ("max_trade_pct", r.max_trade_pct),
-            ("default_trade_pct", r.default_trade_pct),
-            ("max_daily_loss_pct", r.max_daily_loss_pct),
-            ("max_drawdown_pct", r.max_drawdown_pct),
-        ] {
-            if !v.is_finite() || v <= 0.0 || v > 100.0 {
-                return Err(invalid(
-                    field,
-                    format!("{v} is not a percentage in (0, 100]"),
-                ));
-            }
-        }
-        if r.default_trade_pct > r.max_trade_pct {
-            return Err(invalid(
-                "default_trade_pct",
-                format!(
-                    "{} is above max_trade_pct {}",
-                    r.default_trade_pct, r.max_trade_pct
-                ),
-            ));
-        }
-        if r.max_open_positions == 0 {
-            return Err(invalid("max_open_positions", "must be at least 1".into()));
-        }
-        Ok(r)
-    }
-
-    pub fn load(path: Option<&Path>) -> Result<RiskFile, ConfigError> {
-        match path {
-            Some(p) => RiskFile::parse(&read(p)?, &p.display().to_string()),
-            None => RiskFile::parse(DEFAULT_RISK, "embedded risk limits"),
-        }
-    }
-
-    /// The limits as the contract shows them to a strategy.
-    pub fn contract_view(&self) -> host_sandbox::bindings::RiskLimits {
-        host_sandbox::bindings::RiskLimits {
-            max_trade_pct: self.max_trade_pct,
-            default_trade_pct: self.default_trade_pct,
-            max_positions: self.max_open_positions,
-            max_daily_loss_pct: self.max_daily_loss_pct,
-            max_drawdown_pct: self.max_drawdown_pct,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,7 +270,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                ConfigError::Invalid {
+                RiskFileError::Invalid {
                     field: "default_trade_pct",
                     ..
                 }

@@ -2,10 +2,10 @@
 //! one JSON request and one JSON reply per connection. `host deploy`,
 //! `host rollback` and `host status` use it when a host is running.
 
-use host_store::archive;
 use crate::config::{RiskFile, Settings};
-use host_sandbox::Runtime;
 use crate::shell::{prepare, Command, DeployOutcome, Paths, Status};
+use host_sandbox::Runtime;
+use host_store::archive;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -3,8 +3,8 @@
 //! (with a `.reason` file).
 
 use crate::config::{RiskFile, Settings};
-use host_sandbox::Runtime;
 use crate::shell::{prepare, Command, Paths};
+use host_sandbox::Runtime;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;

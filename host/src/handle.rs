@@ -3,8 +3,8 @@
 //! uses), the live event stream, and read-only database connections.
 
 use crate::control::{self, ControlContext, Reply, Request};
-use host_store::events::{Bus, Event};
 use crate::shell::{DeployOutcome, KillOutcome, Status};
+use host_store::events::{Bus, Event};
 use rusqlite::{Connection, OpenFlags};
 
 #[derive(Debug, thiserror::Error)]

@@ -2,15 +2,11 @@
 //! (portfolio, fills, risk), storage, and the services built on them.
 
 pub mod api;
-pub mod backtest;
 pub mod bench;
 pub mod config;
 pub mod control;
 pub mod dropdir;
-pub mod failpoint;
 pub mod handle;
-pub mod live;
 pub mod orchestrator;
 pub mod shell;
 pub mod telegram;
-pub mod trader;

@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use host::config::{RiskFile, Settings};
 use host::control::{self, ControlContext, Reply, Request};
-use host_sandbox::bindings::CONTRACT_VERSION;
 use host::shell::{self, Paths, ReplayFeed, Shell};
+use host_sandbox::bindings::CONTRACT_VERSION;
 use host_store::{archive, events};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
@@ -364,7 +364,7 @@ fn real_main() -> Result<()> {
                     PathBuf::from("data/sample/BTCUSD-1h.csv")
                 }
             });
-            host::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
+            host_trading::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
             Ok(())
         }
         Cmd::Bench { what: Some(w), .. } if w == "orchestrate" => {
@@ -378,7 +378,7 @@ fn real_main() -> Result<()> {
             backtest: Some(csv),
             ..
         } => {
-            host::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
+            host_trading::backtest::bench(&wasm_dir.join("sma-crossover.wasm"), &csv)?;
             Ok(())
         }
         Cmd::Bench { wasm_dir, .. } => host::bench::run(&wasm_dir, &settings, &risk),
@@ -463,7 +463,7 @@ fn data(what: DataCmd, paths: &Paths) -> Result<()> {
 }
 
 fn backtest(a: BacktestArgs, paths: &Paths, settings: &Settings, risk: RiskFile) -> Result<()> {
-    use host::backtest as bt;
+    use host_trading::backtest as bt;
     use std::io::IsTerminal;
     if a.symbol.len() > a.data.len() {
         bail!("more --symbol than --data");
@@ -628,7 +628,11 @@ fn run(
             tracing::info!(venue = ?shell.settings.venue, "live market feed");
             shell.wall_clock = true;
             shell.backfill();
-            Box::new(host::live::ExchangeFeed::connect(&shell.settings)?)
+            Box::new(host_trading::live::ExchangeFeed::connect(
+                shell.settings.venue,
+                &shell.settings.exchanges,
+                &shell.settings.symbols,
+            )?)
         }
     };
     shell.run(feed.as_mut(), &rx, exit_at_end);
@@ -803,7 +807,7 @@ fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Re
     println!(
         "scans:     {scans} (last at {})",
         last_scan
-            .map(host::backtest::format_ts)
+            .map(host_trading::backtest::format_ts)
             .unwrap_or_else(|| "never".into())
     );
     if let Some(a) = &account {

@@ -3,13 +3,13 @@
 //! database; it runs the scheduled jobs on the injected (feed) clock and
 //! applies commands (deploy, halt, kill, status) between two bars.
 
+use crate::config::{Mode, RiskFile, Settings};
+use host_sandbox::{ModuleError, ModuleInfo, Runtime, StrategyInstance, StrategyModule};
 use host_store::account::{self, Reconciliation};
 use host_store::archive::{self, BytesSource};
-use crate::backtest::{convert, Driver, WasmDriver};
-use crate::config::{Mode, RiskFile, Settings};
 use host_store::events;
-use host_sandbox::{ModuleError, ModuleInfo, Runtime, StrategyInstance, StrategyModule};
-use crate::trader::Trader;
+use host_trading::backtest::{convert, Driver, WasmDriver};
+use host_trading::trader::Trader;
 use rusqlite::Connection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -202,61 +202,7 @@ pub enum Command {
     Shutdown,
 }
 
-/// What a market feed yields.
-pub enum FeedEvent {
-    /// A closed candle.
-    Bar(String, Interval, Candle),
-    /// Time passed with no bar (live feeds): run due jobs at this clock.
-    Tick(i64),
-}
-
-/// Where candles come from: a replayed file, or (live) an exchange feed.
-pub trait Feed {
-    /// The next event, or None at the end of the feed.
-    fn next_event(&mut self) -> Option<FeedEvent>;
-}
-
-/// Replays candles in time order, paced at `speed`× real time (None = as fast as possible).
-pub struct ReplayFeed {
-    bars: std::vec::IntoIter<(String, Interval, Candle)>,
-    speed: Option<f64>,
-    last_ts: Option<i64>,
-}
-
-impl ReplayFeed {
-    pub fn new(mut bars: Vec<(String, Interval, Candle)>, speed: Option<f64>) -> Self {
-        bars.sort_by_key(|(s, i, c)| (c.ts + i.secs(), s.clone()));
-        ReplayFeed {
-            bars: bars.into_iter(),
-            speed,
-            last_ts: None,
-        }
-    }
-
-    /// Drops every bar closing at or before `ts` (a restarted replay resumes after what it saw).
-    pub fn skip_through(&mut self, ts: i64) {
-        let rest: Vec<_> = self
-            .bars
-            .by_ref()
-            .filter(|(_, i, c)| c.ts + i.secs() > ts)
-            .collect();
-        self.bars = rest.into_iter();
-    }
-}
-
-impl Feed for ReplayFeed {
-    fn next_event(&mut self) -> Option<FeedEvent> {
-        let bar = self.bars.next()?;
-        if let (Some(speed), Some(last)) = (self.speed, self.last_ts) {
-            let dt = (bar.2.ts - last).max(0) as f64 / speed;
-            if dt > 0.0 {
-                std::thread::sleep(std::time::Duration::from_secs_f64(dt.min(60.0)));
-            }
-        }
-        self.last_ts = Some(bar.2.ts);
-        Some(FeedEvent::Bar(bar.0, bar.1, bar.2))
-    }
-}
+pub use host_trading::feed::{Feed, FeedEvent, ReplayFeed};
 
 /// The host's state machine: strategy, account, market data and jobs, all
 /// driven by the injected clock.
@@ -285,7 +231,7 @@ pub struct Shell {
     /// Inside a bar's (or command's) transaction: events wait here until it commits.
     unpublished: Option<Vec<events::Event>>,
     /// Live mode: the exchange that fills orders (paper: the bars do).
-    pub live: Option<crate::live::LiveVenue>,
+    pub live: Option<host_trading::live::LiveVenue>,
     /// The clock follows wall time (a live market feed), not only the bars.
     pub wall_clock: bool,
     /// Symbols whose data was stale at the last due scan.
@@ -499,7 +445,7 @@ impl Shell {
         let (live, capital) = match settings.mode {
             Mode::Paper => (None, settings.starting_capital),
             Mode::Live => {
-                let venue = crate::live::connect(&settings)?;
+                let venue = host_trading::live::connect(settings.venue, &settings.exchanges)?;
                 let balances = venue
                     .balances()
                     .map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
@@ -717,7 +663,7 @@ impl Shell {
         };
         let now = self.clock;
         let sent = venue.send_pending(&self.conn, now);
-        let booked = (|| -> Result<Vec<EngineEvent>, crate::live::LiveError> {
+        let booked = (|| -> Result<Vec<EngineEvent>, host_trading::live::LiveError> {
             let tx = self.conn.transaction()?;
             let ev = venue.book_fills(&tx, self.mode, &mut self.trader.engine, now)?;
             account::snapshot(&tx, self.mode, &self.trader.engine, now)?;
@@ -1252,7 +1198,7 @@ impl Shell {
                 self.record(&events, &[]);
                 if events.iter().any(|e| matches!(e, EngineEvent::Filled(_))) {
                     // filled in memory, not yet in the database
-                    crate::failpoint::hit("fill.before_commit");
+                    host_trading::failpoint::hit("fill.before_commit");
                 }
                 self.engine_events(&events);
                 for e in errors {
@@ -1268,9 +1214,9 @@ impl Shell {
             }
         }
         let scanned = self.tick(self.clock);
-        crate::failpoint::hit("bar.before_commit");
+        host_trading::failpoint::hit("bar.before_commit");
         self.commit(scanned);
-        crate::failpoint::hit("bar.after_commit");
+        host_trading::failpoint::hit("bar.after_commit");
         self.execute_live();
         if std::mem::take(&mut self.tiering_due) {
             self.tier_candles();
@@ -1524,7 +1470,7 @@ impl Shell {
         let new_orders = self.trader.engine.pending_since(first);
         if !new_orders.is_empty() {
             // the order is decided, not yet recorded
-            crate::failpoint::hit("order.before_record");
+            host_trading::failpoint::hit("order.before_record");
         }
         if self.live.is_some() {
             self.write_ahead_live();

@@ -16,14 +16,9 @@ pub struct Series {
 
 /// Symbol and interval from a file name like `BTCUSD-1h.csv`.
 pub fn name_parts(path: &Path) -> (Option<String>, Option<Interval>) {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     match stem.rsplit_once('-') {
-        Some((sym, iv)) if Interval::parse(iv).is_some() => {
-            (Some(sym.to_string()), Interval::parse(iv))
-        }
+        Some((sym, iv)) if Interval::parse(iv).is_some() => (Some(sym.to_string()), Interval::parse(iv)),
         _ if stem.is_empty() => (None, None),
         _ => (Some(stem.to_string()), None),
     }
@@ -42,11 +37,7 @@ pub fn format_ts(ts: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", secs / 3600, secs % 3600 / 60)
 }
 
 /// An error and its causes on one line, as `anyhow`'s `{:#}` prints them.
@@ -60,4 +51,3 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
-

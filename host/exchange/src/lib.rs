@@ -4,9 +4,9 @@
 
 pub mod coinbase;
 pub mod kraken;
+pub mod loopback;
 pub mod retry;
 mod ws;
-pub mod loopback;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -17,8 +17,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use retry::{RateLimiter, RetryPolicy};
-pub use ws::FeedHandle;
 use trading_core::error_chain;
+pub use ws::FeedHandle;
 
 /// Result of a venue call.
 pub type ExResult<T> = Result<T, ExchangeError>;
@@ -99,6 +99,14 @@ impl ExchangeError {
             ExchangeError::Transport(error_chain(&e))
         }
     }
+}
+
+/// The exchange live mode trades on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Venue {
+    Kraken,
+    Coinbase,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

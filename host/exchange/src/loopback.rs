@@ -1,7 +1,6 @@
 //! Loopback venue servers for the exchange tests: stateful Kraken and Coinbase look-alikes on
 //! 127.0.0.1 that check signatures and JWTs, keep balances, orders and trades, and inject faults.
 
-
 pub mod coinbase_venue;
 pub mod kraken_venue;
 

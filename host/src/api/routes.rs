@@ -16,7 +16,6 @@ use rusqlite::{params_from_iter, Connection};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 use std::sync::Arc;
 
 type S = State<Arc<AppState>>;
@@ -225,9 +224,7 @@ fn table_exists(c: &Connection, name: &str) -> rusqlite::Result<bool> {
     .map(|n| n > 0)
 }
 
-fn dec(s: &str) -> Decimal {
-    Decimal::from_str(s).unwrap_or_default()
-}
+use host_store::db::decimal as dec;
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
@@ -273,7 +270,7 @@ async fn symbols(State(s): S) -> ApiResult {
                 "last_price": pos.and_then(|p| p.mark).map(|m| m.to_string()).or(last.map(|l| l.1.to_string())),
                 "last_candle_ts": last.map(|l| l.0),
                 "trades": pnls.len(),
-                "realized_pnl": pnls.iter().map(|p| dec(p)).sum::<Decimal>(),
+                "realized_pnl": pnls.iter().map(|p| dec(p)).sum::<rusqlite::Result<Decimal>>().map_err(db_err)?,
             }));
         }
         ok(json!({ "symbols": out }))
@@ -465,7 +462,7 @@ fn realized_by_day(c: &Connection) -> rusqlite::Result<BTreeMap<String, (Decimal
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (day, pnl) = row?;
         let e = m.entry(day).or_default();
-        e.0 += dec(&pnl);
+        e.0 += dec(&pnl)?;
         e.1 += 1;
     }
     Ok(m)
@@ -538,12 +535,12 @@ async fn perf_symbols(State(s): S) -> ApiResult {
         let mut m: BTreeMap<String, Acc> = BTreeMap::new();
         for (sym, pnl, fees, pct) in rows {
             let a = m.entry(sym).or_default();
-            let p = dec(&pnl);
+            let p = dec(&pnl).map_err(db_err)?;
             a.trades += 1;
             a.wins += i64::from(p > Decimal::ZERO);
             a.losses += i64::from(p < Decimal::ZERO);
             a.pnl += p;
-            a.fees += dec(&fees);
+            a.fees += dec(&fees).map_err(db_err)?;
             a.best = Some(a.best.map_or(pct, |b| b.max(pct)));
             a.worst = Some(a.worst.map_or(pct, |w| w.min(pct)));
         }
@@ -573,8 +570,8 @@ async fn truth(State(s): S) -> ApiResult {
             cash: st.cash,
         };
         let bench = h.settings().symbols.first().cloned();
-        let r =
-            host_store::truth_db::truth_from_db(&c, Some(current), bench.as_deref()).map_err(db_err)?;
+        let r = host_store::truth_db::truth_from_db(&c, Some(current), bench.as_deref())
+            .map_err(db_err)?;
         ok(serde_json::to_value(r).map_err(db_err)?)
     })
     .await

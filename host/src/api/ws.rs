@@ -6,10 +6,10 @@
 
 use super::routes::{query_events, EventFilter, Fail, Query};
 use super::AppState;
-use host_store::events::Event;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
+use host_store::events::Event;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -424,7 +424,7 @@ async fn report(h: &HostHandle, cmd: &str, args: &str) -> Result<String, String>
                     .map_err(|e| dberr(&e))?;
                 let mut m: std::collections::BTreeMap<String, (u32, u32, Decimal)> = Default::default();
                 for (s, p) in rows {
-                    let p: Decimal = p.parse().unwrap_or_default();
+                    let p = host_store::db::decimal(&p).map_err(|e| dberr(&e))?;
                     let e = m.entry(s).or_default();
                     e.0 += 1;
                     e.1 += u32::from(p > Decimal::ZERO);

@@ -171,7 +171,10 @@ impl Batch {
 }
 
 /// Events of `FOREIGN_KINDS` after `after`, oldest first.
-fn foreign_events(handle: &HostHandle, after: i64) -> rusqlite::Result<Vec<host_store::events::Event>> {
+fn foreign_events(
+    handle: &HostHandle,
+    after: i64,
+) -> rusqlite::Result<Vec<host_store::events::Event>> {
     let f = crate::api::EventFilter {
         since: Some(after),
         kinds: Some(FOREIGN_KINDS.iter().map(|k| k.to_string()).collect()),

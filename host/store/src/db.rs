@@ -239,6 +239,18 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A money value stored as decimal text. Text that is not a decimal is a
+/// conversion error (the query fails with it), never a silent zero.
+pub fn decimal(text: &str) -> rusqlite::Result<rust_decimal::Decimal> {
+    text.parse().map_err(|e: rust_decimal::Error| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("stored money {text:?} is not a decimal: {e}").into(),
+        )
+    })
+}
+
 pub fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT value FROM system_meta WHERE key = ?1", [key], |r| {
         r.get(0)
@@ -258,6 +270,19 @@ pub fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the API's P&L sums turned stored money that failed to parse into 0.
+    #[test]
+    fn unparsable_stored_money_is_an_error_not_zero() {
+        assert_eq!(decimal("-12.345").unwrap().to_string(), "-12.345");
+        for bad in ["", "lots", "1e400", "NaN", "1,5"] {
+            let e = decimal(bad).unwrap_err();
+            assert!(
+                matches!(e, rusqlite::Error::FromSqlConversionFailure(..)),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn migrates_once_and_meta_round_trips() {

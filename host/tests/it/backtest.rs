@@ -4,8 +4,8 @@
 use crate::common;
 
 use common::*;
-use host::backtest::{self, BacktestConfig, BacktestReport, Series};
 use host::config::RiskFile;
+use host_trading::backtest::{self, BacktestConfig, BacktestReport, Series};
 use std::path::{Path, PathBuf};
 use trading_core::Interval;
 

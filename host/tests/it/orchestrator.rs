@@ -346,7 +346,10 @@ fn a_good_strategy_is_deployed_with_archive_audit_and_memory() {
         good().trim()
     );
     let conn = host_store::db::open(&run.opts.paths.db()).unwrap();
-    assert_eq!(host_store::archive::active(&conn).unwrap().unwrap().version, 1);
+    assert_eq!(
+        host_store::archive::active(&conn).unwrap().unwrap().version,
+        1
+    );
     // writer then reviewer, each audited with tokens, latency and cost
     let rows: Vec<(String, i64, i64, f64, Option<i64>, String)> = conn
         .prepare("SELECT model, tokens_in, tokens_out, cost_usd, status, trigger FROM ai_audit ORDER BY id")

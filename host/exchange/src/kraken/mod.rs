@@ -8,9 +8,7 @@ pub mod websocket;
 
 pub use config::{KrakenConfig, KrakenCredentials};
 
-use crate::{
-    BoxFuture, Candle, ExResult, Exchange, Fill, OrderAck, OrderSpec, OrderStatus,
-};
+use crate::{BoxFuture, Candle, ExResult, Exchange, Fill, OrderAck, OrderSpec, OrderStatus};
 use http::KrakenHttp;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;

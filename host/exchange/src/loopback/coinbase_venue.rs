@@ -203,8 +203,7 @@ impl CoinbaseVenue {
             rate_per_sec: 1000.0,
             ws_idle_timeout: Duration::from_secs(2),
             credentials: Some(
-                crate::coinbase::CoinbaseCredentials::new(KEY_NAME, PRIVATE_KEY_PEM)
-                    .unwrap(),
+                crate::coinbase::CoinbaseCredentials::new(KEY_NAME, PRIVATE_KEY_PEM).unwrap(),
             ),
             ..Default::default()
         }

@@ -6,9 +6,7 @@
 use host_exchange::loopback as support;
 
 use host_exchange::coinbase::{self, http, Coinbase, CoinbaseCredentials};
-use host_exchange::{
-    Exchange, ExchangeError, MarketEvent, OrderKind, OrderSpec, OrderState, Side,
-};
+use host_exchange::{Exchange, ExchangeError, MarketEvent, OrderKind, OrderSpec, OrderState, Side};
 use p256::pkcs8::LineEnding;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;

@@ -6,9 +6,7 @@
 use host_exchange::loopback as support;
 
 use host_exchange::kraken::{self, http, Kraken, KrakenCredentials};
-use host_exchange::{
-    Exchange, ExchangeError, MarketEvent, OrderKind, OrderSpec, OrderState, Side,
-};
+use host_exchange::{Exchange, ExchangeError, MarketEvent, OrderKind, OrderSpec, OrderState, Side};
 use rust_decimal::Decimal;
 use std::time::Duration;
 use support::kraken_venue::{KrakenVenue, API_KEY, API_SECRET};

@@ -1,6 +1,6 @@
 //! Conversions between the money core's types and the contract's.
 
-use crate::config::RiskFile;
+use crate::risk_file::RiskFile;
 use host_sandbox::bindings as c;
 use trading_core::money::{to_decimal, to_f64};
 use trading_core::risk::{RiskConfig, RiskConfigError};

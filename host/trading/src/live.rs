@@ -6,8 +6,10 @@
 //! again (if still fresh) or abandoned, never placed twice. Venue fills are
 //! keyed by their trade id, so none is booked twice or lost.
 
+use host_exchange::{
+    self as exchange, Exchange, ExchangeError, ExchangesSettings, OrderKind, OrderSpec, Side, Venue,
+};
 use host_store::account::{self, AccountError};
-use host_exchange::{self as exchange, Exchange, ExchangeError, OrderKind, OrderSpec, Side};
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -568,18 +570,17 @@ fn pending_rows(conn: &Connection) -> Result<Vec<(String, OrderRequest)>, LiveEr
     Ok(out)
 }
 
-/// The adapter `settings` name, with keys from the environment.
-pub fn connect(settings: &crate::config::Settings) -> Result<LiveVenue, LiveError> {
-    let exchange: Box<dyn Exchange> = match settings.venue {
-        crate::config::Venue::Kraken => {
-            let cfg = exchange::kraken::KrakenConfig::from_settings(&settings.exchanges.kraken)
+/// The adapter of `venue`, configured from `exchanges`, with keys from the environment.
+pub fn connect(venue: Venue, exchanges: &ExchangesSettings) -> Result<LiveVenue, LiveError> {
+    let exchange: Box<dyn Exchange> = match venue {
+        Venue::Kraken => {
+            let cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken)
                 .with_env_credentials()?;
             Box::new(exchange::kraken::Kraken::new(cfg)?)
         }
-        crate::config::Venue::Coinbase => {
-            let cfg =
-                exchange::coinbase::CoinbaseConfig::from_settings(&settings.exchanges.coinbase)
-                    .with_env_credentials()?;
+        Venue::Coinbase => {
+            let cfg = exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase)
+                .with_env_credentials()?;
             Box::new(exchange::coinbase::Coinbase::new(cfg)?)
         }
     };
@@ -598,23 +599,26 @@ pub struct ExchangeFeed {
 }
 
 impl ExchangeFeed {
-    pub fn connect(settings: &crate::config::Settings) -> Result<ExchangeFeed, LiveError> {
+    pub fn connect(
+        venue: Venue,
+        exchanges: &ExchangesSettings,
+        symbols: &[String],
+    ) -> Result<ExchangeFeed, LiveError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .map_err(LiveError::Runtime)?;
         let _guard = rt.enter();
-        let (handle, rx) = match settings.venue {
-            crate::config::Venue::Kraken => {
-                let cfg = exchange::kraken::KrakenConfig::from_settings(&settings.exchanges.kraken);
-                exchange::kraken::websocket::market_feed(&cfg, &settings.symbols, 60)?
+        let (handle, rx) = match venue {
+            Venue::Kraken => {
+                let cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken);
+                exchange::kraken::websocket::market_feed(&cfg, symbols, 60)?
             }
-            crate::config::Venue::Coinbase => {
-                let cfg =
-                    exchange::coinbase::CoinbaseConfig::from_settings(&settings.exchanges.coinbase)
-                        .with_env_credentials()?;
-                exchange::coinbase::websocket::market_feed(&cfg, &settings.symbols)?
+            Venue::Coinbase => {
+                let cfg = exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase)
+                    .with_env_credentials()?;
+                exchange::coinbase::websocket::market_feed(&cfg, symbols)?
             }
         };
         drop(_guard);
@@ -634,9 +638,9 @@ fn wall_clock() -> i64 {
         .unwrap_or(0)
 }
 
-impl crate::shell::Feed for ExchangeFeed {
-    fn next_event(&mut self) -> Option<crate::shell::FeedEvent> {
-        use crate::shell::FeedEvent;
+impl crate::feed::Feed for ExchangeFeed {
+    fn next_event(&mut self) -> Option<crate::feed::FeedEvent> {
+        use crate::feed::FeedEvent;
         let next = self
             .rt
             .block_on(async { tokio::time::timeout(self.tick, self.rx.recv()).await });

@@ -2,7 +2,7 @@
 //! SMA-crossover component, and the same strategy source compiled natively.
 
 use super::{simulate, Account, BacktestConfig, BacktestError, Driver, WasmDriver};
-use crate::config::RiskFile;
+use crate::risk_file::RiskFile;
 use host_sandbox::bindings as c;
 use host_sandbox::{Limits, ModuleError, Runtime};
 use std::path::Path;

@@ -18,14 +18,14 @@ mod sweep;
 pub use audit::Breach;
 pub use bench::{bench, BenchFigures, Native};
 pub use convert::{portfolio_to_contract, risk_config, RiskConvertError};
-pub use trading_core::{error_chain, format_ts, name_parts, Series};
 pub use output::{equity_svg, summary, trades_csv, write_outputs};
 pub use sweep::{
     check_sweep, combinations, run_sweep, sweep_csv, sweep_table, write_sweep, Sweep, SweepError,
     SweepReport, SweepRow,
 };
+pub use trading_core::{error_chain, format_ts, name_parts, Series};
 
-use crate::config::RiskFile;
+use crate::risk_file::RiskFile;
 use host_sandbox::bindings as c;
 use host_sandbox::{Limits, ModuleError, Runtime, StrategyInstance, StrategyModule};
 use rust_decimal::Decimal;
