@@ -3,7 +3,8 @@
 //! the new module serving. Prints numbers; asserts nothing.
 
 use crate::config::{RiskFile, Settings};
-use crate::shell::{prepare, Paths, Shell};
+use crate::shell::Shell;
+use host_control::{prepare, Paths};
 use host_sandbox::Runtime;
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! (with a `.reason` file).
 
 use crate::config::{RiskFile, Settings};
-use crate::shell::{prepare, Command, Paths};
+use host_control::{prepare, Command, Paths};
 use host_sandbox::Runtime;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};

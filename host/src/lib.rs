@@ -4,9 +4,7 @@
 pub mod api;
 pub mod bench;
 pub mod config;
-pub mod control;
 pub mod dropdir;
-pub mod handle;
 pub mod orchestrator;
 pub mod shell;
 pub mod telegram;

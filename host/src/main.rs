@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use host::config::{RiskFile, Settings};
-use host::control::{self, ControlContext, Reply, Request};
 use host::shell::{self, Paths, ReplayFeed, Shell};
+use host_control::socket::{self as control, ControlContext, Reply, Request};
 use host_sandbox::bindings::CONTRACT_VERSION;
 use host_store::{archive, events};
 use std::path::{Path, PathBuf};
@@ -312,14 +312,12 @@ fn real_main() -> Result<()> {
             Request::Halt {
                 by: Some("cli".into()),
             },
-            "halt",
         ),
         Cmd::Resume => command(
             &paths,
             Request::Resume {
                 by: Some("cli".into()),
             },
-            "resume",
         ),
         Cmd::Kill { yes } => {
             if !yes {
@@ -330,7 +328,6 @@ fn real_main() -> Result<()> {
                 Request::Kill {
                     by: Some("cli".into()),
                 },
-                "kill",
             )
         }
         Cmd::Review { reason } => command(
@@ -339,7 +336,6 @@ fn real_main() -> Result<()> {
                 by: Some("cli".into()),
                 reason,
             },
-            "review",
         ),
         Cmd::Modules { json } => modules(&paths, json),
         Cmd::Audit {
@@ -587,14 +583,20 @@ fn run(
     let ctx = ControlContext {
         runtime: shell.runtime.clone(),
         paths: paths.clone(),
-        settings,
+        symbols: settings.symbols.clone(),
+        strategy_params: settings.strategy_params.clone(),
         risk,
         commands: tx.clone(),
     };
     control::serve(ctx.clone()).context("control socket")?;
-    let people = host::handle::HostHandle::new(ctx, shell.bus.clone());
-    host::api::serve(people.clone(), api_addr)?;
-    host::telegram::spawn(people);
+    let people = host_control::handle::HostHandle::new(ctx, shell.bus.clone());
+    host::api::serve(
+        people.clone(),
+        &settings.api,
+        std::sync::Arc::new(settings.clone()),
+        api_addr,
+    )?;
+    host::telegram::spawn(people, &settings.telegram);
     let _watcher = host::dropdir::watch(
         shell.runtime.clone(),
         &paths,
@@ -641,14 +643,14 @@ fn run(
     Ok(())
 }
 
-fn print_deployed(r: &serde_json::Value, live: bool) {
-    let v = &r["version"];
-    match (live, r["previous"].as_i64()) {
+fn print_deployed(r: &host_control::DeployOutcome, live: bool) {
+    let v = r.version;
+    match (live, r.previous) {
         (true, Some(p)) => println!(
             "deployed v{v} (was v{p}); serving from scan {}",
-            r["first_scan"]
+            r.first_scan
         ),
-        (true, None) => println!("deployed v{v}; serving from scan {}", r["first_scan"]),
+        (true, None) => println!("deployed v{v}; serving from scan {}", r.first_scan),
         (false, _) => println!("deployed v{v}; no host is running, the next start uses it"),
     }
 }
@@ -691,8 +693,8 @@ fn deploy(
             )
             .map_err(|e| anyhow::anyhow!("deploy refused: {e}"))?;
             p.code = code;
-            let o = shell::deploy_offline(paths, settings, risk, p)?;
-            print_deployed(&serde_json::to_value(o)?, false);
+            let o = shell::deploy_offline(paths, p, now_unix())?;
+            print_deployed(&o, false);
         }
     }
     Ok(())
@@ -700,14 +702,20 @@ fn deploy(
 
 fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> Result<()> {
     match control::request(&paths.socket(), &Request::Rollback)? {
-        Some(Reply::Deployed(r)) => println!("rolled back to v{}", r["version"]),
+        Some(Reply::Deployed(r)) => println!("rolled back to v{}", r.version),
         Some(Reply::Error { message }) => bail!("rollback refused: {message}"),
         Some(other) => bail!("unexpected reply {other:?}"),
         None => {
             let rt = host_sandbox::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
-            let p = control::prepare_rollback(&rt, paths, settings, risk)
-                .map_err(|e| anyhow::anyhow!("rollback refused: {e}"))?;
-            let o = shell::deploy_offline(paths, settings, risk, p)?;
+            let p = host_control::prepare_archived(
+                &rt,
+                paths,
+                &settings.symbols,
+                risk,
+                host_control::Archived::Previous,
+            )
+            .map_err(|e| anyhow::anyhow!("rollback refused: {e}"))?;
+            let o = shell::deploy_offline(paths, p, now_unix())?;
             println!("rolled back to v{}; the next start uses it", o.version);
         }
     }
@@ -715,44 +723,44 @@ fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> Result<()> {
 }
 
 /// Sends a halt/resume/kill/review request to the running host and prints its answer.
-fn command(paths: &Paths, req: Request, what: &str) -> Result<()> {
+fn command(paths: &Paths, req: Request) -> Result<()> {
     match control::request(&paths.socket(), &req)? {
         None => bail!("no host is running (start one with `host run`)"),
-        Some(Reply::Done { value: v }) => {
-            match what {
-                "halt" if v == serde_json::json!(true) => {
-                    println!("halted: new entries are refused until `host resume`")
-                }
-                "halt" => println!("entries were already halted"),
-                "resume" if v == serde_json::json!(true) => {
-                    println!("resumed: halts and the kill switch are cleared")
-                }
-                "resume" => println!("nothing to resume"),
-                "kill" => println!(
-                    "KILLED: cancelled {} orders; closing at market: {}",
-                    v["cancelled_orders"],
-                    v["closing"]
-                        .as_array()
-                        .map(|a| a
-                            .iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "))
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or_else(|| "no positions".into())
-                ),
-                _ => println!("review requested (event {v})"),
-            }
-            Ok(())
+        Some(Reply::Halted { newly: true }) => {
+            println!("halted: new entries are refused until `host resume`")
         }
+        Some(Reply::Halted { newly: false }) => println!("entries were already halted"),
+        Some(Reply::Resumed { cleared: true }) => {
+            println!("resumed: halts and the kill switch are cleared")
+        }
+        Some(Reply::Resumed { cleared: false }) => println!("nothing to resume"),
+        Some(Reply::Killed(k)) => println!(
+            "KILLED: cancelled {} orders; closing at market: {}",
+            k.cancelled_orders,
+            if k.closing.is_empty() {
+                "no positions".to_string()
+            } else {
+                k.closing.join(", ")
+            }
+        ),
+        Some(Reply::Recorded { seq }) => match seq {
+            Some(seq) => println!("review requested (event {seq})"),
+            None => println!("review requested (event null)"),
+        },
         Some(Reply::Error { message }) => bail!("{message}"),
         Some(other) => bail!("unexpected reply: {other:?}"),
     }
+    Ok(())
+}
+
+/// Wall time in Unix seconds, for commands run outside the scan loop.
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Result<()> {
     let live: Option<shell::Status> = match control::request(&paths.socket(), &Request::Status) {
-        Ok(Some(Reply::Status(s))) => serde_json::from_value(s).ok(),
+        Ok(Some(Reply::Status(s))) => Some(*s),
         _ => None,
     };
     let conn = host_store::db::open(&paths.db())?;

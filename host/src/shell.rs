@@ -4,7 +4,7 @@
 //! applies commands (deploy, halt, kill, status) between two bars.
 
 use crate::config::{Mode, RiskFile, Settings};
-use host_sandbox::{ModuleError, ModuleInfo, Runtime, StrategyInstance, StrategyModule};
+use host_sandbox::{ModuleError, Runtime, StrategyModule};
 use host_store::account::{self, Reconciliation};
 use host_store::archive::{self, BytesSource};
 use host_store::events;
@@ -12,79 +12,13 @@ use host_trading::backtest::{convert, Driver, WasmDriver};
 use host_trading::trader::Trader;
 use rusqlite::Connection;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use trading_core::{
     Candle, Decision, EngineConfig, EngineEvent, FillConfig, Interval, MarketData, MarketView,
 };
-
-/// Where a host keeps its state.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub data_dir: PathBuf,
-    pub archive_dir: PathBuf,
-}
-
-impl Paths {
-    pub fn db(&self) -> PathBuf {
-        self.data_dir.join("host.db")
-    }
-    pub fn cache(&self) -> PathBuf {
-        self.data_dir.join("cache")
-    }
-    pub fn socket(&self) -> PathBuf {
-        self.data_dir.join("host.sock")
-    }
-    pub fn drop_dir(&self) -> PathBuf {
-        self.data_dir.join("drop")
-    }
-}
-
-/// A strategy validated, instantiated and initialised, waiting to be swapped in.
-pub struct Prepared {
-    pub bytes: Vec<u8>,
-    pub code: Option<String>,
-    pub params: Vec<(String, String)>,
-    pub origin: String,
-    /// Set when re-activating an archived version (rollback).
-    pub existing_version: Option<i64>,
-    pub module: StrategyModule,
-    pub instance: StrategyInstance,
-    pub scan_minutes: u32,
-}
-
-impl Prepared {
-    pub fn info(&self) -> &ModuleInfo {
-        self.module.info()
-    }
-}
-
-/// Validates, instantiates and initialises a strategy component.
-pub fn prepare(
-    rt: &Arc<Runtime>,
-    bytes: Vec<u8>,
-    risk: &RiskFile,
-    symbols: &[String],
-    params: Vec<(String, String)>,
-    origin: &str,
-) -> Result<Prepared, ModuleError> {
-    let module = rt.load_strategy(&bytes)?;
-    let mut instance = module.instantiate()?;
-    instance.initialize(&risk.contract_view(), symbols, &params)?;
-    let scan_minutes = instance.scan_interval_minutes()?;
-    Ok(Prepared {
-        bytes,
-        code: None,
-        params,
-        origin: origin.to_string(),
-        existing_version: None,
-        module,
-        instance,
-        scan_minutes,
-    })
-}
 
 /// The running strategy.
 pub struct Active {
@@ -97,111 +31,10 @@ pub struct Active {
     pub last_good_state: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeployOutcome {
-    pub version: i64,
-    pub hash: String,
-    pub previous: Option<i64>,
-    /// The first scan served by the new version.
-    pub first_scan: i64,
-    pub state_bytes: usize,
-}
-
-/// The active strategy as `status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StrategyStatus {
-    pub version: i64,
-    pub hash: String,
-    pub scan_minutes: u32,
-    pub failures: u32,
-}
-
-/// One open position, marked at the last price.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PositionStatus {
-    pub symbol: String,
-    pub qty: Decimal,
-    pub avg_entry: Decimal,
-    pub mark: Option<Decimal>,
-    pub value: Decimal,
-    pub unrealized_pnl: Decimal,
-    pub stop_loss: Option<Decimal>,
-    pub take_profit: Option<Decimal>,
-    pub opened_at: i64,
-    pub intent: String,
-    pub tag: String,
-}
-
-/// Everything `host status`, the API and the bot show about a running host.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Status {
-    pub running: bool,
-    pub mode: Mode,
-    pub paused: Option<String>,
-    pub strategy: Option<StrategyStatus>,
-    pub scan_seq: i64,
-    pub last_scan_ts: Option<i64>,
-    /// The injected clock: the close of the last bar (replay) or wall time (live).
-    pub clock: i64,
-    pub starting_capital: Decimal,
-    pub cash: Decimal,
-    pub equity: Decimal,
-    pub total_pnl: Decimal,
-    pub realized_pnl: Decimal,
-    pub unrealized_pnl: Decimal,
-    pub daily_pnl: Decimal,
-    pub fees_paid: Decimal,
-    pub drawdown_pct: Decimal,
-    pub positions: Vec<PositionStatus>,
-    pub open_orders: usize,
-    pub closed_trades: usize,
-    pub halt: Option<String>,
-    pub killed: bool,
-    pub limits: RiskFile,
-}
-
-/// What the kill switch did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KillOutcome {
-    pub cancelled_orders: usize,
-    /// Positions whose market close is queued for the next bar.
-    pub closing: Vec<String>,
-}
-
-/// A request to the scan loop. Replies go back on the enclosed channel.
-pub enum Command {
-    Deploy(Box<Prepared>, Sender<Result<DeployOutcome, String>>),
-    Status(Sender<Status>),
-    /// Latch a manual halt (no new entries). Replies whether it was newly latched.
-    Halt {
-        by: String,
-        reply: Sender<bool>,
-    },
-    /// Clear halts and the kill switch. Replies whether anything was cleared.
-    Resume {
-        by: String,
-        reply: Sender<bool>,
-    },
-    /// Kill switch: cancel every order, close every position, refuse all signals.
-    Kill {
-        by: String,
-        reply: Sender<KillOutcome>,
-    },
-    /// Append an event on behalf of the API or the bot (e.g. an ignored stranger). Replies with its sequence.
-    Record {
-        kind: String,
-        detail: serde_json::Value,
-        reply: Sender<Option<i64>>,
-    },
-    /// Record a manual tuning trigger for the orchestrator. Replies with the event's sequence.
-    TriggerReview {
-        by: String,
-        reason: String,
-        reply: Sender<Option<i64>>,
-    },
-    Shutdown,
-}
-
+pub use host_control::{
+    deploy_offline, prepare, Command, DeployOutcome, KillOutcome, Paths, PositionStatus, Prepared,
+    Status, StrategyStatus,
+};
 pub use host_trading::feed::{Feed, FeedEvent, ReplayFeed};
 
 /// The host's state machine: strategy, account, market data and jobs, all
@@ -1686,53 +1519,6 @@ impl Shell {
 
 /// Deploys without a running host: validate, initialise, check the saved
 /// state loads, record and activate. The next start uses it.
-pub fn deploy_offline(
-    paths: &Paths,
-    settings: &Settings,
-    risk: &RiskFile,
-    mut p: Prepared,
-) -> anyhow::Result<DeployOutcome> {
-    std::fs::create_dir_all(&paths.data_dir)?;
-    let conn = host_store::db::open(&paths.db())?;
-    let previous = archive::active(&conn)?.map(|v| v.version);
-    if let Some((_, state, _)) = archive::latest_state(&conn)? {
-        p.instance
-            .load_state(&state)
-            .map_err(|e| anyhow::anyhow!("the new strategy refused the saved state: {e}"))?;
-    }
-    let _ = (settings, risk);
-    let version = match p.existing_version {
-        Some(v) => v,
-        None => archive::add_version(
-            &conn,
-            &paths.archive_dir,
-            &p.bytes,
-            p.code.as_deref(),
-            &p.params,
-            &p.origin,
-            p.info(),
-        )?,
-    };
-    archive::activate(&conn, version)?;
-    events::append(
-        &conn,
-        now_unix(),
-        "deploy",
-        None,
-        &serde_json::json!({ "version": version, "previous": previous, "offline": true }),
-    )?;
-    let scans: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| {
-        r.get(0)
-    })?;
-    Ok(DeployOutcome {
-        version,
-        hash: p.info().hash.clone(),
-        previous,
-        first_scan: scans + 1,
-        state_bytes: 0,
-    })
-}
-
 /// Reads the candles of a CSV file for replay.
 pub fn read_replay(
     path: &Path,

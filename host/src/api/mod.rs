@@ -10,7 +10,7 @@ mod ws;
 
 pub(crate) use routes::{ai_decisions_json, query_events, recent_trades, versions, EventFilter};
 
-use crate::handle::HostHandle;
+use host_control::handle::HostHandle;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,16 +112,30 @@ impl ApiOptions {
     }
 }
 
+/// The effective configuration as `GET /api/v1/config` shows it: the binary's
+/// typed settings, serialised only here, at the API's edge.
+pub trait ShowConfig: Send + Sync {
+    fn show(&self) -> serde_json::Result<serde_json::Value>;
+}
+
+impl<T: serde::Serialize + Send + Sync> ShowConfig for T {
+    fn show(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
+    }
+}
+
 pub(crate) struct AppState {
     pub handle: HostHandle,
+    pub config: Arc<dyn ShowConfig>,
     pub token: Option<String>,
     pub limiter: auth::RateLimiter,
 }
 
 /// The whole application: API routes, WebSocket, dashboard, auth and rate limiting.
-pub fn router(handle: HostHandle, opts: &ApiOptions) -> axum::Router {
+pub fn router(handle: HostHandle, config: Arc<dyn ShowConfig>, opts: &ApiOptions) -> axum::Router {
     let state = Arc::new(AppState {
         handle,
+        config,
         token: opts.token.clone(),
         limiter: auth::RateLimiter::new(opts.rate_per_minute),
     });
@@ -130,7 +144,11 @@ pub fn router(handle: HostHandle, opts: &ApiOptions) -> axum::Router {
 
 /// Binds `opts.addr` now (errors are returned) and serves on a background
 /// thread for the life of the process. Returns the bound address.
-pub fn spawn(handle: HostHandle, opts: ApiOptions) -> Result<SocketAddr, ApiError> {
+pub fn spawn(
+    handle: HostHandle,
+    config: Arc<dyn ShowConfig>,
+    opts: ApiOptions,
+) -> Result<SocketAddr, ApiError> {
     let listener = std::net::TcpListener::bind(opts.addr).map_err(|source| ApiError::Bind {
         addr: opts.addr,
         source,
@@ -148,7 +166,7 @@ pub fn spawn(handle: HostHandle, opts: ApiOptions) -> Result<SocketAddr, ApiErro
     if opts.token.is_none() {
         tracing::warn!(%bound, "HOST_API_TOKEN is not set: the API on this loopback address needs no token");
     }
-    let app = router(handle, &opts);
+    let app = router(handle, config, &opts);
     std::thread::Builder::new()
         .name("api".into())
         .spawn(move || {
@@ -187,8 +205,12 @@ pub fn spawn(handle: HostHandle, opts: ApiOptions) -> Result<SocketAddr, ApiErro
 /// `[api] addr`, the token from `HOST_API_TOKEN`. An address given on the
 /// command line that cannot be bound is an error; the configured default
 /// only logs one (the host keeps trading without its API).
-pub fn serve(handle: HostHandle, cli_addr: Option<&str>) -> Result<Option<SocketAddr>, ApiError> {
-    let settings = handle.settings().api.clone();
+pub fn serve(
+    handle: HostHandle,
+    settings: &ApiSettings,
+    config: Arc<dyn ShowConfig>,
+    cli_addr: Option<&str>,
+) -> Result<Option<SocketAddr>, ApiError> {
     let Some(addr) = parse_addr(cli_addr.unwrap_or(&settings.addr))? else {
         tracing::info!("api disabled (address off)");
         return Ok(None);
@@ -198,7 +220,7 @@ pub fn serve(handle: HostHandle, cli_addr: Option<&str>) -> Result<Option<Socket
         std::env::var("HOST_API_TOKEN").ok(),
         settings.rate_per_minute,
     )?;
-    match spawn(handle, opts) {
+    match spawn(handle, config, opts) {
         Ok(a) => Ok(Some(a)),
         Err(e @ ApiError::Bind { .. }) if cli_addr.is_none() => {
             tracing::error!("{e}; the host runs without its API (set [api] addr or --api-addr)");

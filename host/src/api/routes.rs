@@ -5,13 +5,13 @@
 
 use super::auth::{error, guard};
 use super::AppState;
-use crate::handle::HandleError;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use host_control::handle::HandleError;
 use rusqlite::{params_from_iter, Connection};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -249,7 +249,7 @@ async fn symbols(State(s): S) -> ApiResult {
         let c = h.read_db().map_err(db_err)?;
         let allowed = h.risk().allowed_symbols.clone();
         let mut out = Vec::new();
-        for sym in &h.settings().symbols {
+        for sym in h.symbols() {
             let mut stmt = c.prepare("SELECT pnl FROM trades WHERE symbol = ?1").map_err(db_err)?;
             let pnls: Vec<String> = stmt
                 .query_map([sym], |r| r.get(0))
@@ -569,7 +569,7 @@ async fn truth(State(s): S) -> ApiResult {
             value: st.equity,
             cash: st.cash,
         };
-        let bench = h.settings().symbols.first().cloned();
+        let bench = h.symbols().first().cloned();
         let r = host_store::truth_db::truth_from_db(&c, Some(current), bench.as_deref())
             .map_err(db_err)?;
         ok(serde_json::to_value(r).map_err(db_err)?)
@@ -707,7 +707,7 @@ async fn ai_decisions(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
 async fn config(State(s): S) -> ApiResult {
     // Settings hold no secrets: tokens and keys come from the environment only.
     ok(json!({
-        "settings": serde_json::to_value(s.handle.settings()).map_err(db_err)?,
+        "settings": s.config.show().map_err(db_err)?,
         "risk_limits": serde_json::to_value(s.handle.risk()).map_err(db_err)?,
         "api": { "auth": s.token.is_some(), "cors": false },
     }))

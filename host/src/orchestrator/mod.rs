@@ -18,10 +18,10 @@ pub use proposer::{DecisionKind, Proposal};
 pub use settings::OrchestratorSettings;
 
 use crate::config::{RiskFile, Settings};
-use crate::control::{self, Reply, Request};
-use crate::shell::{self, Paths};
 use chrono::{DateTime, Utc};
 use claude::{Claude, ClaudeConfig, ClaudeError, Price};
+use host_control::socket::{self as control, Reply, Request};
+use host_control::Paths;
 use host_sandbox::bindings::MetricValue;
 use host_sandbox::{open_read_only, Runtime};
 use host_store::archive;
@@ -1236,14 +1236,11 @@ fn deploy(
         origin: Some(origin.clone()),
     };
     match control::request(&opts.paths.socket(), &req) {
-        Ok(Some(Reply::Deployed(v))) => v["version"]
-            .as_i64()
-            .map(|v| (v, true))
-            .ok_or_else(|| format!("odd reply {v}")),
+        Ok(Some(Reply::Deployed(o))) => Ok((o.version, true)),
         Ok(Some(Reply::Error { message })) => Err(message),
         Ok(Some(other)) => Err(format!("unexpected reply {other:?}")),
         Ok(None) | Err(_) => {
-            let mut prepared = shell::prepare(
+            let mut prepared = host_control::prepare(
                 rt,
                 wasm.to_vec(),
                 &opts.risk,
@@ -1253,8 +1250,8 @@ fn deploy(
             )
             .map_err(|e| e.to_string())?;
             prepared.code = Some(p.source.clone());
-            let o = shell::deploy_offline(&opts.paths, &opts.settings, &opts.risk, prepared)
-                .map_err(|e| format!("{e:#}"))?;
+            let o = host_control::deploy_offline(&opts.paths, prepared, opts.now.timestamp())
+                .map_err(|e| e.to_string())?;
             Ok((o.version, false))
         }
     }

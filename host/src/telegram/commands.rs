@@ -4,7 +4,7 @@
 //! the same [`HostHandle`] calls as the API and the control socket.
 
 use super::format::{esc, time};
-use crate::handle::{HandleError, HostHandle};
+use host_control::handle::{HandleError, HostHandle};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::time::{Duration, Instant};

@@ -8,8 +8,8 @@ pub mod api;
 pub mod commands;
 pub mod format;
 
-use crate::handle::HostHandle;
 use api::{BotApi, BotError, Incoming};
+use host_control::handle::HostHandle;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -64,11 +64,14 @@ const BATCH_LINES: usize = 25;
 
 /// Starts the bot when `TELEGRAM_BOT_TOKEN` is set and `[telegram] chat_id`
 /// is configured; otherwise logs why not and returns None.
-pub fn spawn(handle: HostHandle) -> Option<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    handle: HostHandle,
+    settings: &TelegramSettings,
+) -> Option<std::thread::JoinHandle<()>> {
     let token = std::env::var("TELEGRAM_BOT_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())?;
-    let settings = handle.settings().telegram.clone();
+    let settings = settings.clone();
     let Some(chat_id) = settings.chat_id else {
         tracing::warn!(
             "TELEGRAM_BOT_TOKEN is set but [telegram] chat_id is not: the bot stays off"

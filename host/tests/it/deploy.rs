@@ -63,13 +63,13 @@ impl Host {
     }
 
     fn live_scans(&self) -> Option<i64> {
-        let r = host::control::request(
+        let r = host_control::socket::request(
             &self.path("data/host.sock"),
-            &host::control::Request::Status,
+            &host_control::socket::Request::Status,
         )
         .ok()??;
         match r {
-            host::control::Reply::Status(s) => s["scan_seq"].as_i64(),
+            host_control::socket::Reply::Status(s) => Some(s.scan_seq),
             _ => None,
         }
     }

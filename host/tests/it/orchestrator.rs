@@ -561,8 +561,8 @@ fn a_running_host_gets_the_candidate_through_its_control_socket() {
     let socket = opts.paths.socket();
     let started = std::time::Instant::now();
     while !matches!(
-        host::control::request(&socket, &host::control::Request::Status),
-        Ok(Some(host::control::Reply::Status(_)))
+        host_control::socket::request(&socket, &host_control::socket::Request::Status),
+        Ok(Some(host_control::socket::Reply::Status(_)))
     ) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -571,7 +571,7 @@ fn a_running_host_gets_the_candidate_through_its_control_socket() {
         std::thread::yield_now();
     }
     let report = orch::run_cycle(&opts);
-    let _ = host::control::request(&socket, &host::control::Request::Shutdown);
+    let _ = host_control::socket::request(&socket, &host_control::socket::Request::Shutdown);
     let _ = host.wait();
     let report = report.unwrap();
     // v1 is the counter the host started with; the candidate is v2, swapped in live

@@ -294,10 +294,15 @@ fn sigkill_mid_replay_then_restart_matches_an_uninterrupted_run() {
 
 /// The running host's status through its control socket (None until it listens).
 fn live_status(h: &Host) -> Option<serde_json::Value> {
-    match host::control::request(&h.path("data/host.sock"), &host::control::Request::Status)
-        .ok()??
+    match host_control::socket::request(
+        &h.path("data/host.sock"),
+        &host_control::socket::Request::Status,
+    )
+    .ok()??
     {
-        host::control::Reply::Status(s) => Some(s),
+        host_control::socket::Reply::Status(s) => {
+            Some(serde_json::to_value(*s).expect("status serialises"))
+        }
         _ => None,
     }
 }

@@ -66,10 +66,10 @@ fn host_review_starts_one_cycle_from_the_scheduler() {
     let deadline = Instant::now() + Duration::from_secs(120);
     // the replay runs to its end (its hourly closes never fall in the 00:30-00:31 nightly window)
     loop {
-        if let Ok(Some(host::control::Reply::Status(s))) =
-            host::control::request(&socket, &host::control::Request::Status)
+        if let Ok(Some(host_control::socket::Reply::Status(s))) =
+            host_control::socket::request(&socket, &host_control::socket::Request::Status)
         {
-            if s["scan_seq"].as_i64() == Some(3_000) {
+            if s.scan_seq == 3_000 {
                 break;
             }
         }
@@ -94,6 +94,6 @@ fn host_review_starts_one_cycle_from_the_scheduler() {
             "SELECT COUNT(*) FROM events WHERE kind = 'review_started' AND detail LIKE '%Manual%'"
         ) >= 1
     );
-    let _ = host::control::request(&socket, &host::control::Request::Shutdown);
+    let _ = host_control::socket::request(&socket, &host_control::socket::Request::Shutdown);
     let _ = host.wait();
 }

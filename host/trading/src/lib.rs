@@ -13,3 +13,11 @@ pub mod feed;
 pub mod live;
 pub mod risk_file;
 pub mod trader;
+
+/// Paper (the bars fill orders) or live (a venue fills them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Paper,
+    Live,
+}

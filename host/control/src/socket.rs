@@ -2,10 +2,12 @@
 //! one JSON request and one JSON reply per connection. `host deploy`,
 //! `host rollback` and `host status` use it when a host is running.
 
-use crate::config::{RiskFile, Settings};
-use crate::shell::{prepare, Command, DeployOutcome, Paths, Status};
+use crate::{
+    prepare, prepare_archived, Archived, Command, DeployOutcome, KillOutcome, Paths, Prepared,
+    Status,
+};
 use host_sandbox::Runtime;
-use host_store::archive;
+use host_trading::risk_file::RiskFile;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -50,14 +52,24 @@ pub enum Request {
     Shutdown,
 }
 
+/// The host's answer: one typed variant per kind of request.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "lowercase")]
 pub enum Reply {
-    Status(serde_json::Value),
-    Deployed(serde_json::Value),
-    /// The answer to halt, resume, kill or review.
-    Done {
-        value: serde_json::Value,
+    Status(Box<Status>),
+    Deployed(DeployOutcome),
+    /// Halt: whether entries were newly halted.
+    Halted {
+        newly: bool,
+    },
+    /// Resume: whether a halt or the kill switch was cleared.
+    Resumed {
+        cleared: bool,
+    },
+    Killed(KillOutcome),
+    /// Review or record: the appended event's sequence.
+    Recorded {
+        seq: Option<i64>,
     },
     Ok,
     Error {
@@ -70,7 +82,10 @@ pub enum Reply {
 pub struct ControlContext {
     pub runtime: Arc<Runtime>,
     pub paths: Paths,
-    pub settings: Settings,
+    /// The configured symbols (a strategy is initialised with them).
+    pub symbols: Vec<String>,
+    /// The configured strategy parameters (a deploy without its own uses them).
+    pub strategy_params: Vec<(String, String)>,
     pub risk: RiskFile,
     pub commands: Sender<Command>,
 }
@@ -119,13 +134,13 @@ fn handle(ctx: &ControlContext, stream: UnixStream) -> std::io::Result<()> {
 
 fn deployed(r: Result<DeployOutcome, String>) -> Reply {
     match r {
-        Ok(o) => Reply::Deployed(serde_json::to_value(o).unwrap_or_default()),
+        Ok(o) => Reply::Deployed(o),
         Err(message) => Reply::Error { message },
     }
 }
 
 /// Sends a prepared module to the scan loop and waits for the swap.
-pub fn submit(ctx: &ControlContext, p: crate::shell::Prepared) -> Result<DeployOutcome, String> {
+pub fn submit(ctx: &ControlContext, p: Prepared) -> Result<DeployOutcome, String> {
     let (tx, rx) = channel();
     ctx.commands
         .send(Command::Deploy(Box::new(p), tx))
@@ -145,7 +160,7 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
                 };
             }
             match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(s) => Reply::Status(serde_json::to_value(s).unwrap_or_default()),
+                Ok(s) => Reply::Status(Box::new(s)),
                 Err(_) => Reply::Error {
                     message: "the host did not answer".into(),
                 },
@@ -170,7 +185,7 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
                 &ctx.runtime,
                 bytes,
                 &ctx.risk,
-                &ctx.settings.symbols,
+                &ctx.symbols,
                 params,
                 &origin,
             ) {
@@ -184,35 +199,67 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
             }
         }
         Request::Rollback => deployed(
-            prepare_rollback(&ctx.runtime, &ctx.paths, &ctx.settings, &ctx.risk)
-                .and_then(|p| submit(ctx, p)),
+            prepare_archived(
+                &ctx.runtime,
+                &ctx.paths,
+                &ctx.symbols,
+                &ctx.risk,
+                Archived::Previous,
+            )
+            .and_then(|p| submit(ctx, p)),
         ),
         Request::Activate { version } => deployed(
-            prepare_version(&ctx.runtime, &ctx.paths, &ctx.settings, &ctx.risk, version)
-                .and_then(|p| submit(ctx, p)),
+            prepare_archived(
+                &ctx.runtime,
+                &ctx.paths,
+                &ctx.symbols,
+                &ctx.risk,
+                Archived::Version(version),
+            )
+            .and_then(|p| submit(ctx, p)),
         ),
-        Request::Halt { by } => ask(ctx, |reply| Command::Halt {
-            by: by.unwrap_or_else(|| "cli".into()),
-            reply,
-        }),
-        Request::Resume { by } => ask(ctx, |reply| Command::Resume {
-            by: by.unwrap_or_else(|| "cli".into()),
-            reply,
-        }),
-        Request::Kill { by } => ask(ctx, |reply| Command::Kill {
-            by: by.unwrap_or_else(|| "cli".into()),
-            reply,
-        }),
-        Request::Review { by, reason } => ask(ctx, |reply| Command::TriggerReview {
-            by: by.unwrap_or_else(|| "cli".into()),
-            reason,
-            reply,
-        }),
-        Request::Record { kind, detail } => ask(ctx, |reply| Command::Record {
-            kind,
-            detail,
-            reply,
-        }),
+        Request::Halt { by } => ask(
+            ctx,
+            |reply| Command::Halt {
+                by: by.unwrap_or_else(|| "cli".into()),
+                reply,
+            },
+            |newly| Reply::Halted { newly },
+        ),
+        Request::Resume { by } => ask(
+            ctx,
+            |reply| Command::Resume {
+                by: by.unwrap_or_else(|| "cli".into()),
+                reply,
+            },
+            |cleared| Reply::Resumed { cleared },
+        ),
+        Request::Kill { by } => ask(
+            ctx,
+            |reply| Command::Kill {
+                by: by.unwrap_or_else(|| "cli".into()),
+                reply,
+            },
+            Reply::Killed,
+        ),
+        Request::Review { by, reason } => ask(
+            ctx,
+            |reply| Command::TriggerReview {
+                by: by.unwrap_or_else(|| "cli".into()),
+                reason,
+                reply,
+            },
+            |seq| Reply::Recorded { seq },
+        ),
+        Request::Record { kind, detail } => ask(
+            ctx,
+            |reply| Command::Record {
+                kind,
+                detail,
+                reply,
+            },
+            |seq| Reply::Recorded { seq },
+        ),
         Request::Shutdown => {
             let _ = ctx.commands.send(Command::Shutdown);
             Reply::Ok
@@ -221,7 +268,11 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
 }
 
 /// Sends a command built around a reply channel and waits for its answer.
-fn ask<T: Serialize>(ctx: &ControlContext, make: impl FnOnce(Sender<T>) -> Command) -> Reply {
+fn ask<T>(
+    ctx: &ControlContext,
+    make: impl FnOnce(Sender<T>) -> Command,
+    reply: impl FnOnce(T) -> Reply,
+) -> Reply {
     let (tx, rx) = channel::<T>();
     if ctx.commands.send(make(tx)).is_err() {
         return Reply::Error {
@@ -229,62 +280,11 @@ fn ask<T: Serialize>(ctx: &ControlContext, make: impl FnOnce(Sender<T>) -> Comma
         };
     }
     match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(v) => Reply::Done {
-            value: serde_json::to_value(v).unwrap_or_default(),
-        },
+        Ok(v) => reply(v),
         Err(_) => Reply::Error {
             message: "the host did not answer".into(),
         },
     }
-}
-
-/// Loads archived version `version`, ready to swap in.
-pub fn prepare_version(
-    rt: &Arc<Runtime>,
-    paths: &Paths,
-    settings: &Settings,
-    risk: &RiskFile,
-    version: i64,
-) -> Result<crate::shell::Prepared, String> {
-    let conn = host_store::db::open(&paths.db()).map_err(|e| e.to_string())?;
-    let rec = archive::get(&conn, version).map_err(|e| e.to_string())?;
-    let (bytes, _) =
-        archive::load_bytes(&conn, &paths.archive_dir, version).map_err(|e| e.to_string())?;
-    let mut p = prepare(
-        rt,
-        bytes,
-        risk,
-        &settings.symbols,
-        rec.params.clone(),
-        &format!("activate v{version}"),
-    )
-    .map_err(|e| format!("version {version} does not start: {e}"))?;
-    p.existing_version = Some(version);
-    Ok(p)
-}
-
-/// Loads the version before the active one, ready to swap in.
-pub fn prepare_rollback(
-    rt: &Arc<Runtime>,
-    paths: &Paths,
-    settings: &Settings,
-    risk: &RiskFile,
-) -> Result<crate::shell::Prepared, String> {
-    let conn = host_store::db::open(&paths.db()).map_err(|e| e.to_string())?;
-    let prev = archive::previous(&conn).map_err(|e| e.to_string())?;
-    let (bytes, _) =
-        archive::load_bytes(&conn, &paths.archive_dir, prev.version).map_err(|e| e.to_string())?;
-    let mut p = prepare(
-        rt,
-        bytes,
-        risk,
-        &settings.symbols,
-        prev.params.clone(),
-        &format!("rollback to v{}", prev.version),
-    )
-    .map_err(|e| format!("version {} does not start: {e}", prev.version))?;
-    p.existing_version = Some(prev.version);
-    Ok(p)
 }
 
 /// Sends one request to a running host. `Ok(None)` when no host is running.

@@ -2,9 +2,10 @@
 //! the scan loop (through the same [`control::answer`] the control socket
 //! uses), the live event stream, and read-only database connections.
 
-use crate::control::{self, ControlContext, Reply, Request};
-use crate::shell::{DeployOutcome, KillOutcome, Status};
+use crate::socket::{self as control, ControlContext, Reply, Request};
+use crate::{DeployOutcome, KillOutcome, Paths, Status};
 use host_store::events::{Bus, Event};
+use host_trading::risk_file::RiskFile;
 use rusqlite::{Connection, OpenFlags};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,13 +26,10 @@ pub struct HostHandle {
     bus: Bus,
 }
 
-fn value<T: serde::de::DeserializeOwned>(r: Reply) -> Result<T, HandleError> {
+fn refused(r: Reply) -> HandleError {
     match r {
-        Reply::Status(v) | Reply::Deployed(v) | Reply::Done { value: v } => {
-            serde_json::from_value(v).map_err(|e| HandleError::Protocol(e.to_string()))
-        }
-        Reply::Error { message } => Err(HandleError::Refused(message)),
-        Reply::Ok => Err(HandleError::Protocol("ok without a value".into())),
+        Reply::Error { message } => HandleError::Refused(message),
+        other => HandleError::Protocol(format!("{other:?}")),
     }
 }
 
@@ -40,41 +38,56 @@ impl HostHandle {
         HostHandle { ctx, bus }
     }
 
-    fn ask<T: serde::de::DeserializeOwned>(&self, req: Request) -> Result<T, HandleError> {
-        value(control::answer(&self.ctx, req))
+    fn ask(&self, req: Request) -> Reply {
+        control::answer(&self.ctx, req)
     }
 
     pub fn status(&self) -> Result<Status, HandleError> {
-        self.ask(Request::Status)
+        match self.ask(Request::Status) {
+            Reply::Status(s) => Ok(*s),
+            r => Err(refused(r)),
+        }
     }
 
     /// Halts new entries; true when newly halted.
     pub fn halt(&self, by: &str) -> Result<bool, HandleError> {
-        self.ask(Request::Halt {
+        match self.ask(Request::Halt {
             by: Some(by.to_string()),
-        })
+        }) {
+            Reply::Halted { newly } => Ok(newly),
+            r => Err(refused(r)),
+        }
     }
 
     /// Clears halts and the kill switch; true when something was cleared.
     pub fn resume(&self, by: &str) -> Result<bool, HandleError> {
-        self.ask(Request::Resume {
+        match self.ask(Request::Resume {
             by: Some(by.to_string()),
-        })
+        }) {
+            Reply::Resumed { cleared } => Ok(cleared),
+            r => Err(refused(r)),
+        }
     }
 
     /// The kill switch (the caller confirms first).
     pub fn kill(&self, by: &str) -> Result<KillOutcome, HandleError> {
-        self.ask(Request::Kill {
+        match self.ask(Request::Kill {
             by: Some(by.to_string()),
-        })
+        }) {
+            Reply::Killed(k) => Ok(k),
+            r => Err(refused(r)),
+        }
     }
 
     /// Records a manual tuning trigger; returns its event sequence.
     pub fn trigger_review(&self, by: &str, reason: &str) -> Result<Option<i64>, HandleError> {
-        self.ask(Request::Review {
+        match self.ask(Request::Review {
             by: Some(by.to_string()),
             reason: reason.to_string(),
-        })
+        }) {
+            Reply::Recorded { seq } => Ok(seq),
+            r => Err(refused(r)),
+        }
     }
 
     /// Appends an event to the host's hash-chained log (through the scan loop,
@@ -84,15 +97,25 @@ impl HostHandle {
         kind: &str,
         detail: serde_json::Value,
     ) -> Result<Option<i64>, HandleError> {
-        self.ask(Request::Record {
+        match self.ask(Request::Record {
             kind: kind.to_string(),
             detail,
-        })
+        }) {
+            Reply::Recorded { seq } => Ok(seq),
+            r => Err(refused(r)),
+        }
+    }
+
+    fn deployed(&self, req: Request) -> Result<DeployOutcome, HandleError> {
+        match self.ask(req) {
+            Reply::Deployed(o) => Ok(o),
+            r => Err(refused(r)),
+        }
     }
 
     /// Re-activates archived version `version` (hot-swapped between two scans).
     pub fn deploy_version(&self, version: i64) -> Result<DeployOutcome, HandleError> {
-        self.ask(Request::Activate { version })
+        self.deployed(Request::Activate { version })
     }
 
     /// Deploys a component file (hot-swapped between two scans).
@@ -101,9 +124,9 @@ impl HostHandle {
         path: &std::path::Path,
         origin: &str,
     ) -> Result<DeployOutcome, HandleError> {
-        self.ask(Request::Deploy {
+        self.deployed(Request::Deploy {
             path: path.to_path_buf(),
-            params: self.ctx.settings.strategy_params.clone(),
+            params: self.ctx.strategy_params.clone(),
             source: None,
             origin: Some(origin.to_string()),
         })
@@ -111,7 +134,7 @@ impl HostHandle {
 
     /// Rolls back to the version before the active one.
     pub fn rollback(&self) -> Result<DeployOutcome, HandleError> {
-        self.ask(Request::Rollback)
+        self.deployed(Request::Rollback)
     }
 
     /// Every event appended from now on.
@@ -129,15 +152,16 @@ impl HostHandle {
         Ok(c)
     }
 
-    pub fn settings(&self) -> &crate::config::Settings {
-        &self.ctx.settings
+    /// The configured symbols.
+    pub fn symbols(&self) -> &[String] {
+        &self.ctx.symbols
     }
 
-    pub fn risk(&self) -> &crate::config::RiskFile {
+    pub fn risk(&self) -> &RiskFile {
         &self.ctx.risk
     }
 
-    pub fn paths(&self) -> &crate::shell::Paths {
+    pub fn paths(&self) -> &Paths {
         &self.ctx.paths
     }
 }

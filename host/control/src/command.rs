@@ -1,0 +1,40 @@
+//! The scan loop's inbox: every request from the control socket, the API,
+//! the bot, the drop folder and the orchestrator becomes one [`Command`] with
+//! a reply channel, applied between two bars.
+
+use crate::{DeployOutcome, KillOutcome, Prepared, Status};
+use std::sync::mpsc::Sender;
+
+/// A request to the scan loop. Replies go back on the enclosed channel.
+pub enum Command {
+    Deploy(Box<Prepared>, Sender<Result<DeployOutcome, String>>),
+    Status(Sender<Status>),
+    /// Latch a manual halt (no new entries). Replies whether it was newly latched.
+    Halt {
+        by: String,
+        reply: Sender<bool>,
+    },
+    /// Clear halts and the kill switch. Replies whether anything was cleared.
+    Resume {
+        by: String,
+        reply: Sender<bool>,
+    },
+    /// Kill switch: cancel every order, close every position, refuse all signals.
+    Kill {
+        by: String,
+        reply: Sender<KillOutcome>,
+    },
+    /// Append an event on behalf of the API or the bot (e.g. an ignored stranger). Replies with its sequence.
+    Record {
+        kind: String,
+        detail: serde_json::Value,
+        reply: Sender<Option<i64>>,
+    },
+    /// Record a manual tuning trigger for the orchestrator. Replies with the event's sequence.
+    TriggerReview {
+        by: String,
+        reason: String,
+        reply: Sender<Option<i64>>,
+    },
+    Shutdown,
+}
