@@ -8,8 +8,6 @@ pub mod openapi;
 mod routes;
 mod ws;
 
-pub(crate) use routes::{ai_decisions_json, query_events, recent_trades, versions, EventFilter};
-
 use host_control::handle::HostHandle;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

@@ -152,7 +152,7 @@ async fn run(
             let n = count(args, 10, 500)?;
             let rows = on_host(h, move |h| {
                 h.read_db()
-                    .and_then(|c| crate::api::recent_trades(&c, None, n, 0))
+                    .and_then(|c| host_store::queries::recent_trades(&c, None, n, 0))
             })
             .await?
             .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
@@ -218,7 +218,7 @@ async fn run(
                 let st = h.status().map_err(refused)?;
                 let v = h
                     .read_db()
-                    .and_then(|c| crate::api::versions(&c))
+                    .and_then(|c| host_store::queries::versions(&c))
                     .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
                 Ok::<_, String>((st, v))
             })
@@ -299,7 +299,7 @@ async fn run(
         "report" => {
             let v = on_host(h, |h| {
                 h.read_db()
-                    .and_then(|c| crate::api::ai_decisions_json(&c, 1))
+                    .and_then(|c| host_store::queries::ai_decisions_json(&c, 1))
             })
             .await?
             .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;
@@ -327,10 +327,10 @@ async fn run(
         }
         "logs" => {
             let n = count(args, 20, 1000)?;
-            let f = crate::api::EventFilter::default();
+            let f = host_store::queries::EventFilter::default();
             let evs = on_host(h, move |h| {
                 h.read_db()
-                    .and_then(|c| crate::api::query_events(&c, &f, n))
+                    .and_then(|c| host_store::queries::query_events(&c, &f, n))
             })
             .await?
             .map_err(|e| format!("⚠️ database: {}", esc(&e.to_string())))?;

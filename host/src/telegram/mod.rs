@@ -178,12 +178,12 @@ fn foreign_events(
     handle: &HostHandle,
     after: i64,
 ) -> rusqlite::Result<Vec<host_store::events::Event>> {
-    let f = crate::api::EventFilter {
+    let f = host_store::queries::EventFilter {
         since: Some(after),
         kinds: Some(FOREIGN_KINDS.iter().map(|k| k.to_string()).collect()),
         ..Default::default()
     };
-    crate::api::query_events(&handle.read_db()?, &f, 100)
+    host_store::queries::query_events(&handle.read_db()?, &f, 100)
 }
 
 /// Turns bus events (and other processes' reports) into notifications,

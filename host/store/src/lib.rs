@@ -11,4 +11,5 @@ pub mod archive;
 pub mod candles;
 pub mod db;
 pub mod events;
+pub mod queries;
 pub mod truth_db;
