@@ -454,7 +454,10 @@ pub(crate) fn http_client(timeout: Duration) -> ExResult<reqwest::Client> {
         .map_err(|e| ExchangeError::Connect(error_chain(&e)))
 }
 
-/// Seconds from a `Retry-After` header (delta-seconds form).
+/// The longest `Retry-After` honoured: a larger one (up to `1e20` or more) waits this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Seconds from a `Retry-After` header (delta-seconds form), at most [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -464,12 +467,30 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .parse::<f64>()
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `Retry-After: 1e20` panicked `Duration::from_secs_f64` on the scan thread.
+    #[test]
+    fn a_huge_retry_after_is_capped_not_a_panic() {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (text, want) in [
+            ("1e20", Some(MAX_RETRY_AFTER)),
+            ("1.7e308", Some(MAX_RETRY_AFTER)),
+            ("2.5", Some(Duration::from_millis(2_500))),
+            ("inf", None),
+            ("-1", None),
+            ("NaN", None),
+            ("soon", None),
+        ] {
+            h.insert(reqwest::header::RETRY_AFTER, text.parse().unwrap());
+            assert_eq!(retry_after(&h), want, "{text}");
+        }
+    }
 
     #[test]
     fn symbols_split() {

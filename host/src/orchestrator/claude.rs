@@ -397,7 +397,10 @@ impl Claude {
             .backoff
             .saturating_mul(1u32 << (attempt - 1).min(10));
         let wait = match retry_after.filter(|s| s.is_finite() && *s >= 0.0) {
-            Some(s) => Duration::from_secs_f64(s).min(self.cfg.max_retry_after),
+            // a huge value (`1e20`) saturates to the cap instead of panicking
+            Some(s) => Duration::try_from_secs_f64(s).map_or(self.cfg.max_retry_after, |d| {
+                d.min(self.cfg.max_retry_after)
+            }),
             None => exp,
         };
         std::thread::sleep(wait);
