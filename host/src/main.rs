@@ -3,10 +3,12 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use host::config::{RiskFile, Settings};
-use host::shell::{self, Paths, ReplayFeed, Shell};
+use host::shell::{self, Shell};
 use host_control::socket::{self as control, ControlContext, Reply, Request};
+use host_control::Paths;
 use host_sandbox::bindings::CONTRACT_VERSION;
 use host_store::{archive, events};
+use host_trading::feed::{Feed, ReplayFeed};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
 use trading_core::Interval;
@@ -618,9 +620,9 @@ fn run(
                 }
             });
         }
-        let _ = sig_tx.send(host::shell::Command::Shutdown);
+        let _ = sig_tx.send(host_control::Command::Shutdown);
     });
-    let mut feed: Box<dyn shell::Feed> = match &replay {
+    let mut feed: Box<dyn Feed> = match &replay {
         Some(file) => {
             let bars = shell::read_replay(file, symbol, interval)?;
             tracing::info!(bars = bars.len(), file = %file.display(), "replaying candles");
@@ -683,7 +685,7 @@ fn deploy(
         None => {
             let rt = host_sandbox::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
             let bytes = std::fs::read(&abs)?;
-            let mut p = shell::prepare(
+            let mut p = host_control::prepare(
                 &rt,
                 bytes,
                 risk,
@@ -693,7 +695,7 @@ fn deploy(
             )
             .map_err(|e| anyhow::anyhow!("deploy refused: {e}"))?;
             p.code = code;
-            let o = shell::deploy_offline(paths, p, now_unix())?;
+            let o = host_control::deploy_offline(paths, p, now_unix())?;
             print_deployed(&o, false);
         }
     }
@@ -715,7 +717,7 @@ fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> Result<()> {
                 host_control::Archived::Previous,
             )
             .map_err(|e| anyhow::anyhow!("rollback refused: {e}"))?;
-            let o = shell::deploy_offline(paths, p, now_unix())?;
+            let o = host_control::deploy_offline(paths, p, now_unix())?;
             println!("rolled back to v{}; the next start uses it", o.version);
         }
     }
@@ -759,10 +761,11 @@ fn now_unix() -> i64 {
 }
 
 fn status(paths: &Paths, settings: &Settings, risk: &RiskFile, json: bool) -> Result<()> {
-    let live: Option<shell::Status> = match control::request(&paths.socket(), &Request::Status) {
-        Ok(Some(Reply::Status(s))) => Some(*s),
-        _ => None,
-    };
+    let live: Option<host_control::Status> =
+        match control::request(&paths.socket(), &Request::Status) {
+            Ok(Some(Reply::Status(s))) => Some(*s),
+            _ => None,
+        };
     let conn = host_store::db::open(&paths.db())?;
     let active = archive::active(&conn)?;
     let versions = archive::list(&conn)?.len();

@@ -31,11 +31,11 @@ pub struct Active {
     pub last_good_state: Option<Vec<u8>>,
 }
 
-pub use host_control::{
-    deploy_offline, prepare, Command, DeployOutcome, KillOutcome, Paths, PositionStatus, Prepared,
-    Status, StrategyStatus,
+use host_control::{
+    prepare, Command, DeployOutcome, KillOutcome, Paths, PositionStatus, Prepared, Status,
+    StrategyStatus,
 };
-pub use host_trading::feed::{Feed, FeedEvent, ReplayFeed};
+use host_trading::feed::{Feed, FeedEvent};
 
 /// The host's state machine: strategy, account, market data and jobs, all
 /// driven by the injected clock.

@@ -17,7 +17,7 @@ use common::{guest_path, root};
 use host::config::{RiskFile, Settings};
 use host::orchestrator::claude::{Claude, ClaudeConfig, ClaudeError, Price};
 use host::orchestrator::{self as orch, CycleOptions, CycleOutcome, ProposerChoice};
-use host::shell::Paths;
+use host_control::Paths;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
