@@ -43,10 +43,10 @@ struct RawSettings {
     strategy: Option<RawStrategy>,
     sandbox: Option<Limits>,
     safety: Option<Safety>,
-    orchestrator: Option<crate::orchestrator::OrchestratorSettings>,
+    orchestrator: Option<host_orchestrator::OrchestratorSettings>,
     exchanges: Option<host_exchange::RawExchanges>,
-    api: Option<crate::api::ApiSettings>,
-    telegram: Option<crate::telegram::TelegramSettings>,
+    api: Option<host_api::ApiSettings>,
+    telegram: Option<host_telegram::TelegramSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,13 +102,13 @@ pub struct Settings {
     pub max_failures: u32,
     pub sandbox: Limits,
     pub safety: Safety,
-    pub orchestrator: crate::orchestrator::OrchestratorSettings,
+    pub orchestrator: host_orchestrator::OrchestratorSettings,
     /// `[exchanges.kraken]`, `[exchanges.coinbase]`: venue URLs, timeouts, retries, rate.
     pub exchanges: host_exchange::ExchangesSettings,
     /// `[api]`: the REST/WebSocket API and dashboard.
-    pub api: crate::api::ApiSettings,
+    pub api: host_api::ApiSettings,
     /// `[telegram]`: the bot (token from `TELEGRAM_BOT_TOKEN`).
-    pub telegram: crate::telegram::TelegramSettings,
+    pub telegram: host_telegram::TelegramSettings,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, ConfigError> {
@@ -126,6 +126,19 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 impl Settings {
+    /// The orchestrator's view of the trading setup.
+    pub fn market(&self) -> host_orchestrator::Market {
+        host_orchestrator::Market {
+            symbols: self.symbols.clone(),
+            starting_capital: self.starting_capital,
+            fee_bps: self.fee_bps,
+            slippage_bps: self.slippage_bps,
+            sandbox: self.sandbox.clone(),
+            default_strategy: self.default_strategy.clone(),
+            strategy_params: self.strategy_params.clone(),
+        }
+    }
+
     pub fn parse(text: &str, path: &str) -> Result<Settings, ConfigError> {
         let d: RawSettings = parse(DEFAULT_SETTINGS, "embedded settings")?;
         let r: RawSettings = parse(text, path)?;

@@ -1,10 +1,7 @@
 //! The rigid shell of the trading host: sandbox runtime, market data, money
 //! (portfolio, fills, risk), storage, and the services built on them.
 
-pub mod api;
 pub mod bench;
 pub mod config;
 pub mod dropdir;
-pub mod orchestrator;
 pub mod shell;
-pub mod telegram;

@@ -366,7 +366,13 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench { what: Some(w), .. } if w == "orchestrate" => {
-            let (cold, warm) = host::orchestrator::bench(&paths, &settings, &risk, Path::new("."))?;
+            let (cold, warm) = host_orchestrator::bench(
+                &paths,
+                &settings.market(),
+                &settings.orchestrator,
+                &risk,
+                Path::new("."),
+            )?;
             println!("orchestrator cycle (offline proposer, compile included): first {cold:.1} s, warm {warm:.1} s (goal < 60 s)");
             Ok(())
         }
@@ -573,14 +579,6 @@ fn run(
         Some(replay)
     };
     let mut shell = Shell::start(paths.clone(), settings.clone(), risk.clone())?;
-    if let Some(p) = orchestrate {
-        let choice = host::orchestrator::choose_proposer(if p.is_empty() {
-            &settings.orchestrator.proposer
-        } else {
-            &p
-        })?;
-        shell.reviews = Some(shell::Reviews::new(&settings, PathBuf::from("."), choice)?);
-    }
     let (tx, rx) = channel();
     let ctx = ControlContext {
         runtime: shell.runtime.clone(),
@@ -592,13 +590,27 @@ fn run(
     };
     control::serve(ctx.clone()).context("control socket")?;
     let people = host_control::handle::HostHandle::new(ctx, shell.bus.clone());
-    host::api::serve(
+    if let Some(p) = orchestrate {
+        let choice = host_orchestrator::choose_proposer(if p.is_empty() {
+            &settings.orchestrator.proposer
+        } else {
+            &p
+        })?;
+        // the scan loop's own reviews deploy through its handle: the swap lands between two scans
+        shell.reviews = Some(shell::Reviews::new(
+            &settings,
+            PathBuf::from("."),
+            choice,
+            std::sync::Arc::new(people.clone()),
+        )?);
+    }
+    host_api::serve(
         people.clone(),
         &settings.api,
         std::sync::Arc::new(settings.clone()),
         api_addr,
     )?;
-    host::telegram::spawn(people, &settings.telegram);
+    host_telegram::spawn(people, &settings.telegram);
     let _watcher = host::dropdir::watch(
         shell.runtime.clone(),
         &paths,
@@ -896,7 +908,7 @@ fn orchestrate(
     repo_root: PathBuf,
     json: bool,
 ) -> Result<()> {
-    use host::orchestrator::{self as orch, schedule};
+    use host_orchestrator::{self as orch, schedule};
     let o = settings.orchestrator.clone();
     let t = chrono::Utc::now();
     let (start, end) = (
@@ -914,10 +926,17 @@ fn orchestrate(
     }
     let choice = orch::choose_proposer(proposer.as_deref().unwrap_or(&o.proposer))?;
     std::fs::create_dir_all(&paths.data_dir)?;
+    let runtime = host_sandbox::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
     let opts = orch::CycleOptions {
+        deployer: std::sync::Arc::new(host_control::SocketOrOffline {
+            paths: paths.clone(),
+            runtime,
+            risk: risk.clone(),
+            symbols: settings.symbols.clone(),
+        }),
         paths,
         orchestrator: o,
-        settings,
+        market: settings.market(),
         risk,
         repo_root,
         proposer: choice,

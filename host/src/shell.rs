@@ -80,11 +80,13 @@ pub struct Shell {
 
 /// The orchestrator as the scheduler runs it: triggers evaluated on the
 /// injected clock, at most one cycle at a time, on its own thread (it deploys
-/// through the control socket, so the swap lands between two scans).
+/// through the [`Deployer`](host_control::Deployer) it is given, the host's
+/// own handle, so the swap lands between two scans).
 pub struct Reviews {
     pub repo_root: PathBuf,
-    pub proposer: crate::orchestrator::ProposerChoice,
-    state: crate::orchestrator::schedule::TriggerState,
+    deployer: std::sync::Arc<dyn host_control::Deployer>,
+    pub proposer: host_orchestrator::ProposerChoice,
+    state: host_orchestrator::schedule::TriggerState,
     running: Option<std::thread::JoinHandle<()>>,
     seed: u64,
 }
@@ -93,17 +95,19 @@ impl Reviews {
     pub fn new(
         settings: &Settings,
         repo_root: PathBuf,
-        proposer: crate::orchestrator::ProposerChoice,
+        proposer: host_orchestrator::ProposerChoice,
+        deployer: std::sync::Arc<dyn host_control::Deployer>,
     ) -> anyhow::Result<Reviews> {
         let config =
-            crate::orchestrator::schedule::TriggerConfig::from_settings(&settings.orchestrator)
+            host_orchestrator::schedule::TriggerConfig::from_settings(&settings.orchestrator)
                 .ok_or_else(|| {
                     anyhow::anyhow!("[orchestrator] window_start/window_end are not HH:MM")
                 })?;
         Ok(Reviews {
             repo_root,
+            deployer,
             proposer,
-            state: crate::orchestrator::schedule::TriggerState {
+            state: host_orchestrator::schedule::TriggerState {
                 config,
                 session_pnl_pct: 0.0,
                 consecutive_losses: 0,
@@ -1153,22 +1157,23 @@ impl Shell {
                 ))
             })
             .collect();
-        let due = crate::orchestrator::schedule::due_triggers(&r.state, now);
+        let due = host_orchestrator::schedule::due_triggers(&r.state, now);
         let Some(first) = due.first().cloned() else {
             return;
         };
         for t in &due {
             r.state.last_fired.insert(t.kind, now);
-            if t.kind == crate::orchestrator::schedule::TriggerKind::Nightly {
-                r.state.last_nightly = Some(crate::orchestrator::schedule::new_york(now).date());
+            if t.kind == host_orchestrator::schedule::TriggerKind::Nightly {
+                r.state.last_nightly = Some(host_orchestrator::schedule::new_york(now).date());
             }
         }
         r.state.manual_requested = false;
         r.state.trades_at_last_review = r.state.closed_trades;
         r.seed += 1;
-        let opts = crate::orchestrator::CycleOptions {
+        let opts = host_orchestrator::CycleOptions {
+            deployer: r.deployer.clone(),
             paths: self.paths.clone(),
-            settings: self.settings.clone(),
+            market: self.settings.market(),
             orchestrator: self.settings.orchestrator.clone(),
             risk: self.risk.clone(),
             repo_root: r.repo_root.clone(),
@@ -1180,7 +1185,7 @@ impl Shell {
         };
         let detail = serde_json::json!({ "kind": format!("{:?}", first.kind), "detail": first.detail, "due": due.len() });
         r.running = Some(std::thread::spawn(
-            move || match crate::orchestrator::run_cycle(&opts) {
+            move || match host_orchestrator::run_cycle(&opts) {
                 Ok(report) => tracing::info!("review: {}", report.headline()),
                 Err(e) => tracing::error!("review failed: {e}"),
             },

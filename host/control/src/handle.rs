@@ -132,6 +132,22 @@ impl HostHandle {
         })
     }
 
+    /// Deploys a generated component with its source and no parameters
+    /// (the orchestrator's candidates).
+    pub fn deploy_candidate(
+        &self,
+        path: &std::path::Path,
+        source: &str,
+        origin: &str,
+    ) -> Result<DeployOutcome, HandleError> {
+        self.deployed(Request::Deploy {
+            path: path.to_path_buf(),
+            params: Vec::new(),
+            source: Some(source.to_string()),
+            origin: Some(origin.to_string()),
+        })
+    }
+
     /// Rolls back to the version before the active one.
     pub fn rollback(&self) -> Result<DeployOutcome, HandleError> {
         self.deployed(Request::Rollback)

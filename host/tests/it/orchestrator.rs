@@ -15,9 +15,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use common::{guest_path, root};
 use host::config::{RiskFile, Settings};
-use host::orchestrator::claude::{Claude, ClaudeConfig, ClaudeError, Price};
-use host::orchestrator::{self as orch, CycleOptions, CycleOutcome, ProposerChoice};
 use host_control::Paths;
+use host_orchestrator::claude::{Claude, ClaudeConfig, ClaudeError, Price};
+use host_orchestrator::{self as orch, CycleOptions, CycleOutcome, ProposerChoice};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -169,14 +169,22 @@ fn options(dir: &Path, base_url: &str, proposer: ProposerChoice) -> CycleOptions
     o.market_analysis = guest_path("market-analysis");
     o.trade_performance = guest_path("trade-performance");
     settings.orchestrator = o.clone();
+    let paths = Paths {
+        data_dir: dir.join("data"),
+        archive_dir: dir.join("archive"),
+    };
+    let risk = RiskFile::load(None).unwrap();
     CycleOptions {
-        paths: Paths {
-            data_dir: dir.join("data"),
-            archive_dir: dir.join("archive"),
-        },
-        settings,
+        deployer: std::sync::Arc::new(host_control::SocketOrOffline {
+            paths: paths.clone(),
+            runtime: host_sandbox::Runtime::new(settings.sandbox.clone(), None).unwrap(),
+            risk: risk.clone(),
+            symbols: settings.symbols.clone(),
+        }),
+        paths,
+        market: settings.market(),
         orchestrator: o,
-        risk: RiskFile::load(None).unwrap(),
+        risk,
         repo_root: root(),
         proposer,
         seed: 1,
@@ -792,7 +800,7 @@ fn a_wrong_key_and_the_spending_cap_are_reported() {
         .unwrap_err();
     assert!(matches!(e, ClaudeError::BudgetExhausted { .. }), "{e}");
     assert_eq!(audit_statuses(&conn), vec![Some(401), Some(200)]);
-    assert!((host::orchestrator::claude::spent_since(&conn, 0).unwrap() - 0.0105).abs() < 1e-12);
+    assert!((host_orchestrator::claude::spent_since(&conn, 0).unwrap() - 0.0105).abs() < 1e-12);
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub fn start(speed: &str, extra_settings: &str, env: &[(&str, &str)]) -> Running
         .env("HOST_DATA_DIR", dir.path().join("data"))
         .env("HOST_ARCHIVE_DIR", dir.path().join("archive"))
         .env("HOST_CONFIG", dir.path().join("settings.toml"))
-        .env("HOST_LOG", "info,host::telegram=debug")
+        .env("HOST_LOG", "info,host_telegram=debug")
         .env_remove("HOST_API_TOKEN")
         .env_remove("TELEGRAM_BOT_TOKEN")
         .env_remove("HOST_API_ADDR")

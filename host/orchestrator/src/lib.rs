@@ -17,16 +17,17 @@ pub use checks::{CheckConfig, CheckFigures, Rejection};
 pub use proposer::{DecisionKind, Proposal};
 pub use settings::OrchestratorSettings;
 
-use crate::config::{RiskFile, Settings};
 use chrono::{DateTime, Utc};
 use claude::{Claude, ClaudeConfig, ClaudeError, Price};
-use host_control::socket::{self as control, Reply, Request};
-use host_control::Paths;
+use host_control::{Candidate, Deployer, Paths};
 use host_sandbox::bindings::MetricValue;
+use host_sandbox::Limits;
 use host_sandbox::{open_read_only, Runtime};
 use host_store::archive;
 use host_trading::backtest::{self, BacktestConfig, Series};
+use host_trading::risk_file::RiskFile;
 use rusqlite::{params, Connection, OptionalExtension};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,11 +72,26 @@ pub enum ProposerChoice {
     Claude,
 }
 
+/// What a cycle needs to know of the host's trading setup (the binary
+/// fills it from its settings): the market the candidate is tested on and
+/// the incumbent it is measured against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Market {
+    pub symbols: Vec<String>,
+    pub starting_capital: Decimal,
+    pub fee_bps: u32,
+    pub slippage_bps: u32,
+    pub sandbox: Limits,
+    /// The shell's default strategy component (the incumbent before any deploy).
+    pub default_strategy: Option<PathBuf>,
+    pub strategy_params: Vec<(String, String)>,
+}
+
 /// Everything one cycle needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CycleOptions {
     pub paths: Paths,
-    pub settings: Settings,
+    pub market: Market,
     pub orchestrator: OrchestratorSettings,
     pub risk: RiskFile,
     /// Holds deploy/guest-env.sh, strategies/sdk and Cargo.lock.
@@ -86,6 +102,22 @@ pub struct CycleOptions {
     pub now: DateTime<Utc>,
     /// Key for the Claude proposer; `None` reads ANTHROPIC_API_KEY.
     pub api_key: Option<String>,
+    /// Gets an accepted candidate live.
+    pub deployer: Arc<dyn Deployer>,
+}
+
+impl std::fmt::Debug for CycleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CycleOptions")
+            .field("paths", &self.paths)
+            .field("market", &self.market)
+            .field("proposer", &self.proposer)
+            .field("seed", &self.seed)
+            .field("trigger", &self.trigger)
+            .field("now", &self.now)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a cycle ended.
@@ -384,7 +416,7 @@ impl Proposer for ClaudeProposer {
 /// Candle series for the settings' symbols: the first existing data file per
 /// symbol, its most recent `history_bars` candles.
 pub fn load_series(
-    settings: &Settings,
+    settings: &Market,
     o: &OrchestratorSettings,
 ) -> Result<Vec<Series>, OrchestratorError> {
     let mut out = Vec::new();
@@ -542,7 +574,7 @@ struct Incumbent {
 fn incumbent(
     conn: &Connection,
     paths: &Paths,
-    settings: &Settings,
+    settings: &Market,
 ) -> Result<Option<Incumbent>, OrchestratorError> {
     if let Some(rec) = archive::active(conn)? {
         let (wasm, _) = archive::load_bytes(conn, &paths.archive_dir, rec.version)?;
@@ -732,19 +764,19 @@ pub fn run_cycle_with(
     tracing::info!(run = %run_id, trigger = %opts.trigger, "orchestrator cycle starts");
 
     // 1. data and truth
-    let series = load_series(&opts.settings, o)?;
+    let series = load_series(&opts.market, o)?;
     import_candles(conn, &series)?;
-    let rt = Runtime::new(opts.settings.sandbox.clone(), Some(&opts.paths.cache()))
+    let rt = Runtime::new(opts.market.sandbox.clone(), Some(&opts.paths.cache()))
         .map_err(|e| OrchestratorError::Runtime(format!("{e:#}")))?;
-    let inc = incumbent(conn, &opts.paths, &opts.settings)?;
+    let inc = incumbent(conn, &opts.paths, &opts.market)?;
     let input = checks::CheckInput {
         runtime: &rt,
         series: &series,
         risk: &opts.risk,
-        symbols: &opts.settings.symbols,
-        capital: opts.settings.starting_capital,
-        fee_bps: opts.settings.fee_bps.into(),
-        slippage_bps: opts.settings.slippage_bps.into(),
+        symbols: &opts.market.symbols,
+        capital: opts.market.starting_capital,
+        fee_bps: opts.market.fee_bps.into(),
+        slippage_bps: opts.market.slippage_bps.into(),
         incumbent_params: inc.as_ref().map(|i| i.params.as_slice()).unwrap_or(&[]),
     };
     let cfg = check_config(o, &opts.risk, opts.seed);
@@ -754,7 +786,7 @@ pub fn run_cycle_with(
             b.capital = input.capital;
             b.fee_bps = input.fee_bps;
             b.slippage_bps = input.slippage_bps;
-            b.sandbox = opts.settings.sandbox.clone();
+            b.sandbox = opts.market.sandbox.clone();
             b.params = i.params.clone();
             b.walk_forward = Some(cfg.walk_forward_folds);
             Some(
@@ -786,7 +818,7 @@ pub fn run_cycle_with(
         strategy_document: document,
         versions: archive::list(conn)?,
         observations: observations(conn, now - 30 * 86_400)?,
-        constraints: serde_json::json!({ "risk_limits": opts.risk, "symbols": opts.settings.symbols, "fee_bps": opts.settings.fee_bps, "slippage_bps": opts.settings.slippage_bps }),
+        constraints: serde_json::json!({ "risk_limits": opts.risk, "symbols": opts.market.symbols, "fee_bps": opts.market.fee_bps, "slippage_bps": opts.market.slippage_bps }),
     };
 
     // 4. decision and generation
@@ -863,8 +895,8 @@ pub fn run_cycle_with(
                     &serde_json::to_vec_pretty(&report).unwrap_or_default(),
                 );
                 // 11. deploy
-                match deploy(opts, &rt, &bytes, &proposal, &run_id) {
-                    Ok((version, live)) => {
+                match deploy(opts, &bytes, &proposal, &run_id) {
+                    Ok(host_control::Deployed { version, live }) => {
                         let p = archive::version_dir(&opts.paths.archive_dir, version)
                             .join("backtest.json");
                         let _ = std::fs::write(
@@ -1169,7 +1201,8 @@ pub fn choose_proposer(name: &str) -> Result<ProposerChoice, OrchestratorError> 
 /// directory: the first may compile the SDK, the second is warm.
 pub fn bench(
     paths: &Paths,
-    settings: &Settings,
+    market: &Market,
+    orchestrator: &OrchestratorSettings,
     risk: &RiskFile,
     repo_root: &Path,
 ) -> Result<(f64, f64), OrchestratorError> {
@@ -1177,17 +1210,26 @@ pub fn bench(
     let scratch = work.join("bench");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).map_err(io(&scratch))?;
-    let mut o = settings.orchestrator.clone();
+    let mut o = orchestrator.clone();
     o.target_dir = Some(o.target_dir.clone().unwrap_or_else(|| work.join("target")));
     o.strategy_document = scratch.join("strategy_document.md");
     let mut times = Vec::new();
+    let runtime = Runtime::new(market.sandbox.clone(), Some(&paths.cache()))
+        .map_err(|e| OrchestratorError::Runtime(format!("{e:#}")))?;
     for seed in [1u64, 2] {
+        let paths = Paths {
+            data_dir: scratch.join("data"),
+            archive_dir: scratch.join("archive"),
+        };
         let opts = CycleOptions {
-            paths: Paths {
-                data_dir: scratch.join("data"),
-                archive_dir: scratch.join("archive"),
-            },
-            settings: settings.clone(),
+            deployer: Arc::new(host_control::SocketOrOffline {
+                paths: paths.clone(),
+                runtime: runtime.clone(),
+                risk: risk.clone(),
+                symbols: market.symbols.clone(),
+            }),
+            paths,
+            market: market.clone(),
             orchestrator: o.clone(),
             risk: risk.clone(),
             repo_root: repo_root.to_path_buf(),
@@ -1210,14 +1252,14 @@ pub fn bench(
     Ok((times[0], times[1]))
 }
 
-/// Deploys through the running host's control socket, else offline.
+/// Writes the candidate where the host can read it and hands it to the
+/// cycle's [`Deployer`].
 fn deploy(
     opts: &CycleOptions,
-    rt: &Arc<Runtime>,
     wasm: &[u8],
     p: &Proposal,
     run_id: &str,
-) -> Result<(i64, bool), String> {
+) -> Result<host_control::Deployed, String> {
     let origin = format!("orchestrator {run_id} {}", p.template);
     let dir = opts
         .paths
@@ -1229,32 +1271,15 @@ fn deploy(
     let path = dir.join("candidate.wasm");
     std::fs::write(&path, wasm).map_err(|e| e.to_string())?;
     let abs = std::fs::canonicalize(&path).map_err(|e| e.to_string())?;
-    let req = Request::Deploy {
-        path: abs,
-        params: Vec::new(),
-        source: Some(p.source.clone()),
-        origin: Some(origin.clone()),
-    };
-    match control::request(&opts.paths.socket(), &req) {
-        Ok(Some(Reply::Deployed(o))) => Ok((o.version, true)),
-        Ok(Some(Reply::Error { message })) => Err(message),
-        Ok(Some(other)) => Err(format!("unexpected reply {other:?}")),
-        Ok(None) | Err(_) => {
-            let mut prepared = host_control::prepare(
-                rt,
-                wasm.to_vec(),
-                &opts.risk,
-                &opts.settings.symbols,
-                Vec::new(),
-                &origin,
-            )
-            .map_err(|e| e.to_string())?;
-            prepared.code = Some(p.source.clone());
-            let o = host_control::deploy_offline(&opts.paths, prepared, opts.now.timestamp())
-                .map_err(|e| e.to_string())?;
-            Ok((o.version, false))
-        }
-    }
+    opts.deployer
+        .deploy(&Candidate {
+            path: &abs,
+            wasm,
+            source: &p.source,
+            origin: &origin,
+            now: opts.now.timestamp(),
+        })
+        .map_err(|e| format!("{e}"))
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ mod tests {
 
     fn cfg() -> CompileConfig {
         CompileConfig {
-            repo_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+            repo_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."),
             build_root: PathBuf::from("/nonexistent"),
             target_dir: PathBuf::from("/nonexistent"),
             timeout: Duration::from_secs(1),

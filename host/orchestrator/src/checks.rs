@@ -6,10 +6,10 @@
 //! Every rejection is a typed [`Rejection`].
 
 use super::proposer::Rng;
-use crate::config::RiskFile;
 use host_sandbox::bindings as c;
 use host_sandbox::{ModuleError, Runtime, StrategyModule, TrapKind};
 use host_trading::backtest::{self, Account, BacktestConfig, Driver, Series, WasmDriver};
+use host_trading::risk_file::RiskFile;
 use serde::Serialize;
 use std::sync::Arc;
 use trading_core::{Candle, MarketView};
