@@ -241,3 +241,10 @@ pub fn ai_decisions_json(c: &Connection, limit: i64) -> rusqlite::Result<Value> 
     }
     Ok(json!({ "runs": runs, "config_changes": changes, "audit": audit }))
 }
+
+/// How many scans the strategy has answered, and when the last one ran.
+pub fn scan_summary(conn: &Connection) -> rusqlite::Result<(i64, Option<i64>)> {
+    conn.query_row("SELECT COUNT(*), MAX(ts) FROM scan_results", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+}

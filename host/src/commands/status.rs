@@ -1,0 +1,131 @@
+//! `host status` and `host modules`: what is running, from the live host or the database.
+
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+pub(crate) fn status(
+    paths: &Paths,
+    settings: &Settings,
+    risk: &RiskFile,
+    json: bool,
+) -> Result<()> {
+    let live: Option<host_control::Status> =
+        match control::request(&paths.socket(), &Request::Status) {
+            Ok(Some(Reply::Status(s))) => Some(*s),
+            _ => None,
+        };
+    let conn = host_store::db::open(&paths.db())?;
+    let active = archive::active(&conn)?;
+    let versions = archive::list(&conn)?.len();
+    let (scans, last_scan) = host_store::queries::scan_summary(&conn)?;
+    let account = match &live {
+        Some(s) => Some(s.clone()),
+        None => shell::stored_status(&conn, settings, risk)?,
+    };
+    let out = serde_json::json!({
+        "running": live.is_some(),
+        "contract_version": CONTRACT_VERSION,
+        "strategy": active,
+        "strategy_versions": versions,
+        "scans": scans,
+        "last_scan_ts": last_scan,
+        "account": account,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mode = account.as_ref().map(|a| a.mode).unwrap_or(settings.mode);
+    println!(
+        "host:      {} ({} mode)",
+        if live.is_some() {
+            "running"
+        } else {
+            "not running"
+        },
+        serde_json::to_value(mode)?.as_str().unwrap_or("?")
+    );
+    println!("contract:  trading:contract@{CONTRACT_VERSION}");
+    match &active {
+        Some(a) => println!(
+            "strategy:  v{} ({}…, contract {}, {})",
+            a.version,
+            &a.hash[..12],
+            a.contract_version,
+            a.origin
+        ),
+        None => println!("strategy:  none deployed"),
+    }
+    if let Some(p) = live.as_ref().and_then(|l| l.paused.as_deref()) {
+        println!("PAUSED:    {p}");
+    }
+    println!("versions:  {versions}");
+    println!(
+        "scans:     {scans} (last at {})",
+        last_scan
+            .map(host_trading::backtest::format_ts)
+            .unwrap_or_else(|| "never".into())
+    );
+    if let Some(a) = &account {
+        println!(
+            "account:   equity {} | cash {} | P&L {} (realized {}, unrealized {}, today {}) | fees {}",
+            a.equity, a.cash, a.total_pnl, a.realized_pnl, a.unrealized_pnl, a.daily_pnl, a.fees_paid
+        );
+        println!(
+            "trades:    {} closed | {} open orders | drawdown {}%",
+            a.closed_trades,
+            a.open_orders,
+            a.drawdown_pct.round_dp(2)
+        );
+        if a.positions.is_empty() {
+            println!("positions: none");
+        }
+        for p in &a.positions {
+            println!(
+                "position:  {} {} @ {} (mark {}, value {}, unrealized {}) SL {} TP {}",
+                p.symbol,
+                p.qty,
+                p.avg_entry.round_dp(2),
+                p.mark.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                p.value,
+                p.unrealized_pnl,
+                p.stop_loss
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                p.take_profit
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        match (&a.halt, a.killed) {
+            (_, true) => println!("risk:      KILLED (every signal refused until `host resume`)"),
+            (Some(h), _) => println!("risk:      HALTED: {h}"),
+            (None, false) => println!("risk:      ok"),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn modules(paths: &Paths, json: bool) -> Result<()> {
+    let conn = host_store::db::open(&paths.db())?;
+    let list = archive::list(&conn)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<10} {:<14} {:<20} origin",
+        "version", "status", "hash", "deployed"
+    );
+    for v in list {
+        println!(
+            "v{:<7} {:<10} {:<14} {:<20} {}",
+            v.version,
+            v.status,
+            &v.hash[..12],
+            v.deployed_at.unwrap_or_default(),
+            v.origin
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Commands applied between two bars: deploy (hot swap carrying state),
+//! rollback, halt, resume, kill, status; saving state and shutting down.
+
+use super::*;
+
+impl Shell {
+    pub(super) fn handle(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Deploy(p, reply) => {
+                let r = self.swap(*p);
+                if let Err(e) = &r {
+                    tracing::error!("deploy refused: {e}");
+                    self.event("deploy_failed", None, serde_json::json!({ "reason": e }));
+                }
+                let _ = reply.send(r);
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Halt { by, reply } => {
+                let newly = self.trader.engine.halt_manually();
+                self.persist_account(&[], &[]);
+                self.event(
+                    "halt",
+                    None,
+                    serde_json::json!({ "by": by, "reason": "manual", "newly": newly }),
+                );
+                let _ = reply.send(newly);
+            }
+            Command::Resume { by, reply } => {
+                let e = &mut self.trader.engine;
+                let was = e.risk().halt().map(|h| h.to_string());
+                let killed = e.risk().is_killed();
+                e.resume();
+                e.clear_kill();
+                self.persist_account(&[], &[]);
+                self.event(
+                    "resume",
+                    None,
+                    serde_json::json!({ "by": by, "halt": was, "killed": killed }),
+                );
+                let _ = reply.send(was.is_some() || killed);
+            }
+            Command::Kill { by, reply } => {
+                let now = self.now();
+                let first = self.trader.engine.next_order_id();
+                let events = self.trader.engine.kill(now);
+                let closing = self.trader.engine.pending_since(first);
+                let outcome = KillOutcome {
+                    cancelled_orders: events.len(),
+                    closing: closing.iter().map(|o| o.request.symbol.clone()).collect(),
+                };
+                if self.live.is_some() {
+                    self.begin();
+                    self.record(&events, &[]);
+                    self.write_ahead_live();
+                    self.commit(false);
+                    if let Some(v) = self.live.as_ref() {
+                        if let Err(e) = v.cancel_open(&self.conn, now, false) {
+                            self.alert(format!("kill: cancelling exchange orders failed: {e}"));
+                        }
+                    }
+                    self.execute_live();
+                } else {
+                    self.persist_account(&events, &closing);
+                }
+                self.event(
+                    "kill",
+                    None,
+                    serde_json::json!({ "by": by, "outcome": outcome }),
+                );
+                let _ = reply.send(outcome);
+            }
+            Command::Record {
+                kind,
+                detail,
+                reply,
+            } => {
+                let seq = self.event(&kind, None, detail);
+                let _ = reply.send(seq);
+            }
+            Command::TriggerReview { by, reason, reply } => {
+                if let Some(r) = self.reviews.as_mut() {
+                    r.state.manual_requested = true;
+                }
+                let seq = self.event(
+                    "tuning_trigger",
+                    None,
+                    serde_json::json!({ "kind": "manual", "by": by, "reason": reason }),
+                );
+                let _ = reply.send(seq);
+                // start it now, even when no bar or tick is coming (a replay that ended)
+                self.review_if_due();
+            }
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    pub(super) fn pause(&mut self, reason: String) {
+        tracing::error!("strategy paused: {reason}");
+        self.event(
+            "strategy_paused",
+            None,
+            serde_json::json!({ "reason": reason }),
+        );
+        self.paused = Some(reason);
+        self.active = None;
+    }
+
+    pub(super) fn record_version(&self, p: &Prepared) -> Result<i64, archive::ArchiveError> {
+        let v = match p.existing_version {
+            Some(v) => v,
+            None => archive::add_version(
+                &self.conn,
+                &self.paths.archive_dir,
+                &p.bytes,
+                p.code.as_deref(),
+                &p.params,
+                &p.origin,
+                p.info(),
+            )?,
+        };
+        archive::activate(&self.conn, v)?;
+        Ok(v)
+    }
+
+    pub(super) fn activate_prepared(&mut self, version: i64, p: Prepared) {
+        self.active = Some(Active {
+            version,
+            module: p.module,
+            driver: WasmDriver::from_instance(p.instance, p.scan_minutes),
+            params: p.params,
+            failures: 0,
+            last_good_state: None,
+        });
+        self.paused = None;
+        self.dead_man_fired = false;
+    }
+
+    /// Swaps `p` in: carries the running strategy's state across, records the
+    /// version, and only then replaces the running module. On any failure the
+    /// old module stays.
+    pub fn swap(&mut self, mut p: Prepared) -> Result<DeployOutcome, String> {
+        let previous = self.active.as_ref().map(|a| a.version);
+        let state = match self.active.as_mut() {
+            Some(a) => Some(
+                a.driver
+                    .instance
+                    .get_state()
+                    .map_err(|e| format!("the running strategy's state cannot be read: {e}"))?,
+            ),
+            None => archive::latest_state(&self.conn)
+                .map_err(|e| e.to_string())?
+                .map(|(_, s, _)| s),
+        };
+        if let Some(s) = &state {
+            p.instance
+                .load_state(s)
+                .map_err(|e| format!("the new strategy refused the running state: {e}"))?;
+        }
+        let hash = p.info().hash.clone();
+        let version = self.record_version(&p).map_err(|e| e.to_string())?;
+        if let Some(s) = &state {
+            archive::save_state(&self.conn, version, s, self.scan_seq)
+                .map_err(|e| e.to_string())?;
+        }
+        let origin = p.origin.clone();
+        self.activate_prepared(version, p);
+        self.event(
+            "deploy",
+            None,
+            serde_json::json!({ "version": version, "previous": previous, "hash": hash, "origin": origin, "first_scan": self.scan_seq + 1 }),
+        );
+        tracing::info!(
+            version,
+            ?previous,
+            "strategy swapped in before scan {}",
+            self.scan_seq + 1
+        );
+        Ok(DeployOutcome {
+            version,
+            hash,
+            previous,
+            first_scan: self.scan_seq + 1,
+            state_bytes: state.map_or(0, |s| s.len()),
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        let mut s = account_status(&self.trader.engine, &self.settings, &self.risk);
+        s.running = true;
+        s.paused = self.paused.clone();
+        s.strategy = self.active.as_ref().map(|a| StrategyStatus {
+            version: a.version,
+            hash: a.module.info().hash.clone(),
+            scan_minutes: a.driver.scan_minutes(),
+            failures: a.failures,
+        });
+        s.scan_seq = self.scan_seq;
+        s.last_scan_ts = self.last_scan_ts;
+        s.clock = self.clock;
+        s
+    }
+
+    /// Saves the strategy state (shutdown, and periodically).
+    pub fn save_state(&mut self) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        match active.driver.instance.get_state() {
+            Ok(s) => {
+                active.last_good_state = Some(s.clone());
+                if let Err(e) = archive::save_state(&self.conn, active.version, &s, self.scan_seq) {
+                    tracing::error!("saving strategy state: {e}");
+                }
+            }
+            Err(e) => tracing::error!("strategy state not saved: {e}"),
+        }
+    }
+
+    /// Shutdown sequence: stop scanning, save the strategy state, cancel
+    /// unfilled orders (positions are kept), log, close.
+    pub fn shutdown(&mut self) {
+        self.save_state();
+        let ids: Vec<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+        let events: Vec<EngineEvent> = ids
+            .into_iter()
+            .filter_map(|id| self.trader.engine.cancel(id))
+            .collect();
+        self.persist_account(&events, &[]);
+        self.engine_events(&events);
+        if let Some(v) = self.live.as_ref() {
+            match v.cancel_open(&self.conn, self.clock, true) {
+                Ok(n) if n > 0 => self.event(
+                    "orders_cancelled",
+                    None,
+                    serde_json::json!({ "count": n, "why": "shutdown" }),
+                ),
+                Ok(_) => None,
+                Err(e) => {
+                    self.alert(format!("shutdown: cancelling exchange orders failed: {e}"));
+                    None
+                }
+            };
+        }
+        self.event(
+            "shutdown",
+            None,
+            serde_json::json!({ "scans": self.scan_seq, "cancelled_orders": events.len(), "positions": self.trader.engine.portfolio().positions().len() }),
+        );
+    }
+}

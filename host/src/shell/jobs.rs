@@ -1,0 +1,205 @@
+//! Jobs on the injected clock: candle tiering, the daily jobs and the
+//! orchestrator's reviews (triggers evaluated here, the cycle on its own thread,
+//! deployed through the [`Deployer`](host_control::Deployer) it is given).
+
+use super::*;
+
+/// The orchestrator as the scheduler runs it: triggers evaluated on the
+/// injected clock, at most one cycle at a time, on its own thread (it deploys
+/// through the [`Deployer`](host_control::Deployer) it is given, the host's
+/// own handle, so the swap lands between two scans).
+pub struct Reviews {
+    pub repo_root: PathBuf,
+    deployer: std::sync::Arc<dyn host_control::Deployer>,
+    pub proposer: host_orchestrator::ProposerChoice,
+    pub(super) state: host_orchestrator::schedule::TriggerState,
+    running: Option<std::thread::JoinHandle<()>>,
+    seed: u64,
+}
+
+impl Reviews {
+    pub fn new(
+        settings: &Settings,
+        repo_root: PathBuf,
+        proposer: host_orchestrator::ProposerChoice,
+        deployer: std::sync::Arc<dyn host_control::Deployer>,
+    ) -> anyhow::Result<Reviews> {
+        let config =
+            host_orchestrator::schedule::TriggerConfig::from_settings(&settings.orchestrator)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("[orchestrator] window_start/window_end are not HH:MM")
+                })?;
+        Ok(Reviews {
+            repo_root,
+            deployer,
+            proposer,
+            state: host_orchestrator::schedule::TriggerState {
+                config,
+                session_pnl_pct: 0.0,
+                consecutive_losses: 0,
+                closed_trades: 0,
+                trades_at_last_review: 0,
+                atr: Default::default(),
+                manual_requested: false,
+                last_fired: Default::default(),
+                last_nightly: None,
+            },
+            running: None,
+            seed: 1,
+        })
+    }
+}
+
+/// ATR(14) of the last bars and its mean over the last 30 days of hourly bars.
+fn atr_now_and_baseline(bars: &[Candle]) -> Option<(f64, f64)> {
+    if bars.len() < 30 {
+        return None;
+    }
+    let tr: Vec<f64> = bars
+        .windows(2)
+        .map(|w| {
+            (w[1].high - w[1].low)
+                .max((w[1].high - w[0].close).abs())
+                .max((w[1].low - w[0].close).abs())
+        })
+        .collect();
+    let atr = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let now = atr(&tr[tr.len() - 14..]);
+    let base = atr(&tr[tr.len().saturating_sub(720)..]);
+    (now.is_finite() && base.is_finite() && base > 0.0).then_some((now, base))
+}
+
+impl Shell {
+    /// The daily data job: finer candles aggregated into coarser ones, old ones pruned.
+    pub(super) fn tier_candles(&mut self) {
+        let mut report = Vec::new();
+        // from a day before the last run: only those buckets can have changed
+        let since = self.tiered_at.map(|t| t - 86_400);
+        self.tiered_at = Some(self.clock);
+        for symbol in self.settings.symbols.clone() {
+            if let Err(e) = host_store::candles::aggregate(&mut self.conn, &symbol, since) {
+                report.push(format!("{symbol}: aggregation failed: {e}"));
+            }
+        }
+        match host_store::candles::prune(
+            &mut self.conn,
+            self.clock,
+            &host_store::candles::Retention::default(),
+        ) {
+            Ok(p) if p.m5 + p.h1 + p.d1 > 0 => {
+                tracing::info!(m5 = p.m5, h1 = p.h1, d1 = p.d1, "pruned old candles");
+            }
+            Ok(_) => {}
+            Err(e) => report.push(format!("pruning failed: {e}")),
+        }
+        if !report.is_empty() {
+            self.alert(report.join("; "));
+        }
+    }
+
+    /// Runs whatever is due at `now`: daily jobs, the dead-man's switch, a
+    /// scan. Returns whether the strategy was called.
+    pub fn tick(&mut self, now: i64) -> bool {
+        self.clock = self.clock.max(now);
+        let day = trading_core::utc_day(self.clock);
+        if self.day != Some(day) {
+            if self.day.is_some() {
+                self.daily_jobs();
+            }
+            self.day = Some(day);
+        }
+        self.dead_man();
+        self.review_if_due();
+        if self.clock >= self.next_scan_at {
+            return self.scan(self.clock);
+        }
+        false
+    }
+
+    /// The daily P&L snapshot and fee-schedule refresh; with a live feed,
+    /// candle tiering runs after the bar commits (a replay keeps its history whole).
+    pub(super) fn daily_jobs(&mut self) {
+        self.tiering_due = self.wall_clock;
+        self.refresh_fees();
+        let p = self.trader.engine.portfolio();
+        let day = chrono::DateTime::from_timestamp(self.clock - 1, 0)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        if let Err(e) = self.conn.execute(
+            "INSERT OR REPLACE INTO daily_snapshots (day, ts, value, cash) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                day,
+                self.clock,
+                cents(p.equity()).to_string(),
+                cents(p.cash()).to_string()
+            ],
+        ) {
+            tracing::error!("daily snapshot: {e}");
+        }
+    }
+
+    /// Starts an orchestrator cycle when a trigger is due and none runs.
+    pub(super) fn review_if_due(&mut self) {
+        let Some(r) = self.reviews.as_mut() else {
+            return;
+        };
+        if r.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let Some(now) = chrono::DateTime::from_timestamp(self.clock, 0) else {
+            return;
+        };
+        let p = self.trader.engine.portfolio();
+        r.state.session_pnl_pct = p
+            .today()
+            .map(|(_, d)| d.loss_pct())
+            .map_or(0.0, |l| -trading_core::money::to_f64(l));
+        r.state.consecutive_losses = p.consecutive_losses();
+        r.state.closed_trades = p.closed_trades().len() as u64;
+        r.state.atr = self
+            .settings
+            .symbols
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s.clone(),
+                    atr_now_and_baseline(self.data.series(s, Interval::H1))?,
+                ))
+            })
+            .collect();
+        let due = host_orchestrator::schedule::due_triggers(&r.state, now);
+        let Some(first) = due.first().cloned() else {
+            return;
+        };
+        for t in &due {
+            r.state.last_fired.insert(t.kind, now);
+            if t.kind == host_orchestrator::schedule::TriggerKind::Nightly {
+                r.state.last_nightly = Some(host_orchestrator::schedule::new_york(now).date());
+            }
+        }
+        r.state.manual_requested = false;
+        r.state.trades_at_last_review = r.state.closed_trades;
+        r.seed += 1;
+        let opts = host_orchestrator::CycleOptions {
+            deployer: r.deployer.clone(),
+            paths: self.paths.clone(),
+            market: self.settings.market(),
+            orchestrator: self.settings.orchestrator.clone(),
+            risk: self.risk.clone(),
+            repo_root: r.repo_root.clone(),
+            proposer: r.proposer,
+            seed: r.seed,
+            trigger: format!("{:?}", first.kind).to_lowercase(),
+            now,
+            api_key: None,
+        };
+        let detail = serde_json::json!({ "kind": format!("{:?}", first.kind), "detail": first.detail, "due": due.len() });
+        r.running = Some(std::thread::spawn(
+            move || match host_orchestrator::run_cycle(&opts) {
+                Ok(report) => tracing::info!("review: {}", report.headline()),
+                Err(e) => tracing::error!("review failed: {e}"),
+            },
+        ));
+        self.event("review_started", None, detail);
+    }
+}

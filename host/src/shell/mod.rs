@@ -1,0 +1,311 @@
+//! The running host: one thread owns the active strategy, the trading
+//! account (the shared engine, persisted per bar), the market data and the
+//! database; it runs the scheduled jobs on the injected (feed) clock and
+//! applies commands (deploy, halt, kill, status) between two bars. Its rooms:
+//! `startup` (open, reconcile, load), `scan` (the per-bar transaction and the
+//! strategy scan), `jobs` (tiering, daily jobs, reviews) and `commands`.
+
+mod commands;
+mod jobs;
+mod scan;
+mod startup;
+
+pub use jobs::Reviews;
+
+use crate::config::{Mode, RiskFile, Settings};
+use host_sandbox::{ModuleError, Runtime, StrategyModule};
+use host_store::account::{self, Reconciliation};
+use host_store::archive::{self, BytesSource};
+use host_store::events;
+use host_trading::backtest::{convert, Driver, WasmDriver};
+use host_trading::trader::Trader;
+use rusqlite::Connection;
+use rust_decimal::Decimal;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use trading_core::{
+    Candle, Decision, EngineConfig, EngineEvent, FillConfig, Interval, MarketData, MarketView,
+};
+
+/// The running strategy.
+pub struct Active {
+    pub version: i64,
+    pub module: StrategyModule,
+    pub driver: WasmDriver,
+    pub params: Vec<(String, String)>,
+    pub failures: u32,
+    /// State after the last good scan, to restart a trapped instance from.
+    pub last_good_state: Option<Vec<u8>>,
+}
+
+use host_control::{
+    prepare, Command, DeployOutcome, KillOutcome, Paths, PositionStatus, Prepared, Status,
+    StrategyStatus,
+};
+use host_trading::feed::{Feed, FeedEvent};
+
+/// The host's state machine: strategy, account, market data and jobs, all
+/// driven by the injected clock.
+pub struct Shell {
+    pub conn: Connection,
+    pub runtime: Arc<Runtime>,
+    pub paths: Paths,
+    pub settings: Settings,
+    pub risk: RiskFile,
+    pub active: Option<Active>,
+    pub paused: Option<String>,
+    pub data: Arc<MarketData>,
+    pub trader: Trader,
+    pub scan_seq: i64,
+    pub clock: i64,
+    pub bus: events::Bus,
+    pub reconciliation: Reconciliation,
+    mode: &'static str,
+    next_scan_at: i64,
+    last_scan_ts: Option<i64>,
+    /// The last time the strategy answered a scan.
+    last_answer: Option<i64>,
+    dead_man_fired: bool,
+    /// UTC day of the last daily job.
+    day: Option<i64>,
+    /// Inside a bar's (or command's) transaction: events wait here until it commits.
+    unpublished: Option<Vec<events::Event>>,
+    /// Live mode: the exchange that fills orders (paper: the bars do).
+    pub live: Option<host_trading::live::LiveVenue>,
+    /// The clock follows wall time (a live market feed), not only the bars.
+    pub wall_clock: bool,
+    /// Symbols whose data was stale at the last due scan.
+    stale: Vec<String>,
+    /// Automatic reviews (`host run --orchestrate`): triggers and the running cycle.
+    pub reviews: Option<Reviews>,
+    /// The day rolled: aggregate 5m → 1h → 1d and prune old candles after the commit.
+    tiering_due: bool,
+    /// When the candle tiers were last rebuilt by this process (the first
+    /// run after a start rebuilds everything, covering any downtime).
+    tiered_at: Option<i64>,
+}
+
+fn cents(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The account part of [`Status`] from an engine (running host or stored snapshot).
+pub fn account_status(
+    engine: &trading_core::Engine,
+    settings: &Settings,
+    risk: &RiskFile,
+) -> Status {
+    let p = engine.portfolio();
+    let positions: Vec<PositionStatus> = p
+        .positions()
+        .values()
+        .map(|pos| {
+            let mark = p.mark_price(&pos.symbol);
+            let px = mark.unwrap_or(pos.avg_entry);
+            PositionStatus {
+                symbol: pos.symbol.clone(),
+                qty: pos.qty,
+                avg_entry: pos.avg_entry,
+                mark,
+                value: cents(pos.value_at(px)),
+                unrealized_pnl: cents(pos.unrealized_pnl(px)),
+                stop_loss: pos.stop_loss,
+                take_profit: pos.take_profit,
+                opened_at: pos.opened_at,
+                intent: format!("{:?}", pos.intent).to_lowercase(),
+                tag: pos.tag.clone(),
+            }
+        })
+        .collect();
+    let unrealized: Decimal = positions.iter().map(|x| x.unrealized_pnl).sum();
+    let equity = p.equity();
+    Status {
+        running: false,
+        mode: settings.mode,
+        paused: None,
+        strategy: None,
+        scan_seq: 0,
+        last_scan_ts: None,
+        clock: p.last_time().unwrap_or(0),
+        starting_capital: p.starting_capital(),
+        cash: cents(p.cash()),
+        equity: cents(equity),
+        total_pnl: cents(equity - p.starting_capital() - p.net_deposits()),
+        realized_pnl: cents(p.realized_pnl()),
+        unrealized_pnl: unrealized,
+        daily_pnl: cents(p.today().map(|(_, d)| d.pnl()).unwrap_or_default()),
+        fees_paid: cents(p.total_fees()),
+        drawdown_pct: p.drawdown_pct().round_dp(4),
+        positions,
+        open_orders: engine.pending().len(),
+        closed_trades: p.closed_trades().len(),
+        halt: engine.risk().halt().map(|h| h.to_string()),
+        killed: engine.risk().is_killed(),
+        limits: risk.clone(),
+    }
+}
+
+/// The account as last saved, for `host status` when no host runs.
+pub fn stored_status(
+    conn: &Connection,
+    settings: &Settings,
+    risk: &RiskFile,
+) -> anyhow::Result<Option<Status>> {
+    let mode = match settings.mode {
+        Mode::Paper => "paper",
+        Mode::Live => "live",
+    };
+    Ok(account::peek(conn, mode)?.map(|engine| account_status(&engine, settings, risk)))
+}
+
+/// A stand-in the engine calls back into when no strategy runs (paused):
+/// fills still happen, nobody is told.
+struct NoStrategy;
+
+impl Driver for NoStrategy {
+    fn scan_minutes(&self) -> u32 {
+        5
+    }
+    fn analyze(
+        &mut self,
+        _: i64,
+        _: &host_sandbox::bindings::Portfolio,
+        _: &MarketView,
+    ) -> Result<Vec<host_sandbox::bindings::Signal>, ModuleError> {
+        Ok(Vec::new())
+    }
+    fn on_fill(&mut self, _: &host_sandbox::bindings::Fill) -> Result<(), ModuleError> {
+        Ok(())
+    }
+    fn on_position_closed(
+        &mut self,
+        _: &host_sandbox::bindings::ClosedTrade,
+    ) -> Result<(), ModuleError> {
+        Ok(())
+    }
+}
+
+impl Shell {
+    /// The time events are stamped with: the injected clock once it runs.
+    fn now(&self) -> i64 {
+        if self.clock > 0 {
+            self.clock
+        } else {
+            now_unix()
+        }
+    }
+
+    /// Appends to the hash-chained event log and publishes to subscribers.
+    pub fn event(
+        &mut self,
+        kind: &str,
+        symbol: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Option<i64> {
+        let ts = self.now();
+        match events::append(&self.conn, ts, kind, symbol, &detail) {
+            Ok(seq) => {
+                let ev = events::Event {
+                    seq,
+                    ts,
+                    kind: kind.to_string(),
+                    symbol: symbol.map(str::to_string),
+                    detail,
+                };
+                match self.unpublished.as_mut() {
+                    Some(buf) => buf.push(ev),
+                    None => {
+                        let _ = self.bus.send(ev);
+                    }
+                }
+                Some(seq)
+            }
+            Err(e) => {
+                tracing::error!("event log: {e}");
+                None
+            }
+        }
+    }
+
+    fn alert(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.event("alert", None, serde_json::json!({ "message": message }));
+    }
+
+    /// Runs `feed` to its end (or until shutdown), handling commands between bars.
+    pub fn run(&mut self, feed: &mut dyn Feed, commands: &Receiver<Command>, exit_at_end: bool) {
+        self.event(
+            "startup",
+            None,
+            serde_json::json!({ "mode": self.settings.mode, "paused": self.paused, "version": self.active.as_ref().map(|a| a.version) }),
+        );
+        'outer: loop {
+            while let Ok(cmd) = commands.try_recv() {
+                if !self.handle(cmd) {
+                    break 'outer;
+                }
+            }
+            let Some(ev) = feed.next_event() else {
+                if exit_at_end {
+                    break;
+                }
+                self.save_state();
+                tracing::info!(
+                    "feed ended after {} scans; waiting for commands",
+                    self.scan_seq
+                );
+                // idle: commands, and a review that was waiting for the running one
+                loop {
+                    match commands.recv_timeout(std::time::Duration::from_secs(1)) {
+                        Ok(cmd) => {
+                            if !self.handle(cmd) {
+                                break;
+                            }
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.review_if_due(),
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                break;
+            };
+            match ev {
+                FeedEvent::Bar(symbol, interval, bar) => {
+                    self.on_bar(&symbol, interval, bar);
+                }
+                FeedEvent::Tick(now) => {
+                    self.begin();
+                    let scanned = self.tick(now);
+                    self.commit(scanned);
+                    // the position monitor: exchange-side stop-loss / take-profit fills
+                    self.execute_live();
+                }
+            }
+        }
+        self.shutdown();
+    }
+}
+
+/// Reads the candles of a CSV file for replay.
+pub fn read_replay(
+    path: &Path,
+    symbol: &str,
+    interval: Interval,
+) -> anyhow::Result<Vec<(String, Interval, Candle)>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let candles = trading_core::csv::parse_candles(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(candles
+        .into_iter()
+        .map(|c| (symbol.to_string(), interval, c))
+        .collect())
+}

@@ -1,0 +1,461 @@
+//! One bar, one scan: the per-bar transaction (`begin`/`commit`), booking
+//! engine events and live fills, the strategy scan and its signals, module
+//! failures, stale data and the dead man's switch. Everything a bar changes is
+//! written inside that bar's transaction.
+
+use super::*;
+
+impl Shell {
+    /// Opens the transaction everything until [`Shell::commit`] lands in.
+    pub(super) fn begin(&mut self) {
+        if self.unpublished.is_some() {
+            return;
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!("cannot begin a transaction: {e}");
+            return;
+        }
+        self.unpublished = Some(Vec::new());
+    }
+
+    /// Saves the engine snapshot (and the strategy state when `with_state`),
+    /// commits, then publishes the events the transaction held.
+    pub(super) fn commit(&mut self, with_state: bool) {
+        let Some(buf) = self.unpublished.take() else {
+            return;
+        };
+        if with_state {
+            self.save_state();
+        }
+        let r = account::snapshot(&self.conn, self.mode, &self.trader.engine, self.clock)
+            .and_then(|_| Ok(self.conn.execute_batch("COMMIT")?));
+        match r {
+            Ok(()) => {
+                for ev in buf {
+                    let _ = self.bus.send(ev);
+                }
+            }
+            Err(e) => {
+                // the account in memory is ahead of the database: say so loudly
+                tracing::error!("account not saved: {e}");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.event(
+                    "error",
+                    None,
+                    serde_json::json!({ "where": "account", "error": e.to_string() }),
+                );
+            }
+        }
+    }
+
+    /// Writes engine events and new orders, with the engine snapshot, in one
+    /// transaction (or inside the bar's, when one is open).
+    pub(super) fn persist_account(
+        &mut self,
+        events: &[EngineEvent],
+        new_orders: &[trading_core::PendingOrder],
+    ) {
+        let own = self.unpublished.is_none();
+        self.begin();
+        self.record(events, new_orders);
+        if own {
+            self.commit(false);
+        }
+    }
+
+    /// Live mode: moves the engine's approved orders into the written-ahead
+    /// orders table (sent after the commit).
+    pub(super) fn write_ahead_live(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let orders = self.trader.engine.detach_pending();
+        if orders.is_empty() {
+            return;
+        }
+        if let Err(e) = venue.write_ahead(&self.conn, self.mode, &orders, self.clock) {
+            self.alert(format!("orders not written ahead, not sent: {e}"));
+        }
+    }
+
+    /// Writes engine events and new orders into the open transaction.
+    pub(super) fn record(
+        &mut self,
+        events: &[EngineEvent],
+        new_orders: &[trading_core::PendingOrder],
+    ) {
+        let r = account::record_events(&self.conn, self.mode, events, self.clock).and_then(|_| {
+            account::record_orders(&self.conn, self.mode, self.mode, new_orders, self.clock)
+        });
+        if let Err(e) = r {
+            tracing::error!("account not recorded: {e}");
+            self.event(
+                "error",
+                None,
+                serde_json::json!({ "where": "account", "error": e.to_string() }),
+            );
+        }
+    }
+
+    pub(super) fn engine_events(&mut self, events: &[EngineEvent]) {
+        for ev in events {
+            let (kind, symbol) = match ev {
+                EngineEvent::Filled(r) => ("fill", Some(r.fill.symbol.as_str())),
+                EngineEvent::PositionClosed(t) => ("position_closed", Some(t.symbol.as_str())),
+                EngineEvent::OrderCancelled { symbol, .. } => {
+                    ("order_cancelled", Some(symbol.as_str()))
+                }
+                EngineEvent::OrderExpired { symbol, .. } => {
+                    ("order_expired", Some(symbol.as_str()))
+                }
+                EngineEvent::Halted(_) => ("halted", None),
+            };
+            let mut detail = serde_json::to_value(ev).unwrap_or_default();
+            if let EngineEvent::Halted(h) = ev {
+                detail["message"] = serde_json::Value::String(h.to_string());
+            }
+            self.event(kind, symbol, detail);
+        }
+    }
+
+    /// One closed bar, in one transaction: store it, let the engine fill and
+    /// exit on it, tell the strategy, run the jobs due at the new clock (the
+    /// scan included), then save the account and the strategy state. A crash
+    /// anywhere in between leaves the database as it was before the bar, and
+    /// the restarted host replays it.
+    pub fn on_bar(&mut self, symbol: &str, interval: Interval, bar: Candle) {
+        if self
+            .data
+            .series(symbol, interval)
+            .last()
+            .is_some_and(|c| c.ts >= bar.ts)
+        {
+            return; // seen before (a restarted replay, or a repeated feed message)
+        }
+        self.begin();
+        if let Err(e) = self.conn.execute(
+            "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![symbol, interval.name(), bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume],
+        ) {
+            tracing::error!("candle not stored: {e}");
+        }
+        Arc::make_mut(&mut self.data).push(symbol, interval, bar);
+        self.clock = self.clock.max(bar.ts + interval.secs());
+        if self.wall_clock {
+            self.clock = self.clock.max(now_unix());
+        }
+        let result = if self.live.is_some() {
+            // the exchange fills and runs stops; the bar only marks the ledger
+            match trading_core::money::to_decimal(bar.close) {
+                Ok(px) => Ok((self.trader.engine.mark(symbol, bar.ts, px), Vec::new())),
+                Err(_) => Ok((Vec::new(), Vec::new())),
+            }
+        } else {
+            match self.active.as_mut() {
+                Some(a) => self.trader.on_bar(&mut a.driver, symbol, &bar),
+                None => self.trader.on_bar(&mut NoStrategy, symbol, &bar),
+            }
+        };
+        match result {
+            Ok((events, errors)) => {
+                self.record(&events, &[]);
+                if events.iter().any(|e| matches!(e, EngineEvent::Filled(_))) {
+                    // filled in memory, not yet in the database
+                    host_trading::failpoint::hit("fill.before_commit");
+                }
+                self.engine_events(&events);
+                for e in errors {
+                    self.module_failed(e);
+                }
+            }
+            Err(e) => {
+                self.event(
+                    "error",
+                    Some(symbol),
+                    serde_json::json!({ "where": "engine", "error": e.to_string() }),
+                );
+            }
+        }
+        let scanned = self.tick(self.clock);
+        host_trading::failpoint::hit("bar.before_commit");
+        self.commit(scanned);
+        host_trading::failpoint::hit("bar.after_commit");
+        self.execute_live();
+        if std::mem::take(&mut self.tiering_due) {
+            self.tier_candles();
+        }
+    }
+
+    /// Live mode, after a commit: send written-ahead orders, then book the venue's fills.
+    pub(super) fn execute_live(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let now = self.clock;
+        let sent = venue.send_pending(&self.conn, now);
+        let booked = (|| -> Result<Vec<EngineEvent>, host_trading::live::LiveError> {
+            let tx = self.conn.transaction()?;
+            let ev = venue.book_fills(&tx, self.mode, &mut self.trader.engine, now)?;
+            account::snapshot(&tx, self.mode, &self.trader.engine, now)?;
+            tx.commit()?;
+            Ok(ev)
+        })();
+        match sent {
+            Ok(results) => {
+                for (id, r) in results {
+                    match r {
+                        Ok(venue_id) => self.event("order_sent", None, serde_json::json!({ "client_order_id": id, "venue_order_id": venue_id })),
+                        Err(e) => self.event("order_send_failed", None, serde_json::json!({ "client_order_id": id, "error": e })),
+                    };
+                }
+            }
+            Err(e) => self.alert(format!("sending orders failed: {e}")),
+        }
+        match booked {
+            Ok(events) => {
+                if let Some(a) = self.active.as_mut() {
+                    let errors = self.trader.forward(&mut a.driver, &events);
+                    for e in errors {
+                        self.module_failed(e);
+                    }
+                }
+                self.engine_events(&events);
+            }
+            Err(e) => self.alert(format!("booking exchange fills failed: {e}")),
+        }
+    }
+
+    /// One scan at `now`: the strategy sees the market up to `now`, its
+    /// signals go through the risk manager, and everything is recorded.
+    /// Returns whether the strategy was called.
+    pub fn scan(&mut self, now: i64) -> bool {
+        let Some(active) = self.active.as_mut() else {
+            return false;
+        };
+        let step = i64::from(active.driver.scan_minutes().max(1)) * 60;
+        let stale = self.stale_symbols(now);
+        if !stale.is_empty() {
+            // not scanned: tried again at the next bar or tick; logged when it starts or changes
+            if self.stale != stale {
+                self.event(
+                    "stale_data",
+                    None,
+                    serde_json::json!({ "symbols": stale, "at": now }),
+                );
+                self.stale = stale;
+            }
+            return false;
+        }
+        if !self.stale.is_empty() {
+            let was = std::mem::take(&mut self.stale);
+            self.event(
+                "data_fresh",
+                None,
+                serde_json::json!({ "symbols": was, "at": now }),
+            );
+        }
+        self.next_scan_at = (now.div_euclid(step) + 1) * step;
+        let Some(active) = self.active.as_mut() else {
+            return false;
+        };
+        self.scan_seq += 1;
+        let seq = self.scan_seq;
+        self.last_scan_ts = Some(now);
+        let first = self.trader.engine.next_order_id();
+        let outcome = self.trader.scan(&mut active.driver, &self.data, now);
+        let fuel = active.driver.instance.fuel_used() as i64;
+        let (version, hash) = (active.version, active.module.info().hash.clone());
+        let error = outcome.error.as_ref().map(|e| e.to_string());
+        if let Err(e) = self.conn.execute(
+            "INSERT INTO scan_results (seq, ts, strategy_version, module_hash, signals, fuel, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![seq, now, version, hash, outcome.decisions.len() as i64, fuel, error],
+        ) {
+            tracing::error!("scan {seq}: {e}");
+        }
+        for (signal, decision) in &outcome.decisions {
+            self.record_signal(seq, now, signal, decision);
+        }
+        for cf in self.trader.engine.take_counterfactuals() {
+            self.event(
+                "counterfactual",
+                Some(&cf.symbol.clone()),
+                serde_json::to_value(&cf).unwrap_or_default(),
+            );
+        }
+        let new_orders = self.trader.engine.pending_since(first);
+        if !new_orders.is_empty() {
+            // the order is decided, not yet recorded
+            host_trading::failpoint::hit("order.before_record");
+        }
+        if self.live.is_some() {
+            self.write_ahead_live();
+            self.persist_account(&[], &[]);
+        } else {
+            self.persist_account(&[], &new_orders);
+        }
+        for o in &new_orders {
+            self.event(
+                "order",
+                Some(&o.request.symbol),
+                serde_json::to_value(o).unwrap_or_default(),
+            );
+        }
+        match outcome.error {
+            None => {
+                self.last_answer = Some(now);
+                self.dead_man_fired = false;
+                if let Some(a) = self.active.as_mut() {
+                    a.failures = 0;
+                }
+            }
+            Some(e) => self.module_failed(e),
+        }
+        true
+    }
+
+    /// Symbols whose newest candle is older than the stale limit at `now`.
+    pub(super) fn stale_symbols(&self, now: i64) -> Vec<String> {
+        let limit = i64::from(self.settings.safety.stale_data_minutes) * 60;
+        if limit == 0 {
+            return Vec::new();
+        }
+        self.settings
+            .symbols
+            .iter()
+            .filter(|s| {
+                let newest = [Interval::M5, Interval::H1, Interval::D1]
+                    .iter()
+                    .filter_map(|i| self.data.series(s, *i).last().map(|c| c.ts + i.secs()))
+                    .max();
+                newest.is_none_or(|t| now - t > limit)
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn record_signal(
+        &mut self,
+        seq: i64,
+        now: i64,
+        s: &trading_core::Signal,
+        d: &Decision,
+    ) {
+        let (decision, reason) = match d {
+            Decision::Approved(o) => (
+                "approved",
+                o.clipped_from.as_ref().map(|c| format!("clipped: {c:?}")),
+            ),
+            Decision::Modify(_) => ("modify", None),
+            Decision::Refused(r) => ("refused", Some(r.to_string())),
+        };
+        let lower = |x: String| x.to_lowercase();
+        if let Err(e) = self.conn.execute(
+            "INSERT INTO signals (scan_seq, ts, symbol, action, size_pct, order_type, confidence, tag, reasoning, decision, reason, acted_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            rusqlite::params![
+                seq,
+                now,
+                s.symbol,
+                lower(format!("{:?}", s.action)),
+                if s.size_pct.is_finite() { s.size_pct } else { -1.0 },
+                lower(format!("{:?}", s.order_type)),
+                if s.confidence.is_finite() { Some(s.confidence) } else { None },
+                s.tag,
+                s.reasoning,
+                decision,
+                reason,
+                d.is_approved()
+            ],
+        ) {
+            tracing::error!("signal not stored: {e}");
+        }
+        self.event(
+            "risk_decision",
+            Some(&s.symbol),
+            serde_json::json!({ "scan": seq, "signal": s, "decision": decision, "reason": reason }),
+        );
+    }
+
+    pub(super) fn module_failed(&mut self, e: ModuleError) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        active.failures += 1;
+        tracing::error!(
+            version = active.version,
+            failures = active.failures,
+            "strategy failed: {e}"
+        );
+        let detail = serde_json::json!({ "version": active.version, "error": e.to_string(), "failures": active.failures });
+        if active.failures >= self.settings.max_failures {
+            let reason = format!(
+                "version {} failed {} scans in a row: {e}",
+                active.version, active.failures
+            );
+            let _ = archive::set_status(&self.conn, active.version, "failed", Some(&reason));
+            self.event("module_error", None, detail);
+            self.pause(reason);
+            return;
+        }
+        if e.is_fatal() {
+            // restart the instance from its last good state
+            let restarted = WasmDriver::start(
+                &active.module,
+                &self.risk,
+                &self.settings.symbols,
+                &active.params,
+            )
+            .and_then(|mut d| {
+                if let Some(s) = &active.last_good_state {
+                    d.instance.load_state(s)?;
+                }
+                Ok(d)
+            });
+            match restarted {
+                Ok(d) => active.driver = d,
+                Err(e2) => {
+                    let reason = format!("version {} cannot be restarted: {e2}", active.version);
+                    self.event("module_error", None, detail);
+                    self.pause(reason);
+                    return;
+                }
+            }
+        }
+        self.event("module_error", None, detail);
+    }
+
+    /// Cancels every open order once the strategy has not answered for the configured time.
+    pub(super) fn dead_man(&mut self) {
+        let limit = i64::from(self.settings.safety.dead_man_minutes) * 60;
+        if limit == 0
+            || self.dead_man_fired
+            || (self.live.is_none() && self.trader.engine.pending().is_empty())
+        {
+            return;
+        }
+        let since = self.last_answer.unwrap_or(i64::MIN);
+        let silent = self.active.is_none() || self.active.as_ref().is_some_and(|a| a.failures > 0);
+        if silent && self.clock.saturating_sub(since) >= limit {
+            let ids: Vec<u64> = self.trader.engine.pending().iter().map(|o| o.id).collect();
+            let events: Vec<EngineEvent> = ids
+                .into_iter()
+                .filter_map(|id| self.trader.engine.cancel(id))
+                .collect();
+            self.dead_man_fired = true;
+            self.persist_account(&events, &[]);
+            self.engine_events(&events);
+            if let Some(v) = self.live.as_ref() {
+                if let Err(e) = v.cancel_open(&self.conn, self.clock, false) {
+                    self.alert(format!(
+                        "dead-man's switch: cancelling exchange orders failed: {e}"
+                    ));
+                }
+            }
+            self.alert(format!(
+                "dead-man's switch: the strategy has not answered since {}; cancelled {} open orders",
+                self.last_answer.map_or("startup".to_string(), |t| t.to_string()),
+                events.len()
+            ));
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Starting the host: the database, the account rebuilt from it, the venue
+//! reconciled, market data loaded and backfilled, the active strategy loaded
+//! (or the default deployed). Nothing here trades.
+
+use super::*;
+
+impl Shell {
+    /// Startup (the seed's L1–L9): open and migrate the database, rebuild the
+    /// account from its fills and check it against the snapshot (L1),
+    /// re-evaluate halts (L2), warn about orphaned positions (L3), load the
+    /// strategy from the archive file, else its database copy, else the
+    /// configured default, else start paused (L4), restore its state, cancel
+    /// orders that are no longer open (L7) and raise the startup alerts.
+    pub fn start(paths: Paths, settings: Settings, risk: RiskFile) -> anyhow::Result<Shell> {
+        std::fs::create_dir_all(&paths.data_dir)?;
+        let conn = host_store::db::open(&paths.db())?;
+        let runtime = Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
+        let scan_seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| {
+                r.get(0)
+            })?;
+        let mode = match settings.mode {
+            Mode::Paper => "paper",
+            Mode::Live => "live",
+        };
+        let risk_config = convert::risk_config(&risk)?;
+        let engine_config = EngineConfig {
+            fill: FillConfig {
+                fee_bps: settings.fee_bps.into(),
+                slippage_bps: settings.slippage_bps.into(),
+            },
+            order_ttl_bars: 24,
+        };
+        // L7: live mode fails fast when the venue refuses the keys; its quote
+        // balance is the starting capital of a new live account
+        let (live, capital) = match settings.mode {
+            Mode::Paper => (None, settings.starting_capital),
+            Mode::Live => {
+                let venue = host_trading::live::connect(settings.venue, &settings.exchanges)?;
+                let balances = venue
+                    .balances()
+                    .map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
+                let cash = balances.get(&venue.quote).copied().unwrap_or_default();
+                // the venue's cash starts a new live account; an existing one keeps its capital
+                let stored = host_store::db::get_meta(&conn, "live.starting_capital")?
+                    .and_then(|s| s.parse().ok());
+                (Some(venue), stored.unwrap_or(cash))
+            }
+        };
+        let (mut engine, reconciliation) =
+            account::open(&conn, mode, capital, risk_config, engine_config)?;
+        if reconciliation.mismatch {
+            account::next_epoch(&conn, mode)?;
+        }
+        let clock = engine.portfolio().last_time().unwrap_or(0);
+        let halt_now = engine.observe();
+        let (bus, _) = tokio::sync::broadcast::channel(1024);
+        let mut shell = Shell {
+            conn,
+            runtime,
+            paths,
+            settings,
+            risk,
+            active: None,
+            paused: None,
+            data: Arc::new(MarketData::new()),
+            trader: Trader::new(engine),
+            scan_seq,
+            clock,
+            bus,
+            reconciliation,
+            mode,
+            next_scan_at: i64::MIN,
+            last_scan_ts: None,
+            last_answer: None,
+            dead_man_fired: false,
+            day: None,
+            unpublished: None,
+            live,
+            wall_clock: false,
+            stale: Vec::new(),
+            reviews: None,
+            tiering_due: false,
+            tiered_at: None,
+        };
+        shell.load_candles()?;
+        let rec = shell.reconciliation.clone();
+        shell.event("reconcile", None, serde_json::to_value(&rec)?);
+        if let Some(c) = rec.configured_capital_ignored {
+            shell.alert(format!(
+                "settings name a starting capital of {c}, but this account started with {}; the stored value is kept",
+                rec.starting_capital
+            ));
+        }
+        if rec.mismatch {
+            shell.alert(format!(
+                "the account snapshot (cash {}) disagreed with the {} stored fills (cash {}); rebuilt from the fills",
+                rec.snapshot_cash.unwrap_or_default(),
+                rec.fills,
+                rec.cash
+            ));
+        }
+        if !rec.stale_orders.is_empty() {
+            shell.alert(format!(
+                "cancelled {} stale orders: {}",
+                rec.stale_orders.len(),
+                rec.stale_orders.join(", ")
+            ));
+        }
+        if let Some(h) = halt_now.or(shell.trader.engine.risk().halt()) {
+            shell.alert(format!("entries are halted: {h}"));
+        }
+        if shell.trader.engine.risk().is_killed() {
+            shell.alert("the kill switch is engaged: every signal is refused until resumed".into());
+        }
+        let orphans: Vec<String> = shell
+            .trader
+            .engine
+            .portfolio()
+            .positions()
+            .keys()
+            .filter(|s| !shell.settings.symbols.contains(s))
+            .cloned()
+            .collect();
+        if !orphans.is_empty() {
+            shell.alert(format!(
+                "orphaned positions in unconfigured symbols: {}",
+                orphans.join(", ")
+            ));
+        }
+        shell.reconcile_venue();
+        shell.refresh_fees();
+        shell.load_strategy()?;
+        // L5: the analysis modules the orchestrator reads
+        let modules = [
+            shell.settings.orchestrator.market_analysis.clone(),
+            shell.settings.orchestrator.trade_performance.clone(),
+        ];
+        for m in modules {
+            if !m.exists() {
+                shell.alert(format!(
+                    "analysis module {} is missing: nightly reviews will lack its report",
+                    m.display()
+                ));
+            }
+        }
+        if let Some(p) = shell.paused.clone() {
+            shell.alert(format!("strategy paused: {p}"));
+        }
+        Ok(shell)
+    }
+
+    /// Live mode, at startup: resolve written-ahead orders with the venue,
+    /// book the fills made meanwhile, compare balances (L7).
+    pub(super) fn reconcile_venue(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let now = self.now();
+        match venue.reconcile(&mut self.conn, self.mode, &mut self.trader.engine, now) {
+            Ok((rec, events)) => {
+                self.engine_events(&events);
+                self.event(
+                    "venue_reconcile",
+                    None,
+                    serde_json::to_value(&rec).unwrap_or_default(),
+                );
+                for (asset, ledger, venue) in &rec.balance_mismatches {
+                    self.alert(format!("{asset}: the ledger holds {ledger}, the exchange {venue}; the exchange wins — check it"));
+                }
+                if !rec.abandoned.is_empty() {
+                    self.alert(format!(
+                        "orders that never reached the exchange were abandoned: {}",
+                        rec.abandoned.join(", ")
+                    ));
+                }
+            }
+            Err(e) => self.alert(format!("reconciling with the exchange failed: {e}")),
+        }
+    }
+
+    /// Live mode, at startup: fetch the hourly candles missed while down
+    /// (at most the last 30 days) so the strategy scans a complete history.
+    pub fn backfill(&mut self) {
+        let Some(venue) = self.live.as_ref() else {
+            return;
+        };
+        let now = now_unix();
+        let mut stored = Vec::new();
+        let mut failed = Vec::new();
+        for symbol in self.settings.symbols.clone() {
+            let since = self
+                .data
+                .series(&symbol, Interval::H1)
+                .last()
+                .map_or(now - 30 * 86_400, |c| c.ts + Interval::H1.secs());
+            match venue.ohlc(&symbol, 60, since) {
+                Ok(candles) => {
+                    let fresh: Vec<Candle> = candles
+                        .into_iter()
+                        .filter(|c| c.ts + Interval::H1.secs() <= now)
+                        .collect();
+                    for c in &fresh {
+                        let _ = self.conn.execute(
+                            "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, '1h', ?2, ?3, ?4, ?5, ?6, ?7)",
+                            rusqlite::params![symbol, c.ts, c.open, c.high, c.low, c.close, c.volume],
+                        );
+                        Arc::make_mut(&mut self.data).push(&symbol, Interval::H1, *c);
+                    }
+                    stored.push((symbol, fresh.len()));
+                }
+                Err(e) => failed.push(format!("{symbol}: {e}")),
+            }
+        }
+        self.event(
+            "backfill",
+            None,
+            serde_json::json!({ "stored": stored, "failed": failed }),
+        );
+        if !failed.is_empty() {
+            self.alert(format!("candle backfill failed: {}", failed.join("; ")));
+        }
+    }
+
+    /// Live mode: the venue's current taker fee becomes the fee the risk
+    /// manager sizes orders with (daily, and at startup).
+    pub fn refresh_fees(&mut self) {
+        let (Some(venue), Some(symbol)) = (self.live.as_ref(), self.settings.symbols.first())
+        else {
+            return;
+        };
+        match venue.fee_bps(symbol) {
+            Ok(bps) => {
+                let was = self.trader.engine.config().fill.fee_bps;
+                match self.trader.engine.set_fee_bps(bps) {
+                    Ok(()) => {
+                        self.event(
+                            "fee_schedule",
+                            Some(symbol.clone().as_str()),
+                            serde_json::json!({ "fee_bps": bps, "was": was, "changed": bps != was }),
+                        );
+                    }
+                    Err(e) => self.alert(format!("the venue's fee of {bps} bps is refused: {e}")),
+                }
+            }
+            Err(e) => self.alert(format!("fee schedule not refreshed: {e}")),
+        }
+    }
+
+    /// Loads the stored candles of the configured symbols (the market view's history).
+    pub(super) fn load_candles(&mut self) -> anyhow::Result<()> {
+        let data = Arc::make_mut(&mut self.data);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ?1 AND interval = ?2 ORDER BY ts")?;
+        for symbol in &self.settings.symbols {
+            for interval in [Interval::M5, Interval::H1, Interval::D1] {
+                let candles = stmt
+                    .query_map(rusqlite::params![symbol, interval.name()], |r| {
+                        Ok(Candle {
+                            ts: r.get(0)?,
+                            open: r.get(1)?,
+                            high: r.get(2)?,
+                            low: r.get(3)?,
+                            close: r.get(4)?,
+                            volume: r.get(5)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(last) = candles.last() {
+                    self.clock = self.clock.max(last.ts + interval.secs());
+                }
+                if !candles.is_empty() {
+                    data.set_series(symbol, interval, candles);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn load_strategy(&mut self) -> anyhow::Result<()> {
+        let symbols = self.settings.symbols.clone();
+        if let Some(rec) = archive::active(&self.conn)? {
+            let loaded = archive::load_bytes(&self.conn, &self.paths.archive_dir, rec.version);
+            match loaded {
+                Ok((bytes, source)) => {
+                    if source == BytesSource::Database {
+                        self.event(
+                            "strategy_fallback",
+                            None,
+                            serde_json::json!({ "version": rec.version, "source": "database" }),
+                        );
+                        self.alert(format!(
+                            "strategy v{}: archive file missing or damaged, loaded the database copy",
+                            rec.version
+                        ));
+                    }
+                    match prepare(
+                        &self.runtime,
+                        bytes,
+                        &self.risk,
+                        &symbols,
+                        rec.params.clone(),
+                        "startup",
+                    ) {
+                        Ok(mut p) => {
+                            if let Some((_, state, _)) = archive::latest_state(&self.conn)? {
+                                if let Err(e) = p.instance.load_state(&state) {
+                                    self.alert(format!("saved strategy state refused ({e}); starting from a fresh state"));
+                                }
+                            }
+                            tracing::info!(version = rec.version, ?source, "strategy loaded");
+                            self.event(
+                                "strategy_loaded",
+                                None,
+                                serde_json::json!({ "version": rec.version, "source": source }),
+                            );
+                            self.activate_prepared(rec.version, p);
+                        }
+                        Err(e) => self.pause(format!(
+                            "active version {} does not start: {e}",
+                            rec.version
+                        )),
+                    }
+                }
+                Err(e) => self.pause(format!("{e}")),
+            }
+            return Ok(());
+        }
+        let Some(path) = self.settings.default_strategy.clone() else {
+            self.pause("no strategy deployed and no default configured".into());
+            return Ok(());
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => match prepare(
+                &self.runtime,
+                bytes,
+                &self.risk,
+                &symbols,
+                self.settings.strategy_params.clone(),
+                "default",
+            ) {
+                Ok(p) => {
+                    let version = self.record_version(&p)?;
+                    self.activate_prepared(version, p);
+                }
+                Err(e) => self.pause(format!("default strategy {}: {e}", path.display())),
+            },
+            Err(e) => self.pause(format!(
+                "no strategy deployed and the default {} cannot be read: {e}",
+                path.display()
+            )),
+        }
+        Ok(())
+    }
+}
