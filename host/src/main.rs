@@ -172,5 +172,5 @@ fn real_main() -> Result<()> {
 
 /// Wall time in Unix seconds, for commands run outside the scan loop.
 pub(crate) fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
+    trading_core::Clock::now(&trading_core::WallClock)
 }

@@ -1,8 +1,9 @@
-//! Pure trading logic with no I/O and no clock (time is always passed in as
-//! Unix seconds): the market view, the exact-money portfolio ledger, fill
+//! Pure trading logic with no I/O that never reads a clock (time is always
+//! passed in as Unix seconds; `clock` holds the one seam the shell uses): the market view, the exact-money portfolio ledger, fill
 //! model, risk manager, simulated venue, truth metrics and CSV/walk-forward
 //! helpers. Backtests, paper and live trading all use this one copy.
 
+pub mod clock;
 pub mod csv;
 pub mod engine;
 pub mod fill;
@@ -14,6 +15,7 @@ pub mod series;
 pub mod truth;
 pub mod types;
 
+pub use clock::{Clock, ManualClock, WallClock};
 pub use engine::{CancelReason, Engine, EngineConfig, EngineError, EngineEvent, FillRecord, PendingOrder};
 pub use fill::{Bar, FillConfig};
 pub use market::{MarketData, MarketView, Quote, SymbolFacts};

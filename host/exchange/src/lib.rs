@@ -60,6 +60,13 @@ pub enum ExchangeError {
     /// reconcile by client id before doing anything else with it.
     #[error("order {client_id} is in an unknown state: {message}")]
     Unresolved { client_id: String, message: String },
+    /// The Kraken nonce high-water mark could not be read or written: no
+    /// private call is made rather than risk a reused nonce.
+    #[error("nonce file {path}: {kind}")]
+    NonceStore {
+        path: std::path::PathBuf,
+        kind: std::io::ErrorKind,
+    },
 }
 
 impl ExchangeError {
@@ -435,13 +442,6 @@ pub(crate) fn str_field<'a>(v: &'a serde_json::Value, k: &str) -> ExResult<&'a s
 /// Text of a decimal without trailing zeros, as venues expect it.
 pub(crate) fn dec_text(d: Decimal) -> String {
     d.normalize().to_string()
-}
-
-pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A reqwest client with the venue's timeout.

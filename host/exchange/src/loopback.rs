@@ -88,8 +88,6 @@ pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    use trading_core::Clock as _;
+    trading_core::WallClock.now_f64()
 }

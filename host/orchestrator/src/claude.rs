@@ -126,6 +126,8 @@ pub struct Claude {
     rt: tokio::runtime::Runtime,
     sent: VecDeque<Instant>,
     spent: f64,
+    /// Time stamps of the audit rows.
+    clock: std::sync::Arc<dyn trading_core::Clock>,
 }
 
 impl std::fmt::Debug for Claude {
@@ -176,7 +178,14 @@ impl Claude {
             rt,
             sent: VecDeque::new(),
             spent: spent_today,
+            clock: trading_core::clock::wall(),
         })
+    }
+
+    /// The same client stamping its audit rows from `clock`.
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn trading_core::Clock>) -> Claude {
+        self.clock = clock;
+        self
     }
 
     pub fn spent(&self) -> f64 {
@@ -266,6 +275,7 @@ impl Claude {
                     };
                     audit(
                         conn,
+                        self.clock.now(),
                         prompt,
                         &format!("transport error: {message}"),
                         model,
@@ -290,6 +300,7 @@ impl Claude {
                     Err(e) => {
                         audit(
                             conn,
+                            self.clock.now(),
                             prompt,
                             &text,
                             model,
@@ -315,6 +326,7 @@ impl Claude {
                 self.spent += cost;
                 audit(
                     conn,
+                    self.clock.now(),
                     prompt,
                     &reply_text,
                     model,
@@ -335,6 +347,7 @@ impl Claude {
             }
             audit(
                 conn,
+                self.clock.now(),
                 prompt,
                 &text,
                 model,
@@ -411,6 +424,7 @@ impl Claude {
 #[allow(clippy::too_many_arguments)]
 fn audit(
     conn: &Connection,
+    ts: i64,
     prompt: &str,
     response: &str,
     model: &str,
@@ -425,7 +439,7 @@ fn audit(
         "INSERT INTO ai_audit (ts, trigger, model, prompt, response, tokens_in, tokens_out, latency_ms, cost_usd, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
-            chrono::Utc::now().timestamp(),
+            ts,
             trigger,
             model,
             prompt,

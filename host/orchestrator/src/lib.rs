@@ -1236,7 +1236,8 @@ pub fn bench(
             proposer: ProposerChoice::Offline,
             seed,
             trigger: "bench".into(),
-            now: Utc::now(),
+            now: DateTime::from_timestamp(trading_core::Clock::now(&trading_core::WallClock), 0)
+                .unwrap_or_default(),
             api_key: None,
         };
         std::fs::create_dir_all(&opts.paths.data_dir).map_err(io(&opts.paths.data_dir))?;

@@ -63,7 +63,7 @@ pub(crate) fn data(what: DataCmd, paths: &Paths) -> Result<()> {
                 h1: candles::parse_keep(&keep_1h)?,
                 d1: candles::parse_keep(&keep_1d)?,
             };
-            let now = now.unwrap_or_else(|| chrono::Utc::now().timestamp());
+            let now = now.unwrap_or_else(now_unix);
             let p = candles::prune(&mut conn, now, &retention)?;
             println!("pruned 5m {}, 1h {}, 1d {}", p.m5, p.h1, p.d1);
         }

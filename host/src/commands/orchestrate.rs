@@ -16,7 +16,8 @@ pub(crate) fn orchestrate(
 ) -> Result<()> {
     use host_orchestrator::{self as orch, schedule};
     let o = settings.orchestrator.clone();
-    let t = chrono::Utc::now();
+    let t = chrono::DateTime::from_timestamp(now_unix(), 0)
+        .context("the wall clock is out of range")?;
     let (start, end) = (
         schedule::parse_hhmm(&o.window_start).context("window_start")?,
         schedule::parse_hhmm(&o.window_end).context("window_end")?,

@@ -111,6 +111,7 @@ pub(crate) fn run(
                 shell.settings.venue,
                 &shell.settings.exchanges,
                 &shell.settings.symbols,
+                shell.wall.clone(),
             )?)
         }
     };

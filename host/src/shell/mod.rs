@@ -76,6 +76,8 @@ pub struct Shell {
     pub live: Option<host_trading::live::LiveVenue>,
     /// The clock follows wall time (a live market feed), not only the bars.
     pub wall_clock: bool,
+    /// The one clock the shell reads for wall time (the feed's clock is `clock`).
+    pub wall: Arc<dyn trading_core::Clock>,
     /// Symbols whose data was stale at the last due scan.
     stale: Vec<String>,
     /// Automatic reviews (`host run --orchestrate`): triggers and the running cycle.
@@ -89,13 +91,6 @@ pub struct Shell {
 
 fn cents(d: Decimal) -> Decimal {
     d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The account part of [`Status`] from an engine (running host or stored snapshot).
@@ -200,7 +195,7 @@ impl Shell {
         if self.clock > 0 {
             self.clock
         } else {
-            now_unix()
+            self.wall.now()
         }
     }
 

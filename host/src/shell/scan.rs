@@ -142,7 +142,7 @@ impl Shell {
         Arc::make_mut(&mut self.data).push(symbol, interval, bar);
         self.clock = self.clock.max(bar.ts + interval.secs());
         if self.wall_clock {
-            self.clock = self.clock.max(now_unix());
+            self.clock = self.clock.max(self.wall.now());
         }
         let result = if self.live.is_some() {
             // the exchange fills and runs stops; the bar only marks the ledger

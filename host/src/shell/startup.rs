@@ -13,6 +13,7 @@ impl Shell {
     /// orders that are no longer open (L7) and raise the startup alerts.
     pub fn start(paths: Paths, settings: Settings, risk: RiskFile) -> anyhow::Result<Shell> {
         std::fs::create_dir_all(&paths.data_dir)?;
+        let wall = trading_core::clock::wall();
         let conn = host_store::db::open(&paths.db())?;
         let runtime = Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
         let scan_seq: i64 =
@@ -36,7 +37,12 @@ impl Shell {
         let (live, capital) = match settings.mode {
             Mode::Paper => (None, settings.starting_capital),
             Mode::Live => {
-                let venue = host_trading::live::connect(settings.venue, &settings.exchanges)?;
+                let venue = host_trading::live::connect(
+                    settings.venue,
+                    &settings.exchanges,
+                    &wall,
+                    &paths.data_dir,
+                )?;
                 let balances = venue
                     .balances()
                     .map_err(|e| anyhow::anyhow!("live mode: the exchange refused: {e}"))?;
@@ -78,6 +84,7 @@ impl Shell {
             unpublished: None,
             live,
             wall_clock: false,
+            wall,
             stale: Vec::new(),
             reviews: None,
             tiering_due: false,
@@ -185,7 +192,7 @@ impl Shell {
         let Some(venue) = self.live.as_ref() else {
             return;
         };
-        let now = now_unix();
+        let now = self.wall.now();
         let mut stored = Vec::new();
         let mut failed = Vec::new();
         for symbol in self.settings.symbols.clone() {

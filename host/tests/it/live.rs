@@ -384,7 +384,7 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
     // the feed drops and comes back; fresh candles get scanned
     l.venue.drop_ws();
     l.venue.wait_subscriptions(4).await;
-    let now = chrono::Utc::now().timestamp() / 3600 * 3600;
+    let now = trading_core::Clock::now(&trading_core::WallClock) / 3600 * 3600;
     l.venue.push_ohlc(
         "BTC/USD",
         60,

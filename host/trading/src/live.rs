@@ -14,6 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use trading_core::Clock;
 use trading_core::{
     CloseReason, Engine, EngineEvent, Fill, FillKind, OrderRequest, OrderSide, OrderType,
     PendingOrder,
@@ -570,17 +572,27 @@ fn pending_rows(conn: &Connection) -> Result<Vec<(String, OrderRequest)>, LiveEr
     Ok(out)
 }
 
-/// The adapter of `venue`, configured from `exchanges`, with keys from the environment.
-pub fn connect(venue: Venue, exchanges: &ExchangesSettings) -> Result<LiveVenue, LiveError> {
+/// The adapter of `venue`, configured from `exchanges`, with keys from the
+/// environment, on `clock`; Kraken's nonce high-water mark is kept in
+/// `data_dir/kraken.nonce`.
+pub fn connect(
+    venue: Venue,
+    exchanges: &ExchangesSettings,
+    clock: &Arc<dyn Clock>,
+    data_dir: &std::path::Path,
+) -> Result<LiveVenue, LiveError> {
     let exchange: Box<dyn Exchange> = match venue {
         Venue::Kraken => {
-            let cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken)
+            let mut cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken)
                 .with_env_credentials()?;
+            cfg.clock = clock.clone();
+            cfg.nonce_file = Some(data_dir.join("kraken.nonce"));
             Box::new(exchange::kraken::Kraken::new(cfg)?)
         }
         Venue::Coinbase => {
-            let cfg = exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase)
+            let mut cfg = exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase)
                 .with_env_credentials()?;
+            cfg.clock = clock.clone();
             Box::new(exchange::coinbase::Coinbase::new(cfg)?)
         }
     };
@@ -596,6 +608,7 @@ pub struct ExchangeFeed {
     _handle: exchange::FeedHandle,
     rx: tokio::sync::mpsc::Receiver<exchange::MarketEvent>,
     tick: std::time::Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl ExchangeFeed {
@@ -603,6 +616,7 @@ impl ExchangeFeed {
         venue: Venue,
         exchanges: &ExchangesSettings,
         symbols: &[String],
+        clock: Arc<dyn Clock>,
     ) -> Result<ExchangeFeed, LiveError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -612,12 +626,15 @@ impl ExchangeFeed {
         let _guard = rt.enter();
         let (handle, rx) = match venue {
             Venue::Kraken => {
-                let cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken);
+                let mut cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken);
+                cfg.clock = clock.clone();
                 exchange::kraken::websocket::market_feed(&cfg, symbols, 60)?
             }
             Venue::Coinbase => {
-                let cfg = exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase)
-                    .with_env_credentials()?;
+                let mut cfg =
+                    exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase)
+                        .with_env_credentials()?;
+                cfg.clock = clock.clone();
                 exchange::coinbase::websocket::market_feed(&cfg, symbols)?
             }
         };
@@ -627,15 +644,9 @@ impl ExchangeFeed {
             _handle: handle,
             rx,
             tick: std::time::Duration::from_secs(5),
+            clock,
         })
     }
-}
-
-fn wall_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl crate::feed::Feed for ExchangeFeed {
@@ -672,9 +683,9 @@ impl crate::feed::Feed for ExchangeFeed {
             }
             Ok(Some(exchange::MarketEvent::Disconnected)) => {
                 tracing::warn!("market feed disconnected; the adapter reconnects");
-                Some(FeedEvent::Tick(wall_clock()))
+                Some(FeedEvent::Tick(self.clock.now()))
             }
-            Ok(Some(_)) | Err(_) => Some(FeedEvent::Tick(wall_clock())),
+            Ok(Some(_)) | Err(_) => Some(FeedEvent::Tick(self.clock.now())),
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct CoinbaseConfig {
     /// Pages of order history scanned when looking an order up by client id.
     pub lookup_pages: u32,
     pub credentials: Option<CoinbaseCredentials>,
+    /// What "now" is for JWTs and candle windows (the wall clock outside tests).
+    pub clock: std::sync::Arc<dyn trading_core::Clock>,
 }
 
 impl Default for CoinbaseConfig {
@@ -92,6 +94,7 @@ impl Default for CoinbaseConfig {
             stop_limit_buffer_bps: 100,
             lookup_pages: 10,
             credentials: None,
+            clock: trading_core::clock::wall(),
         }
     }
 }

@@ -5,9 +5,8 @@
 use super::auth::{jwt, request_uri};
 use super::config::{CoinbaseConfig, ENV_KEY_NAME};
 use crate::{
-    dec, dec_field, dec_text, http_client, now_secs, retry_after, split_symbol, str_field, Candle,
-    ExResult, ExchangeError, Fill, OrderKind, OrderSpec, OrderState, OrderStatus, RateLimiter,
-    Side,
+    dec, dec_field, dec_text, http_client, retry_after, split_symbol, str_field, Candle, ExResult,
+    ExchangeError, Fill, OrderKind, OrderSpec, OrderState, OrderStatus, RateLimiter, Side,
 };
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
@@ -283,7 +282,7 @@ impl CoinbaseHttp {
             .ok_or(ExchangeError::MissingCredentials(ENV_KEY_NAME))?;
         let full = format!("{API}{path}");
         let uri = request_uri(method.as_str(), &self.cfg.rest_url, &full);
-        let token = jwt(creds, Some(&uri), now_secs());
+        let token = jwt(creds, Some(&uri), self.cfg.clock.now());
         let mut req = self
             .http
             .request(method, format!("{}{full}", self.cfg.rest_url))

@@ -8,9 +8,7 @@ pub mod websocket;
 
 pub use config::{CoinbaseConfig, CoinbaseCredentials};
 
-use crate::{
-    now_secs, BoxFuture, Candle, ExResult, Exchange, Fill, OrderAck, OrderSpec, OrderStatus,
-};
+use crate::{BoxFuture, Candle, ExResult, Exchange, Fill, OrderAck, OrderSpec, OrderStatus};
 use http::CoinbaseHttp;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -111,7 +109,7 @@ impl Coinbase {
     async fn candles(&self, symbol: &str, minutes: u32, since: i64) -> ExResult<Vec<Candle>> {
         http::granularity(minutes)?;
         let step = i64::from(minutes) * 60;
-        let now = now_secs();
+        let now = self.http.cfg.clock.now();
         let mut out: Vec<Candle> = Vec::new();
         let mut start = since - since.rem_euclid(step);
         while start < now {

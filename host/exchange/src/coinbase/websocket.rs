@@ -7,8 +7,7 @@ use super::config::{CoinbaseConfig, CoinbaseCredentials};
 use super::http::{product_id, product_to_host};
 use crate::ws::{self, FeedProtocol};
 use crate::{
-    dec_field, now_secs, str_field, Candle, ExResult, ExchangeError, FeedHandle, MarketEvent,
-    Ticker,
+    dec_field, str_field, Candle, ExResult, ExchangeError, FeedHandle, MarketEvent, Ticker,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -21,17 +20,23 @@ pub const CANDLE_MINUTES: u32 = 5;
 pub struct CoinbaseFeed {
     products: Vec<String>,
     credentials: Option<CoinbaseCredentials>,
+    clock: std::sync::Arc<dyn trading_core::Clock>,
     running: HashMap<String, Candle>,
 }
 
 impl CoinbaseFeed {
-    pub fn new(symbols: &[String], credentials: Option<CoinbaseCredentials>) -> ExResult<Self> {
+    pub fn new(
+        symbols: &[String],
+        credentials: Option<CoinbaseCredentials>,
+        clock: std::sync::Arc<dyn trading_core::Clock>,
+    ) -> ExResult<Self> {
         Ok(CoinbaseFeed {
             products: symbols
                 .iter()
                 .map(|s| product_id(s))
                 .collect::<ExResult<_>>()?,
             credentials,
+            clock,
             running: HashMap::new(),
         })
     }
@@ -131,7 +136,7 @@ impl FeedProtocol for CoinbaseFeed {
                     "channel": channel,
                 });
                 if let Some(c) = &self.credentials {
-                    m["jwt"] = json!(jwt(c, None, now_secs()));
+                    m["jwt"] = json!(jwt(c, None, self.clock.now()));
                 }
                 m.to_string()
             })
@@ -151,7 +156,7 @@ pub fn market_feed(
     cfg: &CoinbaseConfig,
     symbols: &[String],
 ) -> ExResult<(FeedHandle, mpsc::Receiver<MarketEvent>)> {
-    let feed = CoinbaseFeed::new(symbols, cfg.credentials.clone())?;
+    let feed = CoinbaseFeed::new(symbols, cfg.credentials.clone(), cfg.clock.clone())?;
     Ok(ws::spawn(
         cfg.ws_url.clone(),
         cfg.ws_idle_timeout,

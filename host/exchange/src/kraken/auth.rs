@@ -1,10 +1,13 @@
 //! Kraken REST signing: `API-Sign = base64(HMAC-SHA512(base64decode(secret), path +
 //! SHA256(nonce + postdata)))`, with a nonce that strictly increases across calls and restarts.
 
+use crate::{ExResult, ExchangeError};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use trading_core::Clock;
 
 /// The `API-Sign` header for a private call to `path` (`/0/private/AddOrder`).
 pub fn sign(path: &str, nonce: &str, postdata: &str, secret: &[u8]) -> String {
@@ -17,30 +20,92 @@ pub fn sign(path: &str, nonce: &str, postdata: &str, secret: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// Strictly increasing nonces: wall-clock microseconds, or the last nonce + 1 if the clock has
-/// not moved on (so a restart never goes back either).
-#[derive(Debug, Default)]
+/// How far ahead of the last nonce the persisted high-water mark is
+/// reserved (microseconds): the file is written about once a minute of
+/// nonces, and a restart starts above anything already sent.
+const RESERVE_MICROS: u64 = 60_000_000;
+
+#[derive(Debug)]
+struct NonceState {
+    last: u64,
+    /// Every nonce up to this one may have been sent (persisted when a file is set).
+    reserved: u64,
+}
+
+/// Strictly increasing nonces: clock microseconds, or the last nonce + 1 if
+/// the clock has not moved on (or went back). With a file, the high-water
+/// mark is reserved ahead and written (synced) before any nonce above the
+/// old mark is handed out, so a restart after the clock was stepped back
+/// still goes up.
+#[derive(Debug)]
 pub struct NonceSource {
-    last: AtomicU64,
+    clock: Arc<dyn Clock>,
+    file: Option<PathBuf>,
+    state: Mutex<NonceState>,
 }
 
 impl NonceSource {
-    pub fn next(&self) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        let mut prev = self.last.load(Ordering::SeqCst);
-        loop {
-            let n = now.max(prev + 1);
-            match self
-                .last
-                .compare_exchange(prev, n, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => return n,
-                Err(p) => prev = p,
-            }
+    /// Starts above the mark stored in `file` (if any). A file that does not
+    /// hold a number is an error, never a silent restart from zero.
+    pub fn new(clock: Arc<dyn Clock>, file: Option<PathBuf>) -> ExResult<NonceSource> {
+        let floor = match &file {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| ExchangeError::NonceStore {
+                        path: p.clone(),
+                        kind: std::io::ErrorKind::InvalidData,
+                    })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    return Err(ExchangeError::NonceStore {
+                        path: p.clone(),
+                        kind: e.kind(),
+                    })
+                }
+            },
+            None => 0,
+        };
+        Ok(NonceSource {
+            clock,
+            file,
+            state: Mutex::new(NonceState {
+                last: floor,
+                reserved: floor,
+            }),
+        })
+    }
+
+    fn persist(&self, mark: u64) -> ExResult<()> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let err = |e: std::io::Error| ExchangeError::NonceStore {
+            path: path.clone(),
+            kind: e.kind(),
+        };
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(mark.to_string().as_bytes()).map_err(err)?;
+            f.sync_all().map_err(err)?;
         }
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+
+    pub fn next(&self) -> ExResult<u64> {
+        let now = u64::try_from(self.clock.now_micros()).unwrap_or(0);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let n = now.max(st.last.saturating_add(1));
+        if n > st.reserved {
+            let mark = n.saturating_add(RESERVE_MICROS);
+            self.persist(mark)?;
+            st.reserved = mark;
+        }
+        st.last = n;
+        Ok(n)
     }
 }
 
@@ -68,12 +133,35 @@ mod tests {
 
     #[test]
     fn nonces_strictly_increase() {
-        let n = NonceSource::default();
+        let n = NonceSource::new(trading_core::clock::wall(), None).unwrap();
         let mut last = 0;
         for _ in 0..10_000 {
-            let x = n.next();
+            let x = n.next().unwrap();
             assert!(x > last);
             last = x;
         }
+    }
+
+    /// Issue 18: a clock stepped back across a restart gave `EAPI:Invalid nonce`.
+    #[test]
+    fn a_clock_stepped_back_across_a_restart_still_gives_a_higher_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kraken.nonce");
+        let clock = Arc::new(trading_core::ManualClock::at(1_800_000_000));
+        let first = NonceSource::new(clock.clone(), Some(file.clone())).unwrap();
+        let mut last = 0;
+        for _ in 0..1_000 {
+            last = first.next().unwrap();
+            clock.advance(1);
+        }
+        drop(first);
+        clock.set(1_700_000_000); // stepped back a hundred million seconds
+        let second = NonceSource::new(clock.clone(), Some(file.clone())).unwrap();
+        assert!(second.next().unwrap() > last);
+        std::fs::write(&file, "not a number").unwrap();
+        assert!(matches!(
+            NonceSource::new(clock, Some(file)),
+            Err(ExchangeError::NonceStore { .. })
+        ));
     }
 }

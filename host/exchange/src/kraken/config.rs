@@ -60,6 +60,12 @@ pub struct KrakenConfig {
     /// A feed that says nothing (not even a heartbeat, sent every second) for this long is dead.
     pub ws_idle_timeout: Duration,
     pub credentials: Option<KrakenCredentials>,
+    /// Where nonces come from (the wall clock outside tests).
+    pub clock: std::sync::Arc<dyn trading_core::Clock>,
+    /// Where the nonce high-water mark is kept across restarts, so a clock
+    /// stepped back never sends a nonce Kraken has already seen. `None`:
+    /// in memory only.
+    pub nonce_file: Option<std::path::PathBuf>,
 }
 
 impl Default for KrakenConfig {
@@ -72,6 +78,8 @@ impl Default for KrakenConfig {
             rate_per_sec: 1.0,
             ws_idle_timeout: Duration::from_secs(10),
             credentials: None,
+            clock: trading_core::clock::wall(),
+            nonce_file: None,
         }
     }
 }

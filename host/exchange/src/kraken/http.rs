@@ -5,9 +5,8 @@
 use super::auth::{sign, NonceSource};
 use super::config::KrakenConfig;
 use crate::{
-    dec, dec_field, dec_text, http_client, now_secs, retry_after, split_symbol, str_field, Candle,
-    ExResult, ExchangeError, Fill, OrderKind, OrderSpec, OrderState, OrderStatus, RateLimiter,
-    Side,
+    dec, dec_field, dec_text, http_client, retry_after, split_symbol, str_field, Candle, ExResult,
+    ExchangeError, Fill, OrderKind, OrderSpec, OrderState, OrderStatus, RateLimiter, Side,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -286,7 +285,7 @@ impl KrakenHttp {
         Ok(KrakenHttp {
             http: http_client(cfg.timeout)?,
             limiter: RateLimiter::new(cfg.rate_per_sec, cfg.rate_per_sec.ceil().max(1.0) as u32),
-            nonce: NonceSource::default(),
+            nonce: NonceSource::new(cfg.clock.clone(), cfg.nonce_file.clone())?,
             cfg,
         })
     }
@@ -334,7 +333,7 @@ impl KrakenHttp {
                 super::config::ENV_API_KEY,
             ))?;
         let path = format!("/0/private/{method}");
-        let nonce = self.nonce.next().to_string();
+        let nonce = self.nonce.next()?.to_string();
         let body = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("nonce", &nonce);
@@ -469,7 +468,7 @@ impl KrakenHttp {
                 ],
             )
             .await?;
-        let now = now_secs();
+        let now = self.cfg.clock.now();
         let step = i64::from(interval) * 60;
         let mut c = parse_ohlc(&r)?;
         c.retain(|c| c.ts >= since && c.ts + step <= now);

@@ -224,6 +224,7 @@ impl KrakenVenue {
             rate_per_sec: 1000.0,
             ws_idle_timeout: Duration::from_secs(2),
             credentials: Some(crate::kraken::KrakenCredentials::new(API_KEY, API_SECRET).unwrap()),
+            ..Default::default()
         }
     }
 

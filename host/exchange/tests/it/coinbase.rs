@@ -129,10 +129,7 @@ async fn every_request_carries_a_jwt_the_venue_verifies() {
     let creds =
         CoinbaseCredentials::new(KEY_NAME, support::coinbase_venue::PRIVATE_KEY_PEM).unwrap();
     let host = v.rest_url.trim_start_matches("http://");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = trading_core::Clock::now(&trading_core::WallClock);
     let token = coinbase::auth::jwt(
         &creds,
         Some(&format!("GET {host}/api/v3/brokerage/accounts")),
@@ -391,10 +388,7 @@ async fn resting_orders_cancel_and_stop_limits_trigger() {
 async fn candle_backfill_pages_through_the_window() {
     let v = CoinbaseVenue::start().await;
     let c = Coinbase::new(v.config()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = trading_core::Clock::now(&trading_core::WallClock);
     let since = now - now % 3600 - 500 * 3600;
     let rows = (0..400)
         .map(|i| {

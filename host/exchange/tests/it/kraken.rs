@@ -420,10 +420,7 @@ async fn ohlc_backfill_returns_closed_candles_since() {
     );
     assert_eq!(k.ohlc("BTCUSD", 1, 0).await.unwrap().len(), 4);
     // A still-running candle (open time now) is not returned.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = trading_core::Clock::now(&trading_core::WallClock);
     v.state()
         .ohlc
         .get_mut("XXBTZUSD")
