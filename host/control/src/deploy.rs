@@ -26,6 +26,9 @@ pub enum DeployError {
     Archive(#[from] archive::ArchiveError),
     #[error("the new strategy refused the saved state: {0}")]
     StateRefused(ModuleError),
+    /// A host runs on this data directory (and did not answer its socket).
+    #[error(transparent)]
+    Locked(#[from] host_store::lock::LockError),
 }
 
 /// A strategy validated, instantiated and initialised, waiting to be swapped in.
@@ -128,6 +131,8 @@ pub fn deploy_offline(
         path: paths.data_dir.clone(),
         source,
     })?;
+    // the one-writer lock: never activate under a running host's feet
+    let _lock = host_store::lock::DataDirLock::acquire(&paths.data_dir)?;
     let conn = host_store::db::open(&paths.db())?;
     let previous = archive::active(&conn)?.map(|v| v.version);
     if let Some((_, state, _)) = archive::latest_state(&conn)? {

@@ -78,6 +78,8 @@ pub struct Shell {
     pub wall_clock: bool,
     /// The one clock the shell reads for wall time (the feed's clock is `clock`).
     pub wall: Arc<dyn trading_core::Clock>,
+    /// This process is the data directory's one writer while the shell lives.
+    _lock: host_store::lock::DataDirLock,
     /// Symbols whose data was stale at the last due scan.
     stale: Vec<String>,
     /// Automatic reviews (`host run --orchestrate`): triggers and the running cycle.

@@ -13,6 +13,8 @@ impl Shell {
     /// orders that are no longer open (L7) and raise the startup alerts.
     pub fn start(paths: Paths, settings: Settings, risk: RiskFile) -> anyhow::Result<Shell> {
         std::fs::create_dir_all(&paths.data_dir)?;
+        // before anything is read or written: a second host refuses here
+        let lock = host_store::lock::DataDirLock::acquire(&paths.data_dir)?;
         let wall = trading_core::clock::wall();
         let conn = host_store::db::open(&paths.db())?;
         let runtime = Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
@@ -85,6 +87,7 @@ impl Shell {
             live,
             wall_clock: false,
             wall,
+            _lock: lock,
             stale: Vec::new(),
             reviews: None,
             tiering_due: false,

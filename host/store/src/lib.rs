@@ -2,7 +2,9 @@
 //! family: the connection and migrations (`db`), the hash-chained event log
 //! (`events`), the trading account persisted per bar (`account`), the candle
 //! store in three tiers (`candles`), the archive of strategy versions
-//! (`archive`) and the truth queries over the recorded history (`truth_db`).
+//! (`archive`), the truth queries over the recorded history (`truth_db`),
+//! the read queries the services share (`queries`) and the one-writer lock
+//! on the data directory (`lock`).
 //! Depends on trading-core for money and on host-sandbox only for a module's
 //! identity (hash, contract); it never runs a module, a venue or a clock.
 
@@ -11,5 +13,6 @@ pub mod archive;
 pub mod candles;
 pub mod db;
 pub mod events;
+pub mod lock;
 pub mod queries;
 pub mod truth_db;

@@ -387,3 +387,47 @@ fn halt_kill_and_resume_from_the_cli_act_on_the_running_host() {
         assert_eq!(n, 1, "{kind} event");
     }
 }
+
+/// Issue 18: two hosts on one data directory both traded (the socket check
+/// was racy). Started together, exactly one runs; the other refuses with a
+/// message naming the lock, and the survivor's run is whole.
+#[test]
+fn two_hosts_started_together_on_one_data_dir_one_refuses() {
+    let h = Host::new();
+    let spawn = || {
+        h.cmd(&[
+            "run",
+            "--replay",
+            h.path("btc.csv").to_str().unwrap(),
+            "--speed",
+            "max",
+            "--exit-at-end",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let ok: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    let refused: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
+    assert_eq!(
+        (ok.len(), refused.len()),
+        (1, 1),
+        "{:?}",
+        outs.iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+            .collect::<Vec<_>>()
+    );
+    let why = String::from_utf8_lossy(&refused[0].stderr);
+    assert!(
+        why.contains("one host per data directory") && why.contains("host.lock"),
+        "{why}"
+    );
+    // the survivor traded the whole replay exactly as a lone run does
+    let lone = Host::new();
+    lone.run_to_end("btc.csv");
+    assert_eq!(h.fills(), lone.fills());
+    assert!(!h.fills().is_empty());
+}

@@ -70,8 +70,12 @@ pub fn pair_to_host(pair: &str) -> String {
     if let Some((b, q)) = pair.split_once('/') {
         return format!("{}{}", asset_to_host(b), asset_to_host(q));
     }
-    if pair.len() == 8 && (pair.starts_with('X') || pair.starts_with('Z')) {
-        let (b, q) = pair.split_at(4);
+    // `split_at_checked`: a venue payload with a multi-byte character at byte
+    // 4 must not panic the host (issue 18)
+    if let Some((b, q)) = pair
+        .split_at_checked(4)
+        .filter(|_| pair.len() == 8 && (pair.starts_with('X') || pair.starts_with('Z')))
+    {
         if LEGACY_ASSETS.iter().any(|(k, _)| *k == b) && LEGACY_ASSETS.iter().any(|(k, _)| *k == q)
         {
             return format!("{}{}", asset_to_host(b), asset_to_host(q));
@@ -481,6 +485,15 @@ impl KrakenHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: `pair.split_at(4)` panicked on a non-ASCII pair from the venue.
+    #[test]
+    fn a_non_ascii_pair_is_not_a_panic() {
+        for pair in ["XXBé€", "XBT€USD", "Z\u{1F600}AB", "ééééé"] {
+            let _ = pair_to_host(pair);
+        }
+        assert_eq!(pair_to_host("XXBTZUSD"), "BTCUSD");
+    }
 
     #[test]
     fn pairs_and_assets_map_both_ways() {
