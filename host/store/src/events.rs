@@ -26,8 +26,34 @@ fn digest(prev: &str, ts: i64, kind: &str, symbol: Option<&str>, detail: &str) -
     hex::encode(h.finalize())
 }
 
-/// Appends one event and returns its sequence number.
+/// Appends one event and returns its sequence number. The previous hash is
+/// read and the row written under the database's write lock (the caller's
+/// transaction, else one `BEGIN IMMEDIATE` of its own), so two processes
+/// appending at once never chain two rows to the same predecessor.
 pub fn append(
+    conn: &Connection,
+    ts: i64,
+    kind: &str,
+    symbol: Option<&str>,
+    detail: &serde_json::Value,
+) -> rusqlite::Result<i64> {
+    if !conn.is_autocommit() {
+        return append_locked(conn, ts, kind, symbol, detail);
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match append_locked(conn, ts, kind, symbol, detail) {
+        Ok(seq) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(seq)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn append_locked(
     conn: &Connection,
     ts: i64,
     kind: &str,
@@ -136,6 +162,32 @@ pub fn since(conn: &Connection, since: i64, limit: usize) -> rusqlite::Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: the shell and `host orchestrate` appending at once forked
+    /// the chain (both read the same previous hash).
+    #[test]
+    fn two_connections_appending_a_thousand_events_each_leave_a_chain_that_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("host.db");
+        crate::db::open(&db).unwrap();
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let c = crate::db::open(&db).unwrap();
+                    for i in 0..1_000 {
+                        append(&c, i, "test", None, &serde_json::json!({ "writer": w, "i": i }))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let c = crate::db::open(&db).unwrap();
+        assert_eq!(verify(&c), Ok(2_000));
+    }
 
     #[test]
     fn chain_detects_edits_and_deletions() {
