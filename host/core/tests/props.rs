@@ -461,3 +461,172 @@ proptest! {
         prop_assert_eq!(trading_core::Bar::validate(&c).is_ok(), trading_core::Bar::from_candle(&c).is_ok(), "{:?}", c);
     }
 }
+
+/// A float as a strategy might send it: ordinary, or hostile (NaN, ±inf,
+/// negative, 1e308, subnormal, zero).
+fn hostile(normal: std::ops::Range<f64>) -> impl Strategy<Value = f64> {
+    prop_oneof![
+        6 => normal,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(-1.0),
+        1 => Just(1e308),
+        1 => Just(-1e308),
+        1 => Just(5e-324),
+        1 => Just(f64::MIN_POSITIVE),
+        1 => Just(0.0),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Hostile {
+    sym: usize,
+    action: usize,
+    size: f64,
+    order_type: usize,
+    /// Multiples of the market price (or the raw hostile value).
+    trigger: f64,
+    stop: Option<f64>,
+    take: Option<f64>,
+}
+
+fn hostile_signal() -> impl Strategy<Value = Hostile> {
+    (
+        0..3usize,
+        prop_oneof![4 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize), 1 => Just(3usize)],
+        hostile(0.0..150.0),
+        0..3usize,
+        hostile(0.5..1.5),
+        proptest::option::of(hostile(0.5..1.2)),
+        proptest::option::of(hostile(0.9..1.6)),
+    )
+        .prop_map(|(sym, action, size, order_type, trigger, stop, take)| Hostile {
+            sym,
+            action,
+            size,
+            order_type,
+            trigger,
+            stop,
+            take,
+        })
+}
+
+/// `x` times `price` when `x` is an ordinary multiple, else `x` itself.
+fn scaled(x: f64, price: f64) -> f64 {
+    if x.is_finite() && (0.5..=1.6).contains(&x) {
+        x * price
+    } else {
+        x
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+    /// Issue 18: over 10,000 random signal sequences with hostile numbers, no
+    /// approved entry breaks a hard limit, and none of them panics.
+    #[test]
+    fn no_approved_entry_breaks_a_hard_limit_over_ten_thousand_random_signal_sequences(
+        signals in proptest::collection::vec(hostile_signal(), 1..12),
+        held in proptest::collection::vec((0..2usize, 1..1_000u32), 0..3),
+        capital in 1..1_000_000i64,
+        max in 1..=50u32,
+        max_pos in 1..=3u32,
+        fee in 0..=50u32,
+        prices in [hostile(0.001..100_000.0), hostile(0.001..100_000.0), hostile(0.001..100_000.0)],
+    ) {
+        let config = RiskConfig {
+            max_trade_pct: Decimal::from(max),
+            default_trade_pct: Decimal::from(max),
+            max_open_positions: max_pos,
+            allowed_symbols: Some(vec!["A".into(), "B".into()]),
+            ..RiskConfig::default()
+        };
+        let mut portfolio = Portfolio::new(Decimal::from(capital)).unwrap();
+        let now = T0;
+        for (sym, qty) in &held {
+            let price = prices[*sym];
+            let Ok(p) = trading_core::money::to_decimal(price) else { continue };
+            if p <= Decimal::ZERO || !price.is_finite() || price > 1e12 {
+                continue;
+            }
+            let qty = Decimal::from(*qty) / Decimal::from(1000);
+            if qty * p > portfolio.cash() {
+                continue;
+            }
+            let fill = Fill {
+                symbol: SYMBOLS[*sym].into(),
+                qty,
+                price: p,
+                fee: Decimal::ZERO,
+                time: now - H,
+                kind: FillKind::Buy { intent: Intent::Swing, stop_loss: None, take_profit: None, tag: "held".into() },
+            };
+            let _ = portfolio.apply_fill(&fill);
+        }
+        let risk = RiskManager::new(config.clone()).unwrap();
+        let fill = FillConfig { fee_bps: Decimal::from(fee), slippage_bps: Decimal::ZERO };
+        let mut e = Engine::new(portfolio, risk, EngineConfig { fill, order_ttl_bars: 5 }).unwrap();
+        let mut data = MarketData::new();
+        for (k, sym) in SYMBOLS.iter().enumerate() {
+            let c = prices[k];
+            data.set_series(sym, Interval::H1, vec![Candle { ts: now - H, open: c, high: c, low: c, close: c, volume: 1.0 }]);
+        }
+        let view = MarketView::new(Arc::new(data), now);
+        let sigs: Vec<Signal> = signals
+            .iter()
+            .map(|h| {
+                let price = prices[h.sym];
+                let order_type = [OrderType::Market, OrderType::Limit, OrderType::Stop][h.order_type];
+                Signal {
+                    symbol: SYMBOLS[h.sym].to_string(),
+                    action: [Action::Buy, Action::Sell, Action::Close, Action::Modify][h.action],
+                    size_pct: h.size,
+                    order_type,
+                    limit_price: (order_type != OrderType::Market).then(|| scaled(h.trigger, price)),
+                    stop_loss: h.stop.map(|x| scaled(x, price)),
+                    take_profit: h.take.map(|x| scaled(x, price)),
+                    intent: Intent::Swing,
+                    tag: "p".into(),
+                    confidence: 0.5,
+                    reasoning: String::new(),
+                    slippage_tolerance: None,
+                }
+            })
+            .collect();
+        let equity = e.portfolio().equity();
+        let cash = e.portfolio().cash();
+        let held_before: Vec<String> = e.portfolio().positions().keys().cloned().collect();
+        let decisions = e.submit(now, &sigs, &view);
+        prop_assert_eq!(decisions.len(), sigs.len());
+        let budget = equity * config.max_trade_pct / Decimal::ONE_HUNDRED;
+        let fee_rate = fill.fee_rate();
+        let mut reserved = Decimal::ZERO;
+        let mut entered: Vec<String> = Vec::new();
+        for dec in &decisions {
+            let Decision::Approved(o) = dec else { continue };
+            prop_assert!(o.qty > Decimal::ZERO, "approved a non-positive qty: {:?}", o);
+            if o.side != OrderSide::Buy {
+                continue;
+            }
+            prop_assert!(o.symbol != "C", "entered a symbol that is not allowed");
+            prop_assert!(!entered.contains(&o.symbol), "two entries pending on {}", o.symbol);
+            let sizing = o.trigger_price.map_or(o.decision_price, |t| t.max(o.decision_price));
+            prop_assert!(sizing > Decimal::ZERO);
+            prop_assert!(o.qty * sizing <= budget, "entry {} × {} above {}% of {}", o.qty, sizing, max, equity);
+            reserved += o.qty * sizing * (Decimal::ONE + fee_rate);
+            prop_assert!(reserved <= cash, "entries reserve {} with {} cash", reserved, cash);
+            if let (Some(sl), Some(tp)) = (o.stop_loss, o.take_profit) {
+                prop_assert!(sl < tp);
+            }
+            if !held_before.contains(&o.symbol) {
+                entered.push(o.symbol.clone());
+                prop_assert!(
+                    held_before.len() + entered.len() <= max_pos as usize,
+                    "{} held + {} new entries, max {}", held_before.len(), entered.len(), max_pos
+                );
+            }
+        }
+    }
+}

@@ -11,9 +11,32 @@ impl Shell {
         if self.unpublished.is_some() {
             return;
         }
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!("cannot begin a transaction: {e}");
-            return;
+        // A bar commits whole or not at all: while another process holds the
+        // write lock past the busy timeout (a `host data import`, a `host
+        // orchestrate`), wait and try again; never run the bar in autocommit.
+        let mut waited = std::time::Duration::ZERO;
+        let mut pause = std::time::Duration::from_millis(50);
+        let mut next_alarm = std::time::Duration::from_secs(30);
+        while let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            if waited.is_zero() {
+                tracing::warn!("the database is locked by another process; the bar waits: {e}");
+            }
+            std::thread::sleep(pause);
+            waited += pause;
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            if waited >= next_alarm {
+                tracing::error!(
+                    "the bar has waited {} s for the database's write lock",
+                    waited.as_secs()
+                );
+                next_alarm += std::time::Duration::from_secs(30);
+            }
+        }
+        if !waited.is_zero() {
+            tracing::info!(
+                waited_ms = waited.as_millis() as u64,
+                "the write lock was released; the bar runs"
+            );
         }
         self.unpublished = Some(Vec::new());
     }

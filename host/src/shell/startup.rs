@@ -17,6 +17,13 @@ impl Shell {
         let lock = host_store::lock::DataDirLock::acquire(&paths.data_dir)?;
         let wall = trading_core::clock::wall();
         let conn = host_store::db::open(&paths.db())?;
+        // Durability per mode (WAL in both): paper keeps `synchronous =
+        // NORMAL` (a power cut may lose the last bars, which replay again,
+        // never corrupt); live syncs every commit (`FULL`), so an order
+        // written ahead of its send survives a power cut.
+        if settings.mode == Mode::Live {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
         let runtime = Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
         let scan_seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| {

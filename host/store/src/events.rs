@@ -176,8 +176,14 @@ mod tests {
                 std::thread::spawn(move || {
                     let c = crate::db::open(&db).unwrap();
                     for i in 0..1_000 {
-                        append(&c, i, "test", None, &serde_json::json!({ "writer": w, "i": i }))
-                            .unwrap();
+                        append(
+                            &c,
+                            i,
+                            "test",
+                            None,
+                            &serde_json::json!({ "writer": w, "i": i }),
+                        )
+                        .unwrap();
                     }
                 })
             })
