@@ -106,6 +106,10 @@ pub struct Engine {
     pending: Vec<PendingOrder>,
     next_id: u64,
     last_bar: BTreeMap<String, i64>,
+    /// Orders resting at a venue (live: handed over, not yet filled), counted
+    /// by the risk manager like pending ones; set before each scan.
+    #[serde(skip)]
+    resting: Vec<OrderRequest>,
 }
 
 enum Attempt {
@@ -116,7 +120,15 @@ enum Attempt {
 impl Engine {
     pub fn new(portfolio: Portfolio, risk: RiskManager, config: EngineConfig) -> Result<Self, EngineError> {
         config.fill.validate()?;
-        Ok(Engine { portfolio, risk, config, pending: Vec::new(), next_id: 1, last_bar: BTreeMap::new() })
+        Ok(Engine {
+            portfolio,
+            risk,
+            config,
+            pending: Vec::new(),
+            next_id: 1,
+            last_bar: BTreeMap::new(),
+            resting: Vec::new(),
+        })
     }
 
     /// This engine with a history-free ledger ([`Portfolio::compact`]).
@@ -128,7 +140,14 @@ impl Engine {
             pending: self.pending.clone(),
             next_id: self.next_id,
             last_bar: self.last_bar.clone(),
+            resting: self.resting.clone(),
         }
+    }
+
+    /// The orders resting at the venue (live), which the risk manager counts
+    /// toward open positions, pending-order refusals and reserved cash.
+    pub fn set_resting(&mut self, orders: Vec<OrderRequest>) {
+        self.resting = orders;
     }
 
     pub fn portfolio(&self) -> &Portfolio {
@@ -319,6 +338,13 @@ impl Engine {
         Ok(events)
     }
 
+    /// Books a signed cash correction (see [`Portfolio::adjust_cash`]) and
+    /// re-checks the halt conditions.
+    pub fn adjust_cash(&mut self, now: i64, amount: Decimal) -> Result<Option<HaltReason>, EngineError> {
+        self.portfolio.adjust_cash(now, amount)?;
+        Ok(self.risk.observe(&self.portfolio))
+    }
+
     /// Marks `symbol` at `price` at `now` without filling anything (live
     /// trading, where the venue fills) and re-checks the halt conditions.
     pub fn mark(&mut self, symbol: &str, now: i64, price: Decimal) -> Vec<EngineEvent> {
@@ -391,8 +417,7 @@ impl Engine {
     fn pending_summary(&self) -> Pending {
         let mut p = Pending::default();
         let fee = Decimal::ONE + self.config.fill.fee_rate();
-        for o in &self.pending {
-            let r = &o.request;
+        for r in self.pending.iter().map(|o| &o.request).chain(&self.resting) {
             match r.side {
                 OrderSide::Buy => {
                     let sizing = r.trigger_price.map_or(r.decision_price, |t| t.max(r.decision_price));

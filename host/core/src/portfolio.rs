@@ -442,6 +442,17 @@ impl Portfolio {
     }
 
     /// Takes cash out (at most the cash held); peak and day-start equity move with it.
+    /// A signed cash correction (a deposit when positive, a withdrawal when
+    /// negative; zero changes nothing): the venue's balance moved for a reason
+    /// outside the host's trading, so it is not P&L.
+    pub fn adjust_cash(&mut self, now: i64, amount: Decimal) -> Result<(), LedgerError> {
+        match amount.cmp(&Decimal::ZERO) {
+            std::cmp::Ordering::Greater => self.deposit(now, amount),
+            std::cmp::Ordering::Less => self.withdraw(now, -amount),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
     pub fn withdraw(&mut self, now: i64, amount: Decimal) -> Result<(), LedgerError> {
         if amount <= Decimal::ZERO {
             return Err(LedgerError::NonPositiveAmount(amount));

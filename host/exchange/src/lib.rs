@@ -411,7 +411,7 @@ pub fn split_symbol(symbol: &str) -> ExResult<(&str, &str)> {
 }
 
 /// A decimal from a JSON string or number (numbers go through their shortest text form).
-pub(crate) fn dec(v: &serde_json::Value) -> ExResult<Decimal> {
+pub fn dec(v: &serde_json::Value) -> ExResult<Decimal> {
     let text = match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Number(n) => n.to_string(),
@@ -420,7 +420,9 @@ pub(crate) fn dec(v: &serde_json::Value) -> ExResult<Decimal> {
     parse_dec(&text)
 }
 
-pub(crate) fn parse_dec(text: &str) -> ExResult<Decimal> {
+/// A decimal from venue text: plain (`30306.1`) or scientific (`1e-7`); anything else is
+/// [`ExchangeError::Decode`].
+pub fn parse_dec(text: &str) -> ExResult<Decimal> {
     Decimal::from_str(text)
         .or_else(|_| Decimal::from_scientific(text))
         .map_err(|_| ExchangeError::Decode(format!("{text:?} is not a decimal")))
@@ -458,7 +460,7 @@ pub(crate) fn http_client(timeout: Duration) -> ExResult<reqwest::Client> {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Seconds from a `Retry-After` header (delta-seconds form), at most [`MAX_RETRY_AFTER`].
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

@@ -56,7 +56,7 @@ impl Shell {
                     self.write_ahead_live();
                     self.commit(false);
                     if let Some(v) = self.live.as_ref() {
-                        if let Err(e) = v.cancel_open(&self.conn, now, false) {
+                        if let Err(e) = v.cancel_open(&self.conn, now, CancelScope::Everything) {
                             self.alert(format!("kill: cancelling exchange orders failed: {e}"));
                         }
                     }
@@ -231,7 +231,7 @@ impl Shell {
         self.persist_account(&events, &[]);
         self.engine_events(&events);
         if let Some(v) = self.live.as_ref() {
-            match v.cancel_open(&self.conn, self.clock, true) {
+            match v.cancel_open(&self.conn, self.clock, CancelScope::SuspendExits) {
                 Ok(n) if n > 0 => self.event(
                     "orders_cancelled",
                     None,

@@ -18,6 +18,7 @@ use host_store::account::{self, Reconciliation};
 use host_store::archive::{self, BytesSource};
 use host_store::events;
 use host_trading::backtest::{convert, Driver, WasmDriver};
+use host_trading::live::{CancelScope, Sent};
 use host_trading::trader::Trader;
 use rusqlite::Connection;
 use rust_decimal::Decimal;

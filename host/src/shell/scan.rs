@@ -216,35 +216,99 @@ impl Shell {
         };
         let now = self.clock;
         let sent = venue.send_pending(&self.conn, now);
-        let booked = (|| -> Result<Vec<EngineEvent>, host_trading::live::LiveError> {
+        let engine_before = self.trader.engine.clone();
+        let booked = (|| -> Result<_, host_trading::live::LiveError> {
             let tx = self.conn.transaction()?;
-            let ev = venue.book_fills(&tx, self.mode, &mut self.trader.engine, now)?;
+            let mut booked = venue.book_fills(&tx, self.mode, &mut self.trader.engine, now)?;
+            // a fill that was not the host's moved the venue's balances: the
+            // venue is the truth, the difference is booked as an adjustment
+            let true_up = if booked.external.is_empty() {
+                None
+            } else {
+                let t = venue.true_up(
+                    &tx,
+                    self.mode,
+                    &mut self.trader.engine,
+                    "a venue fill that was not the host's",
+                    now,
+                )?;
+                booked.events.extend(t.events.iter().cloned());
+                Some(t)
+            };
             account::snapshot(&tx, self.mode, &self.trader.engine, now)?;
             tx.commit()?;
-            Ok(ev)
+            Ok((booked, true_up))
         })();
+        // the exits the booking wrote ahead protect positions now, not a bar later
+        let sent = match (sent, venue.send_pending(&self.conn, now)) {
+            (Ok(mut a), Ok(b)) => {
+                a.extend(b);
+                Ok(a)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
         match sent {
             Ok(results) => {
                 for (id, r) in results {
                     match r {
-                        Ok(venue_id) => self.event("order_sent", None, serde_json::json!({ "client_order_id": id, "venue_order_id": venue_id })),
-                        Err(e) => self.event("order_send_failed", None, serde_json::json!({ "client_order_id": id, "error": e })),
+                        Sent::Placed(venue_id) | Sent::Adopted(venue_id) => self.event(
+                            "order_sent",
+                            None,
+                            serde_json::json!({ "client_order_id": id, "venue_order_id": venue_id }),
+                        ),
+                        Sent::Unknown(e) | Sent::Rejected(e) => self.event(
+                            "order_send_failed",
+                            None,
+                            serde_json::json!({ "client_order_id": id, "error": e.to_string(), "ambiguous": e.is_ambiguous() }),
+                        ),
+                        Sent::Abandoned { age_secs } => {
+                            self.alert(format!(
+                                "order {id} was decided {age_secs} s ago and never reached the venue: abandoned, not sent"
+                            ));
+                            self.event(
+                                "order_abandoned",
+                                None,
+                                serde_json::json!({ "client_order_id": id, "age_secs": age_secs }),
+                            )
+                        }
                     };
                 }
             }
             Err(e) => self.alert(format!("sending orders failed: {e}")),
         }
         match booked {
-            Ok(events) => {
+            Ok((booked, true_up)) => {
+                for x in &booked.external {
+                    self.alert(format!(
+                        "a venue fill that was not the host's: {} {} {} at {} ({}); recorded as external",
+                        x.side, x.qty, x.symbol, x.price, x.reason
+                    ));
+                    self.event(
+                        "external_fill",
+                        Some(&x.symbol),
+                        serde_json::to_value(x).unwrap_or_default(),
+                    );
+                }
+                if let Some(t) = true_up {
+                    self.event(
+                        "balance_adjusted",
+                        None,
+                        serde_json::to_value(&t).unwrap_or_default(),
+                    );
+                }
                 if let Some(a) = self.active.as_mut() {
-                    let errors = self.trader.forward(&mut a.driver, &events);
+                    let errors = self.trader.forward(&mut a.driver, &booked.events);
                     for e in errors {
                         self.module_failed(e);
                     }
                 }
-                self.engine_events(&events);
+                self.engine_events(&booked.events);
             }
-            Err(e) => self.alert(format!("booking exchange fills failed: {e}")),
+            Err(e) => {
+                // the transaction rolled back: so does the ledger in memory
+                self.trader.engine = engine_before;
+                self.alert(format!("booking exchange fills failed: {e}"));
+            }
         }
     }
 
@@ -252,6 +316,18 @@ impl Shell {
     /// signals go through the risk manager, and everything is recorded.
     /// Returns whether the strategy was called.
     pub fn scan(&mut self, now: i64) -> bool {
+        if let Some(venue) = self.live.as_mut() {
+            // the venue's open orders count for risk like the engine's own
+            match host_trading::live::resting(&self.conn) {
+                Ok(r) => self.trader.engine.set_resting(r),
+                Err(e) => tracing::error!("cannot read the orders resting at the venue: {e}"),
+            }
+            // an order is stale once its bar has passed
+            if let Some(a) = self.active.as_ref() {
+                let step = i64::from(a.driver.scan_minutes().max(1)) * 60;
+                venue.max_order_age_secs = venue.max_order_age_secs.min(step);
+            }
+        }
         let Some(active) = self.active.as_mut() else {
             return false;
         };
@@ -468,7 +544,7 @@ impl Shell {
             self.persist_account(&events, &[]);
             self.engine_events(&events);
             if let Some(v) = self.live.as_ref() {
-                if let Err(e) = v.cancel_open(&self.conn, self.clock, false) {
+                if let Err(e) = v.cancel_open(&self.conn, self.clock, CancelScope::KeepExits) {
                     self.alert(format!(
                         "dead-man's switch: cancelling exchange orders failed: {e}"
                     ));

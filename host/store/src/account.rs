@@ -79,10 +79,113 @@ pub fn starting_capital(
     }
 }
 
+/// One entry of the ledger's history: a fill, or a cash adjustment that
+/// brought the ledger to the venue's balance (live).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LedgerEntry {
+    Fill(Fill),
+    /// Signed quote cash, booked as a deposit or a withdrawal (not P&L).
+    Cash {
+        time: i64,
+        amount: Decimal,
+    },
+}
+
 /// Every stored fill of `mode`, oldest first.
 pub fn stored_fills(conn: &Connection, mode: &str) -> Result<Vec<Fill>, AccountError> {
+    Ok(stored_fills_with_ids(conn, mode)?
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect())
+}
+
+/// The ledger's history of `mode`: every fill and, right after the fill it
+/// followed, every cash adjustment.
+pub fn stored_ledger(conn: &Connection, mode: &str) -> Result<Vec<LedgerEntry>, AccountError> {
+    let fills = stored_fills_with_ids(conn, mode)?;
     let mut stmt = conn.prepare(
-        "SELECT ts, symbol, qty, price, fee, kind FROM fills WHERE mode = ?1 ORDER BY id",
+        "SELECT after_fill, ts, amount FROM ledger_adjustments WHERE mode = ?1 ORDER BY after_fill, id",
+    )?;
+    let rows = stmt.query_map([mode], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut adjustments = std::collections::VecDeque::new();
+    for row in rows {
+        let (after, time, amount) = row?;
+        adjustments.push_back((after, time, dec("adjustment amount", &amount)?));
+    }
+    let mut out = Vec::with_capacity(fills.len() + adjustments.len());
+    let mut take_until = |out: &mut Vec<LedgerEntry>, id: i64| {
+        while adjustments.front().is_some_and(|a| a.0 <= id) {
+            let (_, time, amount) = adjustments.pop_front().expect("front exists");
+            out.push(LedgerEntry::Cash { time, amount });
+        }
+    };
+    take_until(&mut out, 0);
+    for (id, f) in fills {
+        out.push(LedgerEntry::Fill(f));
+        take_until(&mut out, id);
+    }
+    take_until(&mut out, i64::MAX);
+    Ok(out)
+}
+
+/// A cash balance the venue reports differently from the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CashDifference<'a> {
+    pub asset: &'a str,
+    pub ledger: Decimal,
+    pub venue: Decimal,
+    pub reason: &'a str,
+}
+
+/// Books the cash adjustment that makes the ledger agree with the venue
+/// (`venue - ledger`, signed) into `engine` and the database (the caller's
+/// transaction), after the last stored fill; returns the amount.
+pub fn record_adjustment(
+    tx: &Connection,
+    mode: &str,
+    engine: &mut Engine,
+    d: &CashDifference<'_>,
+    now: i64,
+) -> Result<Decimal, AccountError> {
+    let CashDifference {
+        asset,
+        ledger,
+        venue,
+        reason,
+    } = *d;
+    let amount = venue - ledger;
+    engine.adjust_cash(now, amount)?;
+    let after: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM fills WHERE mode = ?1",
+        [mode],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO ledger_adjustments (mode, ts, after_fill, asset, amount, ledger, venue, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            mode,
+            now,
+            after,
+            asset,
+            amount.to_string(),
+            ledger.to_string(),
+            venue.to_string(),
+            reason
+        ],
+    )?;
+    Ok(amount)
+}
+
+fn stored_fills_with_ids(conn: &Connection, mode: &str) -> Result<Vec<(i64, Fill)>, AccountError> {
+    let mut stmt = conn.prepare(
+        "SELECT ts, symbol, qty, price, fee, kind, id FROM fills WHERE mode = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([mode], |r| {
         Ok((
@@ -92,11 +195,12 @@ pub fn stored_fills(conn: &Connection, mode: &str) -> Result<Vec<Fill>, AccountE
             r.get::<_, String>(3)?,
             r.get::<_, String>(4)?,
             r.get::<_, Option<String>>(5)?,
+            r.get::<_, i64>(6)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (time, symbol, qty, price, fee, kind) = row?;
+        let (time, symbol, qty, price, fee, kind, id) = row?;
         let kind: FillKind =
             serde_json::from_str(kind.as_deref().unwrap_or("null")).map_err(|e| {
                 AccountError::Corrupt {
@@ -104,23 +208,32 @@ pub fn stored_fills(conn: &Connection, mode: &str) -> Result<Vec<Fill>, AccountE
                     detail: e.to_string(),
                 }
             })?;
-        out.push(Fill {
-            symbol,
-            qty: dec("fill qty", &qty)?,
-            price: dec("fill price", &price)?,
-            fee: dec("fill fee", &fee)?,
-            time,
-            kind,
-        });
+        out.push((
+            id,
+            Fill {
+                symbol,
+                qty: dec("fill qty", &qty)?,
+                price: dec("fill price", &price)?,
+                fee: dec("fill fee", &fee)?,
+                time,
+                kind,
+            },
+        ));
     }
     Ok(out)
 }
 
-/// The ledger from first principles: starting capital, then every fill.
-pub fn rebuild(capital: Decimal, fills: &[Fill]) -> Result<Portfolio, AccountError> {
+/// The ledger from first principles: starting capital, then every fill and
+/// cash adjustment in the order they were booked.
+pub fn rebuild(capital: Decimal, ledger: &[LedgerEntry]) -> Result<Portfolio, AccountError> {
     let mut p = Portfolio::new(capital)?;
-    for f in fills {
-        p.apply_fill(f)?;
+    for e in ledger {
+        match e {
+            LedgerEntry::Fill(f) => {
+                p.apply_fill(f)?;
+            }
+            LedgerEntry::Cash { time, amount } => p.adjust_cash(*time, *amount)?,
+        }
     }
     Ok(p)
 }
@@ -145,8 +258,15 @@ pub fn open(
     config: EngineConfig,
 ) -> Result<(Engine, Reconciliation), AccountError> {
     let (capital, ignored) = starting_capital(conn, mode, configured_capital)?;
-    let fills = stored_fills(conn, mode)?;
-    let rebuilt = rebuild(capital, &fills)?;
+    let ledger = stored_ledger(conn, mode)?;
+    let fills: Vec<&Fill> = ledger
+        .iter()
+        .filter_map(|e| match e {
+            LedgerEntry::Fill(f) => Some(f),
+            LedgerEntry::Cash { .. } => None,
+        })
+        .collect();
+    let rebuilt = rebuild(capital, &ledger)?;
     let snapshot: Option<String> = conn
         .query_row(
             "SELECT engine FROM account_snapshot WHERE mode = ?1",
@@ -248,7 +368,7 @@ pub fn peek(conn: &Connection, mode: &str) -> Result<Option<Engine>, AccountErro
     };
     let rebuilt = rebuild(
         dec("starting capital", &capital)?,
-        &stored_fills(conn, mode)?,
+        &stored_ledger(conn, mode)?,
     )?;
     restore(&json, &rebuilt).map(Some)
 }

@@ -207,6 +207,35 @@ const MIGRATIONS: &[&str] = &[
         run_id TEXT
     );
     "#,
+    // Live: venue fills the host did not make (or could not book), and the
+    // cash adjustments that keep the ledger equal to the venue. Rebuilding the
+    // ledger replays each adjustment right after the fill `after_fill`.
+    r#"
+    CREATE TABLE external_fills (
+        venue_fill_id TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        venue_order_id TEXT,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        price TEXT NOT NULL,
+        fee TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        recorded_ts INTEGER NOT NULL
+    );
+    CREATE TABLE ledger_adjustments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mode TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        after_fill INTEGER NOT NULL,
+        asset TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        ledger TEXT NOT NULL,
+        venue TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it.

@@ -13,7 +13,7 @@ use host_store::account::{self, AccountError};
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use trading_core::Clock;
 use trading_core::{
@@ -50,10 +50,11 @@ pub struct VenueReconciliation {
     pub exits_replaced: Vec<String>,
     /// Ledger vs venue balances after booking (asset, ledger, venue), when they differ.
     pub balance_mismatches: Vec<(String, Decimal, Decimal)>,
+    /// Venue fills that were not the host's (or the ledger refused).
+    pub external_fills: Vec<ExternalFill>,
+    /// What was booked to make the ledger equal the venue, when it differed.
+    pub true_up: Option<TrueUp>,
 }
-
-/// A sent order: its client id, and the venue's order id or why it was not placed.
-pub type SendOutcome = (String, Result<String, String>);
 
 /// An exchange adapter with the runtime its calls run on.
 pub struct LiveVenue {
@@ -61,8 +62,9 @@ pub struct LiveVenue {
     exchange: Box<dyn Exchange>,
     /// Quote currency of the account (USD).
     pub quote: String,
-    /// A written-ahead order older than this at restart is abandoned, not sent.
-    pub resend_window_secs: i64,
+    /// A written-ahead order (other than a protective exit) decided longer
+    /// ago than this is abandoned, never sent: at a restart, after an outage.
+    pub max_order_age_secs: i64,
 }
 
 fn base_asset(symbol: &str, quote: &str) -> String {
@@ -86,7 +88,7 @@ impl LiveVenue {
             rt,
             exchange,
             quote: quote.to_string(),
-            resend_window_secs: 15 * 60,
+            max_order_age_secs: 15 * 60,
         })
     }
 
@@ -166,10 +168,33 @@ impl LiveVenue {
     }
 
     /// Sends every written-ahead order; each outcome is saved as it comes.
+    /// An order whose earlier send had no answer is looked up first (adopted
+    /// if the venue has it); an order older than its age limit is abandoned,
+    /// never sent (a market order decided before an outage must not go out
+    /// after it).
     pub fn send_pending(&self, conn: &Connection, now: i64) -> Result<Vec<SendOutcome>, LiveError> {
-        let rows = pending_rows(conn)?;
+        let rows = pending_rows(conn, now)?;
         let mut out = Vec::new();
-        for (client_id, request) in rows {
+        for (client_id, request, unknown) in rows {
+            if unknown {
+                if let Some(st) = self
+                    .rt
+                    .block_on(self.exchange.query_order_by_client_id(&client_id))?
+                {
+                    conn.execute(
+                        "UPDATE orders SET status = 'open', venue_order_id = ?2, updated_ts = ?3 WHERE client_order_id = ?1",
+                        params![client_id, st.order_id, now],
+                    )?;
+                    out.push((client_id, Sent::Adopted(st.order_id)));
+                    continue;
+                }
+            }
+            if self.too_old(&request, now) {
+                let age = now - request.decided_at;
+                abandon(conn, &client_id, age, now)?;
+                out.push((client_id, Sent::Abandoned { age_secs: age }));
+                continue;
+            }
             crate::failpoint::hit("live.before_send");
             let spec = Self::spec(&client_id, &request);
             let r = self.rt.block_on(self.exchange.place_order(&spec));
@@ -180,18 +205,22 @@ impl LiveVenue {
                         "UPDATE orders SET status = 'open', venue_order_id = ?2, updated_ts = ?3 WHERE client_order_id = ?1",
                         params![client_id, ack.order_id, now],
                     )?;
-                    out.push((client_id, Ok(ack.order_id)));
+                    out.push((client_id, Sent::Placed(ack.order_id)));
                 }
                 Err(e) if e.is_ambiguous() => {
-                    // unknown outcome: stays pending_send, resolved by the next reconcile
-                    out.push((client_id, Err(e.to_string())));
+                    // unknown outcome: looked up before any further send
+                    conn.execute(
+                        "UPDATE orders SET status = 'send_unknown', reason = ?2, updated_ts = ?3 WHERE client_order_id = ?1",
+                        params![client_id, e.to_string(), now],
+                    )?;
+                    out.push((client_id, Sent::Unknown(e)));
                 }
                 Err(e) => {
                     conn.execute(
                         "UPDATE orders SET status = 'rejected', reason = ?2, updated_ts = ?3 WHERE client_order_id = ?1",
                         params![client_id, e.to_string(), now],
                     )?;
-                    out.push((client_id, Err(e.to_string())));
+                    out.push((client_id, Sent::Rejected(e)));
                 }
             }
         }
@@ -203,26 +232,50 @@ impl LiveVenue {
     /// booked at the venue's time, or at `now` (the shell's injected clock) if
     /// that is earlier, so the ledger never runs ahead of the clock that drives
     /// it (a replayed market against a real venue).
+    ///
+    /// All or nothing: when booking fails the engine is put back as it was, so
+    /// memory and the rolled-back transaction agree and the next bar books the
+    /// same fills again. A fill of no host order (a manual trade on the same
+    /// account) or one the ledger cannot take is recorded in `external_fills`
+    /// and never stops the fills after it; every held position leaves with its
+    /// stop-loss / take-profit covering its whole quantity.
     pub fn book_fills(
         &self,
         conn: &Connection,
         mode: &str,
         engine: &mut Engine,
         now: i64,
-    ) -> Result<Vec<EngineEvent>, LiveError> {
+    ) -> Result<Booked, LiveError> {
+        let before = engine.clone();
+        let r = self.book_fills_inner(conn, mode, engine, now);
+        if r.is_err() {
+            *engine = before;
+        }
+        r
+    }
+
+    fn book_fills_inner(
+        &self,
+        conn: &Connection,
+        mode: &str,
+        engine: &mut Engine,
+        now: i64,
+    ) -> Result<Booked, LiveError> {
         let since: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(ts), 0) FROM fills WHERE mode = ?1 AND venue_fill_id IS NOT NULL",
+            "SELECT MAX(COALESCE((SELECT MAX(ts) FROM fills WHERE mode = ?1 AND venue_fill_id IS NOT NULL), 0),
+                        COALESCE((SELECT MAX(ts) FROM external_fills WHERE mode = ?1), 0))",
             [mode],
             |r| r.get(0),
         )?;
         let fills = self
             .rt
             .block_on(self.exchange.fills_since((since - 3_600).max(0)))?;
-        let mut events = Vec::new();
+        let mut booked = Booked::default();
+        let mut fresh = BTreeSet::new();
         for f in fills {
             let known: bool = conn
                 .query_row(
-                    "SELECT 1 FROM fills WHERE venue_fill_id = ?1",
+                    "SELECT 1 FROM fills WHERE venue_fill_id = ?1 UNION ALL SELECT 1 FROM external_fills WHERE venue_fill_id = ?1",
                     [&f.trade_id],
                     |_| Ok(true),
                 )
@@ -231,38 +284,30 @@ impl LiveVenue {
             if known {
                 continue;
             }
-            let order: Option<(String, String, Option<i64>)> = conn
+            let order: Option<(String, String)> = conn
                 .query_row(
-                    "SELECT client_order_id, request, id FROM orders WHERE venue_order_id = ?1",
+                    "SELECT client_order_id, request FROM orders WHERE venue_order_id = ?1",
                     [&f.order_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let request: Option<OrderRequest> = match &order {
-                Some((id, json, _)) => Some(
-                    serde_json::from_str(json)
-                        .map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?,
-                ),
-                None => None,
+            let Some((client_id, json)) = order else {
+                booked
+                    .external
+                    .push(record_external(conn, mode, &f, "no host order", now)?);
+                continue;
             };
-            let kind = match (f.side, &request) {
-                (Side::Buy, Some(r)) => FillKind::Buy {
-                    intent: r.intent,
-                    stop_loss: r.stop_loss,
-                    take_profit: r.take_profit,
-                    tag: r.tag.clone(),
+            let request: OrderRequest = serde_json::from_str(&json)
+                .map_err(|e| LiveError::Corrupt(client_id.clone(), e.to_string()))?;
+            let kind = match f.side {
+                Side::Buy => FillKind::Buy {
+                    intent: request.intent,
+                    stop_loss: request.stop_loss,
+                    take_profit: request.take_profit,
+                    tag: request.tag.clone(),
                 },
-                (Side::Buy, None) => FillKind::Buy {
-                    intent: trading_core::Intent::Position,
-                    stop_loss: None,
-                    take_profit: None,
-                    tag: "venue".into(),
-                },
-                (Side::Sell, Some(r)) => FillKind::Sell {
-                    reason: r.close_reason,
-                },
-                (Side::Sell, None) => FillKind::Sell {
-                    reason: CloseReason::Reconcile,
+                Side::Sell => FillKind::Sell {
+                    reason: request.close_reason,
                 },
             };
             let fill = Fill {
@@ -273,92 +318,239 @@ impl LiveVenue {
                 time: f.ts_ms.div_euclid(1000).min(now),
                 kind,
             };
-            let ev = engine.apply_fill(None, fill).map_err(AccountError::from)?;
+            let ev = match engine.apply_fill(None, fill) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    let reason = format!("the ledger cannot book it: {e}");
+                    booked
+                        .external
+                        .push(record_external(conn, mode, &f, &reason, now)?);
+                    continue;
+                }
+            };
             account::record_events(conn, mode, &ev, now)?;
-            let client_id = order.as_ref().map(|o| o.0.clone());
             conn.execute(
                 "UPDATE fills SET venue_fill_id = ?1, client_order_id = ?2 WHERE id = (SELECT MAX(id) FROM fills WHERE mode = ?3)",
                 params![f.trade_id, client_id, mode],
             )?;
-            if let Some(id) = &client_id {
-                conn.execute(
-                    "UPDATE orders SET status = 'filled' WHERE client_order_id = ?1",
-                    [id],
-                )?;
-            }
+            conn.execute(
+                "UPDATE orders SET status = 'filled' WHERE client_order_id = ?1",
+                [&client_id],
+            )?;
             crate::failpoint::hit("live.after_fill");
-            let closed = ev
-                .iter()
-                .any(|e| matches!(e, EngineEvent::PositionClosed(_)));
-            if let (Side::Buy, Some(r), Some((coid, _, _))) = (f.side, &request, &order) {
-                self.write_exits(conn, mode, coid, r, f.qty, now)?;
-            }
-            if closed {
-                self.cancel_exits(conn, &f.symbol, now)?;
-            }
-            events.extend(ev);
+            let entry = (f.side == Side::Buy).then_some(client_id.as_str());
+            self.protect(conn, mode, engine, &f.symbol, entry, &mut fresh, now)?;
+            booked.events.extend(ev);
         }
-        Ok(events)
+        // exits follow the positions (Modify signals, restarts, partial exits)
+        let held: Vec<String> = engine.portfolio().positions().keys().cloned().collect();
+        for symbol in held {
+            self.protect(conn, mode, engine, &symbol, None, &mut fresh, now)?;
+        }
+        Ok(booked)
     }
 
-    /// Writes ahead the exchange-native stop-loss and take-profit of an
-    /// entry that just filled (sent with the next [`LiveVenue::send_pending`]).
-    fn write_exits(
+    /// Makes the exchange-side stop-loss and take-profit of `symbol` cover
+    /// the whole position at its current triggers: an exit of the wrong size
+    /// or price is replaced (cancelled at the venue, a new one written ahead,
+    /// sent with the next [`LiveVenue::send_pending`]); one written in this
+    /// booking and not sent yet (`fresh`) is resized in place; with no
+    /// position left, every exit is cancelled. `entry` names the client id new
+    /// exits are numbered after (the entry that just filled).
+    #[allow(clippy::too_many_arguments)]
+    fn protect(
         &self,
         conn: &Connection,
         mode: &str,
-        entry_id: &str,
-        entry: &OrderRequest,
-        qty: Decimal,
+        engine: &Engine,
+        symbol: &str,
+        entry: Option<&str>,
+        fresh: &mut BTreeSet<String>,
         now: i64,
     ) -> Result<(), LiveError> {
-        for (suffix, trigger, reason) in [
-            ("s", entry.stop_loss, CloseReason::StopLoss),
-            ("t", entry.take_profit, CloseReason::TakeProfit),
+        let Some(pos) = engine.portfolio().position(symbol) else {
+            return self.cancel_exits(conn, symbol, now);
+        };
+        let exits = active_exit_rows(conn, symbol)?;
+        for (suffix, reason, trigger) in [
+            ("s", CloseReason::StopLoss, pos.stop_loss),
+            ("t", CloseReason::TakeProfit, pos.take_profit),
         ] {
+            let mine: Vec<&ExitRow> = exits
+                .iter()
+                .filter(|e| e.request.close_reason == reason)
+                .collect();
+            if let (Some(t), [only]) = (trigger, mine.as_slice()) {
+                if only.request.qty == pos.qty && only.request.trigger_price == Some(t) {
+                    continue;
+                }
+                if fresh.contains(&only.client_id) {
+                    let request = OrderRequest {
+                        qty: pos.qty,
+                        trigger_price: Some(t),
+                        decision_price: t,
+                        ..only.request.clone()
+                    };
+                    update_unsent(conn, &only.client_id, &request, now)?;
+                    continue;
+                }
+            }
+            for old in &mine {
+                self.retire(conn, old, fresh, now)?;
+            }
             let Some(trigger) = trigger else { continue };
+            let base = match (entry, mine.first()) {
+                (Some(e), _) => format!("{e}{suffix}"),
+                (None, Some(old)) => old.client_id.clone(),
+                (None, None) => match last_entry(conn, symbol)? {
+                    Some(e) => format!("{e}{suffix}"),
+                    None => {
+                        tracing::warn!("{symbol}: no host entry to number its exits after; the position is not protected on the venue");
+                        continue;
+                    }
+                },
+            };
+            let client_id = unused_id(conn, &base)?;
             let request = OrderRequest {
+                symbol: symbol.to_string(),
                 action: trading_core::Action::Close,
                 side: OrderSide::Sell,
                 order_type: OrderType::Stop,
-                qty,
+                qty: pos.qty,
                 trigger_price: Some(trigger),
                 stop_loss: None,
                 take_profit: None,
+                intent: pos.intent,
+                tag: pos.tag.clone(),
                 decided_at: now,
                 decision_price: trigger,
                 close_reason: reason,
                 clipped_from: None,
-                ..entry.clone()
             };
-            insert_order(
-                conn,
-                mode,
-                self.name(),
-                &format!("{entry_id}{suffix}"),
-                &request,
-                now,
-            )?;
+            insert_order(conn, mode, self.name(), &client_id, &request, now)?;
+            fresh.insert(client_id);
         }
         Ok(())
     }
 
-    /// Cancels the resting stop-loss / take-profit of `symbol` (its position closed).
+    /// Takes an exit out of service: cancelled at the venue if it may rest
+    /// there, then marked `replaced`.
+    fn retire(
+        &self,
+        conn: &Connection,
+        old: &ExitRow,
+        fresh: &BTreeSet<String>,
+        now: i64,
+    ) -> Result<(), LiveError> {
+        let venue_id = match (old.status.as_str(), &old.venue_id) {
+            ("open", Some(v)) => Some(v.clone()),
+            ("pending_send" | "send_unknown", _) if !fresh.contains(&old.client_id) => self
+                .rt
+                .block_on(self.exchange.query_order_by_client_id(&old.client_id))?
+                .map(|st| st.order_id),
+            _ => None,
+        };
+        if let Some(v) = &venue_id {
+            self.rt.block_on(self.exchange.cancel_order(v))?;
+        }
+        conn.execute(
+            "UPDATE orders SET status = 'replaced', venue_order_id = COALESCE(?3, venue_order_id), reason = 'the position changed', updated_ts = ?2 WHERE client_order_id = ?1",
+            params![old.client_id, now, venue_id],
+        )?;
+        Ok(())
+    }
+
+    /// Brings the ledger to the venue's balances, which are the truth: a held
+    /// asset the venue has less of is sold off the ledger (`reconcile`, at its
+    /// last price), then a quote cash difference of a cent or more is booked
+    /// as an explicit adjustment. More of an asset on the venue than the
+    /// ledger holds is left alone (coins the host did not buy) and reported.
+    pub fn true_up(
+        &self,
+        conn: &Connection,
+        mode: &str,
+        engine: &mut Engine,
+        reason: &str,
+        now: i64,
+    ) -> Result<TrueUp, LiveError> {
+        let venue = self.balances()?;
+        let mut out = TrueUp::default();
+        let held: Vec<(String, Decimal, Decimal)> = engine
+            .portfolio()
+            .positions()
+            .values()
+            .map(|p| {
+                let price = engine
+                    .portfolio()
+                    .mark_price(&p.symbol)
+                    .unwrap_or(p.avg_entry);
+                (p.symbol.clone(), p.qty, price)
+            })
+            .collect();
+        let mut fresh = BTreeSet::new();
+        for (symbol, qty, price) in held {
+            let asset = base_asset(&symbol, &self.quote);
+            let on_venue = venue.get(&asset).copied().unwrap_or_default();
+            if on_venue >= qty {
+                if on_venue > qty {
+                    out.outside.push((asset, qty, on_venue));
+                }
+                continue;
+            }
+            let fill = Fill {
+                symbol: symbol.clone(),
+                qty: qty - on_venue.max(Decimal::ZERO),
+                price,
+                fee: Decimal::ZERO,
+                time: now,
+                kind: FillKind::Sell {
+                    reason: CloseReason::Reconcile,
+                },
+            };
+            let ev = engine.apply_fill(None, fill).map_err(AccountError::from)?;
+            account::record_events(conn, mode, &ev, now)?;
+            self.protect(conn, mode, engine, &symbol, None, &mut fresh, now)?;
+            out.assets.push((asset, qty, on_venue));
+            out.events.extend(ev);
+        }
+        let ledger = engine.portfolio().cash();
+        let on_venue = venue.get(&self.quote).copied().unwrap_or_default();
+        if ledger.round_dp(2) != on_venue.round_dp(2) {
+            account::record_adjustment(
+                conn,
+                mode,
+                engine,
+                &account::CashDifference {
+                    asset: &self.quote,
+                    ledger,
+                    venue: on_venue,
+                    reason,
+                },
+                now,
+            )?;
+            out.cash = Some((ledger, on_venue));
+        }
+        Ok(out)
+    }
+
+    /// Cancels the stop-loss / take-profit of `symbol` (its position closed):
+    /// at the venue where it may rest, and in the database.
     fn cancel_exits(&self, conn: &Connection, symbol: &str, now: i64) -> Result<(), LiveError> {
-        for (client_id, venue_id, _) in exit_rows(conn, symbol)? {
-            if let Some(v) = &venue_id {
+        for e in active_exit_rows(conn, symbol)? {
+            if let (true, Some(v)) = (e.status == "open", &e.venue_id) {
                 self.rt.block_on(self.exchange.cancel_order(v))?;
             }
             conn.execute(
                 "UPDATE orders SET status = 'cancelled', reason = 'position closed', updated_ts = ?2 WHERE client_order_id = ?1",
-                params![client_id, now],
+                params![e.client_id, now],
             )?;
         }
         Ok(())
     }
 
     /// Re-places a held position's stop-loss / take-profit the venue no longer
-    /// has open (expired or cancelled while the host was down).
+    /// has open (expired or cancelled while the host was down, or suspended
+    /// at the last shutdown).
     fn replace_expired_exits(
         &self,
         conn: &Connection,
@@ -366,7 +558,7 @@ impl LiveVenue {
         engine: &Engine,
         now: i64,
     ) -> Result<Vec<String>, LiveError> {
-        let open: std::collections::BTreeSet<String> = self
+        let open: BTreeSet<String> = self
             .rt
             .block_on(self.exchange.open_orders())?
             .into_iter()
@@ -374,29 +566,20 @@ impl LiveVenue {
             .collect();
         let mut replaced = Vec::new();
         for pos in engine.portfolio().positions().values() {
-            for (client_id, venue_id, request) in exit_rows(conn, &pos.symbol)? {
-                if venue_id.as_ref().is_some_and(|v| open.contains(v)) {
+            for e in active_exit_rows(conn, &pos.symbol)? {
+                let resting = e.venue_id.as_ref().is_some_and(|v| open.contains(v));
+                if resting || !matches!(e.status.as_str(), "open" | "suspended") {
                     continue;
                 }
                 conn.execute(
                     "UPDATE orders SET status = 'expired', updated_ts = ?2 WHERE client_order_id = ?1",
-                    params![client_id, now],
+                    params![e.client_id, now],
                 )?;
-                let base = client_id
-                    .split('r')
-                    .next()
-                    .unwrap_or(&client_id)
-                    .to_string();
-                let n: i64 = conn.query_row(
-                    "SELECT COUNT(*) FROM orders WHERE client_order_id LIKE ?1 || 'r%'",
-                    [&base],
-                    |r| r.get(0),
-                )?;
-                let again = format!("{base}r{}", n + 1);
+                let again = unused_id(conn, &e.client_id)?;
                 let request = OrderRequest {
                     qty: pos.qty,
                     decided_at: now,
-                    ..request
+                    ..e.request
                 };
                 insert_order(conn, mode, self.name(), &again, &request, now)?;
                 replaced.push(again);
@@ -416,7 +599,7 @@ impl LiveVenue {
         now: i64,
     ) -> Result<(VenueReconciliation, Vec<EngineEvent>), LiveError> {
         let mut rec = VenueReconciliation::default();
-        for (client_id, request) in pending_rows(conn)? {
+        for (client_id, request, _) in pending_rows(conn, i64::MAX)? {
             match self
                 .rt
                 .block_on(self.exchange.query_order_by_client_id(&client_id))?
@@ -428,14 +611,9 @@ impl LiveVenue {
                     )?;
                     rec.adopted.push(client_id);
                 }
-                None if now - request.decided_at <= self.resend_window_secs => {
-                    rec.resent.push(client_id)
-                }
+                None if !self.too_old(&request, now) => rec.resent.push(client_id),
                 None => {
-                    conn.execute(
-                        "UPDATE orders SET status = 'abandoned', reason = 'never reached the venue; too old to send after the restart', updated_ts = ?2 WHERE client_order_id = ?1",
-                        params![client_id, now],
-                    )?;
+                    abandon(conn, &client_id, now - request.decided_at, now)?;
                     rec.abandoned.push(client_id);
                 }
             }
@@ -444,7 +622,23 @@ impl LiveVenue {
             self.send_pending(conn, now)?;
         }
         let tx = conn.transaction()?;
-        let events = self.book_fills(&tx, mode, engine, now)?;
+        let booked = self.book_fills(&tx, mode, engine, now)?;
+        let mut events = booked.events;
+        rec.external_fills = booked.external;
+        rec.balance_mismatches = self.compare_balances(engine)?;
+        if !rec.balance_mismatches.is_empty() {
+            let before = engine.clone();
+            match self.true_up(&tx, mode, engine, "startup reconciliation", now) {
+                Ok(t) => {
+                    events.extend(t.events.iter().cloned());
+                    rec.true_up = Some(t);
+                }
+                Err(e) => {
+                    *engine = before;
+                    return Err(e);
+                }
+            }
+        }
         account::snapshot(&tx, mode, engine, now)?;
         tx.commit()?;
         rec.fills_booked = events
@@ -453,8 +647,14 @@ impl LiveVenue {
             .count();
         rec.exits_replaced = self.replace_expired_exits(conn, mode, engine, now)?;
         self.send_pending(conn, now)?;
-        rec.balance_mismatches = self.compare_balances(engine)?;
         Ok((rec, events))
+    }
+
+    /// Whether a written-ahead order is too old to send: protective exits
+    /// never are (they guard a position that exists now); anything else
+    /// decided more than `max_order_age_secs` ago is.
+    fn too_old(&self, r: &OrderRequest, now: i64) -> bool {
+        !is_protective(r) && now.saturating_sub(r.decided_at) >= self.max_order_age_secs
     }
 
     /// Ledger vs venue, per asset: quote cash and each held base asset.
@@ -487,28 +687,283 @@ impl LiveVenue {
         Ok(out)
     }
 
-    /// Cancels every open order the venue holds (shutdown, dead-man, kill).
-    /// With `suspend_exits` (shutdown) a position's stop-loss / take-profit is
-    /// kept as `suspended` and placed again at the next start.
+    /// Cancels the venue's open orders that the host placed (a manual order
+    /// on the same account is never touched). `scope` says what happens to
+    /// the stop-loss / take-profit orders protecting positions.
     pub fn cancel_open(
         &self,
         conn: &Connection,
         now: i64,
-        suspend_exits: bool,
+        scope: CancelScope,
     ) -> Result<usize, LiveError> {
         let open = self.rt.block_on(self.exchange.open_orders())?;
         let mut n = 0;
         for o in open {
+            let row: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT order_type, side FROM orders WHERE venue_order_id = ?1",
+                    [&o.order_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((order_type, side)) = row else {
+                tracing::warn!("venue order {} is not the host's; left open", o.order_id);
+                continue;
+            };
+            let protective = order_type == "stop" && side == "sell";
+            if protective && scope == CancelScope::KeepExits {
+                continue;
+            }
             if self.rt.block_on(self.exchange.cancel_order(&o.order_id))? {
                 n += 1;
+                let status = if protective && scope == CancelScope::SuspendExits {
+                    "suspended"
+                } else {
+                    "cancelled"
+                };
                 conn.execute(
-                    "UPDATE orders SET status = CASE WHEN ?3 AND order_type = 'stop' AND side = 'sell' THEN 'suspended' ELSE 'cancelled' END,
-                     reason = 'cancelled by the host', updated_ts = ?2 WHERE venue_order_id = ?1",
-                    params![o.order_id, now, suspend_exits],
+                    "UPDATE orders SET status = ?3, reason = 'cancelled by the host', updated_ts = ?2 WHERE venue_order_id = ?1",
+                    params![o.order_id, now, status],
                 )?;
             }
         }
         Ok(n)
+    }
+}
+
+/// The host's orders handed to the venue and not done (written ahead,
+/// unanswered or resting), other than protective exits: what the risk
+/// manager must count beside the engine's own pending orders.
+pub fn resting(conn: &Connection) -> Result<Vec<OrderRequest>, LiveError> {
+    let mut stmt = conn.prepare(
+        "SELECT client_order_id, request FROM orders WHERE venue != 'paper' AND status IN ('pending_send', 'send_unknown', 'open')",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, json) = row?;
+        let r: OrderRequest =
+            serde_json::from_str(&json).map_err(|e| LiveError::Corrupt(id, e.to_string()))?;
+        if !is_protective(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// A stop-loss or take-profit guarding a held position.
+fn is_protective(r: &OrderRequest) -> bool {
+    r.order_type == OrderType::Stop
+        && matches!(
+            r.close_reason,
+            CloseReason::StopLoss | CloseReason::TakeProfit
+        )
+}
+
+/// What [`LiveVenue::cancel_open`] does with the exits protecting positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelScope {
+    /// Cancel them too (kill: the positions are closed next).
+    Everything,
+    /// Cancel them as `suspended`, placed again at the next start (shutdown).
+    SuspendExits,
+    /// Leave them resting (dead-man's switch: entries stop, protection stays).
+    KeepExits,
+}
+
+/// How one written-ahead order's send ended.
+#[derive(Debug)]
+pub enum Sent {
+    Placed(String),
+    /// An earlier send without an answer had reached the venue.
+    Adopted(String),
+    /// No answer: looked up before any further send.
+    Unknown(ExchangeError),
+    Rejected(ExchangeError),
+    /// Too old to send (decided `age_secs` ago): never sent.
+    Abandoned {
+        age_secs: i64,
+    },
+}
+
+/// A sent order: its client id and how the send ended.
+pub type SendOutcome = (String, Sent);
+
+/// A venue fill the ledger did not take: no host order made it (a manual
+/// trade on the same account), or the ledger refused it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalFill {
+    pub venue_fill_id: String,
+    pub symbol: String,
+    pub side: &'static str,
+    pub qty: Decimal,
+    pub price: Decimal,
+    pub reason: String,
+}
+
+/// What one booking did.
+#[derive(Debug, Default)]
+pub struct Booked {
+    pub events: Vec<EngineEvent>,
+    pub external: Vec<ExternalFill>,
+}
+
+/// What [`LiveVenue::true_up`] changed to make the ledger equal the venue.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrueUp {
+    /// Held assets the venue had less of: (asset, ledger, venue), sold off the ledger.
+    pub assets: Vec<(String, Decimal, Decimal)>,
+    /// Quote cash (ledger, venue) before the adjustment, when it differed.
+    pub cash: Option<(Decimal, Decimal)>,
+    /// Held assets the venue has more of (not the host's): reported only.
+    pub outside: Vec<(String, Decimal, Decimal)>,
+    #[serde(skip)]
+    pub events: Vec<EngineEvent>,
+}
+
+fn record_external(
+    conn: &Connection,
+    mode: &str,
+    f: &exchange::Fill,
+    reason: &str,
+    now: i64,
+) -> Result<ExternalFill, LiveError> {
+    let side = match f.side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    };
+    conn.execute(
+        "INSERT OR IGNORE INTO external_fills (venue_fill_id, mode, venue_order_id, symbol, side, qty, price, fee, ts, reason, recorded_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            f.trade_id,
+            mode,
+            f.order_id,
+            f.symbol,
+            side,
+            f.qty.to_string(),
+            f.price.to_string(),
+            f.fee.to_string(),
+            f.ts_ms.div_euclid(1000),
+            reason,
+            now
+        ],
+    )?;
+    Ok(ExternalFill {
+        venue_fill_id: f.trade_id.clone(),
+        symbol: f.symbol.clone(),
+        side,
+        qty: f.qty,
+        price: f.price,
+        reason: reason.to_string(),
+    })
+}
+
+fn abandon(conn: &Connection, client_id: &str, age_secs: i64, now: i64) -> Result<(), LiveError> {
+    conn.execute(
+        "UPDATE orders SET status = 'abandoned', reason = ?2, updated_ts = ?3 WHERE client_order_id = ?1",
+        params![
+            client_id,
+            format!("decided {age_secs} s ago, older than its age limit; never sent"),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// An exchange-side exit of a position as stored.
+struct ExitRow {
+    client_id: String,
+    status: String,
+    venue_id: Option<String>,
+    request: OrderRequest,
+}
+
+/// The exits of `symbol` still in service: written ahead, unknown, resting or suspended.
+fn active_exit_rows(conn: &Connection, symbol: &str) -> Result<Vec<ExitRow>, LiveError> {
+    let mut stmt = conn.prepare(
+        "SELECT client_order_id, status, venue_order_id, request FROM orders
+         WHERE symbol = ?1 AND status IN ('pending_send', 'send_unknown', 'open', 'suspended') AND order_type = 'stop' AND side = 'sell'
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map([symbol], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (client_id, status, venue_id, json) = row?;
+        let request: OrderRequest = serde_json::from_str(&json)
+            .map_err(|e| LiveError::Corrupt(client_id.clone(), e.to_string()))?;
+        out.push(ExitRow {
+            client_id,
+            status,
+            venue_id,
+            request,
+        });
+    }
+    Ok(out)
+}
+
+/// Resizes an exit that was written ahead in this booking and not sent.
+fn update_unsent(
+    conn: &Connection,
+    client_id: &str,
+    r: &OrderRequest,
+    now: i64,
+) -> Result<(), LiveError> {
+    let request = serde_json::to_string(r)
+        .map_err(|e| LiveError::Corrupt(client_id.to_string(), e.to_string()))?;
+    conn.execute(
+        "UPDATE orders SET qty = ?2, price = ?3, request = ?4, updated_ts = ?5 WHERE client_order_id = ?1 AND status = 'pending_send'",
+        params![client_id, r.qty.to_string(), r.trigger_price.map(|p| p.to_string()), request, now],
+    )?;
+    Ok(())
+}
+
+/// The client id of the last filled entry of `symbol`.
+fn last_entry(conn: &Connection, symbol: &str) -> Result<Option<String>, LiveError> {
+    Ok(conn
+        .query_row(
+            "SELECT client_order_id FROM orders WHERE symbol = ?1 AND side = 'buy' AND status = 'filled' ORDER BY id DESC LIMIT 1",
+            [symbol],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// `base` when no order has it, else its next revision `{root}r{n}` (the
+/// root is `base` up to its first `r`; host ids have none before the suffix).
+fn unused_id(conn: &Connection, base: &str) -> Result<String, LiveError> {
+    let taken = |id: &str| -> Result<bool, LiveError> {
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM orders WHERE client_order_id = ?1",
+                [id],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false))
+    };
+    if !taken(base)? {
+        return Ok(base.to_string());
+    }
+    let root = base.split('r').next().unwrap_or(base);
+    let mut n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM orders WHERE client_order_id LIKE ?1 || 'r%'",
+        [root],
+        |r| r.get(0),
+    )?;
+    loop {
+        n += 1;
+        let id = format!("{root}r{n}");
+        if !taken(&id)? {
+            return Ok(id);
+        }
     }
 }
 
@@ -531,43 +986,31 @@ fn insert_order(
     Ok(())
 }
 
-/// The open exchange-side exits of `symbol`: (client id, venue id, request).
-fn exit_rows(
+/// Written-ahead orders not yet resolved, oldest first, with whether an
+/// earlier send had no answer (`send_unknown`). An order whose send had no
+/// answer at `now` is left for a later pass: the venue gets time to show it
+/// before it is looked up, and it is never resent in the same breath.
+fn pending_rows(
     conn: &Connection,
-    symbol: &str,
-) -> Result<Vec<(String, Option<String>, OrderRequest)>, LiveError> {
+    now: i64,
+) -> Result<Vec<(String, OrderRequest, bool)>, LiveError> {
     let mut stmt = conn.prepare(
-        "SELECT client_order_id, venue_order_id, request FROM orders WHERE symbol = ?1 AND status IN ('open', 'suspended') AND order_type = 'stop' AND side = 'sell'",
+        "SELECT client_order_id, request, status FROM orders
+         WHERE status = 'pending_send' OR (status = 'send_unknown' AND updated_ts < ?1) ORDER BY id",
     )?;
-    let rows = stmt.query_map([symbol], |r| {
+    let rows = stmt.query_map([now], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, venue, json) = row?;
+        let (id, json, status) = row?;
         let req: OrderRequest = serde_json::from_str(&json)
             .map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?;
-        out.push((id, venue, req));
-    }
-    Ok(out)
-}
-
-/// Written-ahead orders not yet resolved, oldest first.
-fn pending_rows(conn: &Connection) -> Result<Vec<(String, OrderRequest)>, LiveError> {
-    let mut stmt = conn.prepare(
-        "SELECT client_order_id, request FROM orders WHERE status = 'pending_send' ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, json) = row?;
-        let req: OrderRequest = serde_json::from_str(&json)
-            .map_err(|e| LiveError::Corrupt(id.clone(), e.to_string()))?;
-        out.push((id, req));
+        out.push((id, req, status == "send_unknown"));
     }
     Ok(out)
 }

@@ -80,23 +80,35 @@ pub fn order_body(spec: &OrderSpec, buffer_bps: u32) -> ExResult<Value> {
     let stop = |trigger: Decimal, down: bool| {
         let b = Decimal::from(buffer_bps) / Decimal::from(10_000);
         let (limit, rounding) = match spec.side {
-            Side::Sell => (trigger * (Decimal::ONE - b), RoundingStrategy::ToZero),
-            Side::Buy => (trigger * (Decimal::ONE + b), RoundingStrategy::AwayFromZero),
+            Side::Sell => (
+                trigger.checked_mul(Decimal::ONE - b),
+                RoundingStrategy::ToZero,
+            ),
+            Side::Buy => (
+                trigger.checked_mul(Decimal::ONE + b),
+                RoundingStrategy::AwayFromZero,
+            ),
         };
-        json!({ "stop_limit_stop_limit_gtc": {
+        let limit = limit.ok_or_else(|| {
+            ExchangeError::InvalidOrder(format!(
+                "{}: the stop-limit price of trigger {trigger} overflows",
+                spec.client_id
+            ))
+        })?;
+        Ok(json!({ "stop_limit_stop_limit_gtc": {
             "base_size": size,
             "limit_price": dec_text(limit.round_dp_with_strategy(dp, rounding)),
             "stop_price": dec_text(trigger),
             "stop_direction": if down { "STOP_DIRECTION_STOP_DOWN" } else { "STOP_DIRECTION_STOP_UP" },
-        }})
+        }}))
     };
     let sell = spec.side == Side::Sell;
     let configuration = match spec.kind {
         OrderKind::Market => json!({ "market_market_ioc": { "base_size": size } }),
         OrderKind::Limit { price } => json!({ "limit_limit_gtc": {
             "base_size": size, "limit_price": dec_text(price), "post_only": false } }),
-        OrderKind::StopLoss { trigger } => stop(trigger, sell),
-        OrderKind::TakeProfit { trigger } => stop(trigger, !sell),
+        OrderKind::StopLoss { trigger } => stop(trigger, sell)?,
+        OrderKind::TakeProfit { trigger } => stop(trigger, !sell)?,
     };
     Ok(json!({
         "client_order_id": spec.client_id,
@@ -208,7 +220,11 @@ pub fn parse_accounts(body: &Value, into: &mut BTreeMap<String, Decimal>) -> ExR
         let avail = a
             .get("available_balance")
             .ok_or_else(|| ExchangeError::Decode("account without available_balance".into()))?;
-        *into.entry(currency).or_insert(Decimal::ZERO) += dec_field(avail, "value")?;
+        let value = dec_field(avail, "value")?;
+        let sum = into.entry(currency.clone()).or_insert(Decimal::ZERO);
+        *sum = sum
+            .checked_add(value)
+            .ok_or_else(|| ExchangeError::Decode(format!("{currency} balance overflows")))?;
     }
     Ok(())
 }

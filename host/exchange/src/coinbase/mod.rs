@@ -97,7 +97,10 @@ impl Coinbase {
                 .retried(|| self.http.accounts_page(c.as_deref()))
                 .await?;
             for (k, v) in page {
-                *out.entry(k).or_insert(Decimal::ZERO) += v;
+                let sum = out.entry(k.clone()).or_insert(Decimal::ZERO);
+                *sum = sum.checked_add(v).ok_or_else(|| {
+                    crate::ExchangeError::Decode(format!("balance of {k} overflows"))
+                })?;
             }
             match next {
                 Some(n) if Some(&n) != cursor.as_ref() => cursor = Some(n),
@@ -120,7 +123,7 @@ impl Coinbase {
             out.extend(page);
             start = end;
         }
-        out.retain(|c| c.ts >= since && c.ts + step <= now);
+        out.retain(|c| c.ts >= since && c.ts.checked_add(step).is_some_and(|end| end <= now));
         out.sort_by_key(|c| c.ts);
         out.dedup_by_key(|c| c.ts);
         Ok(out)

@@ -71,7 +71,9 @@ impl CoinbaseFeed {
         })
     }
 
-    fn parse(&mut self, text: &str) -> ExResult<Vec<MarketEvent>> {
+    /// The events in one Coinbase websocket text frame; a frame that does not decode is an error
+    /// (the feed logs it and goes on).
+    pub fn parse(&mut self, text: &str) -> ExResult<Vec<MarketEvent>> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| ExchangeError::Decode(e.to_string()))?;
         if v.get("type").and_then(Value::as_str) == Some("error") {

@@ -207,9 +207,8 @@ pub fn parse_order_map(result: &Value, key: &str) -> ExResult<Vec<OrderStatus>> 
 fn ts_ms(v: &Value) -> ExResult<i64> {
     let secs = dec(v)?;
     use rust_decimal::prelude::ToPrimitive;
-    (secs * Decimal::from(1000))
-        .trunc()
-        .to_i64()
+    secs.checked_mul(Decimal::from(1000))
+        .and_then(|ms| ms.trunc().to_i64())
         .ok_or_else(|| ExchangeError::Decode(format!("bad time {v}")))
 }
 
@@ -243,7 +242,11 @@ pub fn parse_balances(result: &Value) -> ExResult<BTreeMap<String, Decimal>> {
         .ok_or_else(|| ExchangeError::Decode("balance result is not an object".into()))?;
     let mut out = BTreeMap::new();
     for (asset, v) in map {
-        *out.entry(asset_to_host(asset)).or_insert(Decimal::ZERO) += dec(v)?;
+        // `XXBT` and `XBT` both land on `BTC`: a sum past `Decimal::MAX` is an error, not a panic.
+        let sum = out.entry(asset_to_host(asset)).or_insert(Decimal::ZERO);
+        *sum = sum
+            .checked_add(dec(v)?)
+            .ok_or_else(|| ExchangeError::Decode(format!("balance of {asset} overflows")))?;
     }
     Ok(out)
 }
@@ -475,7 +478,7 @@ impl KrakenHttp {
         let now = self.cfg.clock.now();
         let step = i64::from(interval) * 60;
         let mut c = parse_ohlc(&r)?;
-        c.retain(|c| c.ts >= since && c.ts + step <= now);
+        c.retain(|c| c.ts >= since && c.ts.checked_add(step).is_some_and(|end| end <= now));
         c.sort_by_key(|c| c.ts);
         c.dedup_by_key(|c| c.ts);
         Ok(c)

@@ -75,7 +75,9 @@ impl KrakenFeed {
         })
     }
 
-    fn parse(&mut self, text: &str) -> ExResult<Vec<MarketEvent>> {
+    /// The events in one Kraken websocket text frame; a frame that does not decode is an error
+    /// (the feed logs it and goes on).
+    pub fn parse(&mut self, text: &str) -> ExResult<Vec<MarketEvent>> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| ExchangeError::Decode(e.to_string()))?;
         if v.get("method").and_then(Value::as_str) == Some("subscribe")

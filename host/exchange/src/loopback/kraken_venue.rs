@@ -102,6 +102,9 @@ pub struct VenueState {
     pub ws_connections: usize,
     /// No heartbeats while set (a stale feed).
     pub silent: bool,
+    /// Fractions the next filled order is executed in, one trade each (a
+    /// partial fill in several trades); empty: one trade.
+    pub split_next: Vec<Decimal>,
     last_nonce: u64,
     next_id: u64,
 }
@@ -179,6 +182,7 @@ impl KrakenVenue {
             subscriptions: vec![],
             ws_connections: 0,
             silent: false,
+            split_next: Vec::new(),
             last_nonce: 0,
             next_id: 0,
         };
@@ -426,28 +430,53 @@ fn match_orders(st: &mut VenueState) {
             st.balances.insert(base.into(), b - vol);
             st.balances.insert(quote.into(), q + cost - fee);
         }
-        st.next_id += 1;
-        let id = format!("T{:05}-LOOP-{:06}", st.next_id, st.next_id * 7);
         let now = unix_now();
-        st.trades.push(VTrade {
-            id: id.clone(),
-            ordertxid: o.txid.clone(),
-            pair: o.pair.clone(),
-            side: o.side.clone(),
-            ordertype: o.ordertype.clone(),
-            price,
-            vol,
-            cost,
-            fee,
-            time: now,
-        });
+        let fractions = std::mem::take(&mut st.split_next);
+        let mut parts: Vec<Decimal> = fractions.iter().map(|f| (vol * f).round_dp(8)).collect();
+        let rest = vol - parts.iter().copied().sum::<Decimal>();
+        match parts.last_mut() {
+            Some(last) => *last += rest,
+            None => parts.push(vol),
+        }
+        let mut ids = Vec::new();
+        let (mut cost_left, mut fee_left) = (cost, fee);
+        for (k, part) in parts.iter().enumerate() {
+            let last = k + 1 == parts.len();
+            let c = if last {
+                cost_left
+            } else {
+                (part * price).round_dp(5)
+            };
+            let f = if last {
+                fee_left
+            } else {
+                (c * Decimal::from(st.fee_bps) / Decimal::from(10_000)).round_dp(4)
+            };
+            cost_left -= c;
+            fee_left -= f;
+            st.next_id += 1;
+            let id = format!("T{:05}-LOOP-{:06}", st.next_id, st.next_id * 7);
+            st.trades.push(VTrade {
+                id: id.clone(),
+                ordertxid: o.txid.clone(),
+                pair: o.pair.clone(),
+                side: o.side.clone(),
+                ordertype: o.ordertype.clone(),
+                price,
+                vol: *part,
+                cost: c,
+                fee: f,
+                time: now,
+            });
+            ids.push(id);
+        }
         let o = &mut st.orders[i];
         o.vol_exec += vol;
         o.cost += cost;
         o.fee += fee;
         o.status = "closed".into();
         o.closetm = now;
-        o.trades.push(id);
+        o.trades.extend(ids);
     }
 }
 
