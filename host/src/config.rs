@@ -257,6 +257,34 @@ mod tests {
         RiskFile::load(None).unwrap();
     }
 
+    /// Issue 14: a partial `[exchanges.kraken]` (only the URLs) was refused
+    /// with "missing field `timeout_ms`", though every key is optional.
+    #[test]
+    fn a_section_with_one_key_takes_the_rest_from_the_defaults() {
+        let text = "[exchanges.kraken]\nrest_url = \"http://127.0.0.1:9\"\nws_url = \"ws://127.0.0.1:9\"\n\
+                    [exchanges.coinbase]\ntimeout_ms = 500\n\
+                    [sandbox]\ndeadline_ms = 100\n[safety]\ndead_man_minutes = 5\n\
+                    [orchestrator]\nmargin = 0.5\n[api]\nrate_per_minute = 60\n\
+                    [telegram]\npoll_timeout_s = 5\n[strategy]\nmax_failures = 2\n";
+        let s = Settings::parse(text, "s.toml").unwrap();
+        let d = Settings::load(None).unwrap();
+        assert_eq!(s.exchanges.kraken.rest_url, "http://127.0.0.1:9");
+        assert_eq!(s.exchanges.kraken.timeout_ms, d.exchanges.kraken.timeout_ms);
+        assert_eq!(
+            s.exchanges.kraken.rate_per_sec,
+            d.exchanges.kraken.rate_per_sec
+        );
+        assert_eq!(s.exchanges.coinbase.timeout_ms, 500);
+        assert_eq!(s.exchanges.coinbase.rest_url, d.exchanges.coinbase.rest_url);
+        assert_eq!(s.sandbox.deadline_ms, 100);
+        assert_eq!(s.sandbox.fuel_per_call, d.sandbox.fuel_per_call);
+        assert_eq!(s.safety.dead_man_minutes, 5);
+        assert_eq!(s.safety.stale_data_minutes, d.safety.stale_data_minutes);
+        assert_eq!(s.api.addr, d.api.addr);
+        assert_eq!(s.max_failures, 2);
+        assert_eq!(s.default_strategy, d.default_strategy);
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         let e = Settings::parse("mode = \"paper\"\nfoo = 1\n", "s.toml").unwrap_err();

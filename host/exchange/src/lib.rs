@@ -334,12 +334,37 @@ impl VenueSettings {
     }
 }
 
-/// `[exchanges]` as written: each venue section optional.
+/// `[exchanges.<venue>]` as written: every key optional; a missing key
+/// takes the embedded default's, then the built-in one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVenue {
+    pub rest_url: Option<String>,
+    pub ws_url: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub rate_per_sec: Option<f64>,
+}
+
+impl RawVenue {
+    /// This section's keys over `base`'s.
+    fn over(self, base: VenueSettings) -> VenueSettings {
+        VenueSettings {
+            rest_url: self.rest_url.unwrap_or(base.rest_url),
+            ws_url: self.ws_url.unwrap_or(base.ws_url),
+            timeout_ms: self.timeout_ms.unwrap_or(base.timeout_ms),
+            max_retries: self.max_retries.unwrap_or(base.max_retries),
+            rate_per_sec: self.rate_per_sec.unwrap_or(base.rate_per_sec),
+        }
+    }
+}
+
+/// `[exchanges]` as written: each venue section, and each key in it, optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExchanges {
-    pub kraken: Option<VenueSettings>,
-    pub coinbase: Option<VenueSettings>,
+    pub kraken: Option<RawVenue>,
+    pub coinbase: Option<RawVenue>,
 }
 
 /// `[exchanges]` resolved: every venue's URLs and limits (keys come only from the environment).
@@ -374,16 +399,20 @@ impl Default for ExchangesSettings {
 }
 
 impl ExchangesSettings {
-    /// The user's sections over the embedded ones over the built-in defaults, validated.
+    /// The user's keys over the embedded ones over the built-in defaults, key by key, validated.
     pub fn resolve(
         user: Option<RawExchanges>,
         embedded: Option<RawExchanges>,
     ) -> Result<ExchangesSettings, String> {
         let (u, e) = (user.unwrap_or_default(), embedded.unwrap_or_default());
         let def = ExchangesSettings::default();
+        let layer = |user: Option<RawVenue>, embedded: Option<RawVenue>, base| {
+            user.unwrap_or_default()
+                .over(embedded.unwrap_or_default().over(base))
+        };
         let out = ExchangesSettings {
-            kraken: u.kraken.or(e.kraken).unwrap_or(def.kraken),
-            coinbase: u.coinbase.or(e.coinbase).unwrap_or(def.coinbase),
+            kraken: layer(u.kraken, e.kraken, def.kraken),
+            coinbase: layer(u.coinbase, e.coinbase, def.coinbase),
         };
         for (name, v) in [("kraken", &out.kraken), ("coinbase", &out.coinbase)] {
             v.validate()

@@ -97,7 +97,7 @@ pub(crate) fn run(
         }
         let _ = sig_tx.send(host_control::Command::Shutdown);
     });
-    let mut feed: Box<dyn Feed> = match &replay {
+    let feed: Box<dyn Feed + Send> = match &replay {
         Some(file) => {
             let bars = shell::read_replay(file, symbol, interval)?;
             tracing::info!(bars = bars.len(), file = %file.display(), "replaying candles");
@@ -115,7 +115,7 @@ pub(crate) fn run(
             )?)
         }
     };
-    shell.run(feed.as_mut(), &rx, exit_at_end);
+    shell.run(feed, rx, exit_at_end);
     let _ = std::fs::remove_file(paths.socket());
     println!("stopped after {} scans", shell.scan_seq);
     Ok(())

@@ -239,57 +239,98 @@ impl Shell {
         self.event("alert", None, serde_json::json!({ "message": message }));
     }
 
-    /// Runs `feed` to its end (or until shutdown), handling commands between bars.
-    pub fn run(&mut self, feed: &mut dyn Feed, commands: &Receiver<Command>, exit_at_end: bool) {
+    /// Runs `feed` to its end (or until shutdown). The feed runs on its own
+    /// thread and is at most one event ahead of the shell, so a command waits
+    /// for at most the bar being scanned, never for the market: a silent feed
+    /// (a quiet venue, a replay at `--speed 1`) does not silence the host.
+    pub fn run(
+        &mut self,
+        mut feed: Box<dyn Feed + Send>,
+        commands: Receiver<Command>,
+        exit_at_end: bool,
+    ) {
         self.event(
             "startup",
             None,
             serde_json::json!({ "mode": self.settings.mode, "paused": self.paused, "version": self.active.as_ref().map(|a| a.version) }),
         );
-        'outer: loop {
-            while let Ok(cmd) = commands.try_recv() {
-                if !self.handle(cmd) {
-                    break 'outer;
-                }
-            }
-            let Some(ev) = feed.next_event() else {
-                if exit_at_end {
+        let (tx, inputs) = std::sync::mpsc::channel::<Input>();
+        let (credit, credits) = std::sync::mpsc::channel::<()>();
+        let feed_tx = tx.clone();
+        std::thread::Builder::new()
+            .name("feed".into())
+            .spawn(move || loop {
+                let ev = feed.next_event();
+                let end = ev.is_none();
+                // the shell is gone, or the feed ended: this thread's work is done
+                if feed_tx.send(Input::Feed(ev)).is_err() || end || credits.recv().is_err() {
                     break;
                 }
-                self.save_state();
-                tracing::info!(
-                    "feed ended after {} scans; waiting for commands",
-                    self.scan_seq
-                );
-                // idle: commands, and a review that was waiting for the running one
-                loop {
-                    match commands.recv_timeout(std::time::Duration::from_secs(1)) {
-                        Ok(cmd) => {
-                            if !self.handle(cmd) {
-                                break;
-                            }
-                        }
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.review_if_due(),
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            })
+            .expect("spawning the feed thread");
+        std::thread::Builder::new()
+            .name("commands".into())
+            .spawn(move || {
+                for cmd in commands {
+                    if tx.send(Input::Command(cmd)).is_err() {
+                        break;
                     }
                 }
-                break;
-            };
-            match ev {
-                FeedEvent::Bar(symbol, interval, bar) => {
-                    self.on_bar(&symbol, interval, bar);
+            })
+            .expect("spawning the command thread");
+        let mut feed_ended = false;
+        loop {
+            match inputs.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(Input::Command(cmd)) => {
+                    if !self.handle(cmd) {
+                        break;
+                    }
                 }
-                FeedEvent::Tick(now) => {
-                    self.begin();
-                    let scanned = self.tick(now);
-                    self.commit(scanned);
-                    // the position monitor: exchange-side stop-loss / take-profit fills
-                    self.execute_live();
+                Ok(Input::Feed(Some(ev))) => {
+                    self.on_feed(ev);
+                    // the feed thread may fetch the next event
+                    let _ = credit.send(());
                 }
+                Ok(Input::Feed(None)) => {
+                    if exit_at_end {
+                        break;
+                    }
+                    feed_ended = true;
+                    self.save_state();
+                    tracing::info!(
+                        "feed ended after {} scans; waiting for commands",
+                        self.scan_seq
+                    );
+                }
+                // idle after the feed: a review that was waiting for the running one
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if feed_ended => {
+                    self.review_if_due()
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         self.shutdown();
     }
+
+    fn on_feed(&mut self, ev: FeedEvent) {
+        match ev {
+            FeedEvent::Bar(symbol, interval, bar) => self.on_bar(&symbol, interval, bar),
+            FeedEvent::Tick(now) => {
+                self.begin();
+                let scanned = self.tick(now);
+                self.commit(scanned);
+                // the position monitor: exchange-side stop-loss / take-profit fills
+                self.execute_live();
+            }
+        }
+    }
+}
+
+/// What the shell's loop takes in: a command, or the feed's next event (None: it ended).
+enum Input {
+    Command(Command),
+    Feed(Option<FeedEvent>),
 }
 
 /// Reads the candles of a CSV file for replay.

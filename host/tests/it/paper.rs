@@ -388,6 +388,54 @@ fn halt_kill_and_resume_from_the_cli_act_on_the_running_host() {
     }
 }
 
+/// Issue 14: the scan loop that blocked on the feed also served every
+/// command, so a host on a feed that waits (a replay at `--speed 1`, a quiet
+/// market) answered `host status` with "not running" after 10 s. The feed
+/// now runs on its own thread: a host whose next bar is an hour away answers
+/// status and halt at once.
+#[test]
+fn a_host_whose_feed_is_silent_still_answers_status_and_halt() {
+    let h = Host::new();
+    // real time: the second bar is an hour (capped at a minute) after the first
+    let mut child = h
+        .cmd(&[
+            "run",
+            "--replay",
+            h.path("btc.csv").to_str().unwrap(),
+            "--speed",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&h, "the first bar", |s| s["clock"].as_i64() > Some(0));
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s = live_status(&h).expect("a host waiting for its feed answers status");
+        waits.push(t.elapsed());
+        assert!(s["halt"].is_null());
+    }
+    let out = h.cmd(&["halt"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "halt while the feed is silent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = live_status(&h).expect("status after the halt");
+    assert_eq!(s["halt"], "halted by hand");
+    eprintln!("status answered in {waits:?} while the feed was silent");
+    let _ = child.kill();
+    let _ = child.wait();
+    // the feed really was silent: one bar seen in all that time
+    let bars: i64 = h
+        .db()
+        .query_row("SELECT COUNT(*) FROM candles", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(bars, 1, "the test needs a feed that stays silent");
+}
+
 /// Issue 18: two hosts on one data directory both traded (the socket check
 /// was racy). Started together, exactly one runs; the other refuses with a
 /// message naming the lock, and the survivor's run is whole.
