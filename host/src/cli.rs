@@ -37,13 +37,18 @@ pub(crate) struct Cli {
 pub(crate) enum Cmd {
     /// Start the host (paper mode by default, replaying candles when given).
     Run {
-        /// Replay this OHLCV CSV instead of a live feed.
+        /// Replay this OHLCV CSV instead of a live feed; repeatable (one file per
+        /// symbol, bars of one close all delivered before its scan).
         #[arg(long)]
-        replay: Option<PathBuf>,
-        #[arg(long, default_value = "BTCUSD")]
-        symbol: String,
-        #[arg(long, default_value = "1h")]
-        interval: String,
+        replay: Vec<PathBuf>,
+        /// Symbol of each --replay file, in order (default: from a file name like
+        /// BTCUSD-1h.csv, else the first configured symbol).
+        #[arg(long)]
+        symbol: Vec<String>,
+        /// Interval of the --replay files (default: from the file name, else the
+        /// candles' spacing).
+        #[arg(long)]
+        interval: Option<String>,
         /// Replay speed: N times real time, or `max`.
         #[arg(long, default_value = "max")]
         speed: String,

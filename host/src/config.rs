@@ -67,6 +67,10 @@ pub struct Safety {
     /// Do not call the strategy when a symbol's newest candle is older than this (0: off).
     #[serde(default = "Safety::default_stale")]
     pub stale_data_minutes: u32,
+    /// How long a scan at close `t` waits for the other symbols' bars of `t`
+    /// before it runs without them (their entries refused), seconds of the clock.
+    #[serde(default = "Safety::default_grace")]
+    pub bar_grace_secs: u32,
 }
 
 impl Safety {
@@ -76,6 +80,9 @@ impl Safety {
     fn default_stale() -> u32 {
         180
     }
+    fn default_grace() -> u32 {
+        90
+    }
 }
 
 impl Default for Safety {
@@ -83,6 +90,7 @@ impl Default for Safety {
         Safety {
             dead_man_minutes: Safety::default_dead_man(),
             stale_data_minutes: Safety::default_stale(),
+            bar_grace_secs: Safety::default_grace(),
         }
     }
 }

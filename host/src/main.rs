@@ -68,7 +68,7 @@ fn real_main() -> Result<()> {
             risk,
             replay,
             &symbol,
-            &interval,
+            interval.as_deref(),
             &speed,
             exit_at_end,
             api_addr.as_deref(),

@@ -110,6 +110,10 @@ pub struct Engine {
     /// by the risk manager like pending ones; set before each scan.
     #[serde(skip)]
     resting: Vec<OrderRequest>,
+    /// Symbols whose newest bar is missing or stale at this scan: no entry
+    /// is opened on a price that old (exits still go through); set before each scan.
+    #[serde(skip)]
+    stale: Vec<String>,
 }
 
 enum Attempt {
@@ -128,6 +132,7 @@ impl Engine {
             next_id: 1,
             last_bar: BTreeMap::new(),
             resting: Vec::new(),
+            stale: Vec::new(),
         })
     }
 
@@ -141,6 +146,7 @@ impl Engine {
             next_id: self.next_id,
             last_bar: self.last_bar.clone(),
             resting: self.resting.clone(),
+            stale: self.stale.clone(),
         }
     }
 
@@ -148,6 +154,12 @@ impl Engine {
     /// toward open positions, pending-order refusals and reserved cash.
     pub fn set_resting(&mut self, orders: Vec<OrderRequest>) {
         self.resting = orders;
+    }
+
+    /// The symbols whose data is missing or stale at the next scan: entries
+    /// on them are refused ([`Refusal::StaleData`]).
+    pub fn set_stale(&mut self, symbols: Vec<String>) {
+        self.stale = symbols;
     }
 
     pub fn portfolio(&self) -> &Portfolio {
@@ -205,6 +217,10 @@ impl Engine {
                 out.push(Decision::Refused(Refusal::UnknownSymbol(s.symbol.clone())));
                 continue;
             };
+            if s.action == Action::Buy && self.stale.contains(&s.symbol) {
+                out.push(Decision::Refused(Refusal::StaleData(s.symbol.clone())));
+                continue;
+            }
             let pending = self.pending_summary();
             let state = PortfolioState { portfolio: &self.portfolio, pending: &pending, fee_rate };
             let mut decision = self.risk.evaluate(s, &state, facts.price, now);

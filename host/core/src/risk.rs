@@ -188,6 +188,8 @@ pub enum Refusal {
     NegativeSize,
     #[error("no market price for {0}")]
     UnknownSymbol(String),
+    #[error("the newest bar of {0} is missing or stale: no entry on an old price")]
+    StaleData(String),
     #[error("{0} is not in the allowed symbols")]
     NotAllowed(String),
     #[error("market price must be positive")]

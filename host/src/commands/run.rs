@@ -8,16 +8,19 @@ pub(crate) fn run(
     paths: Paths,
     settings: Settings,
     risk: RiskFile,
-    replay: Option<PathBuf>,
-    symbol: &str,
-    interval: &str,
+    replay: Vec<PathBuf>,
+    symbols: &[String],
+    interval: Option<&str>,
     speed: &str,
     exit_at_end: bool,
     api_addr: Option<&str>,
     orchestrate: Option<String>,
 ) -> Result<()> {
-    let interval = Interval::parse(interval)
-        .with_context(|| format!("--interval {interval:?}: expected 5m, 1h or 1d"))?;
+    let interval = interval
+        .map(|i| {
+            Interval::parse(i).with_context(|| format!("--interval {i:?}: expected 5m, 1h or 1d"))
+        })
+        .transpose()?;
     let speed = match speed {
         "max" => None,
         s => Some(
@@ -27,20 +30,27 @@ pub(crate) fn run(
                 .with_context(|| format!("--speed {s:?}: expected a positive number or max"))?,
         ),
     };
+    if symbols.len() > replay.len() {
+        bail!(
+            "{} --symbol values for {} --replay files: give one per file, in order",
+            symbols.len(),
+            replay.len()
+        );
+    }
     // live mode without --replay trades on the exchange's own market feed
-    let live_feed = replay.is_none() && settings.mode == host::config::Mode::Live;
-    let replay = if live_feed {
-        None
+    let live_feed = replay.is_empty() && settings.mode == host::config::Mode::Live;
+    let replay = if live_feed || !replay.is_empty() {
+        replay
     } else {
-        let replay = replay
-            .or_else(|| Some(PathBuf::from("data/sample/BTCUSD-1h.csv")).filter(|p| p.exists()));
-        let Some(replay) = replay else {
+        let sample = PathBuf::from("data/sample/BTCUSD-1h.csv");
+        if !sample.exists() {
             bail!(
                 "no market feed: pass --replay FILE.csv, or set mode = \"live\" in settings.toml"
             );
-        };
-        Some(replay)
+        }
+        vec![sample]
     };
+    let bars = replay_bars(&replay, symbols, interval, &settings)?;
     let mut shell = Shell::start(paths.clone(), settings.clone(), risk.clone())?;
     let (tx, rx) = channel();
     let ctx = ControlContext {
@@ -97,12 +107,8 @@ pub(crate) fn run(
         }
         let _ = sig_tx.send(host_control::Command::Shutdown);
     });
-    let feed: Box<dyn Feed + Send> = match &replay {
-        Some(file) => {
-            let bars = shell::read_replay(file, symbol, interval)?;
-            tracing::info!(bars = bars.len(), file = %file.display(), "replaying candles");
-            Box::new(ReplayFeed::new(bars, speed))
-        }
+    let feed: Box<dyn Feed + Send> = match bars {
+        Some(bars) => Box::new(ReplayFeed::new(bars, speed)),
         None => {
             tracing::info!(venue = ?shell.settings.venue, "live market feed");
             shell.wall_clock = true;
@@ -119,4 +125,69 @@ pub(crate) fn run(
     let _ = std::fs::remove_file(paths.socket());
     println!("stopped after {} scans", shell.scan_seq);
     Ok(())
+}
+
+/// The bars of every `--replay` file: each file's symbol is its `--symbol`
+/// (in order), else the one its name carries (`BTCUSD-1h.csv`), else the
+/// first configured symbol; two files of one symbol and interval are refused.
+/// None when there is nothing to replay (the live feed).
+fn replay_bars(
+    files: &[PathBuf],
+    symbols: &[String],
+    interval: Option<Interval>,
+    settings: &Settings,
+) -> Result<Option<Vec<(String, Interval, trading_core::Candle)>>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut bars = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let named = trading_core::series::name_parts(file);
+        let symbol = symbols.get(i).cloned().or(match named {
+            (Some(s), Some(_)) => Some(s),
+            _ => settings.symbols.first().cloned(),
+        });
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--replay {}", file.display()))?;
+        let candles = trading_core::csv::parse_candles(&text)
+            .with_context(|| format!("--replay {}", file.display()))?;
+        let Some(symbol) = symbol else {
+            bail!("--replay {}: pass --symbol for this file", file.display());
+        };
+        // the interval: --interval, the file name, the candles' spacing, else 1h (one bar)
+        let spacing = candles
+            .windows(2)
+            .map(|w| w[1].ts - w[0].ts)
+            .min()
+            .and_then(|g| Interval::ALL.into_iter().find(|i| i.secs() == g));
+        let iv = interval.or(named.1).or(spacing).unwrap_or(Interval::H1);
+        let series = trading_core::series::Series {
+            symbol,
+            interval: iv,
+            candles,
+        };
+        if !settings.symbols.contains(&series.symbol) {
+            tracing::warn!(
+                symbol = %series.symbol,
+                "replayed symbol is not in settings.toml's symbols: the strategy cannot trade it"
+            );
+        }
+        if !seen.insert((series.symbol.clone(), iv)) {
+            bail!(
+                "--replay {}: a second file of {} {}",
+                file.display(),
+                series.symbol,
+                iv.name()
+            );
+        }
+        tracing::info!(bars = series.candles.len(), file = %file.display(), symbol = %series.symbol, "replaying candles");
+        bars.extend(
+            series
+                .candles
+                .into_iter()
+                .map(|c| (series.symbol.clone(), iv, c)),
+        );
+    }
+    Ok(Some(bars))
 }

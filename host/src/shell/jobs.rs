@@ -111,9 +111,59 @@ impl Shell {
         self.dead_man();
         self.review_if_due();
         if self.clock >= self.next_scan_at {
+            if self.awaiting_bars(self.clock) {
+                return false;
+            }
             return self.scan(self.clock);
         }
         false
+    }
+
+    /// Whether the scan due at `now` waits for bars: a scan at close `t`
+    /// runs once every symbol that is not stale has its candle closing at
+    /// `t` (the backtest's order: all bars of a close, then the scan), or
+    /// once `[safety] bar_grace_secs` have passed since `t`; then the symbols
+    /// still missing are recorded (`bars_missing`) and no entry is opened on
+    /// them this scan.
+    pub(super) fn awaiting_bars(&mut self, now: i64) -> bool {
+        let Some(active) = self.active.as_ref() else {
+            return false;
+        };
+        let step = i64::from(active.driver.scan_minutes().max(1)) * 60;
+        let close = now.div_euclid(step) * step;
+        let stale = self.stale_symbols(now);
+        let missing: Vec<String> = self
+            .settings
+            .symbols
+            .iter()
+            .filter(|s| !stale.contains(s))
+            .filter(|s| self.newest_close(s).is_none_or(|t| t < close))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            self.missing.clear();
+            return false;
+        }
+        if now - close < i64::from(self.settings.safety.bar_grace_secs) {
+            return true;
+        }
+        if self.missing != missing {
+            self.event(
+                "bars_missing",
+                None,
+                serde_json::json!({ "symbols": missing, "close": close, "at": now }),
+            );
+        }
+        self.missing = missing;
+        false
+    }
+
+    /// When the newest candle of `symbol` (any interval) closed.
+    pub(super) fn newest_close(&self, symbol: &str) -> Option<i64> {
+        Interval::ALL
+            .iter()
+            .filter_map(|i| self.data.series(symbol, *i).last().map(|c| c.ts + i.secs()))
+            .max()
     }
 
     /// The daily P&L snapshot and fee-schedule refresh; with a live feed,

@@ -23,7 +23,7 @@ use host_trading::trader::Trader;
 use rusqlite::Connection;
 use rust_decimal::Decimal;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use trading_core::{
@@ -83,6 +83,8 @@ pub struct Shell {
     _lock: host_store::lock::DataDirLock,
     /// Symbols whose data was stale at the last due scan.
     stale: Vec<String>,
+    /// Symbols whose bar of the last scanned close had not come within the grace period.
+    missing: Vec<String>,
     /// Automatic reviews (`host run --orchestrate`): triggers and the running cycle.
     pub reviews: Option<Reviews>,
     /// The day rolled: aggregate 5m → 1h → 1d and prune old candles after the commit.
@@ -331,20 +333,4 @@ impl Shell {
 enum Input {
     Command(Command),
     Feed(Option<FeedEvent>),
-}
-
-/// Reads the candles of a CSV file for replay.
-pub fn read_replay(
-    path: &Path,
-    symbol: &str,
-    interval: Interval,
-) -> anyhow::Result<Vec<(String, Interval, Candle)>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let candles = trading_core::csv::parse_candles(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(candles
-        .into_iter()
-        .map(|c| (symbol.to_string(), interval, c))
-        .collect())
 }

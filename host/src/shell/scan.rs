@@ -333,26 +333,37 @@ impl Shell {
         };
         let step = i64::from(active.driver.scan_minutes().max(1)) * 60;
         let stale = self.stale_symbols(now);
-        if !stale.is_empty() {
-            // not scanned: tried again at the next bar or tick; logged when it starts or changes
-            if self.stale != stale {
-                self.event(
-                    "stale_data",
-                    None,
-                    serde_json::json!({ "symbols": stale, "at": now }),
-                );
-                self.stale = stale;
-            }
+        if !stale.is_empty() && self.stale != stale {
+            // logged when it starts or changes
+            self.event(
+                "stale_data",
+                None,
+                serde_json::json!({ "symbols": stale, "at": now }),
+            );
+        }
+        if !stale.is_empty() && stale.len() == self.settings.symbols.len() {
+            // every symbol stale (the feed is down): not scanned, tried again at the next bar or tick
+            self.stale = stale;
             return false;
         }
-        if !self.stale.is_empty() {
-            let was = std::mem::take(&mut self.stale);
+        let fresh: Vec<String> = self
+            .stale
+            .iter()
+            .filter(|s| !stale.contains(s))
+            .cloned()
+            .collect();
+        if !fresh.is_empty() {
             self.event(
                 "data_fresh",
                 None,
-                serde_json::json!({ "symbols": was, "at": now }),
+                serde_json::json!({ "symbols": fresh, "at": now }),
             );
         }
+        // no entry on a symbol whose newest bar is stale or missing at this close
+        let mut no_entry = stale.clone();
+        no_entry.extend(self.missing.iter().filter(|s| !stale.contains(s)).cloned());
+        self.trader.engine.set_stale(no_entry);
+        self.stale = stale;
         self.next_scan_at = (now.div_euclid(step) + 1) * step;
         let Some(active) = self.active.as_mut() else {
             return false;

@@ -96,6 +96,7 @@ impl Shell {
             wall,
             _lock: lock,
             stale: Vec::new(),
+            missing: Vec::new(),
             reviews: None,
             tiering_due: false,
             tiered_at: None,

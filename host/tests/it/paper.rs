@@ -533,3 +533,117 @@ fn a_write_lock_held_for_six_seconds_during_a_bar_then_a_crash_lose_nothing() {
     assert_eq!(h.trades(), reference.trades());
     assert_eq!(h.account(), reference.account());
 }
+
+/// Issue 14: paper trading of several symbols replays one file per symbol and
+/// runs the scan of a close once every symbol's bar of that close is in (the
+/// backtest's order), so a paper run and a backtest of the same files make
+/// the same trades; with one bar late, the scan waits for it.
+#[test]
+fn a_two_symbol_replay_trades_exactly_like_the_backtest_of_the_same_files() {
+    let h = Host::new();
+    let settings = format!(
+        "symbols = [\"BTCUSD\", \"ETHUSD\"]\n[strategy]\ndefault = \"{}\"\nparams = [[\"fast\", \"5\"], [\"slow\", \"20\"]]\n",
+        guest_path("sma-crossover").display()
+    );
+    std::fs::write(h.path("settings.toml"), settings).unwrap();
+    let rows = 800;
+    let btc = shared_candles("BTCUSD-1h.csv", 60_000, rows);
+    let eth = shared_candles("ETHUSD-1h.csv", 0, 60_000 + rows);
+    let eth: Vec<_> = eth
+        .into_iter()
+        .filter(|c| c.ts >= btc[0].ts && c.ts <= btc[rows - 1].ts)
+        .collect();
+    assert!(eth.len() > rows / 2, "the two files must overlap");
+    write_csv(&h.path("BTCUSD-1h.csv"), &btc);
+    write_csv(&h.path("ETHUSD-1h.csv"), &eth);
+    let out = h
+        .cmd(&[
+            "run",
+            "--replay",
+            h.path("BTCUSD-1h.csv").to_str().unwrap(),
+            "--replay",
+            h.path("ETHUSD-1h.csv").to_str().unwrap(),
+            "--speed",
+            "max",
+            "--exit-at-end",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = h.db();
+    let mut s = c
+        .prepare(
+            "SELECT symbol, qty, entry_price, exit_price, opened_at, closed_at FROM trades ORDER BY closed_at, symbol",
+        )
+        .unwrap();
+    let paper: Vec<String> = s
+        .query_map([], |r| {
+            Ok(format!(
+                "{},{},{},{},{},{}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let bt = h
+        .cmd(&[
+            "backtest",
+            "--strategy",
+            guest_path("sma-crossover").to_str().unwrap(),
+            "--data",
+            h.path("BTCUSD-1h.csv").to_str().unwrap(),
+            "--data",
+            h.path("ETHUSD-1h.csv").to_str().unwrap(),
+            "--param",
+            "fast=5",
+            "--param",
+            "slow=20",
+            "--out",
+            h.path("bt").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        bt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bt.stderr)
+    );
+    let csv = std::fs::read_to_string(h.path("bt/trades.csv")).unwrap();
+    let mut backtest: Vec<(i64, String, String)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let row = format!("{},{},{},{},{},{}", f[0], f[2], f[3], f[4], f[9], f[10]);
+            (f[10].parse().unwrap(), f[0].to_string(), row)
+        })
+        .collect();
+    backtest.sort();
+    let backtest: Vec<String> = backtest.into_iter().map(|t| t.2).collect();
+    let symbols: std::collections::BTreeSet<&str> =
+        paper.iter().filter_map(|t| t.split(',').next()).collect();
+    assert_eq!(symbols.len(), 2, "both symbols trade: {paper:?}");
+    assert_eq!(paper, backtest, "paper and backtest made different trades");
+    // every close scanned once, in order
+    let (scans, distinct, ordered): (i64, i64, i64) = c
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT ts), (SELECT COUNT(*) FROM scan_results a JOIN scan_results b ON b.seq = a.seq + 1 WHERE b.ts <= a.ts) FROM scan_results",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(scans, distinct, "a close scanned twice");
+    assert_eq!(ordered, 0, "scans out of order");
+}
