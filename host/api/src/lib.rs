@@ -138,7 +138,15 @@ impl Serving {
     pub fn dashboard_url(&self) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("token", self.token.expose());
-        format!("http://{}/?{}", self.addr, q.finish())
+        // Bound to every interface: the loopback address works from here.
+        let mut at = self.addr;
+        if at.ip().is_unspecified() {
+            at.set_ip(match at.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{at}/?{}", q.finish())
     }
 }
 
@@ -323,5 +331,12 @@ mod tests {
         };
         assert_eq!(s.dashboard_url(), "http://127.0.0.1:8080/?token=a%2Bb%2Fc");
         assert!(!format!("{s:?}").contains("a+b/c"));
+        let any = Serving {
+            addr: "0.0.0.0:9".parse().unwrap(),
+            ..s
+        };
+        assert!(any
+            .dashboard_url()
+            .starts_with("http://127.0.0.1:9/?token="));
     }
 }
