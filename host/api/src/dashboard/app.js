@@ -263,7 +263,7 @@ $("tokenform").onsubmit = (e) => {
   $("token").value = "";
   refresh(); refreshSlow(); connect();
 };
-$("token").placeholder = token() ? "token saved (enter to replace)" : "API token (HOST_API_TOKEN)";
+$("token").placeholder = token() ? "token saved (enter to replace)" : "API token (printed by host run)";
 
 refresh();
 refreshSlow();
