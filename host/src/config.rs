@@ -233,7 +233,7 @@ impl Settings {
                 .map_err(|m| invalid("exchanges", m))?,
             api: {
                 let a = r.api.or(d.api).unwrap_or_default();
-                a.validate().map_err(|m| invalid("api", m))?;
+                a.validate().map_err(|e| invalid("api", e.to_string()))?;
                 a
             },
             telegram: {

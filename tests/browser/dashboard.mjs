@@ -2,7 +2,8 @@
 // appear live (after a replayed fill), presses Halt and waits for the risk
 // panel to show it. Saves screenshots. Prints one JSON line of results.
 //
-// env: DASHBOARD_URL (http://127.0.0.1:PORT/), API_TOKEN, SCREENSHOT_DIR,
+// env: DASHBOARD_URL (the http://127.0.0.1:PORT/?token=... `host run` printed), API_TOKEN
+//      (optional, added to the URL), SCREENSHOT_DIR,
 //      CHROMIUM (default /usr/bin/chromium)
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
@@ -30,12 +31,12 @@ try {
   const page = ctx.pages()[0] || (await ctx.newPage());
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  // The token is entered once and kept in localStorage.
-  await page.goto(url, { waitUntil: "load" });
-  if (token) {
-    await page.fill("#token", token);
-    await page.click("#tokenform button");
-  }
+  // Jupyter-style: the URL `host run` printed carries the token once; the
+  // page keeps it in localStorage and drops it from the address bar.
+  const start = new URL(url);
+  if (token) start.searchParams.set("token", token);
+  await page.goto(start.toString(), { waitUntil: "load" });
+  result.token_left_in_url = page.url().includes("token=");
   const t0 = Date.now();
   await page.reload({ waitUntil: "load" });
   result.load_ms = await page.evaluate(() => {

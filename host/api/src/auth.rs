@@ -1,15 +1,17 @@
-//! Bearer-token authentication and per-client-IP rate limiting (a token
-//! bucket refilled continuously; an empty bucket answers 429 with
-//! `Retry-After`). The health check, the OpenAPI document and the dashboard's
-//! static files need no token; the WebSocket also accepts `?token=` because
-//! browsers cannot set headers on it.
+//! The API's front door, run before every route: per-client-IP rate limiting
+//! (a token bucket refilled continuously; an empty bucket answers 429 with
+//! `Retry-After`), the `Host` check against DNS rebinding and the `Origin`
+//! check against cross-site WebSockets and POSTs (both 403, see
+//! [`crate::site`]), then the bearer token (401), which is always required
+//! except for the health check, the OpenAPI document and the dashboard's
+//! static files. The WebSocket also accepts `?token=` because browsers
+//! cannot set headers on it.
 
 use super::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -60,19 +62,6 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
         .into_response()
 }
 
-fn digest(s: &str) -> [u8; 32] {
-    Sha256::digest(s.as_bytes()).into()
-}
-
-/// Compares digests so the time taken does not reveal how much of the token matched.
-fn same_token(given: &str, expected: &str) -> bool {
-    let (a, b) = (digest(given), digest(expected));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
 fn query_token(req: &Request) -> Option<String> {
     let q = req.uri().query()?;
     url::form_urlencoded::parse(q.as_bytes())
@@ -87,7 +76,36 @@ fn public(path: &str) -> bool {
     )
 }
 
-/// Rate limit, then (outside the public paths) require the bearer token.
+/// The `Host` a request names: its header, else (HTTP/2) the URI's authority.
+fn host_of(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// A WebSocket handshake, or a request that can change something: these
+/// must come from no browser page at all (no `Origin`) or from our own.
+fn origin_matters(req: &Request) -> bool {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    upgrade
+        || req.uri().path() == "/api/v1/ws"
+        || !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// Rate limit; refuse a `Host` that is not this server (DNS rebinding) and
+/// a foreign `Origin` on WebSocket handshakes and POSTs (cross-site pages);
+/// then, outside the public paths, require the bearer token.
 pub(crate) async fn guard(
     State(state): State<Arc<AppState>>,
     req: Request,
@@ -108,8 +126,25 @@ pub(crate) async fn guard(
         }
         return r;
     }
+    if !host_of(&req).is_some_and(|h| state.site.host_allowed(h)) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the Host header does not name this server (add the name to [api] allowed_hosts)",
+        );
+    }
+    if origin_matters(&req) {
+        let origin = req.headers().get(header::ORIGIN);
+        let foreign =
+            origin.is_some_and(|o| !o.to_str().is_ok_and(|o| state.site.origin_allowed(o)));
+        if foreign {
+            return error(
+                StatusCode::FORBIDDEN,
+                "cross-origin request refused: the Origin is not this server",
+            );
+        }
+    }
     let path = req.uri().path();
-    if let (Some(expected), false) = (&state.token, public(path)) {
+    if !public(path) {
         let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -117,16 +152,14 @@ pub(crate) async fn guard(
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|s| s.trim().to_string());
         let given = bearer.or_else(|| (path == "/api/v1/ws").then(|| query_token(&req)).flatten());
-        let ok = match given {
-            None => Err("missing bearer token: send Authorization: Bearer <HOST_API_TOKEN>"),
-            Some(t) if same_token(&t, expected) => Ok(()),
-            Some(_) => Err("invalid bearer token"),
-        };
-        if let Err(m) = ok {
-            let mut r = error(StatusCode::UNAUTHORIZED, m);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
+        match given {
+            None => {
+                return unauthorized(
+                    "missing bearer token: send Authorization: Bearer <token> (HOST_API_TOKEN, or data/api.token)",
+                )
+            }
+            Some(t) if state.token.matches(&t) => {}
+            Some(_) => return unauthorized("invalid bearer token"),
         }
     }
     next.run(req).await
@@ -155,12 +188,5 @@ mod tests {
         let slow = RateLimiter::new(2);
         assert!(slow.check(ip, t0).is_ok() && slow.check(ip, t0).is_ok());
         assert_eq!(slow.check(ip, t0), Err(30));
-    }
-
-    #[test]
-    fn token_comparison() {
-        assert!(same_token("abc", "abc"));
-        assert!(!same_token("abd", "abc"));
-        assert!(!same_token("", "abc"));
     }
 }

@@ -2,11 +2,18 @@
 //! `/api/v1/`, the OpenAPI document describing them, and the dashboard at `/`.
 //! Served by axum on a background thread with its own tokio runtime; every
 //! call into the host goes through a [`HostHandle`] on a blocking thread.
+//! Owns `[api]` in settings.toml and the start of the server: the token is
+//! always required ([`token`]), the `Host` and `Origin` are checked
+//! ([`site`]), and bodies are JSON only with `application/json`.
 
 pub mod auth;
 pub mod openapi;
 mod routes;
+pub mod site;
+pub mod token;
 mod ws;
+
+pub use token::{Token, TokenError, TokenSource};
 
 use host_control::handle::HostHandle;
 use serde::{Deserialize, Serialize};
@@ -23,6 +30,11 @@ pub struct ApiSettings {
     /// Requests per minute per client IP (token bucket; bursts up to this many).
     #[serde(default = "ApiSettings::default_rate")]
     pub rate_per_minute: u32,
+    /// Extra names the server answers to in the `Host` header (`name` or
+    /// `name:port`, e.g. behind a reverse proxy); the bound address (and
+    /// `localhost` on loopback) always works. Default: none.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ApiSettings {
@@ -33,10 +45,13 @@ impl ApiSettings {
         600
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        parse_addr(&self.addr).map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> Result<(), ApiError> {
+        parse_addr(&self.addr)?;
         if self.rate_per_minute == 0 {
-            return Err("rate_per_minute must be at least 1".into());
+            return Err(ApiError::BadRate);
+        }
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| !site::valid_name(h)) {
+            return Err(ApiError::BadHostName(bad.clone()));
         }
         Ok(())
     }
@@ -47,6 +62,7 @@ impl Default for ApiSettings {
         ApiSettings {
             addr: Self::default_addr(),
             rate_per_minute: Self::default_rate(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -55,8 +71,12 @@ impl Default for ApiSettings {
 pub enum ApiError {
     #[error("api address {0:?}: expected IP:PORT like 127.0.0.1:8080, or off")]
     BadAddr(String),
-    #[error("refusing to serve the API on {0} without HOST_API_TOKEN: set the token, or bind to a loopback address")]
-    NoToken(SocketAddr),
+    #[error("rate_per_minute must be at least 1")]
+    BadRate,
+    #[error("allowed_hosts: {0:?} is not a host name (expected name or name:port)")]
+    BadHostName(String),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("api: cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -86,27 +106,47 @@ pub fn parse_addr(s: &str) -> Result<Option<SocketAddr>, ApiError> {
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
     pub addr: SocketAddr,
-    /// The bearer token (`HOST_API_TOKEN`); None only on loopback.
-    pub token: Option<String>,
+    /// The bearer token, always required.
+    pub token: Token,
     pub rate_per_minute: u32,
+    /// `[api] allowed_hosts`.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ApiOptions {
-    /// Checks the token rule: without a token only a loopback address is served.
-    pub fn new(
-        addr: SocketAddr,
-        token: Option<String>,
-        rate_per_minute: u32,
-    ) -> Result<ApiOptions, ApiError> {
-        let token = token.filter(|t| !t.is_empty());
-        if token.is_none() && !addr.ip().is_loopback() {
-            return Err(ApiError::NoToken(addr));
-        }
-        Ok(ApiOptions {
+    pub fn new(addr: SocketAddr, token: Token, rate_per_minute: u32) -> ApiOptions {
+        ApiOptions {
             addr,
             token,
             rate_per_minute: rate_per_minute.max(1),
-        })
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// A running API: where it listens and the dashboard URL that logs in.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub addr: SocketAddr,
+    token: Token,
+    pub source: TokenSource,
+}
+
+impl Serving {
+    /// `http://ADDR/?token=...`: the page keeps the token and drops it from
+    /// the address bar. A secret: print it to stdout, never log it.
+    pub fn dashboard_url(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("token", self.token.expose());
+        // Bound to every interface: the loopback address works from here.
+        let mut at = self.addr;
+        if at.ip().is_unspecified() {
+            at.set_ip(match at.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{at}/?{}", q.finish())
     }
 }
 
@@ -125,16 +165,24 @@ impl<T: serde::Serialize + Send + Sync> ShowConfig for T {
 pub(crate) struct AppState {
     pub handle: HostHandle,
     pub config: Arc<dyn ShowConfig>,
-    pub token: Option<String>,
+    pub token: Token,
+    pub site: site::Site,
     pub limiter: auth::RateLimiter,
 }
 
-/// The whole application: API routes, WebSocket, dashboard, auth and rate limiting.
-pub fn router(handle: HostHandle, config: Arc<dyn ShowConfig>, opts: &ApiOptions) -> axum::Router {
+/// The whole application: API routes, WebSocket, dashboard, auth and rate
+/// limiting, answering to the names of `bound` (the address actually bound).
+pub fn router(
+    handle: HostHandle,
+    config: Arc<dyn ShowConfig>,
+    opts: &ApiOptions,
+    bound: SocketAddr,
+) -> axum::Router {
     let state = Arc::new(AppState {
         handle,
         config,
         token: opts.token.clone(),
+        site: site::Site::new(bound, &opts.allowed_hosts),
         limiter: auth::RateLimiter::new(opts.rate_per_minute),
     });
     routes::router(state)
@@ -161,10 +209,10 @@ pub fn spawn(
             addr: opts.addr,
             source,
         })?;
-    if opts.token.is_none() {
-        tracing::warn!(%bound, "HOST_API_TOKEN is not set: the API on this loopback address needs no token");
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "the API listens beyond loopback: anyone who can reach it and has the token controls the host");
     }
-    let app = router(handle, config, &opts);
+    let app = router(handle, config, &opts, bound);
     std::thread::Builder::new()
         .name("api".into())
         .spawn(move || {
@@ -200,26 +248,38 @@ pub fn spawn(
 }
 
 /// What `host run` calls: the address from `--api-addr` (when given) or
-/// `[api] addr`, the token from `HOST_API_TOKEN`. An address given on the
-/// command line that cannot be bound is an error; the configured default
-/// only logs one (the host keeps trading without its API).
+/// `[api] addr`, the token from `HOST_API_TOKEN` or else `data_dir/api.token`
+/// (generated at the first start). An address given on the command line
+/// that cannot be bound is an error; the configured default only logs one
+/// (the host keeps trading without its API).
 pub fn serve(
     handle: HostHandle,
     settings: &ApiSettings,
     config: Arc<dyn ShowConfig>,
     cli_addr: Option<&str>,
-) -> Result<Option<SocketAddr>, ApiError> {
+    data_dir: &std::path::Path,
+) -> Result<Option<Serving>, ApiError> {
     let Some(addr) = parse_addr(cli_addr.unwrap_or(&settings.addr))? else {
         tracing::info!("api disabled (address off)");
         return Ok(None);
     };
-    let opts = ApiOptions::new(
-        addr,
-        std::env::var("HOST_API_TOKEN").ok(),
-        settings.rate_per_minute,
-    )?;
+    let env = std::env::var("HOST_API_TOKEN").ok();
+    let (token, source) = token::resolve(env.as_deref(), data_dir)?;
+    match &source {
+        TokenSource::Env => tracing::info!("api token from HOST_API_TOKEN"),
+        TokenSource::File(p) => tracing::info!(file = %p.display(), "api token from its file"),
+        TokenSource::Generated(p) => {
+            tracing::info!(file = %p.display(), "api token generated (HOST_API_TOKEN is not set)")
+        }
+    }
+    let mut opts = ApiOptions::new(addr, token.clone(), settings.rate_per_minute);
+    opts.allowed_hosts = settings.allowed_hosts.clone();
     match spawn(handle, config, opts) {
-        Ok(a) => Ok(Some(a)),
+        Ok(addr) => Ok(Some(Serving {
+            addr,
+            token,
+            source,
+        })),
         Err(e @ ApiError::Bind { .. }) if cli_addr.is_none() => {
             tracing::error!("{e}; the host runs without its API (set [api] addr or --api-addr)");
             Ok(None)
@@ -233,7 +293,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_and_the_token_rule() {
+    fn addresses_and_settings() {
         assert_eq!(parse_addr("off").unwrap(), None);
         assert_eq!(
             parse_addr("127.0.0.1:8080").unwrap(),
@@ -244,16 +304,39 @@ mod tests {
             Some("127.0.0.1:9".parse().unwrap())
         );
         assert!(matches!(parse_addr("nowhere"), Err(ApiError::BadAddr(_))));
-        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        assert!(matches!(
-            ApiOptions::new(public, None, 60),
-            Err(ApiError::NoToken(_))
-        ));
-        assert!(matches!(
-            ApiOptions::new(public, Some(String::new()), 60),
-            Err(ApiError::NoToken(_))
-        ));
-        assert!(ApiOptions::new(public, Some("t".into()), 60).is_ok());
-        assert!(ApiOptions::new("[::1]:1".parse().unwrap(), None, 60).is_ok());
+        let mut s = ApiSettings::default();
+        assert!(s.validate().is_ok());
+        s.allowed_hosts = vec!["trader.lan".into(), "proxy.example:443".into()];
+        assert!(s.validate().is_ok());
+        s.allowed_hosts.push("http://evil/".into());
+        assert!(matches!(s.validate(), Err(ApiError::BadHostName(h)) if h == "http://evil/"));
+        s.allowed_hosts.clear();
+        s.rate_per_minute = 0;
+        assert!(matches!(s.validate(), Err(ApiError::BadRate)));
+        let none: ApiSettings = toml_free_default();
+        assert_eq!(none, ApiSettings::default());
+    }
+
+    /// `[api]` with no keys at all gets every default.
+    fn toml_free_default() -> ApiSettings {
+        serde_json::from_str("{}").unwrap()
+    }
+
+    #[test]
+    fn the_dashboard_url_carries_the_token_and_nothing_else_prints_it() {
+        let s = Serving {
+            addr: "127.0.0.1:8080".parse().unwrap(),
+            token: Token::new("a+b/c").unwrap(),
+            source: TokenSource::Env,
+        };
+        assert_eq!(s.dashboard_url(), "http://127.0.0.1:8080/?token=a%2Bb%2Fc");
+        assert!(!format!("{s:?}").contains("a+b/c"));
+        let any = Serving {
+            addr: "0.0.0.0:9".parse().unwrap(),
+            ..s
+        };
+        assert!(any
+            .dashboard_url()
+            .starts_with("http://127.0.0.1:9/?token="));
     }
 }

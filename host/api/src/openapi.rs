@@ -294,6 +294,13 @@ fn get_op(summary: &str, params: Vec<Value>, ok: Value) -> Value {
         answer("missing or wrong bearer token", r("Error")),
     );
     responses.insert(
+        "403".into(),
+        answer(
+            "the Host is not this server (DNS rebinding), or a WebSocket's Origin is foreign",
+            r("Error"),
+        ),
+    );
+    responses.insert(
         "429".into(),
         answer("rate limited; see Retry-After", r("Error")),
     );
@@ -307,7 +314,9 @@ fn post_op(summary: &str, body: Option<Value>, ok: Value) -> Value {
             "200": answer("OK", ok),
             "400": answer("a bad body", r("Error")),
             "401": answer("missing or wrong bearer token", r("Error")),
+            "403": answer("the Host is not this server, or the Origin is another site", r("Error")),
             "409": answer("the host refused (the message says why)", r("Error")),
+            "415": answer("a body without Content-Type: application/json", r("Error")),
             "429": answer("rate limited; see Retry-After", r("Error")),
         }
     });
@@ -569,8 +578,11 @@ pub fn document() -> Value {
         "info": {
             "title": "WASM trading host API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Status, history and control of a running host. Bearer token: HOST_API_TOKEN \
-                            (none needed on a loopback address when it is unset). Money fields are exact decimal strings."
+            "description": "Status, history and control of a running host. Bearer token, always required: \
+                            HOST_API_TOKEN, else the one generated in data/api.token at the first start. \
+                            Requests must name this server in Host; WebSocket upgrades and POSTs from another \
+                            Origin are refused; bodies are JSON with Content-Type: application/json. \
+                            Money fields are exact decimal strings."
         },
         "servers": [{ "url": "/" }],
         "security": [{ "bearer": [] }],

@@ -1,13 +1,14 @@
 //! The REST endpoints: read-only views over the host's status and database,
 //! and the few POSTs that steer it (halt, resume, kill, review, deploy,
 //! rollback). Query strings are parsed by hand so that every bad value gets
-//! a 400 naming the parameter; bodies are JSON objects.
+//! a 400 naming the parameter; bodies are JSON objects, accepted only with
+//! `Content-Type: application/json` (415 otherwise).
 
 use super::auth::{error, guard};
 use super::AppState;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -203,9 +204,33 @@ impl Query {
     }
 }
 
-/// A JSON object body (an empty body is an empty object).
-fn body_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Fail> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+/// Whether a `Content-Type` is `application/json` (parameters such as
+/// `charset=utf-8` allowed).
+fn is_json(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    essence.eq_ignore_ascii_case(b"application/json")
+}
+
+/// A JSON object body, only under `Content-Type: application/json` (what a
+/// cross-site form or no-cors `fetch` cannot send); an empty body, with that
+/// type or none, is an empty object.
+fn body_object(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Fail> {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    match headers.get(header::CONTENT_TYPE) {
+        Some(ct) if is_json(ct.as_bytes()) => {}
+        None if empty => {}
+        _ => {
+            return Err(Fail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON sent with Content-Type: application/json".into(),
+            ))
+        }
+    }
+    if empty {
         return Ok(serde_json::Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
@@ -475,26 +500,26 @@ async fn config(State(s): S) -> ApiResult {
     ok(json!({
         "settings": s.config.show().map_err(db_err)?,
         "risk_limits": serde_json::to_value(s.handle.risk()).map_err(db_err)?,
-        "api": { "auth": s.token.is_some(), "cors": false },
+        "api": { "auth": true, "cors": false },
     }))
 }
 
-async fn halt(State(s): S, body: Bytes) -> ApiResult {
-    body_object(&body)?;
+async fn halt(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
+    body_object(&headers, &body)?;
     let h = s.handle.clone();
     let changed = blocking(move || h.halt("api").map_err(host_err)).await?;
     ok(json!({ "ok": true, "changed": changed }))
 }
 
-async fn resume(State(s): S, body: Bytes) -> ApiResult {
-    body_object(&body)?;
+async fn resume(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
+    body_object(&headers, &body)?;
     let h = s.handle.clone();
     let changed = blocking(move || h.resume("api").map_err(host_err)).await?;
     ok(json!({ "ok": true, "changed": changed }))
 }
 
-async fn kill(State(s): S, body: Bytes) -> ApiResult {
-    let b = body_object(&body)?;
+async fn kill(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let b = body_object(&headers, &body)?;
     if b.get("confirm") != Some(&Value::Bool(true)) {
         return Err(bad("the kill switch cancels every order and closes every position at market: send {\"confirm\": true}"));
     }
@@ -503,8 +528,8 @@ async fn kill(State(s): S, body: Bytes) -> ApiResult {
     ok(json!({ "ok": true, "cancelled_orders": o.cancelled_orders, "closing": o.closing }))
 }
 
-async fn review(State(s): S, body: Bytes) -> ApiResult {
-    let b = body_object(&body)?;
+async fn review(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let b = body_object(&headers, &body)?;
     let reason = match b.get("reason") {
         None | Some(Value::Null) => "manual review from the API".to_string(),
         Some(Value::String(r)) if r.len() <= 1000 => r.clone(),
@@ -515,8 +540,8 @@ async fn review(State(s): S, body: Bytes) -> ApiResult {
     ok(json!({ "ok": true, "seq": seq }))
 }
 
-async fn deploy(State(s): S, body: Bytes) -> ApiResult {
-    let b = body_object(&body)?;
+async fn deploy(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let b = body_object(&headers, &body)?;
     let version = match b.get("version") {
         Some(v) => v
             .as_i64()
@@ -529,9 +554,51 @@ async fn deploy(State(s): S, body: Bytes) -> ApiResult {
     ok(serde_json::to_value(o).map_err(db_err)?)
 }
 
-async fn rollback(State(s): S, body: Bytes) -> ApiResult {
-    body_object(&body)?;
+async fn rollback(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
+    body_object(&headers, &body)?;
     let h = s.handle.clone();
     let o = blocking(move || h.rollback().map_err(host_err)).await?;
     ok(serde_json::to_value(o).map_err(db_err)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(ct: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(ct) = ct {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bodies_are_json_only_with_the_json_type() {
+        let body = Bytes::from_static(br#"{"confirm":true}"#);
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ",
+        ] {
+            assert!(body_object(&with(Some(ok)), &body).is_ok(), "{ok}");
+        }
+        for bad in [
+            Some("text/plain"),
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+            Some(""),
+            None,
+        ] {
+            let e = body_object(&with(bad), &body).err().map(|f| f.0);
+            assert_eq!(e, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), "{bad:?}");
+        }
+        assert!(body_object(&with(None), &Bytes::new()).is_ok());
+        assert!(body_object(&with(Some("text/plain")), &Bytes::new()).is_err());
+        let e = body_object(&with(Some("application/json")), &Bytes::from_static(b"[1]"));
+        assert_eq!(e.err().map(|f| f.0), Some(StatusCode::BAD_REQUEST));
+    }
 }

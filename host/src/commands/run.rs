@@ -77,12 +77,16 @@ pub(crate) fn run(
             std::sync::Arc::new(people.clone()),
         )?);
     }
-    host_api::serve(
+    if let Some(api) = host_api::serve(
         people.clone(),
         &settings.api,
         std::sync::Arc::new(settings.clone()),
         api_addr,
-    )?;
+        &paths.data_dir,
+    )? {
+        // The URL carries the token: stdout only, like Jupyter, never the log or the database.
+        println!("dashboard: {}", api.dashboard_url());
+    }
     host_telegram::spawn(people, &settings.telegram);
     let _watcher = host::dropdir::watch(
         shell.runtime.clone(),

@@ -2,7 +2,10 @@
 //! bearer auth (none, wrong, good), every endpoint's answer validated against
 //! the OpenAPI document it serves, 400s for bad query values and bodies,
 //! halt → status halted, the WebSocket's replay and live stream, the rate
-//! limiter's 429 with Retry-After, and the no-token rule for public addresses.
+//! limiter's 429 with Retry-After, the token generated at first start (0600,
+//! printed only on stdout), and the hostile corpus in `hostile/api/`
+//! (cross-site, rebinding, wrong-type and tokenless requests) replayed over
+//! raw TCP against a host holding a position, which it must keep.
 
 use crate::people_host;
 
@@ -314,6 +317,7 @@ async fn api_auth_schemas_errors_control_and_websocket() {
     let raw = http
         .post(format!("{base}/api/v1/halt"))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -484,35 +488,294 @@ async fn rate_limit_answers_429_with_retry_after() {
     assert!((1..=20).contains(&wait), "retry after {wait}");
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("rate limit"));
-    // Without HOST_API_TOKEN the loopback API works and says so in the log.
-    assert!(host.stderr().contains("HOST_API_TOKEN is not set"));
+    // Without HOST_API_TOKEN the host generated a token and says so (not what it is) in the log.
+    let log = host.stderr();
+    assert!(
+        log.contains("api token generated (HOST_API_TOKEN is not set)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&host.token()),
+        "the token must never be logged"
+    );
+}
+
+/// One `host run --exit-at-end` in `dir` on `addr`, without HOST_API_TOKEN.
+fn run_once(dir: &std::path::Path, addr: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "--replay"])
+        .arg(repo_root().join("data/sample/BTCUSD-1h.csv"))
+        .args(["--api-addr", addr, "--exit-at-end"])
+        .env("HOST_DATA_DIR", dir.join("data"))
+        .env("HOST_ARCHIVE_DIR", dir.join("archive"))
+        .env_remove("HOST_API_TOKEN")
+        .env("HOST_LOG", "info")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` (recursively) except `skip`, as bytes.
+fn files_under(
+    dir: &std::path::Path,
+    skip: &std::path::Path,
+) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p != skip {
+                if let Ok(b) = std::fs::read(&p) {
+                    out.push((p, b));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[test]
-fn no_token_refuses_a_public_address() {
+fn without_a_token_the_host_generates_one_keeps_it_0600_and_prints_it_only_on_stdout() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["run", "--replay"])
-        .arg(repo_root().join("data/sample/BTCUSD-1h.csv"))
-        .args(["--api-addr", "0.0.0.0:0", "--exit-at-end"])
-        .env("HOST_DATA_DIR", dir.path().join("data"))
-        .env("HOST_ARCHIVE_DIR", dir.path().join("archive"))
-        .env_remove("HOST_API_TOKEN")
-        .env("HOST_LOG", "warn")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    // Even on every interface: the generated token is required (as Jupyter does).
+    let out = run_once(dir.path(), "0.0.0.0:0");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let file = dir.path().join("data/api.token");
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64, "32 random bytes in hex");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let url = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("dashboard: "))
+        .unwrap_or_else(|| panic!("no dashboard URL on stdout: {stdout}"));
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with(&format!("/?token={token}")),
+        "{url}"
+    );
+    assert!(!stderr.contains(&token), "the token must never be logged");
+    assert!(stderr.contains("api token generated"), "{stderr}");
+    // Nothing else the host wrote (database, WAL, event log, archive) holds it.
+    for (p, bytes) in files_under(dir.path(), &file) {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{} holds the token",
+            p.display()
+        );
+    }
+    // The second start keeps the same token.
+    let out = run_once(dir.path(), "127.0.0.1:0");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("?token={token}")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api token from its file"));
+    // A token file others can read is refused, with what to do.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_once(dir.path(), "127.0.0.1:0");
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without HOST_API_TOKEN"), "{err}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["run", "--api-addr", "nowhere", "--exit-at-end", "--replay"])
-        .arg(repo_root().join("data/sample/BTCUSD-1h.csv"))
-        .env("HOST_DATA_DIR", dir.path().join("data"))
-        .env("HOST_ARCHIVE_DIR", dir.path().join("archive"))
-        .env("HOST_LOG", "warn")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+
+    let out = run_once(dir.path(), "nowhere");
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected IP:PORT"));
+}
+
+/// Replaces the corpus placeholders.
+fn fill(text: &str, host: &str, token: &str) -> String {
+    let port = host.rsplit(':').next().unwrap_or_default();
+    text.replace("{host}", host)
+        .replace("{port}", port)
+        .replace("{origin}", &format!("http://{host}"))
+        .replace("{token}", token)
+}
+
+/// Sends one corpus entry as raw HTTP over TCP; returns the status and body
+/// (no body for a 101).
+fn send_raw(addr: &str, e: &Value, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let method = e["method"].as_str().unwrap();
+    let path = fill(e["path"].as_str().unwrap(), addr, token);
+    let version = e["version"].as_str().unwrap_or("HTTP/1.1");
+    let body = fill(e["body"].as_str().unwrap_or(""), addr, token);
+    let mut req = format!("{method} {path} {version}\r\n");
+    let headers = e["headers"].as_object().unwrap();
+    for (k, v) in headers {
+        req.push_str(&format!(
+            "{k}: {}\r\n",
+            fill(v.as_str().unwrap(), addr, token)
+        ));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    if !headers.keys().any(|k| k.eq_ignore_ascii_case("connection")) {
+        req.push_str("Connection: close\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (status, head_end, length) = loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        assert!(
+            n > 0,
+            "{}: no answer: {:?}",
+            e["name"],
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let status: u16 = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("{}: bad answer {head:?}", e["name"]));
+            let length = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())
+                    .flatten()
+            });
+            break (status, end + 4, length);
+        }
+    };
+    if status == 101 {
+        return (status, String::new());
+    }
+    while length.is_none_or(|l| buf.len() < head_end + l) {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    (
+        status,
+        String::from_utf8_lossy(&buf[head_end..]).to_string(),
+    )
+}
+
+/// A GET with the token, answered 200 with JSON.
+fn get_json(addr: &str, path: &str, token: &str) -> Value {
+    let e = json!({
+        "name": path, "method": "GET", "path": path, "body": "",
+        "headers": { "Host": "{host}", "Authorization": "Bearer {token}" },
+    });
+    let (status, body) = send_raw(addr, &e, token);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn hostile_requests_are_refused_and_the_host_keeps_its_positions() {
+    let corpus: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("hostile/api/requests.json")).unwrap(),
+    )
+    .unwrap();
+    let hostile = corpus["hostile"].as_array().unwrap();
+    let controls = corpus["controls"].as_array().unwrap();
+    assert!(hostile.len() >= 20, "the corpus only grows");
+
+    // A replay that ends while the second trade of the sample is open.
+    const LAST_TS: i64 = 1_662_800_400;
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(repo_root().join("data/sample/BTCUSD-1h.csv")).unwrap();
+    let cut: Vec<&str> = sample
+        .lines()
+        .filter(|l| {
+            l.split(',')
+                .next()
+                .and_then(|t| t.parse::<i64>().ok())
+                .is_none_or(|t| t <= LAST_TS)
+        })
+        .collect();
+    let replay = dir.path().join("BTCUSD-1h.csv");
+    std::fs::write(&replay, cut.join("\n") + "\n").unwrap();
+    // No HOST_API_TOKEN: the generated token guards it.
+    let host = start_replay(&replay, "max", "[api]\nrate_per_minute = 100000\n", &[]);
+    let token = host.token();
+    let addr = host.api.trim_start_matches("http://").to_string();
+    let before = eventually(60, "the replay to end holding a position", || {
+        let st = get_json(&addr, "/api/v1/status", &token);
+        // The clock is the last bar's close.
+        (st["clock"].as_i64() == Some(LAST_TS + 3600) && !st["positions"].as_array()?.is_empty())
+            .then_some(st)
+    });
+
+    let mut wrong = Vec::new();
+    for e in hostile {
+        let (status, body) = send_raw(&addr, e, &token);
+        let expect = e["expect"].as_u64().unwrap() as u16;
+        if status != expect {
+            wrong.push(format!(
+                "{}: expected {expect}, got {status}: {body}",
+                e["name"]
+            ));
+            continue;
+        }
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        assert!(
+            v["error"].is_string(),
+            "{}: a refusal says why: {body}",
+            e["name"]
+        );
+    }
+    for e in controls {
+        let (status, body) = send_raw(&addr, e, &token);
+        assert_eq!(
+            status,
+            e["expect"].as_u64().unwrap() as u16,
+            "control {}: {body}",
+            e["name"]
+        );
+    }
+
+    if !wrong.is_empty() {
+        eprintln!("not refused as they must be:\n{}", wrong.join("\n"));
+    }
+    // The host still holds its position: no kill, no halt, nothing closed
+    // (checked first, so a hole that got through shows as what it did).
+    let after = get_json(&addr, "/api/v1/status", &token);
+    assert_eq!(after["killed"], false, "{after}");
+    assert!(after["halt"].is_null(), "{after}");
+    let qty = |st: &Value| -> Vec<(Value, Value)> {
+        st["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["symbol"].clone(), p["qty"].clone()))
+            .collect()
+    };
+    assert_eq!(qty(&after), qty(&before));
+    assert_eq!(after["closed_trades"], before["closed_trades"]);
+    let conn = host_store::db::open(&host.path().join("data/host.db")).unwrap();
+    let steered: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind IN ('kill', 'halt', 'resume', 'deploy', 'rollback')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(steered, 0, "a hostile request steered the host");
+    assert!(
+        wrong.is_empty(),
+        "hostile requests not refused as they must be:\n{}",
+        wrong.join("\n")
+    );
+    assert!(
+        !host.stderr().contains(&token),
+        "the token must never be logged"
+    );
 }

@@ -2,6 +2,8 @@
 //! driven by tests/browser/dashboard.mjs (playwright-core) against the real
 //! host replaying bars slowly: the page loads, a position appears live after
 //! a replayed fill, Halt is pressed, and the host (through its API) is halted.
+//! The browser is given only the URL `host run` printed (`/?token=...`, the
+//! token it generated): the page keeps the token and drops it from the URL.
 //! Screenshots go to target/dashboard-screenshots/ (to docs/, for the README,
 //! with HOST_UPDATE_SCREENSHOTS=1). Without chromium, node or the npm
 //! packages the test says so and passes, unless HOST_BROWSER_TEST=1.
@@ -10,8 +12,6 @@ use crate::people_host;
 
 use people_host::*;
 use std::process::Command;
-
-const TOKEN: &str = "dash-token-77aa";
 
 fn missing() -> Option<String> {
     let root = repo_root();
@@ -50,7 +50,11 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
         return;
     }
     // 10000x: an hourly bar every 0.36 s; the first fill comes ~16 s in.
-    let host = start("10000", "", &[("HOST_API_TOKEN", TOKEN)]);
+    // No HOST_API_TOKEN: the host generates one and prints the dashboard URL
+    // carrying it, which is all the browser gets (as a person opening it would).
+    let host = start("10000", "", &[]);
+    let url = host.dashboard_url();
+    assert!(url.contains("?token="), "{url}");
     let root = repo_root();
     let shots = if std::env::var_os("HOST_UPDATE_SCREENSHOTS").is_some() {
         root.join("docs")
@@ -64,8 +68,7 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
     let out = Command::new("node")
         .arg(root.join("tests/browser/dashboard.mjs"))
         .current_dir(root.join("tests/browser"))
-        .env("DASHBOARD_URL", format!("{}/", host.api))
-        .env("API_TOKEN", TOKEN)
+        .env("DASHBOARD_URL", &url)
         .env("SCREENSHOT_DIR", &shots)
         .output()
         .unwrap();
@@ -92,6 +95,10 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
         "{r}"
     );
     assert_eq!(r["page_errors"], serde_json::json!([]));
+    assert_eq!(
+        r["token_left_in_url"], false,
+        "the page drops the token from the address bar: {r}"
+    );
     assert!(
         r["load_ms"].as_f64().unwrap() < 1000.0,
         "the dashboard must load in under a second: {r}"

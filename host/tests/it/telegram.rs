@@ -186,7 +186,10 @@ async fn reply(
 }
 
 async fn api_get(host: &RunningHost, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", host.api))
+    reqwest::Client::new()
+        .get(format!("{}{path}", host.api))
+        .bearer_auth(host.token())
+        .send()
         .await
         .unwrap()
         .json()

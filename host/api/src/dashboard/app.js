@@ -1,5 +1,6 @@
 // The dashboard: polls the REST API, listens to the WebSocket event stream,
 // and steers the host (halt / resume / kill). No build step, no libraries.
+// Every call carries the API token (taken once from ?token= or the form).
 "use strict";
 
 const TOKEN_KEY = "hostApiToken";
@@ -9,6 +10,18 @@ let ws = null;
 let refreshTimer = null;
 
 function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
+
+// Jupyter-style login: `host run` prints http://ADDR/?token=...; the page keeps
+// the token in localStorage and drops it from the address bar and history.
+(function takeTokenFromUrl() {
+  const p = new URLSearchParams(location.search);
+  const t = p.get("token");
+  if (t === null) return;
+  if (t.trim()) localStorage.setItem(TOKEN_KEY, t.trim());
+  p.delete("token");
+  const rest = p.toString();
+  history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+})();
 
 function showError(msg) {
   const e = $("error");
@@ -23,7 +36,7 @@ async function api(path, opts = {}) {
   let body = null;
   try { body = await r.json(); } catch (_) { body = null; }
   if (r.status === 401) {
-    showError("The API needs a token: enter HOST_API_TOKEN above.");
+    showError("The API needs its token: open the URL `host run` printed, or enter HOST_API_TOKEN (or data/api.token) above.");
     throw new Error("unauthorized");
   }
   if (!r.ok) throw new Error((body && body.error) || ("HTTP " + r.status));
@@ -250,7 +263,7 @@ $("tokenform").onsubmit = (e) => {
   $("token").value = "";
   refresh(); refreshSlow(); connect();
 };
-$("token").placeholder = token() ? "token saved (enter to replace)" : "API token (HOST_API_TOKEN)";
+$("token").placeholder = token() ? "token saved (enter to replace)" : "API token (printed by host run)";
 
 refresh();
 refreshSlow();

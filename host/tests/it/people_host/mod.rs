@@ -1,15 +1,19 @@
 //! A real `host run` process for the API, bot and dashboard tests: its own
 //! data directory, settings, a free loopback port for the API, killed on drop.
+//! Its stdout (where `host run` prints the dashboard URL with the token) and
+//! stderr (the log) go to files in its directory.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct RunningHost {
     pub dir: tempfile::TempDir,
     pub child: Child,
     pub api: String,
+    /// `HOST_API_TOKEN` when the test set one.
+    env_token: Option<String>,
 }
 
 impl Drop for RunningHost {
@@ -38,6 +42,21 @@ pub fn repo_root() -> PathBuf {
 /// Starts `host run --replay data/sample/BTCUSD-1h.csv --speed SPEED` with
 /// `extra_settings` appended to settings.toml and `env` set.
 pub fn start(speed: &str, extra_settings: &str, env: &[(&str, &str)]) -> RunningHost {
+    start_replay(
+        &repo_root().join("data/sample/BTCUSD-1h.csv"),
+        speed,
+        extra_settings,
+        env,
+    )
+}
+
+/// As [`start`], replaying `replay` instead of the whole sample.
+pub fn start_replay(
+    replay: &Path,
+    speed: &str,
+    extra_settings: &str,
+    env: &[(&str, &str)],
+) -> RunningHost {
     let dir = tempfile::tempdir().unwrap();
     let wasm = crate::common::guest_path("sma-crossover");
     assert!(
@@ -53,7 +72,7 @@ pub fn start(speed: &str, extra_settings: &str, env: &[(&str, &str)]) -> Running
     let port = free_port();
     let mut c = Command::new(env!("CARGO_BIN_EXE_host"));
     c.args(["run", "--replay"])
-        .arg(repo_root().join("data/sample/BTCUSD-1h.csv"))
+        .arg(replay)
         .args(["--speed", speed, "--api-addr", &format!("127.0.0.1:{port}")])
         .env("HOST_DATA_DIR", dir.path().join("data"))
         .env("HOST_ARCHIVE_DIR", dir.path().join("archive"))
@@ -63,16 +82,21 @@ pub fn start(speed: &str, extra_settings: &str, env: &[(&str, &str)]) -> Running
         .env_remove("TELEGRAM_BOT_TOKEN")
         .env_remove("HOST_API_ADDR")
         .current_dir(dir.path())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
     for (k, v) in env {
         c.env(k, v);
     }
     let child = c.spawn().unwrap();
+    let env_token = env
+        .iter()
+        .find(|(k, _)| *k == "HOST_API_TOKEN")
+        .map(|(_, v)| v.to_string());
     let h = RunningHost {
         dir,
         child,
         api: format!("http://127.0.0.1:{port}"),
+        env_token,
     };
     h.wait_for_health();
     h
@@ -87,13 +111,37 @@ impl RunningHost {
         self.dir.path()
     }
 
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// The API token: the one the test set, else the one the host generated.
+    pub fn token(&self) -> String {
+        if let Some(t) = &self.env_token {
+            return t.clone();
+        }
+        let t = std::fs::read_to_string(self.dir.path().join("data/api.token"))
+            .expect("the host keeps its generated token in data/api.token");
+        t.trim().to_string()
+    }
+
+    /// The `dashboard: URL` line `host run` printed to its stdout.
+    pub fn dashboard_url(&self) -> String {
+        eventually(10, "the dashboard URL on stdout", || {
+            self.stdout()
+                .lines()
+                .find_map(|l| l.strip_prefix("dashboard: ").map(str::to_string))
+        })
+    }
+
     fn wait_for_health(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let addr = self.api.trim_start_matches("http://").to_string();
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
                 use std::io::{Read, Write};
-                let _ = s.write_all(b"GET /api/v1/health HTTP/1.0\r\n\r\n");
+                let req = format!("GET /api/v1/health HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+                let _ = s.write_all(req.as_bytes());
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
                 if buf.contains("\"ok\"") {
