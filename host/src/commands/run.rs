@@ -73,7 +73,7 @@ pub(crate) fn run(
         std::sync::Arc::new(settings.clone()),
         api_addr,
     )?;
-    host_telegram::spawn(people, &settings.telegram);
+    host_telegram::spawn(people, &settings.telegram, shell.wall.clone());
     let _watcher = host::dropdir::watch(
         shell.runtime.clone(),
         &paths,
