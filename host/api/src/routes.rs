@@ -112,6 +112,7 @@ fn db_err(e: impl std::fmt::Display) -> Fail {
 fn host_err(e: HandleError) -> Fail {
     match e {
         HandleError::Refused(m) => Fail(StatusCode::CONFLICT, m),
+        HandleError::Control(r) => Fail(StatusCode::CONFLICT, r.to_string()),
         HandleError::Protocol(m) => Fail(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the host did not answer: {m}"),

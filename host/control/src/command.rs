@@ -2,6 +2,7 @@
 //! the bot, the drop folder and the orchestrator becomes one [`Command`] with
 //! a reply channel, applied between two bars.
 
+use crate::socket::RecordKind;
 use crate::{DeployOutcome, KillOutcome, Prepared, Status};
 use std::sync::mpsc::Sender;
 
@@ -24,9 +25,10 @@ pub enum Command {
         by: String,
         reply: Sender<KillOutcome>,
     },
-    /// Append an event on behalf of the API or the bot (e.g. an ignored stranger). Replies with its sequence.
+    /// Append an event of a recordable kind on behalf of the bot or a
+    /// control client (e.g. an ignored stranger). Replies with its sequence.
     Record {
-        kind: String,
+        kind: RecordKind,
         detail: serde_json::Value,
         reply: Sender<Option<i64>>,
     },

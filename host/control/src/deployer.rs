@@ -85,6 +85,7 @@ impl Deployer for SocketOrOffline {
                 live: true,
             }),
             Ok(Some(Reply::Error { message })) => Err(HandleError::Refused(message).into()),
+            Ok(Some(Reply::Refused(r))) => Err(HandleError::Control(r).into()),
             Ok(Some(other)) => Err(HandleError::Protocol(format!("{other:?}")).into()),
             // no host listening (or it went away): archive it for the next start
             Ok(None) | Err(_) => {

@@ -2,7 +2,7 @@
 //! the scan loop (through the same [`control::answer`] the control socket
 //! uses), the live event stream, and read-only database connections.
 
-use crate::socket::{self as control, ControlContext, Reply, Request};
+use crate::socket::{self as control, ControlContext, RecordKind, Refusal, Reply, Request};
 use crate::{DeployOutcome, KillOutcome, Paths, Status};
 use host_store::events::{Bus, Event};
 use host_trading::risk_file::RiskFile;
@@ -15,6 +15,9 @@ pub enum HandleError {
     Refused(String),
     #[error("unexpected reply from the host: {0}")]
     Protocol(String),
+    /// The control channel refused the request (typed).
+    #[error(transparent)]
+    Control(#[from] Refusal),
 }
 
 /// A cheap, cloneable handle on the running host. Calls block until the
@@ -29,6 +32,7 @@ pub struct HostHandle {
 fn refused(r: Reply) -> HandleError {
     match r {
         Reply::Error { message } => HandleError::Refused(message),
+        Reply::Refused(r) => HandleError::Control(r),
         other => HandleError::Protocol(format!("{other:?}")),
     }
 }
@@ -94,13 +98,10 @@ impl HostHandle {
     /// so the chain stays whole); returns its sequence.
     pub fn record_event(
         &self,
-        kind: &str,
+        kind: RecordKind,
         detail: serde_json::Value,
     ) -> Result<Option<i64>, HandleError> {
-        match self.ask(Request::Record {
-            kind: kind.to_string(),
-            detail,
-        }) {
+        match self.ask(Request::Record { kind, detail }) {
             Reply::Recorded { seq } => Ok(seq),
             r => Err(refused(r)),
         }

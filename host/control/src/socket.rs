@@ -1,6 +1,11 @@
 //! The local control channel: a Unix socket in the data directory speaking
 //! one JSON request and one JSON reply per connection. `host deploy`,
-//! `host rollback` and `host status` use it when a host is running.
+//! `host rollback` and `host status` use it when a host is running. It owns
+//! the socket's door: the file is created 0600, a client of another uid is
+//! refused (SO_PEERCRED), at most [`MAX_CLIENTS`] connections are served at
+//! once, a request must arrive whole within [`READ_DEADLINE`] and
+//! [`MAX_REQUEST_BYTES`], and `record` takes only a [`RecordKind`]. Every
+//! refusal is a typed [`Refusal`] reply.
 
 use crate::{
     prepare, prepare_archived, Archived, Command, DeployOutcome, KillOutcome, Paths, Prepared,
@@ -9,12 +14,61 @@ use crate::{
 use host_sandbox::Runtime;
 use host_trading::risk_file::RiskFile;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Connections served at once; one more is answered [`Refusal::Busy`] and closed.
+pub const MAX_CLIENTS: usize = 8;
+/// The longest request line (a deploy carries the candidate's source).
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// A request must arrive whole (up to its newline) within this time.
+pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// The largest `detail` a client may record, serialised.
+pub const MAX_RECORD_DETAIL_BYTES: usize = 4096;
+
+/// The event kinds a client of the control channel may append to the log.
+/// Everything else in the log (fills, closes, kills, deploys...) is written
+/// by the scan loop itself, so no client can forge it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A Telegram message the bot did not obey: another chat, or a sender
+    /// who may not steer (rate-limited by the bot).
+    TelegramUnauthorized,
+}
+
+impl RecordKind {
+    /// Every recordable kind.
+    pub const ALL: [RecordKind; 1] = [RecordKind::TelegramUnauthorized];
+
+    /// The event kind written to the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::TelegramUnauthorized => "telegram_unauthorized",
+        }
+    }
+
+    /// The kind named `s` exactly, if it is recordable.
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn recordable_names() -> String {
+    RecordKind::ALL.map(RecordKind::as_str).join(", ")
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
@@ -44,12 +98,45 @@ pub enum Request {
         by: Option<String>,
         reason: String,
     },
-    /// Append an event (the API and the bot: e.g. a message from an unknown chat).
+    /// Append an event of a recordable kind (the bot: a message it ignored).
     Record {
-        kind: String,
+        kind: RecordKind,
         detail: serde_json::Value,
     },
     Shutdown,
+}
+
+/// Why the control channel refused a connection or a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum Refusal {
+    /// `record` of a kind not in [`RecordKind::ALL`].
+    #[error(
+        "event kind {kind:?} may not be recorded through the control channel (recordable: {})",
+        recordable_names()
+    )]
+    NotRecordable { kind: String },
+    /// A recorded detail over [`MAX_RECORD_DETAIL_BYTES`].
+    #[error("the detail to record is {bytes} bytes, more than {max}")]
+    DetailTooLarge { bytes: usize, max: usize },
+    /// Not a request (bad JSON, unknown command, wrong field types).
+    #[error("bad request: {message}")]
+    BadRequest { message: String },
+    /// No newline within [`MAX_REQUEST_BYTES`].
+    #[error("request longer than {max} bytes")]
+    TooLong { max: usize },
+    /// No whole request within [`READ_DEADLINE`].
+    #[error("no whole request within {ms} ms")]
+    Timeout { ms: u64 },
+    /// [`MAX_CLIENTS`] connections are being served already.
+    #[error("{max} control clients are connected already; try again")]
+    Busy { max: usize },
+    /// The client runs as another user than the host.
+    #[error("the client's uid {uid} is not the host's uid {host}")]
+    ForeignUser { uid: u32, host: u32 },
+    /// The client's credentials could not be read.
+    #[error("the client's credentials are unreadable: {message}")]
+    NoCredentials { message: String },
 }
 
 /// The host's answer: one typed variant per kind of request.
@@ -72,9 +159,12 @@ pub enum Reply {
         seq: Option<i64>,
     },
     Ok,
+    /// The host could not carry the request out (its reason).
     Error {
         message: String,
     },
+    /// The control channel refused the connection or the request.
+    Refused(Refusal),
 }
 
 /// What the control server needs to prepare modules off the scan thread.
@@ -102,34 +192,207 @@ pub fn serve(ctx: ControlContext) -> std::io::Result<()> {
         }
         std::fs::remove_file(&path)?;
     }
-    let listener = UnixListener::bind(&path)?;
+    let listener = bind_private(&path)?;
+    let host_uid = rustix::process::geteuid().as_raw();
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let ctx = ctx.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = handle(&ctx, stream) {
-                        tracing::warn!("control connection: {e}");
+            for stream in listener.incoming() {
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // e.g. out of file descriptors: do not spin
+                        tracing::warn!("control socket accept: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
                     }
-                });
+                };
+                if let Err(r) = same_user(&stream, host_uid) {
+                    tracing::warn!("control socket: {r}");
+                    refuse(&stream, r);
+                    continue;
+                }
+                let Some(slot) = Slot::take(&active, MAX_CLIENTS) else {
+                    refuse(&stream, Refusal::Busy { max: MAX_CLIENTS });
+                    continue;
+                };
+                let ctx = ctx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("control-client".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        if let Err(e) = handle(&ctx, stream) {
+                            tracing::warn!("control connection: {e}");
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!("control connection thread: {e}");
+                }
             }
         })?;
     Ok(())
 }
 
-fn handle(ctx: &ControlContext, stream: UnixStream) -> std::io::Result<()> {
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => answer(ctx, req),
-        Err(e) => Reply::Error {
-            message: format!("bad request: {e}"),
-        },
+/// Binds the socket under a temporary name, makes it 0600, then moves it into
+/// place: it is never reachable at `path` with the umask's mode.
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "host.sock".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// The peer must run as the host's own uid.
+fn same_user(stream: &UnixStream, host: u32) -> Result<(), Refusal> {
+    let cred =
+        rustix::net::sockopt::socket_peercred(stream).map_err(|e| Refusal::NoCredentials {
+            message: e.to_string(),
+        })?;
+    let uid = cred.uid.as_raw();
+    if uid == host {
+        Ok(())
+    } else {
+        Err(Refusal::ForeignUser { uid, host })
+    }
+}
+
+/// One of [`MAX_CLIENTS`] places; given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(active.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers a refused connection without waiting on it (the reply is small
+/// enough for the socket's buffer) and closes it.
+fn refuse(stream: &UnixStream, r: Refusal) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = write_reply(stream, &Reply::Refused(r));
+}
+
+fn write_reply(stream: &UnixStream, reply: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(reply)?;
+    line.push(b'\n');
+    let mut w = stream;
+    w.write_all(&line)
+}
+
+/// Reads one request line: up to its newline (or the end of the stream),
+/// at most `max` bytes, all of it within `deadline`.
+fn read_request(stream: &UnixStream, max: usize, deadline: Duration) -> Result<Vec<u8>, Refusal> {
+    let end = Instant::now() + deadline;
+    let timeout = Refusal::Timeout {
+        ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
     };
-    let mut w = &stream;
-    serde_json::to_writer(&mut w, &reply)?;
-    w.write_all(b"\n")
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timeout);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| Refusal::BadRequest {
+                message: e.to_string(),
+            })?;
+        let mut r = stream;
+        match r.read(&mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => {
+                let got = &chunk[..n];
+                let newline = got.iter().position(|b| *b == b'\n');
+                buf.extend_from_slice(&got[..newline.unwrap_or(n)]);
+                if buf.len() > max {
+                    return Err(Refusal::TooLong { max });
+                }
+                if newline.is_some() {
+                    return Ok(buf);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timeout)
+            }
+            Err(e) => {
+                return Err(Refusal::BadRequest {
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Parses one request line; a `record` of a kind outside [`RecordKind`] is
+/// named as such rather than as bad JSON.
+pub fn decode(line: &[u8]) -> Result<Request, Refusal> {
+    match serde_json::from_slice::<Request>(line) {
+        Ok(req) => Ok(req),
+        Err(e) => {
+            #[derive(Deserialize)]
+            struct RecordProbe {
+                cmd: String,
+                kind: String,
+            }
+            if let Ok(p) = serde_json::from_slice::<RecordProbe>(line) {
+                if p.cmd == "record" && RecordKind::parse(&p.kind).is_none() {
+                    return Err(Refusal::NotRecordable {
+                        kind: p.kind.chars().take(64).collect(),
+                    });
+                }
+            }
+            Err(Refusal::BadRequest {
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+fn handle(ctx: &ControlContext, stream: UnixStream) -> std::io::Result<()> {
+    let reply = match read_request(&stream, MAX_REQUEST_BYTES, READ_DEADLINE)
+        .and_then(|line| decode(&line))
+    {
+        Ok(req) => answer(ctx, req),
+        Err(r) => {
+            tracing::warn!("control socket: {r}");
+            Reply::Refused(r)
+        }
+    };
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write_reply(&stream, &reply)
 }
 
 fn deployed(r: Result<DeployOutcome, String>) -> Reply {
@@ -251,15 +514,24 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
             },
             |seq| Reply::Recorded { seq },
         ),
-        Request::Record { kind, detail } => ask(
-            ctx,
-            |reply| Command::Record {
-                kind,
-                detail,
-                reply,
-            },
-            |seq| Reply::Recorded { seq },
-        ),
+        Request::Record { kind, detail } => {
+            let bytes = detail.to_string().len();
+            if bytes > MAX_RECORD_DETAIL_BYTES {
+                return Reply::Refused(Refusal::DetailTooLarge {
+                    bytes,
+                    max: MAX_RECORD_DETAIL_BYTES,
+                });
+            }
+            ask(
+                ctx,
+                |reply| Command::Record {
+                    kind,
+                    detail,
+                    reply,
+                },
+                |seq| Reply::Recorded { seq },
+            )
+        }
         Request::Shutdown => {
             let _ = ctx.commands.send(Command::Shutdown);
             Reply::Ok
@@ -305,8 +577,9 @@ pub fn request(socket: &Path, req: &Request) -> std::io::Result<Option<Reply>> {
     let mut w = &stream;
     serde_json::to_writer(&mut w, req)?;
     w.write_all(b"\n")?;
+    // the host's replies are small but for a status; never read without end
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
+    BufReader::new((&stream).take(64 << 20)).read_line(&mut line)?;
     serde_json::from_str(&line)
         .map(Some)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))

@@ -39,6 +39,9 @@ pub(crate) fn deploy(
         Some(Reply::Error { message }) => {
             bail!("deploy refused, the running strategy stays: {message}")
         }
+        Some(Reply::Refused(r)) => {
+            bail!("the control socket refused the deploy, the running strategy stays: {r}")
+        }
         Some(other) => bail!("unexpected reply {other:?}"),
         None => {
             let rt = host_sandbox::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
@@ -64,6 +67,7 @@ pub(crate) fn rollback(paths: &Paths, settings: &Settings, risk: &RiskFile) -> R
     match control::request(&paths.socket(), &Request::Rollback)? {
         Some(Reply::Deployed(r)) => println!("rolled back to v{}", r.version),
         Some(Reply::Error { message }) => bail!("rollback refused: {message}"),
+        Some(Reply::Refused(r)) => bail!("the control socket refused the rollback: {r}"),
         Some(other) => bail!("unexpected reply {other:?}"),
         None => {
             let rt = host_sandbox::Runtime::new(settings.sandbox.clone(), Some(&paths.cache()))?;
@@ -108,6 +112,7 @@ pub(crate) fn command(paths: &Paths, req: Request) -> Result<()> {
             None => println!("review requested (event null)"),
         },
         Some(Reply::Error { message }) => bail!("{message}"),
+        Some(Reply::Refused(r)) => bail!("the control socket refused it: {r}"),
         Some(other) => bail!("unexpected reply: {other:?}"),
     }
     Ok(())

@@ -87,7 +87,7 @@ pub(crate) fn run(
         // The URL carries the token: stdout only, like Jupyter, never the log or the database.
         println!("dashboard: {}", api.dashboard_url());
     }
-    host_telegram::spawn(people, &settings.telegram);
+    host_telegram::spawn(people, &settings.telegram, shell.wall.clone());
     let _watcher = host::dropdir::watch(
         shell.runtime.clone(),
         &paths,

@@ -76,7 +76,7 @@ impl Shell {
                 detail,
                 reply,
             } => {
-                let seq = self.event(&kind, None, detail);
+                let seq = self.event(kind.as_str(), None, detail);
                 let _ = reply.send(seq);
             }
             Command::TriggerReview { by, reason, reply } => {

@@ -49,6 +49,9 @@ pub struct Message {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Chat {
     pub id: i64,
+    /// `private`, `group`, `supergroup` or `channel` (None when absent: never trusted as private).
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +68,18 @@ pub enum Incoming {
         update_id: Option<i64>,
         error: String,
     },
+}
+
+/// Reads one entry of a `getUpdates` answer; never fails, never panics.
+pub fn parse_update(item: Value) -> Incoming {
+    let id = item.get("update_id").and_then(Value::as_i64);
+    match serde_json::from_value::<Update>(item) {
+        Ok(u) => Incoming::Update(u),
+        Err(e) => Incoming::Malformed {
+            update_id: id,
+            error: e.to_string(),
+        },
+    }
 }
 
 pub struct BotApi {
@@ -137,19 +152,7 @@ impl BotApi {
                 message: "result is not a list".into(),
             });
         };
-        Ok(items
-            .into_iter()
-            .map(|item| {
-                let id = item.get("update_id").and_then(Value::as_i64);
-                match serde_json::from_value::<Update>(item) {
-                    Ok(u) => Incoming::Update(u),
-                    Err(e) => Incoming::Malformed {
-                        update_id: id,
-                        error: e.to_string(),
-                    },
-                }
-            })
-            .collect())
+        Ok(items.into_iter().map(parse_update).collect())
     }
 
     /// Sends one message (at most 4096 characters), waiting out 429s (up to 5 times).

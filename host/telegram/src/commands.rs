@@ -1,13 +1,18 @@
 //! The bot's commands: each takes the text after the command and answers
 //! with an HTML message built from the host's status and database. Steering
 //! commands (halt, resume, kill, deploy, rollback, orchestrate) go through
-//! the same [`HostHandle`] calls as the API and the control socket.
+//! the same [`HostHandle`] calls as the API and the control socket. Who may
+//! give a steering command is decided before (`crate::access`); the kill
+//! confirmation is per user and expires on the injected clock ([`Session`]).
 
 use super::format::{esc, time};
 use host_control::handle::{HandleError, HostHandle};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use trading_core::clock::Clock;
 
 pub const HELP: &str = "<b>Commands</b>
 /status – mode, strategy, equity, P&amp;L, halts
@@ -32,10 +37,77 @@ pub const HELP: &str = "<b>Commands</b>
 /// How long `/kill confirm` is accepted after `/kill`.
 pub const KILL_CONFIRM_WINDOW: Duration = Duration::from_secs(60);
 
-/// Per-chat state: the pending kill confirmation.
-#[derive(Default)]
+/// The commands that steer the host (everything else only reads).
+pub const STEERING: &[&str] = &[
+    "halt",
+    "resume",
+    "kill",
+    "deploy",
+    "rollback",
+    "orchestrate",
+];
+
+/// Whether `cmd` (as [`parse`] gives it) steers the host.
+pub fn is_steering(cmd: &str) -> bool {
+    STEERING.contains(&cmd)
+}
+
+/// What a `/kill` or `/kill confirm` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillStep {
+    /// Ask this user to confirm (their earlier ask, if any, starts again).
+    Ask,
+    /// This user confirmed their own ask within the window: go ahead.
+    Confirmed,
+}
+
+/// The chat's state: each user's pending kill confirmation, on the injected clock.
+#[derive(Debug)]
 pub struct Session {
-    kill_asked: Option<Instant>,
+    clock: Arc<dyn Clock>,
+    /// User id → when they sent `/kill` (clock microseconds).
+    kill_asked: HashMap<i64, i64>,
+}
+
+impl Session {
+    pub fn new(clock: Arc<dyn Clock>) -> Session {
+        Session {
+            clock,
+            kill_asked: HashMap::new(),
+        }
+    }
+
+    fn window_micros() -> i64 {
+        i64::try_from(KILL_CONFIRM_WINDOW.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// `/kill` (args empty) or `/kill confirm` from `user`. Only the user
+    /// who asked can confirm, and only within [`KILL_CONFIRM_WINDOW`]; a
+    /// message without a user can never confirm.
+    pub fn kill_step(&mut self, user: Option<i64>, args: &str) -> KillStep {
+        let Some(user) = user else {
+            return KillStep::Ask;
+        };
+        let now = self.clock.now_micros();
+        let window = Self::window_micros();
+        let fresh = |t: i64| (0..=window).contains(&now.saturating_sub(t));
+        if args.eq_ignore_ascii_case("confirm")
+            && self.kill_asked.get(&user).copied().is_some_and(fresh)
+        {
+            self.kill_asked.remove(&user);
+            return KillStep::Confirmed;
+        }
+        self.kill_asked.retain(|_, t| fresh(*t));
+        self.kill_asked.insert(user, now);
+        KillStep::Ask
+    }
+
+    /// Any other command from `user` withdraws their pending kill.
+    pub fn other_command(&mut self, user: Option<i64>) {
+        if let Some(u) = user {
+            self.kill_asked.remove(&u);
+        }
+    }
 }
 
 async fn on_host<T: Send + 'static>(
@@ -75,9 +147,16 @@ pub fn parse(text: &str) -> Option<(String, String)> {
     (!cmd.is_empty()).then(|| (cmd, args.trim().to_string()))
 }
 
-/// Answers one command.
-pub async fn answer(h: &HostHandle, session: &mut Session, cmd: &str, args: &str) -> String {
-    match run(h, session, cmd, args).await {
+/// Answers one command from `user` (Some when they may steer; the caller
+/// never passes a steering command without one).
+pub async fn answer(
+    h: &HostHandle,
+    session: &mut Session,
+    user: Option<i64>,
+    cmd: &str,
+    args: &str,
+) -> String {
+    match run(h, session, user, cmd, args).await {
         Ok(s) | Err(s) => s,
     }
 }
@@ -85,11 +164,12 @@ pub async fn answer(h: &HostHandle, session: &mut Session, cmd: &str, args: &str
 async fn run(
     h: &HostHandle,
     session: &mut Session,
+    user: Option<i64>,
     cmd: &str,
     args: &str,
 ) -> Result<String, String> {
     if cmd != "kill" {
-        session.kill_asked = None;
+        session.other_command(user);
     }
     match cmd {
         "start" | "help" => Ok(HELP.to_string()),
@@ -197,15 +277,9 @@ async fn run(
             .into())
         }
         "kill" => {
-            let confirmed = args.eq_ignore_ascii_case("confirm")
-                && session
-                    .kill_asked
-                    .is_some_and(|t| t.elapsed() <= KILL_CONFIRM_WINDOW);
-            if !confirmed {
-                session.kill_asked = Some(Instant::now());
-                return Ok("☠️ The kill switch cancels every order and closes every position at market.\nSend <code>/kill confirm</code> within 60 s to go ahead.".into());
+            if session.kill_step(user, args) == KillStep::Ask {
+                return Ok(format!("☠️ The kill switch cancels every order and closes every position at market.\nSend <code>/kill confirm</code> yourself within {} s to go ahead.", KILL_CONFIRM_WINDOW.as_secs()));
             }
-            session.kill_asked = None;
             let o = on_host(h, |h| h.kill("telegram")).await?.map_err(refused)?;
             Ok(format!(
                 "☠️ Kill switch engaged: {} orders cancelled, closing {}. /resume clears it.",

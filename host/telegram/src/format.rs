@@ -1,6 +1,7 @@
 //! Message formatting for Telegram's HTML parse mode: escaping, splitting
-//! long answers under the 4096-character limit at line boundaries, and the
-//! text of notifications built from host events.
+//! long answers under the 4096-character limit (at line boundaries where it
+//! can, never inside a tag, an entity or a character), and the text of
+//! notifications built from host events.
 
 use host_store::events::Event;
 use serde_json::Value;
@@ -22,43 +23,213 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-/// Splits `text` into messages of at most `max` characters, breaking at
-/// line ends; a single longer line is cut at character boundaries. Tags are
-/// kept per line by the formatters, so a break never splits one.
+/// A tag longer than this (in characters) is not taken for one: its `<` is a plain character.
+const MAX_TAG_CHARS: usize = 512;
+/// Likewise for an entity such as `&amp;` or `&#128512;`.
+const MAX_ENTITY_CHARS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtomKind {
+    Newline,
+    Space,
+    /// An opening tag (`<b>`, `<a href="...">`).
+    Open,
+    /// A closing tag (`</b>`).
+    Close,
+    /// A character, an entity, or a tag that opens nothing (`<br/>`).
+    Other,
+}
+
+/// A piece of HTML text that is never cut: a character, an entity or a tag.
+#[derive(Debug, Clone, Copy)]
+struct Atom<'a> {
+    text: &'a str,
+    chars: usize,
+    kind: AtomKind,
+    /// The tag's name (Open and Close).
+    name: &'a str,
+}
+
+fn tag_name(inner: &str) -> &str {
+    let end = inner
+        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .unwrap_or(inner.len());
+    &inner[..end]
+}
+
+/// The atom starting at byte `i` of `text`.
+fn atom_at(text: &str, i: usize) -> Atom<'_> {
+    let rest = &text[i..];
+    let c = rest.chars().next().unwrap_or(' ');
+    let single = |kind| Atom {
+        text: &rest[..c.len_utf8()],
+        chars: 1,
+        kind,
+        name: "",
+    };
+    match c {
+        '\n' => single(AtomKind::Newline),
+        ' ' => single(AtomKind::Space),
+        '<' => {
+            let end = rest
+                .char_indices()
+                .skip(1)
+                .take(MAX_TAG_CHARS)
+                .find(|(_, c)| matches!(c, '>' | '<' | '\n'));
+            match end {
+                Some((e, '>')) => {
+                    let t = &rest[..=e];
+                    let inner = &t[1..t.len() - 1];
+                    let (kind, name) = if let Some(n) = inner.strip_prefix('/') {
+                        (AtomKind::Close, tag_name(n))
+                    } else if inner.ends_with('/') || tag_name(inner).is_empty() {
+                        (AtomKind::Other, "")
+                    } else {
+                        (AtomKind::Open, tag_name(inner))
+                    };
+                    Atom {
+                        text: t,
+                        chars: t.chars().count(),
+                        kind,
+                        name,
+                    }
+                }
+                _ => single(AtomKind::Other),
+            }
+        }
+        '&' => {
+            let end = rest
+                .char_indices()
+                .skip(1)
+                .take(MAX_ENTITY_CHARS)
+                .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '#'));
+            match end {
+                Some((e, ';')) if e > 1 => Atom {
+                    text: &rest[..=e],
+                    chars: e + 1,
+                    kind: AtomKind::Other,
+                    name: "",
+                },
+                _ => single(AtomKind::Other),
+            }
+        }
+        _ => single(AtomKind::Other),
+    }
+}
+
+fn atoms(text: &str) -> Vec<Atom<'_>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        let a = atom_at(text, i);
+        i += a.text.len();
+        out.push(a);
+    }
+    out
+}
+
+/// The characters of `</name>`.
+fn closer_chars(name: &str) -> usize {
+    name.chars().count() + 3
+}
+
+/// Applies a tag to the stack of open tags (name, opening tag).
+fn apply<'a>(stack: &mut Vec<(&'a str, &'a str)>, a: &Atom<'a>) {
+    match a.kind {
+        AtomKind::Open => stack.push((a.name, a.text)),
+        AtomKind::Close => {
+            if let Some(p) = stack.iter().rposition(|(n, _)| *n == a.name) {
+                stack.truncate(p);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn closers_of(stack: &[(&str, &str)]) -> usize {
+    stack.iter().map(|(n, _)| closer_chars(n)).sum()
+}
+
+/// Splits HTML `text` into messages of at most `max` characters. Breaks at
+/// a line end where one fits, else after a space, else between two
+/// characters, but never inside a tag, an entity (`&amp;`) or a UTF-8
+/// character; a tag still open at a break is closed at the end of its part
+/// and opened again at the start of the next, so every part parses alone.
 pub fn split(text: &str, max: usize) -> Vec<String> {
     let max = max.max(1);
+    let atoms = atoms(text.trim_end_matches(['\n', '\r']));
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut cur_len = 0;
-    for line in text.lines() {
-        let n = line.chars().count();
-        if n > max {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-                cur_len = 0;
+    let mut open: Vec<(&str, &str)> = Vec::new();
+    let mut i = 0;
+    while i < atoms.len() {
+        let prefix: String = open.iter().map(|(_, t)| *t).collect();
+        let mut len = prefix.chars().count();
+        let mut stack = open.clone();
+        let mut closers = closers_of(&stack);
+        let mut last_newline: Option<(usize, Vec<(&str, &str)>)> = None;
+        let mut last_space: Option<(usize, Vec<(&str, &str)>)> = None;
+        let mut j = i;
+        while let Some(a) = atoms.get(j) {
+            let after = match a.kind {
+                AtomKind::Open => closers + closer_chars(a.name),
+                AtomKind::Close => {
+                    let mut s = stack.clone();
+                    apply(&mut s, a);
+                    closers_of(&s)
+                }
+                _ => closers,
+            };
+            if len + a.chars + after > max {
+                break;
             }
-            let chars: Vec<char> = line.chars().collect();
-            for chunk in chars.chunks(max) {
-                out.push(chunk.iter().collect());
+            match a.kind {
+                AtomKind::Newline if j > i => last_newline = Some((j, stack.clone())),
+                AtomKind::Space => last_space = Some((j + 1, stack.clone())),
+                _ => {}
             }
+            len += a.chars;
+            apply(&mut stack, a);
+            closers = after;
+            j += 1;
+        }
+        // (end of this part's atoms, where the next part starts, tags open at the end)
+        let (end, next, end_stack) = if j == atoms.len() {
+            (j, j, stack)
+        } else if let Some((k, st)) = last_newline {
+            (k, k + 1, st)
+        } else if let Some((k, st)) = last_space.filter(|(k, _)| *k > i) {
+            (k, k, st)
+        } else if j > i {
+            (j, j, stack)
+        } else if !open.is_empty() {
+            // the reopened tags leave no room: start this part without them
+            open.clear();
             continue;
+        } else {
+            // one atom longer than `max` (only when max < MAX_TAG_CHARS): alone
+            let mut st = Vec::new();
+            apply(&mut st, &atoms[i]);
+            (i + 1, i + 1, st)
+        };
+        let content = &atoms[i..end];
+        if content
+            .iter()
+            .any(|a| !matches!(a.kind, AtomKind::Newline | AtomKind::Space))
+        {
+            let mut part = prefix;
+            for a in content {
+                part.push_str(a.text);
+            }
+            for (n, _) in end_stack.iter().rev() {
+                part.push_str("</");
+                part.push_str(n);
+                part.push('>');
+            }
+            out.push(part);
         }
-        let extra = if cur.is_empty() { n } else { n + 1 };
-        if cur_len + extra > max {
-            out.push(std::mem::take(&mut cur));
-            cur_len = 0;
-        }
-        if !cur.is_empty() {
-            cur.push('\n');
-            cur_len += 1;
-        }
-        cur.push_str(line);
-        cur_len += n;
+        open = end_stack;
+        i = next;
     }
-    if !cur.trim().is_empty() {
-        out.push(cur);
-    }
-    out.retain(|m| !m.trim().is_empty());
     out
 }
 

@@ -1,19 +1,25 @@
 //! The Telegram bot: long-polls the Bot API for commands from the one
-//! configured chat (anything else is ignored and logged), answers them
-//! through the [`HostHandle`], and pushes notifications from the event bus
-//! (fills, SL/TP exits, halts, kills, deploys, rollbacks, errors, alerts,
-//! nightly reports). Runs on its own thread and tokio runtime.
+//! configured chat (anything else is ignored, and recorded at a limited
+//! rate), lets only trusted senders steer (`access`), answers through the
+//! [`HostHandle`], and pushes notifications from the event bus (fills, SL/TP
+//! exits, halts, kills, deploys, rollbacks, errors, alerts, nightly
+//! reports). Runs on its own thread and tokio runtime.
 
+pub mod access;
 pub mod api;
 pub mod commands;
 pub mod format;
 
+use access::{Admission, Gate};
 use api::{BotApi, BotError, Incoming};
 use host_control::handle::HostHandle;
+use host_control::socket::RecordKind;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
+use trading_core::clock::Clock;
 
 /// `[telegram]` in settings.toml. The token comes from `TELEGRAM_BOT_TOKEN` only.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -24,6 +30,12 @@ pub struct TelegramSettings {
     /// The only chat obeyed (and notified).
     #[serde(default)]
     pub chat_id: Option<i64>,
+    /// The Telegram user ids who may steer (halt, resume, kill, deploy,
+    /// rollback, orchestrate) in that chat. Empty (the default): only the
+    /// private chat whose id is `chat_id` may steer; in a group nobody can,
+    /// and its members get the read-only commands.
+    #[serde(default)]
+    pub user_ids: Vec<i64>,
     #[serde(default = "TelegramSettings::default_timeout")]
     pub poll_timeout_s: u32,
 }
@@ -54,6 +66,7 @@ impl Default for TelegramSettings {
         TelegramSettings {
             api_url: Self::default_url(),
             chat_id: None,
+            user_ids: Vec::new(),
             poll_timeout_s: Self::default_timeout(),
         }
     }
@@ -63,10 +76,12 @@ impl Default for TelegramSettings {
 const BATCH_LINES: usize = 25;
 
 /// Starts the bot when `TELEGRAM_BOT_TOKEN` is set and `[telegram] chat_id`
-/// is configured; otherwise logs why not and returns None.
+/// is configured; otherwise logs why not and returns None. `clock` times
+/// kill confirmations and the stranger records.
 pub fn spawn(
     handle: HostHandle,
     settings: &TelegramSettings,
+    clock: Arc<dyn Clock>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let token = std::env::var("TELEGRAM_BOT_TOKEN")
         .ok()
@@ -85,6 +100,7 @@ pub fn spawn(
             return None;
         }
     };
+    let no_user_ids = settings.user_ids.is_empty();
     let r = std::thread::Builder::new()
         .name("telegram".into())
         .spawn(move || {
@@ -92,13 +108,18 @@ pub fn spawn(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(run(handle, bot, chat_id, settings.poll_timeout_s)),
+                Ok(rt) => rt.block_on(run(handle, bot, chat_id, &settings, clock)),
                 Err(e) => tracing::error!("telegram runtime: {e}"),
             }
         });
     match r {
         Ok(j) => {
             tracing::info!(chat_id, "telegram bot started");
+            if no_user_ids {
+                tracing::info!(
+                    "telegram: no [telegram] user_ids: only the private chat {chat_id} may steer"
+                );
+            }
             Some(j)
         }
         Err(e) => {
@@ -108,12 +129,34 @@ pub fn spawn(
     }
 }
 
-async fn run(handle: HostHandle, bot: BotApi, chat_id: i64, timeout_s: u32) {
+async fn run(
+    handle: HostHandle,
+    bot: BotApi,
+    chat_id: i64,
+    settings: &TelegramSettings,
+    clock: Arc<dyn Clock>,
+) {
     let bot = std::sync::Arc::new(bot);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(sender(bot.clone(), chat_id, out_rx));
     tokio::spawn(notifier(handle.clone(), handle.subscribe(), out_tx.clone()));
-    poll(handle, &bot, chat_id, timeout_s, out_tx).await;
+    let gate = Gate::new(chat_id, &settings.user_ids, clock.clone());
+    let session = commands::Session::new(clock);
+    poll(handle, &bot, settings.poll_timeout_s, gate, session, out_tx).await;
+}
+
+/// Appends a stranger's (rate-limited) record to the event log.
+async fn record_stranger(handle: &HostHandle, detail: serde_json::Value) {
+    let h = handle.clone();
+    match tokio::task::spawn_blocking(move || {
+        h.record_event(RecordKind::TelegramUnauthorized, detail)
+    })
+    .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("telegram: recording a stranger: {e}"),
+        Err(e) => tracing::warn!("telegram: recording a stranger: {e}"),
+    }
 }
 
 /// Sends queued messages in order, split under the size limit.
@@ -254,13 +297,13 @@ async fn notifier(
 async fn poll(
     handle: HostHandle,
     bot: &BotApi,
-    chat_id: i64,
     timeout_s: u32,
+    mut gate: Gate,
+    mut session: commands::Session,
     out: mpsc::UnboundedSender<String>,
 ) {
     let mut offset = 0i64;
     let mut backoff = Duration::from_secs(1);
-    let mut session = commands::Session::default();
     loop {
         let items = match bot.get_updates(offset, timeout_s).await {
             Ok(items) => {
@@ -295,27 +338,51 @@ async fn poll(
                 Incoming::Update(u) => {
                     offset = offset.max(u.update_id + 1);
                     let Some(msg) = u.message else { continue };
-                    if msg.chat.id != chat_id {
-                        tracing::warn!(
-                            chat = msg.chat.id,
-                            from = ?msg.from.as_ref().map(|f| f.id),
-                            "telegram: ignored a message from an unauthorized chat"
-                        );
-                        let h = handle.clone();
-                        let detail = serde_json::json!({ "chat": msg.chat.id, "from": msg.from.as_ref().map(|f| f.id) });
-                        let _ = tokio::task::spawn_blocking(move || {
-                            h.record_event("telegram_unauthorized", detail)
-                        })
-                        .await;
-                        continue;
-                    }
-                    let Some((cmd, args)) = msg.text.as_deref().and_then(commands::parse) else {
-                        continue;
-                    };
-                    tracing::info!(command = %cmd, "telegram command");
-                    let reply = commands::answer(&handle, &mut session, &cmd, &args).await;
-                    if out.send(reply).is_err() {
-                        return;
+                    let from = msg.from.as_ref().map(|f| f.id);
+                    match gate.admit(&msg) {
+                        Admission::Skip => {}
+                        Admission::Stranger { record: None } => {
+                            tracing::debug!(
+                                chat = msg.chat.id,
+                                ?from,
+                                "telegram: ignored a stranger again"
+                            );
+                        }
+                        Admission::Stranger {
+                            record: Some(detail),
+                        } => {
+                            tracing::warn!(
+                                chat = msg.chat.id,
+                                ?from,
+                                "telegram: ignored a message from an unauthorized chat"
+                            );
+                            record_stranger(&handle, detail).await;
+                        }
+                        Admission::Refused { cmd, why, record } => {
+                            // answered once per sender and window, like the record
+                            let Some(detail) = record else {
+                                tracing::debug!(?from, command = %cmd, "telegram: refused a sender again");
+                                continue;
+                            };
+                            tracing::warn!(?from, command = %cmd, "telegram: refused a steering command: {why}");
+                            record_stranger(&handle, detail).await;
+                            let text = format!(
+                                "⛔ /{} refused: {}",
+                                format::esc(&cmd),
+                                format::esc(&why.to_string())
+                            );
+                            if out.send(text).is_err() {
+                                return;
+                            }
+                        }
+                        Admission::Command { cmd, args, user } => {
+                            tracing::info!(command = %cmd, ?user, "telegram command");
+                            let reply =
+                                commands::answer(&handle, &mut session, user, &cmd, &args).await;
+                            if out.send(reply).is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
             }

@@ -6,6 +6,7 @@ mod people_host;
 mod analysis_modules;
 mod api;
 mod backtest;
+mod control_socket;
 mod dashboard;
 mod data_import;
 mod deploy;

@@ -3,18 +3,27 @@
 //! the documented Update / Message JSON): commands answered, /halt halts,
 //! an unauthorized chat ignored, malformed updates survived, a 429 with
 //! `retry_after` honoured, long answers split at line boundaries, the kill
-//! confirmation, notifications pushed, and the token never logged.
+//! confirmation, notifications pushed, and the token never logged. And the
+//! bot's door: group members who may not steer are refused, a kill is
+//! confirmed only by the user who asked and only in time (on a manual
+//! clock), strangers are recorded at a limited rate, the hostile update
+//! corpus in `hostile/telegram/` is replayed, and splitting never cuts a
+//! tag or an entity (property test).
 
 use crate::people_host;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::Json;
+use host_telegram::access::{Admission, Gate};
+use host_telegram::api::{parse_update, Incoming};
+use host_telegram::commands::{is_steering, KillStep, Session, KILL_CONFIRM_WINDOW};
 use people_host::*;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use trading_core::clock::{Clock, ManualClock};
 
 const BOT_TOKEN: &str = "123456:TEST-bot-token-9f8e";
 const CHAT: i64 = 4242;
@@ -64,6 +73,22 @@ impl Fake {
                 "date": 1_700_000_000 + id,
                 "text": text,
                 "entities": [{ "offset": 0, "length": text.split(' ').next().unwrap().len(), "type": "bot_command" }]
+            }
+        }));
+        id
+    }
+
+    /// A text message in `chat` (of Telegram type `kind`) from user `from`.
+    fn message_as(&self, chat: i64, kind: &str, from: i64, text: &str) -> i64 {
+        let id = self.next_id();
+        self.push(json!({
+            "update_id": id,
+            "message": {
+                "message_id": id * 10,
+                "from": { "id": from, "is_bot": false, "first_name": format!("U{from}") },
+                "chat": { "id": chat, "type": kind, "title": "Trading desk" },
+                "date": 1_700_000_000 + id,
+                "text": text
             }
         }));
         id
@@ -405,4 +430,404 @@ async fn bot_answers_obeys_only_its_chat_and_survives_bad_input() {
         "the bot token must never be logged"
     );
     assert!(log.contains("unauthorized chat"), "the stranger is logged");
+}
+
+/// Starts a loopback Bot API server and a host whose `[telegram]` has `extra` appended.
+async fn bot_and_host(extra: &str) -> (Arc<Fake>, RunningHost) {
+    let fake = Arc::new(Fake::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .fallback(bot_api)
+        .with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let settings = format!(
+        "[telegram]\napi_url = \"http://127.0.0.1:{port}\"\nchat_id = {CHAT}\npoll_timeout_s = 5\n{extra}\n"
+    );
+    let host = tokio::task::spawn_blocking(move || {
+        start("max", &settings, &[("TELEGRAM_BOT_TOKEN", BOT_TOKEN)])
+    })
+    .await
+    .unwrap();
+    (fake, host)
+}
+
+const ALICE: i64 = 111;
+const BOB: i64 = 222;
+const MALLORY: i64 = 555;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_group_only_listed_users_steer_and_each_confirms_only_their_own_kill() {
+    let (fake, host) = bot_and_host(&format!("user_ids = [{ALICE}, {BOB}]")).await;
+    let killed = || async { api_get(&host, "/api/v1/status").await["killed"].clone() };
+
+    // A group member who is not listed: /kill refused (once answered), the
+    // confirm does nothing, /deploy and /resume refused too; /status is answered.
+    let n = fake.sent().len();
+    fake.message_as(CHAT, "supergroup", MALLORY, "/kill");
+    reply(&host, &fake, n, "the refusal of a stranger's /kill", |t| {
+        t.contains("⛔ /kill refused") && t.contains(&MALLORY.to_string())
+    })
+    .await;
+    fake.message_as(CHAT, "supergroup", MALLORY, "/kill confirm");
+    fake.message_as(CHAT, "supergroup", MALLORY, "/deploy 1");
+    fake.message_as(CHAT, "supergroup", MALLORY, "/resume");
+    fake.message_as(CHAT, "supergroup", MALLORY, "/status");
+    reply(&host, &fake, n, "to the stranger's /status", |t| {
+        t.contains("<b>Status</b>")
+    })
+    .await;
+    assert_eq!(
+        killed().await,
+        json!(false),
+        "a stranger's /kill confirm killed"
+    );
+    let deploys = api_get(&host, "/api/v1/events?kind=deploy").await;
+    assert!(
+        deploys["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["detail"]["origin"] != json!("telegram")),
+        "{deploys}"
+    );
+
+    // Alice asks, Bob confirms: Bob's confirm is only Bob's own ask.
+    let n = fake.sent().len();
+    fake.message_as(CHAT, "supergroup", ALICE, "/kill");
+    let (i, _) = reply(&host, &fake, n, "to Alice's /kill", |t| {
+        t.contains("/kill confirm")
+    })
+    .await;
+    fake.message_as(CHAT, "supergroup", BOB, "/kill confirm");
+    reply(&host, &fake, i + 1, "to Bob's /kill confirm", |t| {
+        t.contains("/kill confirm") || t.contains("Kill switch engaged")
+    })
+    .await;
+    assert_eq!(
+        killed().await,
+        json!(false),
+        "Bob confirmed Alice's kill: {:#?}",
+        fake.sent()
+            .iter()
+            .skip(n)
+            .map(|s| &s.text)
+            .collect::<Vec<_>>()
+    );
+    // Alice's own confirmation still goes ahead.
+    fake.message_as(CHAT, "supergroup", ALICE, "/kill confirm");
+    reply(&host, &fake, n, "to Alice's /kill confirm", |t| {
+        t.contains("Kill switch engaged")
+    })
+    .await;
+    assert_eq!(killed().await, json!(true));
+
+    // A stranger chat floods the bot: one record, not forty.
+    for _ in 0..40 {
+        fake.message(STRANGER, "/halt");
+    }
+    let n = fake.sent().len();
+    fake.message_as(CHAT, "supergroup", BOB, "/risk");
+    reply(&host, &fake, n, "to /risk after the flood", |t| {
+        t.contains("<b>Risk</b>")
+    })
+    .await;
+    let evs = api_get(
+        &host,
+        "/api/v1/events?kind=telegram_unauthorized&limit=1000",
+    )
+    .await;
+    let evs = evs["events"].as_array().unwrap();
+    let from_chat = |c: i64| {
+        evs.iter()
+            .filter(|e| e["detail"]["chat"] == json!(c))
+            .count()
+    };
+    assert_eq!(from_chat(STRANGER), 1, "the stranger's flood: {evs:#?}");
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e["detail"]["from"] == json!(MALLORY))
+            .count(),
+        1,
+        "the refused group member, recorded once: {evs:#?}"
+    );
+    assert!(fake.sent().iter().all(|s| s.chat_id == CHAT));
+}
+
+/// What the bot does with one update, in the corpus's words.
+fn outcome(gate: &mut Gate, session: &mut Session, update: Value) -> &'static str {
+    let u = match parse_update(update) {
+        Incoming::Malformed { .. } => return "malformed",
+        Incoming::Update(u) => u,
+    };
+    let Some(msg) = u.message else { return "skip" };
+    match gate.admit(&msg) {
+        Admission::Skip => "skip",
+        Admission::Stranger { record: Some(_) } => "stranger_recorded",
+        Admission::Stranger { record: None } => "stranger_ignored",
+        Admission::Refused {
+            record: Some(_), ..
+        } => "refused_recorded",
+        Admission::Refused { record: None, .. } => "refused_silent",
+        Admission::Command { cmd, args, user } if cmd == "kill" => {
+            match session.kill_step(user, &args) {
+                KillStep::Ask => "kill_asked",
+                KillStep::Confirmed => "kill_confirmed",
+            }
+        }
+        Admission::Command { cmd, user, .. } => {
+            session.other_command(user);
+            if is_steering(&cmd) {
+                "steer"
+            } else {
+                "read"
+            }
+        }
+    }
+}
+
+/// Adds `d` to the chat id and the sender id of an update.
+fn shift_ids(u: &mut Value, d: i64) {
+    for ptr in ["/message/chat/id", "/message/from/id"] {
+        if let Some(v) = u.pointer_mut(ptr) {
+            *v = json!(v.as_i64().unwrap() + d);
+        }
+    }
+}
+
+#[test]
+fn the_hostile_update_corpus_is_refused() {
+    let dir = repo_root().join("hostile/telegram");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "the corpus in {}", dir.display());
+    let mut checked = 0;
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let e: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap())
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let user_ids: Vec<i64> = serde_json::from_value(e["user_ids"].clone()).unwrap();
+        let clock = Arc::new(ManualClock::at(1_700_000_000));
+        let mut gate = Gate::new(e["chat_id"].as_i64().unwrap(), &user_ids, clock.clone());
+        let mut session = Session::new(clock.clone());
+        for (k, step) in e["steps"].as_array().unwrap().iter().enumerate() {
+            clock.advance(step["advance_s"].as_i64().unwrap_or(0));
+            for r in 0..step["repeat"].as_i64().unwrap_or(1) {
+                let mut u = step["update"].clone();
+                if let Some(d) = step["chat_step"].as_i64() {
+                    shift_ids(&mut u, d * r);
+                }
+                let got = outcome(&mut gate, &mut session, u);
+                assert_eq!(
+                    json!(got),
+                    step["expect"],
+                    "{name}, step {k}, repetition {r}: {}",
+                    e["about"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 100, "{checked} updates replayed");
+}
+
+#[test]
+fn a_kill_confirmation_expires_after_its_window() {
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let mut s = Session::new(clock.clone());
+    let window = KILL_CONFIRM_WINDOW.as_secs() as i64;
+    assert_eq!(s.kill_step(Some(ALICE), ""), KillStep::Ask);
+    clock.advance(window + 1);
+    assert_eq!(
+        s.kill_step(Some(ALICE), "confirm"),
+        KillStep::Ask,
+        "a confirmation {}s after /kill went ahead",
+        window + 1
+    );
+    // that late confirm asked again: one in time goes ahead, once
+    clock.advance(window);
+    assert_eq!(s.kill_step(Some(ALICE), "confirm"), KillStep::Confirmed);
+    assert_eq!(s.kill_step(Some(ALICE), "confirm"), KillStep::Ask);
+    // a clock stepped back does not make an old ask fresh
+    assert_eq!(s.kill_step(Some(BOB), ""), KillStep::Ask);
+    clock.advance(-3600);
+    assert_eq!(s.kill_step(Some(BOB), "confirm"), KillStep::Ask);
+    // nobody can confirm for a message without a sender
+    assert_eq!(s.kill_step(None, ""), KillStep::Ask);
+    assert_eq!(s.kill_step(None, "confirm"), KillStep::Ask);
+    assert!(clock.now() > 0);
+}
+
+/// Checks one sent part: whole tags and entities, tags balanced.
+fn check_part(p: &str, max: usize) -> Result<(), String> {
+    if p.chars().count() > max {
+        return Err(format!("{} chars > {max}", p.chars().count()));
+    }
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = p;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => {
+                let end = rest.find('>').ok_or("a cut tag")?;
+                let tag = &rest[1..end];
+                if tag.contains('<') || tag.contains('\n') {
+                    return Err(format!("a cut tag: {tag:?}"));
+                }
+                let name = |t: &str| t.split([' ', '/']).next().unwrap_or("").to_string();
+                if let Some(closing) = tag.strip_prefix('/') {
+                    if stack.pop().as_deref() != Some(closing) {
+                        return Err(format!("</{closing}> closes nothing"));
+                    }
+                } else {
+                    stack.push(name(tag));
+                }
+                rest = &rest[end + 1..];
+            }
+            '&' => {
+                let end = rest.find(';').ok_or("a cut entity")?;
+                let body = &rest[1..end];
+                if body.is_empty() || !body.chars().all(|c| c.is_ascii_alphanumeric() || c == '#') {
+                    return Err(format!("a cut entity: {:?}", &rest[..end + 1]));
+                }
+                rest = &rest[end + 1..];
+            }
+            _ => rest = &rest[c.len_utf8()..],
+        }
+    }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left open: {stack:?}"))
+    }
+}
+
+/// The text without tags or whitespace (what the reader sees, in order).
+fn visible(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag && !c.is_whitespace() => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+mod splitting {
+    use super::*;
+    use host_telegram::format::{esc, split, MAX_MESSAGE};
+    use proptest::prelude::*;
+
+    fn segment() -> impl Strategy<Value = String> {
+        let raw = proptest::string::string_regex("[a-z &<>;#é😀\n\"]{0,300}").unwrap();
+        (raw, 0..6u8).prop_map(|(t, wrap)| {
+            let t = esc(&t);
+            match wrap {
+                0 => format!("<b>{t}</b>"),
+                1 => format!("<code>{t}</code>"),
+                2 => format!("<a href=\"https://example.org/?a=1&amp;b=2\">{t}</a>"),
+                3 => format!("<b>x<i>{t}</i></b>"),
+                _ => t,
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn split_never_cuts_an_entity_or_tag_and_keeps_every_part_under_the_limit(
+            segs in proptest::collection::vec(segment(), 0..60),
+            max in prop_oneof![Just(MAX_MESSAGE), 64usize..600],
+        ) {
+            let text = segs.concat();
+            let parts = split(&text, max);
+            for p in &parts {
+                if let Err(e) = check_part(p, max) {
+                    return Err(TestCaseError::fail(format!("{e} in part {p:?} (max {max})")));
+                }
+            }
+            let joined: String = parts.iter().map(|p| visible(p)).collect();
+            prop_assert_eq!(joined, visible(&text), "text lost or repeated");
+        }
+    }
+
+    #[test]
+    fn a_long_escaped_line_is_cut_between_entities() {
+        // 5000 escaped ampersands on one line: each part must end on a whole `&amp;`
+        let text = esc(&"&".repeat(5000));
+        let parts = split(&text, MAX_MESSAGE);
+        assert!(parts.len() >= 2);
+        for p in &parts {
+            check_part(p, MAX_MESSAGE).unwrap();
+        }
+        // a bold line longer than a message: each part is bold on its own
+        let text = format!("<b>{}</b>", "é".repeat(9000));
+        for p in split(&text, MAX_MESSAGE) {
+            assert!(p.starts_with("<b>") && p.ends_with("</b>"), "{p:.40}");
+            check_part(&p, MAX_MESSAGE).unwrap();
+        }
+    }
+}
+
+mod updates_never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[/a-z0-9 @]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("update_id".to_string()),
+                        Just("message".to_string()),
+                        Just("chat".to_string()),
+                        Just("from".to_string()),
+                        Just("id".to_string()),
+                        Just("type".to_string()),
+                        Just("text".to_string()),
+                        "[a-z_]{1,8}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_update_json_is_parsed_and_judged_without_a_panic(
+            v in json_value(),
+            chat in prop_oneof![Just(CHAT), any::<i64>()],
+            from in any::<i64>(),
+            kind in prop_oneof![Just("private"), Just("group"), Just("channel")],
+            text in "[/a-z @]{0,20}",
+        ) {
+            let clock = Arc::new(ManualClock::at(0));
+            let mut gate = Gate::new(CHAT, &[], clock.clone());
+            let mut session = Session::new(clock);
+            outcome(&mut gate, &mut session, v);
+            let u = json!({ "update_id": 1, "message": { "message_id": 1, "chat": { "id": chat, "type": kind }, "from": { "id": from }, "text": text } });
+            outcome(&mut gate, &mut session, u);
+        }
+    }
 }
