@@ -1,15 +1,22 @@
 //! The sandbox. One `Engine` and one `Linker` per world for the process; each
-//! component compiled once (and precompiled to a disk cache keyed by its hash);
-//! an `InstancePre` per module; a `Store` per instance whose data holds the
-//! limits. Every failure of a module becomes a [`ModuleError`] the shell handles.
+//! component compiled once (and precompiled to a disk cache keyed by its hash,
+//! loaded back only under the host's MAC, see [`cache`]); an `InstancePre`
+//! per module; a `Store` per instance whose data holds the limits. Every
+//! failure of a module becomes a [`ModuleError`] the shell handles, and every
+//! module-supplied text that reaches the host is clipped and sanitised
+//! ([`guest_text`]).
 
 mod analysis;
 pub mod bindings;
+pub mod cache;
 mod guard;
 mod limits;
 mod strategy;
 
-pub use analysis::{open_read_only, AnalysisHost, AnalysisInstance, AnalysisModule};
+pub use analysis::{
+    open_read_only, AnalysisHost, AnalysisInstance, AnalysisModule, QueryError, ReadOnlyDb,
+};
+pub use cache::CacheStats;
 pub use guard::{Guard, Guarded};
 pub use limits::{Limits, MemoryCap};
 pub use strategy::{validate_signals, StrategyHost, StrategyInstance, StrategyModule};
@@ -18,7 +25,7 @@ use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,6 +66,12 @@ pub enum ModuleError {
     StateRefused(String),
     #[error("the instance trapped earlier and cannot be entered again")]
     Poisoned,
+    #[error("{call} returned a report of {bytes} bytes, the cap is {cap}")]
+    ReportTooLarge {
+        call: &'static str,
+        bytes: usize,
+        cap: usize,
+    },
     #[error("host error: {0}")]
     Host(String),
 }
@@ -236,7 +249,7 @@ pub struct Runtime {
     strategy_linker: Linker<StrategyHost>,
     analysis_linker: Linker<AnalysisHost>,
     limits: Limits,
-    cache_dir: Option<PathBuf>,
+    cache: cache::DiskCache,
     compiled: Mutex<HashMap<String, Component>>,
     _ticker: EpochTicker,
 }
@@ -260,23 +273,21 @@ impl Runtime {
         bindings::strategy_world::StrategyModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut strategy_linker, |s| s)
             .map_err(|e| anyhow::anyhow!("strategy linker: {e:#}"))?;
         strategy_linker.allow_shadowing(true);
-        strategy::define_latest(&mut strategy_linker)
+        strategy::define_imports(&mut strategy_linker)
             .map_err(|e| anyhow::anyhow!("strategy linker: {e:#}"))?;
         strategy_linker.allow_shadowing(false);
         let mut analysis_linker = Linker::new(&engine);
-        bindings::analysis_world::AnalysisModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut analysis_linker, |s| s)
+        analysis::define_imports(&mut analysis_linker)
             .map_err(|e| anyhow::anyhow!("analysis linker: {e:#}"))?;
 
-        if let Some(dir) = cache_dir {
-            std::fs::create_dir_all(dir)?;
-        }
+        let cache = cache::DiskCache::open(cache_dir)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Arc::new(Runtime {
             engine,
             strategy_linker,
             analysis_linker,
             limits,
-            cache_dir: cache_dir.map(Path::to_path_buf),
+            cache,
             compiled: Mutex::new(HashMap::new()),
             _ticker: ticker,
         }))
@@ -288,6 +299,11 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// What the precompiled cache did so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Compiles (or fetches from memory or the disk cache) and validates a component.
@@ -323,31 +339,15 @@ impl Runtime {
     }
 
     fn compile_uncached(&self, hash: &str, bytes: &[u8]) -> Result<Component, ModuleError> {
-        let path = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{hash}.cwasm")));
-        if let Some(p) = path.as_ref().filter(|p| p.exists()) {
-            // SAFETY: the file was written by `precompile_component` of this
-            // host into its own data directory; wasmtime checks its header and
-            // engine compatibility and errors (we then recompile) on mismatch.
-            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, p) } {
-                return Ok(c);
-            }
+        if let Some(c) = self.cache.load(&self.engine, hash) {
+            return Ok(c);
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(ModuleError::Invalid("missing the \\0asm header".into()));
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
-        if let Some(p) = path {
-            if let Ok(serialized) = component.serialize() {
-                let tmp = p.with_extension("tmp");
-                if std::fs::write(&tmp, &serialized).is_ok() {
-                    let _ = std::fs::rename(&tmp, &p);
-                }
-            }
-        }
+        self.cache.store(hash, &component);
         Ok(component)
     }
 
@@ -392,14 +392,51 @@ impl Runtime {
     }
 }
 
-/// Truncates a module-supplied string to `max` bytes on a char boundary.
-pub(crate) fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+/// True for characters that can forge or hide text on a terminal or in a
+/// log file: C0/C1 controls (newline, carriage return, escape, bell, ...),
+/// DEL, and the invisible or direction-changing format characters.
+fn is_forging(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200b}'..='\u{200f}' // zero-width space/joiners, LRM, RLM
+            | '\u{2028}'..='\u{202e}' // line/paragraph separators, bidi embeddings/overrides
+            | '\u{2060}'..='\u{2069}' // word joiner, invisible operators, bidi isolates
+            | '\u{feff}')
+}
+
+/// A module-supplied text made safe for the host's log and messages: every
+/// control or bidi character is written as its escape (`\n`, `\u{1b}`), so
+/// one call is one line whatever the module sent, then clipped to `max`
+/// bytes (input beyond what `max` needs is never looked at).
+pub fn guest_text(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        let len_before = out.len();
+        if is_forging(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        if out.len() > max {
+            out.truncate(len_before);
+            out.push('…');
+            break;
+        }
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_text;
+
+    #[test]
+    fn guest_text_is_one_line_without_escapes() {
+        let t = guest_text("a\nb\r\x1b[31mc\u{202e}d\u{7}", 100);
+        assert_eq!(t, "a\\nb\\r\\u{1b}[31mc\\u{202e}d\\u{7}");
+        assert!(!t.chars().any(|c| c.is_control()));
+        let long = guest_text(&"é".repeat(10_000), 101);
+        assert!(long.len() <= 101 + '…'.len_utf8(), "{}", long.len());
+        assert_eq!(guest_text("plain text, ünïcode", 100), "plain text, ünïcode");
     }
-    format!("{}…", &s[..end])
 }

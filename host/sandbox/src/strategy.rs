@@ -1,5 +1,9 @@
 //! Strategy modules: the store data behind the market view imports, and an
 //! instance wrapper that meters every call and validates what comes back.
+//!
+//! Invariants: `market.candles` returns at most `max_candles_per_call`
+//! candles and charges fuel for each; `host.log` is the guard's (sanitised,
+//! charged); module text in an error is passed through [`guest_text`].
 
 use super::bindings::strategy_world::trading::contract::{host, market, types};
 use super::bindings::strategy_world::{StrategyModule as World, StrategyModulePre};
@@ -8,7 +12,7 @@ use super::bindings::{
     SymbolData,
 };
 use super::guard::{self, Guard, Guarded};
-use super::{clip, Limits, ModuleError, ModuleInfo, Runtime};
+use super::{guest_text, Limits, ModuleError, ModuleInfo, Runtime};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use trading_core::MarketView;
@@ -232,7 +236,7 @@ impl StrategyInstance {
             w.trading_contract_strategy()
                 .call_initialize(s, *limits, symbols, params)
         })?
-        .map_err(|e| ModuleError::InitRefused(clip(&e, 1024)))
+        .map_err(|e| ModuleError::InitRefused(guest_text(&e, 1024)))
     }
 
     pub fn scan_interval_minutes(&mut self) -> Result<u32, ModuleError> {
@@ -304,7 +308,7 @@ impl StrategyInstance {
         self.call("load-state", |w, s| {
             w.trading_contract_strategy().call_load_state(s, state)
         })?
-        .map_err(|e| ModuleError::StateRefused(clip(&e, 1024)))
+        .map_err(|e| ModuleError::StateRefused(guest_text(&e, 1024)))
     }
 }
 
@@ -324,7 +328,7 @@ pub fn validate_signals(
         ));
     }
     for (i, s) in signals.iter().enumerate() {
-        let at = |what: String| format!("signal {i} ({}): {what}", clip(&s.symbol, 32));
+        let at = |what: String| format!("signal {i} ({}): {what}", guest_text(&s.symbol, 32));
         if !symbols.iter().any(|x| x == &s.symbol) {
             return Err(at("unknown symbol".into()));
         }
@@ -426,16 +430,34 @@ unsafe impl Lower for LatestCandle {
     }
 }
 
-/// Defines `market.latest`, called once per scan, over the bindgen'd one
-/// (the linker must allow shadowing): the symbol is read in place from the
-/// guest's memory (no `String`), the candle lowered as a [`LatestCandle`].
-pub(super) fn define_latest(linker: &mut Linker<StrategyHost>) -> wasmtime::Result<()> {
-    let name = format!(
-        "{}/market@{}",
-        super::bindings::CONTRACT_PACKAGE,
-        super::bindings::CONTRACT_VERSION
-    );
-    linker.instance(&name)?.func_wrap(
+/// Defines, over the bindgen'd ones (the linker must allow shadowing), the
+/// imports that need the store: `host.log` (the guard's), `market.candles`
+/// (charged per candle) and `market.latest`.
+pub(super) fn define_imports(linker: &mut Linker<StrategyHost>) -> wasmtime::Result<()> {
+    guard::define_log(linker)?;
+    define_candles(linker)?;
+    define_latest(linker)
+}
+
+/// `market.candles`, charged fuel for the call and for every candle it returns.
+fn define_candles(linker: &mut Linker<StrategyHost>) -> wasmtime::Result<()> {
+    linker.instance(&guard::interface("market"))?.func_wrap(
+        "candles",
+        |mut store: StoreContextMut<'_, StrategyHost>,
+         (symbol, interval, n): (String, Interval, u32)| {
+            let candles = market::Host::candles(store.data_mut(), symbol, interval, n);
+            let limits = &store.data().guard.limits;
+            let fuel = limits.import_fuel(candles.len() * CANDLE_BYTES);
+            guard::charge(&mut store, fuel)?;
+            Ok((candles,))
+        },
+    )
+}
+
+/// `market.latest`, called once per scan: the symbol is read in place from
+/// the guest's memory (no `String`), the candle lowered as a [`LatestCandle`].
+fn define_latest(linker: &mut Linker<StrategyHost>) -> wasmtime::Result<()> {
+    linker.instance(&guard::interface("market"))?.func_wrap(
         "latest",
         |store: StoreContextMut<'_, StrategyHost>, (symbol, interval): (WasmStr, Interval)| {
             let symbol = symbol.to_str(&store)?;
