@@ -35,6 +35,7 @@ pub use host_trading::Mode;
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     mode: Option<Mode>,
+    clock: Option<ClockSource>,
     venue: Option<Venue>,
     symbols: Option<Vec<String>>,
     starting_capital: Option<String>,
@@ -55,6 +56,20 @@ struct RawStrategy {
     default: Option<PathBuf>,
     params: Option<Vec<(String, String)>>,
     max_failures: Option<u32>,
+}
+
+/// Where the host takes its time from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockSource {
+    /// Wall time (live trading): candles from the future are refused and
+    /// stale data stops entries.
+    #[default]
+    Wall,
+    /// The venue's candles: time is the close of the newest candle the feed
+    /// delivered, so a loopback venue can serve real candles far faster
+    /// than real time and the whole live path runs accelerated (tests, replays).
+    Feed,
 }
 
 /// The shell's own safety timers.
@@ -99,6 +114,8 @@ impl Default for Safety {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Settings {
     pub mode: Mode,
+    /// `clock = "wall" | "feed"`: the time source of a venue feed.
+    pub clock: ClockSource,
     /// The exchange of live mode.
     pub venue: Venue,
     pub symbols: Vec<String>,
@@ -214,6 +231,7 @@ impl Settings {
         }
         Ok(Settings {
             mode: r.mode.or(d.mode).unwrap_or(Mode::Paper),
+            clock: r.clock.or(d.clock).unwrap_or_default(),
             venue: r.venue.or(d.venue).unwrap_or(Venue::Kraken),
             symbols,
             starting_capital,

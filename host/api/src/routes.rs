@@ -246,8 +246,42 @@ pub(crate) use host_store::queries::{
     ai_decisions_json, query_events, recent_trades, versions, EventFilter,
 };
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+/// 200 when the host answers and every part is healthy, else 503 with the
+/// failing parts (no account figures: this route needs no token).
+async fn health(State(s): S) -> Response {
+    let h = s.handle.clone();
+    let answer = tokio::task::spawn_blocking(move || h.status()).await;
+    let version = env!("CARGO_PKG_VERSION");
+    let (code, body) = match answer {
+        Ok(Ok(st)) => match st.health {
+            Some(health) => (
+                if health.healthy {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                json!({
+                    "status": if health.healthy { "ok" } else { "unhealthy" },
+                    "version": version,
+                    "healthy": health.healthy,
+                    "checks": health.checks,
+                }),
+            ),
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "unhealthy", "version": version, "reason": "the host is not running" }),
+            ),
+        },
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "unhealthy", "version": version, "reason": format!("the scan loop did not answer: {e}") }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "unhealthy", "version": version, "reason": format!("worker failed: {e}") }),
+        ),
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn status(State(s): S) -> ApiResult {

@@ -21,4 +21,6 @@ pub use deploy::{
 pub use deployer::{Candidate, DeployFailure, Deployed, Deployer, SocketOrOffline};
 pub use handle::{HandleError, HostHandle};
 pub use paths::Paths;
-pub use status::{KillOutcome, PositionStatus, Status, StrategyStatus};
+pub use status::{
+    Health, HealthCheck, HealthPart, KillOutcome, PositionStatus, Status, StrategyStatus,
+};

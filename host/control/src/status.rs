@@ -31,6 +31,49 @@ pub struct PositionStatus {
     pub tag: String,
 }
 
+/// One part of the host whose health is checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "part", content = "symbol")]
+pub enum HealthPart {
+    /// The scan loop: the last scan's age against the strategy's interval.
+    ScanLoop,
+    /// One symbol's market data: its newest candle's age.
+    Feed(String),
+    /// The database takes a write.
+    Database,
+    /// A strategy is active, not paused, not failing.
+    Strategy,
+    /// The last orchestrator cycle (hosts run with `--orchestrate`).
+    Orchestrator,
+}
+
+/// The health of one part: `ok`, and why not (or a figure) in `detail`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheck {
+    #[serde(flatten)]
+    pub part: HealthPart,
+    pub ok: bool,
+    /// Seconds since the thing checked last happened, where that applies.
+    pub age_secs: Option<i64>,
+    pub detail: String,
+}
+
+/// What `/api/v1/health` and `host status` report: healthy only when every check is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub healthy: bool,
+    pub checks: Vec<HealthCheck>,
+}
+
+impl Health {
+    pub fn new(checks: Vec<HealthCheck>) -> Health {
+        Health {
+            healthy: checks.iter().all(|c| c.ok),
+            checks,
+        }
+    }
+}
+
 /// Everything `host status`, the API and the bot show about a running host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
@@ -57,6 +100,9 @@ pub struct Status {
     pub halt: Option<String>,
     pub killed: bool,
     pub limits: RiskFile,
+    /// A running host's health (None for a stored account).
+    #[serde(default)]
+    pub health: Option<Health>,
 }
 
 /// What the kill switch did.

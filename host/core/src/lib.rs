@@ -18,7 +18,7 @@ pub mod types;
 pub use clock::{Clock, ManualClock, WallClock};
 pub use engine::{CancelReason, Engine, EngineConfig, EngineError, EngineEvent, FillRecord, PendingOrder};
 pub use fill::{Bar, FillConfig};
-pub use market::{MarketData, MarketView, Quote, SymbolFacts};
+pub use market::{roll_up, MarketData, MarketView, Quote, SymbolFacts};
 pub use portfolio::{
     utc_day, CloseReason, ClosedTrade, DailyStats, Fill, FillKind, LedgerError, OrderSide, Portfolio, Position,
 };

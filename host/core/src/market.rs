@@ -64,6 +64,28 @@ impl MarketData {
         }
     }
 
+    /// Builds `symbol`'s coarser tiers from its finer ones (1h from 5m, then
+    /// 1d from 1h) for the buckets that ended by `horizon` and are newer
+    /// than the coarse tier's newest candle, by [`roll_up`]; appends them
+    /// and returns them (for the store). A live feed calls it after every
+    /// fine bar (a bucket closes as its last candle arrives, visible to the
+    /// next scan); a backtest once over its whole data. Each call costs the
+    /// buckets in progress, not the history.
+    pub fn roll_up_from(&mut self, symbol: &str, horizon: i64) -> Vec<(Interval, Candle)> {
+        let mut out = Vec::new();
+        for (fine, coarse) in [(Interval::M5, Interval::H1), (Interval::H1, Interval::D1)] {
+            let from = self.series(symbol, coarse).last().map_or(i64::MIN, |c| c.ts.saturating_add(coarse.secs()));
+            let series = self.series(symbol, fine);
+            let start = series.partition_point(|c| c.ts < from);
+            let built = roll_up(&series[start..], coarse, horizon);
+            for c in built {
+                self.push(symbol, coarse, c);
+                out.push((coarse, c));
+            }
+        }
+        out
+    }
+
     pub fn set_quote(&mut self, symbol: &str, quote: Quote) {
         self.symbols.entry(symbol.to_string()).or_default().quote = Some(quote);
     }
@@ -90,6 +112,32 @@ impl MarketData {
     pub fn finest(&self, symbol: &str) -> Option<Interval> {
         Interval::ALL.into_iter().find(|&i| !self.series(symbol, i).is_empty())
     }
+}
+
+/// Builds `coarse` candles from `fine` ones, for the buckets that ended by
+/// `horizon` (the candle store's `aggregate` rule: a coarse candle covers the
+/// bucket `[B, B + len)` aligned to Unix time, built once it holds a finer
+/// candle and has ended by `horizon`; open of the first, close of the last,
+/// extremes, summed volume; a bucket without finer candles stays a gap).
+pub fn roll_up(fine: &[Candle], coarse: Interval, horizon: i64) -> Vec<Candle> {
+    let secs = coarse.secs();
+    let mut out: Vec<Candle> = Vec::new();
+    for c in fine {
+        let bucket = c.ts.div_euclid(secs) * secs;
+        if bucket + secs > horizon {
+            break;
+        }
+        match out.last_mut() {
+            Some(b) if b.ts == bucket => {
+                b.high = b.high.max(c.high);
+                b.low = b.low.min(c.low);
+                b.close = c.close;
+                b.volume += c.volume;
+            }
+            _ => out.push(Candle { ts: bucket, ..*c }),
+        }
+    }
+    out
 }
 
 /// How many candles of `s` (sorted by `ts`, no duplicates) opened at or

@@ -569,10 +569,11 @@ mod tests {
         let d = ExchangesSettings::resolve(None, None).unwrap();
         assert_eq!(d.kraken.rest_url, "https://api.kraken.com");
         assert_eq!(d.coinbase.ws_url, "wss://advanced-trade-ws.coinbase.com");
-        let mut k = d.kraken.clone();
-        k.rest_url = "http://127.0.0.1:9".into();
         let user = RawExchanges {
-            kraken: Some(k),
+            kraken: Some(RawVenue {
+                rest_url: Some("http://127.0.0.1:9".into()),
+                ..RawVenue::default()
+            }),
             coinbase: None,
         };
         let r = ExchangesSettings::resolve(Some(user), None).unwrap();
@@ -580,21 +581,27 @@ mod tests {
             (r.kraken.rest_url.as_str(), r.coinbase),
             ("http://127.0.0.1:9", d.coinbase.clone())
         );
-        let mut bad = d.coinbase.clone();
-        bad.rate_per_sec = 0.0;
+        assert_eq!(
+            r.kraken.timeout_ms, d.kraken.timeout_ms,
+            "the other keys come from the defaults"
+        );
         let e = ExchangesSettings::resolve(
             Some(RawExchanges {
                 kraken: None,
-                coinbase: Some(bad),
+                coinbase: Some(RawVenue {
+                    rate_per_sec: Some(0.0),
+                    ..RawVenue::default()
+                }),
             }),
             None,
         );
         assert!(e.unwrap_err().starts_with("coinbase.rate_per_sec"));
-        let mut bad = d.kraken;
-        bad.ws_url = "not a url".into();
         assert!(ExchangesSettings::resolve(
             Some(RawExchanges {
-                kraken: Some(bad),
+                kraken: Some(RawVenue {
+                    ws_url: Some("not a url".into()),
+                    ..RawVenue::default()
+                }),
                 coinbase: None
             }),
             None

@@ -37,19 +37,7 @@ pub(crate) fn run(
             replay.len()
         );
     }
-    // live mode without --replay trades on the exchange's own market feed
-    let live_feed = replay.is_empty() && settings.mode == host::config::Mode::Live;
-    let replay = if live_feed || !replay.is_empty() {
-        replay
-    } else {
-        let sample = PathBuf::from("data/sample/BTCUSD-1h.csv");
-        if !sample.exists() {
-            bail!(
-                "no market feed: pass --replay FILE.csv, or set mode = \"live\" in settings.toml"
-            );
-        }
-        vec![sample]
-    };
+    // without --replay, paper and live trade on the venue's own market feed
     let bars = replay_bars(&replay, symbols, interval, &settings)?;
     let mut shell = Shell::start(paths.clone(), settings.clone(), risk.clone())?;
     let (tx, rx) = channel();
@@ -114,14 +102,24 @@ pub(crate) fn run(
     let feed: Box<dyn Feed + Send> = match bars {
         Some(bars) => Box::new(ReplayFeed::new(bars, speed)),
         None => {
-            tracing::info!(venue = ?shell.settings.venue, "live market feed");
-            shell.wall_clock = true;
+            let venue = shell.settings.venue;
+            tracing::info!(?venue, mode = ?shell.settings.mode, clock = ?shell.settings.clock, "venue market feed");
+            shell.wall_clock = shell.settings.clock == host::config::ClockSource::Wall;
+            if shell.live.is_none() {
+                // paper: the venue's public market data, no keys, no orders
+                shell.market_source = Some(host_trading::live::connect_public(
+                    venue,
+                    &shell.settings.exchanges,
+                    &shell.wall,
+                )?);
+            }
             shell.backfill();
             Box::new(host_trading::live::ExchangeFeed::connect(
-                shell.settings.venue,
+                venue,
                 &shell.settings.exchanges,
                 &shell.settings.symbols,
                 shell.wall.clone(),
+                shell.wall_clock.then(|| shell.wall.clone()),
             )?)
         }
     };

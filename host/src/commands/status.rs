@@ -102,6 +102,23 @@ pub(crate) fn status(
             (Some(h), _) => println!("risk:      HALTED: {h}"),
             (None, false) => println!("risk:      ok"),
         }
+        if let Some(h) = &a.health {
+            println!("health:    {}", if h.healthy { "ok" } else { "UNHEALTHY" });
+            for c in h.checks.iter().filter(|c| !c.ok || !h.healthy) {
+                let part = match &c.part {
+                    host_control::HealthPart::ScanLoop => "scan loop".to_string(),
+                    host_control::HealthPart::Feed(s) => format!("feed {s}"),
+                    host_control::HealthPart::Database => "database".to_string(),
+                    host_control::HealthPart::Strategy => "strategy".to_string(),
+                    host_control::HealthPart::Orchestrator => "orchestrator".to_string(),
+                };
+                println!(
+                    "           {} {part}: {}",
+                    if c.ok { "ok  " } else { "FAIL" },
+                    c.detail
+                );
+            }
+        }
     }
     Ok(())
 }

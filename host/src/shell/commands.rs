@@ -200,7 +200,87 @@ impl Shell {
         s.scan_seq = self.scan_seq;
         s.last_scan_ts = self.last_scan_ts;
         s.clock = self.clock;
+        s.health = Some(self.health());
         s
+    }
+
+    /// Every part's health at the shell's clock: the scan loop (the last
+    /// scan no older than three scan intervals plus the bar grace), each
+    /// symbol's feed (its newest candle within `[safety]
+    /// stale_data_minutes`), the database (a write lock is taken and
+    /// released), the strategy (active, not paused, no failure in a row),
+    /// the orchestrator (its last cycle within two days, when it runs).
+    pub fn health(&self) -> host_control::Health {
+        use host_control::{HealthCheck, HealthPart};
+        let now = self.now();
+        let mut checks = Vec::new();
+        let step = self
+            .active
+            .as_ref()
+            .map_or(300, |a| i64::from(a.driver.scan_minutes().max(1)) * 60);
+        let limit = 3 * step + i64::from(self.settings.safety.bar_grace_secs);
+        let since_scan = self.last_scan_ts.map(|t| now - t);
+        checks.push(HealthCheck {
+            part: HealthPart::ScanLoop,
+            ok: self.paused.is_some() || since_scan.is_none_or(|a| a <= limit),
+            age_secs: since_scan,
+            detail: match since_scan {
+                None => "no scan yet".into(),
+                Some(a) if a > limit => format!("no scan for {a} s (limit {limit} s)"),
+                Some(a) => format!("last scan {a} s ago"),
+            },
+        });
+        let stale = i64::from(self.settings.safety.stale_data_minutes) * 60;
+        for symbol in &self.settings.symbols {
+            let age = self.newest_close(symbol).map(|t| now - t);
+            let ok = stale == 0 || age.is_some_and(|a| a <= stale);
+            checks.push(HealthCheck {
+                part: HealthPart::Feed(symbol.clone()),
+                ok,
+                age_secs: age,
+                detail: match age {
+                    None => "no candle".into(),
+                    Some(a) if !ok => format!("newest candle closed {a} s ago (limit {stale} s)"),
+                    Some(a) => format!("newest candle closed {a} s ago"),
+                },
+            });
+        }
+        let db = self
+            .conn
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(|e| e.to_string());
+        checks.push(HealthCheck {
+            part: HealthPart::Database,
+            ok: db.is_ok(),
+            age_secs: None,
+            detail: db.err().unwrap_or_else(|| "writable".into()),
+        });
+        checks.push(HealthCheck {
+            part: HealthPart::Strategy,
+            ok: self.active.as_ref().is_some_and(|a| a.failures == 0) && self.paused.is_none(),
+            age_secs: None,
+            detail: match (&self.active, &self.paused) {
+                (_, Some(why)) => format!("paused: {why}"),
+                (None, None) => "no strategy".into(),
+                (Some(a), None) if a.failures > 0 => {
+                    format!("version {} failed {} scans in a row", a.version, a.failures)
+                }
+                (Some(a), None) => format!("version {} active", a.version),
+            },
+        });
+        if let Some(r) = self.reviews.as_ref() {
+            let age = r.last_cycle_at().map(|t| now - t);
+            checks.push(HealthCheck {
+                part: HealthPart::Orchestrator,
+                ok: age.is_none_or(|a| a <= 2 * 86_400),
+                age_secs: age,
+                detail: match age {
+                    None => "no cycle yet".into(),
+                    Some(a) => format!("last cycle {a} s ago"),
+                },
+            });
+        }
+        host_control::Health::new(checks)
     }
 
     /// Saves the strategy state (shutdown, and periodically).

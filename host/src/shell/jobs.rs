@@ -18,6 +18,11 @@ pub struct Reviews {
 }
 
 impl Reviews {
+    /// When a review last started (any trigger), Unix seconds.
+    pub fn last_cycle_at(&self) -> Option<i64> {
+        self.state.last_fired.values().max().map(|t| t.timestamp())
+    }
+
     pub fn new(
         settings: &Settings,
         repo_root: PathBuf,

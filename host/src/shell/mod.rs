@@ -75,6 +75,9 @@ pub struct Shell {
     unpublished: Option<Vec<events::Event>>,
     /// Live mode: the exchange that fills orders (paper: the bars do).
     pub live: Option<host_trading::live::LiveVenue>,
+    /// Paper mode on a venue feed: the venue's public market data (REST
+    /// backfill and gap fills; live mode uses `live`). Never sends orders.
+    pub market_source: Option<host_trading::live::LiveVenue>,
     /// The clock follows wall time (a live market feed), not only the bars.
     pub wall_clock: bool,
     /// The one clock the shell reads for wall time (the feed's clock is `clock`).
@@ -151,6 +154,7 @@ pub fn account_status(
         halt: engine.risk().halt().map(|h| h.to_string()),
         killed: engine.risk().is_killed(),
         limits: risk.clone(),
+        health: None,
     }
 }
 
@@ -318,9 +322,28 @@ impl Shell {
     fn on_feed(&mut self, ev: FeedEvent) {
         match ev {
             FeedEvent::Bar(symbol, interval, bar) => self.on_bar(&symbol, interval, bar),
+            FeedEvent::Quote {
+                symbol,
+                bid,
+                ask,
+                last,
+            } => {
+                let (spread, ts) = (ask - bid, self.now());
+                if spread.is_finite() && spread >= 0.0 && last.is_finite() && last > 0.0 {
+                    Arc::make_mut(&mut self.data).set_quote(
+                        &symbol,
+                        trading_core::Quote {
+                            ts,
+                            price: last,
+                            spread,
+                        },
+                    );
+                }
+            }
+            FeedEvent::Reconnected => self.fill_gaps(),
             FeedEvent::Tick(now) => {
                 self.begin();
-                let scanned = self.tick(now);
+                let scanned = self.tick(now.unwrap_or(self.clock));
                 self.commit(scanned);
                 // the position monitor: exchange-side stop-loss / take-profit fills
                 self.execute_live();

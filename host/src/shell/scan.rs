@@ -5,6 +5,9 @@
 
 use super::*;
 
+/// How far past the wall clock a candle's close may be (clock skew).
+const FUTURE_TOLERANCE_SECS: i64 = 60;
+
 impl Shell {
     /// Opens the transaction everything until [`Shell::commit`] lands in.
     pub(super) fn begin(&mut self) {
@@ -155,15 +158,26 @@ impl Shell {
         {
             return; // seen before (a restarted replay, or a repeated feed message)
         }
-        self.begin();
-        if let Err(e) = self.conn.execute(
-            "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            rusqlite::params![symbol, interval.name(), bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume],
-        ) {
-            tracing::error!("candle not stored: {e}");
+        let close = bar.ts.saturating_add(interval.secs());
+        if self.wall_clock && close > self.wall.now() + FUTURE_TOLERANCE_SECS {
+            // a wall clock refuses candles from the future (a venue or feed bug)
+            self.event(
+                "future_candle",
+                Some(symbol),
+                serde_json::json!({ "interval": interval.name(), "ts": bar.ts, "close": close, "now": self.wall.now() }),
+            );
+            return;
         }
-        Arc::make_mut(&mut self.data).push(symbol, interval, bar);
-        self.clock = self.clock.max(bar.ts + interval.secs());
+        self.begin();
+        self.store_candle(symbol, interval, &bar);
+        let data = Arc::make_mut(&mut self.data);
+        data.push(symbol, interval, bar);
+        // the coarser tiers advance as their buckets close, before the scan
+        // that may read them (the same rule as the candle store)
+        for (coarse, c) in data.roll_up_from(symbol, close) {
+            self.store_candle(symbol, coarse, &c);
+        }
+        self.clock = self.clock.max(close);
         if self.wall_clock {
             self.clock = self.clock.max(self.wall.now());
         }

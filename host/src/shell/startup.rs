@@ -92,6 +92,7 @@ impl Shell {
             day: None,
             unpublished: None,
             live,
+            market_source: None,
             wall_clock: false,
             wall,
             _lock: lock,
@@ -149,6 +150,20 @@ impl Shell {
         shell.reconcile_venue();
         shell.refresh_fees();
         shell.load_strategy()?;
+        // a restarted host never scans a close twice: the next scan is the
+        // first close after the last one this data directory recorded
+        let last_scan: Option<i64> =
+            shell
+                .conn
+                .query_row("SELECT MAX(ts) FROM scan_results", [], |r| r.get(0))?;
+        if let Some(last) = last_scan {
+            let step = shell
+                .active
+                .as_ref()
+                .map_or(300, |a| i64::from(a.driver.scan_minutes().max(1)) * 60);
+            shell.last_scan_ts = Some(last);
+            shell.next_scan_at = (last.div_euclid(step) + 1) * step;
+        }
         // L5: the analysis modules the orchestrator reads
         let modules = [
             shell.settings.orchestrator.market_analysis.clone(),
@@ -197,37 +212,38 @@ impl Shell {
         }
     }
 
-    /// Live mode, at startup: fetch the hourly candles missed while down
-    /// (at most the last 30 days) so the strategy scans a complete history.
+    /// On a venue feed, at startup: each tier's candles missed while down
+    /// (from the newest stored one on; with nothing stored, the last 30 days
+    /// of 5m, a year of 1h and seven years of 1d, as far as the venue
+    /// serves them), written straight to the store and the market view (no
+    /// scans on history), then the coarser tiers rolled up from the finer.
+    /// Live mode asks the trading venue, paper mode the public market source.
     pub fn backfill(&mut self) {
-        let Some(venue) = self.live.as_ref() else {
-            return;
-        };
-        let now = self.wall.now();
+        let windows = [
+            (Interval::D1, 7 * 365 * 86_400),
+            (Interval::H1, 365 * 86_400),
+            (Interval::M5, 30 * 86_400),
+        ];
         let mut stored = Vec::new();
         let mut failed = Vec::new();
         for symbol in self.settings.symbols.clone() {
-            let since = self
-                .data
-                .series(&symbol, Interval::H1)
-                .last()
-                .map_or(now - 30 * 86_400, |c| c.ts + Interval::H1.secs());
-            match venue.ohlc(&symbol, 60, since) {
-                Ok(candles) => {
-                    let fresh: Vec<Candle> = candles
-                        .into_iter()
-                        .filter(|c| c.ts + Interval::H1.secs() <= now)
-                        .collect();
-                    for c in &fresh {
-                        let _ = self.conn.execute(
-                            "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, '1h', ?2, ?3, ?4, ?5, ?6, ?7)",
-                            rusqlite::params![symbol, c.ts, c.open, c.high, c.low, c.close, c.volume],
-                        );
-                        Arc::make_mut(&mut self.data).push(&symbol, Interval::H1, *c);
+            for (interval, window) in windows {
+                match self.missing_candles(&symbol, interval, window) {
+                    Some(Ok(candles)) => {
+                        for c in &candles {
+                            self.store_candle(&symbol, interval, c);
+                            Arc::make_mut(&mut self.data).push(&symbol, interval, *c);
+                            self.clock = self.clock.max(c.ts + interval.secs());
+                        }
+                        stored.push((symbol.clone(), interval.name(), candles.len()));
                     }
-                    stored.push((symbol, fresh.len()));
+                    Some(Err(e)) => failed.push(format!("{symbol} {}: {e}", interval.name())),
+                    None => return,
                 }
-                Err(e) => failed.push(format!("{symbol}: {e}")),
+            }
+            let horizon = self.newest_close(&symbol).unwrap_or(i64::MIN);
+            for (interval, c) in Arc::make_mut(&mut self.data).roll_up_from(&symbol, horizon) {
+                self.store_candle(&symbol, interval, &c);
             }
         }
         self.event(
@@ -237,6 +253,71 @@ impl Shell {
         );
         if !failed.is_empty() {
             self.alert(format!("candle backfill failed: {}", failed.join("; ")));
+        }
+    }
+
+    /// After the venue feed reconnected: the 5m candles that closed while it
+    /// was down, fed through [`Shell::on_bar`] in close order (so fills,
+    /// roll-ups and scans happen as if they had streamed in); the bars the
+    /// feed then repeats are dropped as seen.
+    pub(super) fn fill_gaps(&mut self) {
+        let mut bars = Vec::new();
+        let mut failed = Vec::new();
+        for symbol in self.settings.symbols.clone() {
+            match self.missing_candles(&symbol, Interval::M5, 30 * 86_400) {
+                Some(Ok(candles)) => bars.extend(candles.into_iter().map(|c| (symbol.clone(), c))),
+                Some(Err(e)) => failed.push(format!("{symbol}: {e}")),
+                None => return,
+            }
+        }
+        bars.sort_by_key(|(s, c)| (c.ts, s.clone()));
+        self.event(
+            "gap_fill",
+            None,
+            serde_json::json!({ "bars": bars.len(), "failed": failed }),
+        );
+        for (symbol, c) in bars {
+            self.on_bar(&symbol, Interval::M5, c);
+        }
+        if !failed.is_empty() {
+            self.alert(format!(
+                "candles missed during a feed outage were not fetched: {}",
+                failed.join("; ")
+            ));
+        }
+    }
+
+    /// The closed candles of `symbol` at `interval` newer than the stored
+    /// ones (at most `window` back on a wall clock), from the venue; None
+    /// without a venue.
+    fn missing_candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        window: i64,
+    ) -> Option<Result<Vec<Candle>, host_trading::live::LiveError>> {
+        let venue = self.live.as_ref().or(self.market_source.as_ref())?;
+        let now = self.wall_clock.then(|| self.wall.now());
+        let since = match self.data.series(symbol, interval).last() {
+            Some(c) => c.ts + interval.secs(),
+            None => now.map_or(0, |n| n - window),
+        };
+        let minutes = u32::try_from(interval.secs() / 60).unwrap_or(u32::MAX);
+        Some(venue.ohlc(symbol, minutes, since).map(|candles| {
+            candles
+                .into_iter()
+                .filter(|c| c.ts >= since && now.is_none_or(|n| c.ts + interval.secs() <= n))
+                .collect()
+        }))
+    }
+
+    /// Writes one candle (inside or outside a bar's transaction); a failure is logged.
+    pub(super) fn store_candle(&self, symbol: &str, interval: Interval, c: &Candle) {
+        if let Err(e) = self.conn.execute(
+            "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![symbol, interval.name(), c.ts, c.open, c.high, c.low, c.close, c.volume],
+        ) {
+            tracing::error!(symbol, interval = interval.name(), "candle not stored: {e}");
         }
     }
 

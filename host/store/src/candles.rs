@@ -379,28 +379,8 @@ pub fn symbols(conn: &Connection) -> Result<Vec<String>, CandleError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Builds `coarse` candles from `fine` ones, for the buckets that ended by
-/// `horizon` (see [`aggregate`] for the rule).
-pub fn roll_up(fine: &[Candle], coarse: Interval, horizon: i64) -> Vec<Candle> {
-    let secs = coarse.secs();
-    let mut out: Vec<Candle> = Vec::new();
-    for c in fine {
-        let bucket = c.ts.div_euclid(secs) * secs;
-        if bucket + secs > horizon {
-            break;
-        }
-        match out.last_mut() {
-            Some(b) if b.ts == bucket => {
-                b.high = b.high.max(c.high);
-                b.low = b.low.min(c.low);
-                b.close = c.close;
-                b.volume += c.volume;
-            }
-            _ => out.push(Candle { ts: bucket, ..*c }),
-        }
-    }
-    out
-}
+/// The tiering rule, shared with the live feed's in-process roll-up and the backtest.
+pub use trading_core::roll_up;
 
 /// Aggregates `symbol`'s 5m candles into 1h and then its 1h candles into 1d,
 /// in one transaction, and returns what was written per coarse tier.

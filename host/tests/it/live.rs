@@ -348,7 +348,7 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
     // candles from long ago: stored, but the strategy is not called on them
     l.venue.push_ohlc(
         "BTC/USD",
-        60,
+        5,
         &iso(1_600_000_000),
         10_000.0,
         10_100.0,
@@ -358,8 +358,8 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
     );
     l.venue.push_ohlc(
         "BTC/USD",
-        60,
-        &iso(1_600_003_600),
+        5,
+        &iso(1_600_000_300),
         10_050.0,
         10_150.0,
         9_950.0,
@@ -384,11 +384,11 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
     // the feed drops and comes back; fresh candles get scanned
     l.venue.drop_ws();
     l.venue.wait_subscriptions(4).await;
-    let now = trading_core::Clock::now(&trading_core::WallClock) / 3600 * 3600;
+    let now = trading_core::Clock::now(&trading_core::WallClock) / 300 * 300;
     l.venue.push_ohlc(
         "BTC/USD",
-        60,
-        &iso(now - 3_600),
+        5,
+        &iso(now - 300),
         10_100.0,
         10_200.0,
         10_000.0,
@@ -397,7 +397,7 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
     );
     l.venue.push_ohlc(
         "BTC/USD",
-        60,
+        5,
         &iso(now),
         10_150.0,
         10_250.0,

@@ -12,6 +12,7 @@ mod data_import;
 mod deploy;
 mod live;
 mod live_coinbase;
+mod live_feed;
 mod orchestrator;
 mod paper;
 mod review_schedule;

@@ -373,7 +373,12 @@ fn analysis_module_reads_but_cannot_write() {
             .map(|m| m.value.clone())
     };
     use host_sandbox::bindings::MetricValue;
-    assert_eq!(get("candles"), Some(MetricValue::Number(1.0)));
+    assert_eq!(
+        get("candles"),
+        Some(MetricValue::Number(1.0)),
+        "{:?}",
+        report.metrics
+    );
     assert_eq!(get("insert_refused"), Some(MetricValue::Flag(true)));
     assert_eq!(get("delete_refused"), Some(MetricValue::Flag(true)));
     let c = host_store::db::open(&db_path).unwrap();

@@ -411,8 +411,20 @@ async fn bot_answers_obeys_only_its_chat_and_survives_bad_input() {
         r.text
     );
 
-    // Notifications from the event bus: replayed fills and the halt.
-    let all: Vec<String> = fake.sent().into_iter().map(|s| s.text).collect();
+    // Notifications from the event bus: replayed fills and the halt (sent
+    // as the bus delivers them: waited for, not read at one instant)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let all: Vec<String> = loop {
+        let all: Vec<String> = fake.sent().into_iter().map(|s| s.text).collect();
+        let done = all.iter().any(|t| t.contains("💱 <b>BUY</b> BTCUSD"))
+            && all
+                .iter()
+                .any(|t| t.contains("⏸ <b>Halted</b> by telegram"));
+        if done || std::time::Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(
         all.iter().any(|t| t.contains("💱 <b>BUY</b> BTCUSD")),
         "fill notifications"

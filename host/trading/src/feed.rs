@@ -8,8 +8,19 @@ use trading_core::{Candle, Interval};
 pub enum FeedEvent {
     /// A closed candle.
     Bar(String, Interval, Candle),
-    /// Time passed with no bar (live feeds): run due jobs at this clock.
-    Tick(i64),
+    /// A symbol's best bid and ask (live feeds): price and spread of the market view.
+    Quote {
+        symbol: String,
+        bid: f64,
+        ask: f64,
+        last: f64,
+    },
+    /// The venue's connection came back after a drop: candles closed while
+    /// it was down may be missing and are fetched over REST.
+    Reconnected,
+    /// Time passed with no bar (live feeds): run due jobs at this wall time,
+    /// or (`None`, a feed clock) at the clock of the last bar.
+    Tick(Option<i64>),
 }
 
 /// Where candles come from: a replayed file, or (live) an exchange feed.

@@ -1042,24 +1042,58 @@ pub fn connect(
     LiveVenue::new(exchange, "USD")
 }
 
-/// Live market data: closed candles from the venue's websocket (the adapter
-/// reconnects and resubscribes by itself), and a tick every few seconds of
-/// wall time so the shell's jobs (stale-data check, dead-man's switch) run
-/// when no candle comes.
+/// The venue's public market data only (paper mode on a venue feed): no
+/// credentials are read, so no private call can be made with it.
+pub fn connect_public(
+    venue: Venue,
+    exchanges: &ExchangesSettings,
+    clock: &Arc<dyn Clock>,
+) -> Result<LiveVenue, LiveError> {
+    let exchange: Box<dyn Exchange> = match venue {
+        Venue::Kraken => {
+            let mut cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken);
+            cfg.clock = clock.clone();
+            Box::new(exchange::kraken::Kraken::new(cfg)?)
+        }
+        Venue::Coinbase => {
+            let mut cfg = exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase);
+            cfg.clock = clock.clone();
+            Box::new(exchange::coinbase::Coinbase::new(cfg)?)
+        }
+    };
+    LiveVenue::new(exchange, "USD")
+}
+
+/// Live market data: closed candles of the venue's finest tier (5m) from
+/// its websocket (the adapter reconnects and resubscribes by itself; a
+/// reconnect is reported so the shell fetches what closed meanwhile),
+/// tickers (bid/ask), and a tick every few seconds so the shell's jobs
+/// (stale-data check, dead-man's switch) run when no candle comes. On a
+/// wall clock a tick carries wall time; on a feed clock (`wall = None`)
+/// time is only what the candles say.
 pub struct ExchangeFeed {
     rt: tokio::runtime::Runtime,
     _handle: exchange::FeedHandle,
     rx: tokio::sync::mpsc::Receiver<exchange::MarketEvent>,
     tick: std::time::Duration,
-    clock: Arc<dyn Clock>,
+    wall: Option<Arc<dyn Clock>>,
+    /// A `Disconnected` came and no `Connected` since.
+    down: bool,
 }
 
+/// The candle interval live feeds subscribe to: coarser tiers are built from it.
+pub const FEED_INTERVAL_MINUTES: u32 = 5;
+
 impl ExchangeFeed {
+    /// Subscribes to `symbols` on `venue`'s public market data (no keys
+    /// needed). `clock` signs and times the adapter's requests; `wall`
+    /// stamps the ticks (None on a feed clock).
     pub fn connect(
         venue: Venue,
         exchanges: &ExchangesSettings,
         symbols: &[String],
         clock: Arc<dyn Clock>,
+        wall: Option<Arc<dyn Clock>>,
     ) -> Result<ExchangeFeed, LiveError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -1071,12 +1105,11 @@ impl ExchangeFeed {
             Venue::Kraken => {
                 let mut cfg = exchange::kraken::KrakenConfig::from_settings(&exchanges.kraken);
                 cfg.clock = clock.clone();
-                exchange::kraken::websocket::market_feed(&cfg, symbols, 60)?
+                exchange::kraken::websocket::market_feed(&cfg, symbols, FEED_INTERVAL_MINUTES)?
             }
             Venue::Coinbase => {
                 let mut cfg =
-                    exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase)
-                        .with_env_credentials()?;
+                    exchange::coinbase::CoinbaseConfig::from_settings(&exchanges.coinbase);
                 cfg.clock = clock.clone();
                 exchange::coinbase::websocket::market_feed(&cfg, symbols)?
             }
@@ -1087,7 +1120,8 @@ impl ExchangeFeed {
             _handle: handle,
             rx,
             tick: std::time::Duration::from_secs(5),
-            clock,
+            wall,
+            down: false,
         })
     }
 }
@@ -1095,9 +1129,11 @@ impl ExchangeFeed {
 impl crate::feed::Feed for ExchangeFeed {
     fn next_event(&mut self) -> Option<crate::feed::FeedEvent> {
         use crate::feed::FeedEvent;
+        let tick = FeedEvent::Tick(self.wall.as_ref().map(|c| c.now()));
         let next = self
             .rt
             .block_on(async { tokio::time::timeout(self.tick, self.rx.recv()).await });
+        let f = trading_core::money::to_f64;
         match next {
             Ok(None) => None,
             Ok(Some(exchange::MarketEvent::Candle {
@@ -1105,12 +1141,16 @@ impl crate::feed::Feed for ExchangeFeed {
                 interval_minutes,
                 candle,
             })) => {
-                let interval = match interval_minutes {
-                    5 => trading_core::Interval::M5,
-                    1440 => trading_core::Interval::D1,
-                    _ => trading_core::Interval::H1,
+                let Some(interval) = trading_core::Interval::ALL
+                    .into_iter()
+                    .find(|i| i.secs() == i64::from(interval_minutes) * 60)
+                else {
+                    tracing::warn!(
+                        interval_minutes,
+                        "a candle of an interval the host does not keep"
+                    );
+                    return Some(tick);
                 };
-                let f = trading_core::money::to_f64;
                 Some(FeedEvent::Bar(
                     symbol,
                     interval,
@@ -1124,11 +1164,21 @@ impl crate::feed::Feed for ExchangeFeed {
                     },
                 ))
             }
+            Ok(Some(exchange::MarketEvent::Ticker(t))) => Some(FeedEvent::Quote {
+                symbol: t.symbol,
+                bid: f(t.bid),
+                ask: f(t.ask),
+                last: f(t.last),
+            }),
             Ok(Some(exchange::MarketEvent::Disconnected)) => {
                 tracing::warn!("market feed disconnected; the adapter reconnects");
-                Some(FeedEvent::Tick(self.clock.now()))
+                self.down = true;
+                Some(tick)
             }
-            Ok(Some(_)) | Err(_) => Some(FeedEvent::Tick(self.clock.now())),
+            Ok(Some(exchange::MarketEvent::Connected)) if std::mem::take(&mut self.down) => {
+                Some(FeedEvent::Reconnected)
+            }
+            Ok(Some(exchange::MarketEvent::Connected)) | Err(_) => Some(tick),
         }
     }
 }

@@ -91,6 +91,10 @@ pub struct VenueState {
     pub prices: HashMap<String, Decimal>,
     /// OHLC rows per legacy pair key, as Kraken sends them.
     pub ohlc: HashMap<String, Vec<Value>>,
+    /// OHLC rows per (legacy pair key, interval in minutes), set by the test
+    /// ([`KrakenVenue::set_ohlc`]); a pair with any entry here serves only
+    /// these (other intervals are empty), else `ohlc` for every interval.
+    pub ohlc_at: HashMap<(String, u32), Vec<Value>>,
     pub fee_bps: u32,
     pub faults: Faults,
     /// Every REST request: (endpoint, arrival).
@@ -165,6 +169,7 @@ impl KrakenVenue {
             ohlc_doc["result"]["XXBTZUSD"].as_array().unwrap().clone(),
         );
         let state = VenueState {
+            ohlc_at: HashMap::new(),
             balances,
             orders: vec![],
             trades: vec![],
@@ -315,6 +320,30 @@ impl KrakenVenue {
             x[k] = json!(val);
         }
         self.shared.ws.send(WsCmd::Text(m.to_string())).ok();
+    }
+
+    /// Sets the REST `OHLC` history of `pair` at `interval` minutes, as
+    /// Kraken sends it: `[time, open, high, low, close, vwap, volume, count]`.
+    pub fn set_ohlc(&self, pair: &str, interval: u32, candles: &[(i64, f64, f64, f64, f64, f64)]) {
+        let (_, _, key, ..) = pair_info(pair).expect("a pair the venue lists");
+        let rows = candles
+            .iter()
+            .map(|&(t, o, h, l, c, v)| {
+                json!([
+                    t,
+                    o.to_string(),
+                    h.to_string(),
+                    l.to_string(),
+                    c.to_string(),
+                    c.to_string(),
+                    v.to_string(),
+                    1
+                ])
+            })
+            .collect();
+        self.state()
+            .ohlc_at
+            .insert((key.to_string(), interval), rows);
     }
 
     /// Pushes one `ticker` snapshot to every client.
@@ -723,14 +752,18 @@ async fn public(
             None => err("EQuery:Unknown asset pair"),
             Some((_, _, key, ..)) => {
                 let since: i64 = q.get("since").and_then(|x| x.parse().ok()).unwrap_or(0);
-                let rows: Vec<Value> = st
-                    .ohlc
-                    .get(key)
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| r[0].as_i64().unwrap() > since)
-                    .cloned()
-                    .collect();
+                let interval: u32 = q.get("interval").and_then(|x| x.parse().ok()).unwrap_or(1);
+                let set = st.ohlc_at.keys().any(|(k, _)| k == key);
+                let rows: Vec<Value> = if set {
+                    st.ohlc_at.get(&(key.to_string(), interval))
+                } else {
+                    st.ohlc.get(key)
+                }
+                .into_iter()
+                .flatten()
+                .filter(|r| r[0].as_i64().unwrap() > since)
+                .cloned()
+                .collect();
                 let last = rows
                     .iter()
                     .filter_map(|r| r[0].as_i64())

@@ -483,7 +483,8 @@ pub struct Outcome {
     pub breach_count: u64,
 }
 
-/// The market data a run may see: every candle closing at or before `to`.
+/// The market data a run may see: every candle closing at or before `to`,
+/// and the coarser tiers rolled up from it where the data has none.
 pub fn market_data(series: &[Series], to: Option<i64>) -> Arc<MarketData> {
     let mut d = MarketData::new();
     for s in series {
@@ -495,6 +496,17 @@ pub fn market_data(series: &[Series], to: Option<i64>) -> Arc<MarketData> {
             .copied()
             .collect();
         d.set_series(&s.symbol, s.interval, candles);
+    }
+    // the coarser tiers a strategy may read, built from the finer data by
+    // the live feed's rule (a candle is visible once its bucket closed)
+    for s in series {
+        let horizon = Interval::ALL
+            .iter()
+            .filter_map(|i| d.series(&s.symbol, *i).last().map(|c| c.ts + i.secs()))
+            .max();
+        if let Some(h) = horizon {
+            d.roll_up_from(&s.symbol, h);
+        }
     }
     Arc::new(d)
 }
