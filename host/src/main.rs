@@ -148,7 +148,17 @@ fn real_main() -> Result<()> {
             println!("orchestrator cycle (offline proposer, compile included): first {cold:.1} s, warm {warm:.1} s (goal < 60 s)");
             Ok(())
         }
-        Cmd::Bench { what: Some(w), .. } => bail!("unknown bench {w:?}: expected `backtest`"),
+        Cmd::Bench {
+            wasm_dir,
+            what: Some(w),
+            ..
+        } if w == "scan" => host::bench::scan_latency(&wasm_dir, &settings, &risk),
+        Cmd::Bench { what: Some(w), .. } if w == "idle" => {
+            host::bench::idle(std::env::var_os("HOST_CONFIG").as_deref().map(Path::new))
+        }
+        Cmd::Bench { what: Some(w), .. } => {
+            bail!("unknown bench {w:?}: expected backtest, orchestrate, scan or idle")
+        }
         Cmd::Bench {
             wasm_dir,
             backtest: Some(csv),

@@ -27,6 +27,10 @@ pub enum HandleError {
 pub struct HostHandle {
     ctx: ControlContext,
     bus: Bus,
+    /// A receiver subscribed before the host started: the events of startup
+    /// (halts, orphans, missing modules, balance mismatches) wait in it for
+    /// the one notifier that takes it ([`HostHandle::subscribe_from_start`]).
+    backlog: std::sync::Arc<std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<Event>>>>,
 }
 
 fn refused(r: Reply) -> HandleError {
@@ -39,7 +43,20 @@ fn refused(r: Reply) -> HandleError {
 
 impl HostHandle {
     pub fn new(ctx: ControlContext, bus: Bus) -> Self {
-        HostHandle { ctx, bus }
+        HostHandle {
+            ctx,
+            bus,
+            backlog: Default::default(),
+        }
+    }
+
+    /// The same handle, whose first [`HostHandle::subscribe_from_start`]
+    /// returns `early` (subscribed before startup) instead of a new receiver.
+    pub fn with_backlog(self, early: tokio::sync::broadcast::Receiver<Event>) -> Self {
+        if let Ok(mut b) = self.backlog.lock() {
+            *b = Some(early);
+        }
+        self
     }
 
     fn ask(&self, req: Request) -> Reply {
@@ -157,6 +174,17 @@ impl HostHandle {
     /// Every event appended from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.bus.subscribe()
+    }
+
+    /// The event stream from the host's start for the first caller (the
+    /// alert notifier: startup alerts are not lost before it runs), a new
+    /// subscription for every later one.
+    pub fn subscribe_from_start(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.backlog
+            .lock()
+            .ok()
+            .and_then(|mut b| b.take())
+            .unwrap_or_else(|| self.bus.subscribe())
     }
 
     /// A read-only connection to the host's database (SQLite refuses writes on it).

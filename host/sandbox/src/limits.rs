@@ -29,7 +29,8 @@ pub struct Limits {
     pub max_state_bytes: usize,
     /// Longest string field in a returned value or log line, bytes.
     pub max_string_bytes: usize,
-    /// Most candles one `candles` call returns.
+    /// Most candles one `candles` call returns (10,000 covers seed 003's windows:
+    /// 30 days of 5m = 8,640, a year of 1h = 8,760; the copy costs only what is asked).
     pub max_candles_per_call: u32,
     /// Most rows an analysis query returns.
     pub max_query_rows: usize,
@@ -61,7 +62,7 @@ impl Default for Limits {
             max_signals: 64,
             max_state_bytes: 1 << 20,
             max_string_bytes: 4_096,
-            max_candles_per_call: 5_000,
+            max_candles_per_call: 10_000,
             max_query_rows: 100_000,
             max_query_bytes: 16 << 20,
             max_sql_bytes: 100_000,

@@ -33,6 +33,10 @@ pub struct StrategyHost {
     pub view: Option<MarketView>,
     /// The last closed trades (at most 100), oldest first.
     pub trades: VecDeque<ClosedTrade>,
+    /// Series the strategy asked for that the data has no candle of at all
+    /// (not merely none yet): a backtest says so instead of trading nothing
+    /// without a word.
+    pub asked_missing: std::collections::BTreeSet<(String, trading_core::Interval)>,
 }
 
 impl Guarded for StrategyHost {
@@ -70,18 +74,24 @@ impl market::Host for StrategyHost {
 
     fn candles(&mut self, symbol: String, interval: Interval, n: u32) -> Vec<Candle> {
         let n = n.min(self.guard.limits.max_candles_per_call) as usize;
+        let iv = core_interval(interval);
         match &self.view {
-            Some(v) => v
-                .candles(&symbol, core_interval(interval), n)
-                .iter()
-                .map(contract_candle)
-                .collect(),
+            Some(v) => {
+                if v.data.series(&symbol, iv).is_empty() {
+                    self.asked_missing.insert((symbol.clone(), iv));
+                }
+                v.candles(&symbol, iv, n).iter().map(contract_candle).collect()
+            }
             None => Vec::new(),
         }
     }
 
     fn latest(&mut self, symbol: String, interval: Interval) -> Option<Candle> {
-        self.latest_candle(&symbol, interval)
+        let c = self.latest_candle(&symbol, interval);
+        if c.is_none() {
+            self.note_if_missing(&symbol, interval);
+        }
+        c
     }
 
     fn recent_trades(&mut self, n: u32) -> Vec<ClosedTrade> {
@@ -97,6 +107,15 @@ impl market::Host for StrategyHost {
 impl types::Host for StrategyHost {}
 
 impl StrategyHost {
+    /// Records `symbol`'s series at `interval` as asked for and absent when
+    /// the data holds no candle of it at all.
+    fn note_if_missing(&mut self, symbol: &str, interval: Interval) {
+        let iv = core_interval(interval);
+        if self.view.as_ref().is_some_and(|v| v.data.series(symbol, iv).is_empty()) {
+            self.asked_missing.insert((symbol.to_string(), iv));
+        }
+    }
+
     /// `market.latest`: the newest candle the scan's view shows.
     fn latest_candle(&self, symbol: &str, interval: Interval) -> Option<Candle> {
         let c = self
@@ -154,6 +173,7 @@ impl StrategyModule {
             guard: Guard::new(&self.runtime, &self.info),
             view: None,
             trades: VecDeque::new(),
+            asked_missing: Default::default(),
         };
         let mut store = guard::new_store(&self.runtime, data);
         let (world, analyze) = guard::call(&mut store, "instantiate", |s| {
@@ -459,12 +479,15 @@ fn define_candles(linker: &mut Linker<StrategyHost>) -> wasmtime::Result<()> {
 fn define_latest(linker: &mut Linker<StrategyHost>) -> wasmtime::Result<()> {
     linker.instance(&guard::interface("market"))?.func_wrap(
         "latest",
-        |store: StoreContextMut<'_, StrategyHost>, (symbol, interval): (WasmStr, Interval)| {
-            let symbol = symbol.to_str(&store)?;
-            Ok((store
-                .data()
-                .latest_candle(&symbol, interval)
-                .map(LatestCandle),))
+        |mut store: StoreContextMut<'_, StrategyHost>, (symbol, interval): (WasmStr, Interval)| {
+            let name = symbol.to_str(&store)?;
+            let latest = store.data().latest_candle(&name, interval);
+            if latest.is_none() {
+                // off the hot path: no candle at all, or none of this series
+                let name = name.into_owned();
+                store.data_mut().note_if_missing(&name, interval);
+            }
+            Ok((latest.map(LatestCandle),))
         },
     )
 }

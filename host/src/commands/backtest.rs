@@ -65,6 +65,9 @@ pub(crate) fn backtest(
         return bt::check_sweep(&report, a.fail_on_trap, a.fail_on_breach).map_err(Into::into);
     }
     let report = bt::run(&cfg)?;
+    for n in report.notes.iter().filter(|n| n.kind == "missing_interval") {
+        eprintln!("backtest: {}", n.detail);
+    }
     if let Some(dir) = &a.out {
         bt::write_outputs(&report, dir)?;
     }

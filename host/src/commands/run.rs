@@ -50,7 +50,10 @@ pub(crate) fn run(
         commands: tx.clone(),
     };
     control::serve(ctx.clone()).context("control socket")?;
-    let people = host_control::handle::HostHandle::new(ctx, shell.bus.clone());
+    let mut people = host_control::handle::HostHandle::new(ctx, shell.bus.clone());
+    if let Some(early) = shell.startup_events.take() {
+        people = people.with_backlog(early);
+    }
     if let Some(p) = orchestrate {
         let choice = host_orchestrator::choose_proposer(if p.is_empty() {
             &settings.orchestrator.proposer

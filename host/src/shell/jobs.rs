@@ -114,6 +114,7 @@ impl Shell {
             self.day = Some(day);
         }
         self.dead_man();
+        self.tiering_if_due();
         self.review_if_due();
         if self.clock >= self.next_scan_at {
             if self.awaiting_bars(self.clock) {
@@ -122,6 +123,27 @@ impl Shell {
             return self.scan(self.clock);
         }
         false
+    }
+
+    /// Seed 003's nightly data job, in every mode: once per New York date,
+    /// when the clock is inside the orchestration window, the candle tiers
+    /// are rebuilt and pruned (after the bar's commit).
+    fn tiering_if_due(&mut self) {
+        let o = &self.settings.orchestrator;
+        let (Some(start), Some(end)) = (
+            host_orchestrator::schedule::parse_hhmm(&o.window_start),
+            host_orchestrator::schedule::parse_hhmm(&o.window_end),
+        ) else {
+            return;
+        };
+        let Some(now) = chrono::DateTime::from_timestamp(self.clock, 0) else {
+            return;
+        };
+        let today = host_orchestrator::schedule::new_york(now).date();
+        if host_orchestrator::schedule::in_window(now, start, end) && self.tiered_on != Some(today) {
+            self.tiered_on = Some(today);
+            self.tiering_due = true;
+        }
     }
 
     /// Whether the scan due at `now` waits for bars: a scan at close `t`
@@ -174,7 +196,6 @@ impl Shell {
     /// The daily P&L snapshot and fee-schedule refresh; with a live feed,
     /// candle tiering runs after the bar commits (a replay keeps its history whole).
     pub(super) fn daily_jobs(&mut self) {
-        self.tiering_due = self.wall_clock;
         self.refresh_fees();
         let p = self.trader.engine.portfolio();
         let day = chrono::DateTime::from_timestamp(self.clock - 1, 0)

@@ -75,6 +75,9 @@ pub struct Shell {
     unpublished: Option<Vec<events::Event>>,
     /// Live mode: the exchange that fills orders (paper: the bars do).
     pub live: Option<host_trading::live::LiveVenue>,
+    /// Subscribed before startup: what startup published, for the alert
+    /// notifier (`host run` hands it to the bot's handle).
+    pub startup_events: Option<tokio::sync::broadcast::Receiver<events::Event>>,
     /// Paper mode on a venue feed: the venue's public market data (REST
     /// backfill and gap fills; live mode uses `live`). Never sends orders.
     pub market_source: Option<host_trading::live::LiveVenue>,
@@ -92,6 +95,8 @@ pub struct Shell {
     pub reviews: Option<Reviews>,
     /// The day rolled: aggregate 5m → 1h → 1d and prune old candles after the commit.
     tiering_due: bool,
+    /// The New York date the tiering job last ran on.
+    tiered_on: Option<chrono::NaiveDate>,
     /// When the candle tiers were last rebuilt by this process (the first
     /// run after a start rebuilds everything, covering any downtime).
     tiered_at: Option<i64>,

@@ -69,7 +69,7 @@ impl Shell {
         }
         let clock = engine.portfolio().last_time().unwrap_or(0);
         let halt_now = engine.observe();
-        let (bus, _) = tokio::sync::broadcast::channel(1024);
+        let (bus, early) = tokio::sync::broadcast::channel(1024);
         let mut shell = Shell {
             conn,
             runtime,
@@ -93,6 +93,7 @@ impl Shell {
             unpublished: None,
             live,
             market_source: None,
+            startup_events: Some(early),
             wall_clock: false,
             wall,
             _lock: lock,
@@ -100,6 +101,7 @@ impl Shell {
             missing: Vec::new(),
             reviews: None,
             tiering_due: false,
+            tiered_on: None,
             tiered_at: None,
         };
         shell.load_candles()?;

@@ -442,3 +442,48 @@ fn bench_backtest_prints_the_three_lines() {
         assert!(ratio.parse::<f64>().unwrap() > 0.0);
     }
 }
+
+/// Issue 14: a backtest of daily candles with a strategy that reads hourly
+/// ones made 0 trades without a word. It says so now, and the strategy's
+/// `interval` parameter makes it read (and scan) the daily candles.
+#[test]
+fn a_daily_file_with_an_hourly_strategy_says_so_and_interval_1d_trades_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("BTCUSD-1d.csv");
+    write_csv(&csv, &shared_candles("BTCUSD-1d.csv", 1_000, 900));
+    let run = |params: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
+        c.env("HOST_LOG", "error")
+            .arg("backtest")
+            .arg("--strategy")
+            .arg(guest_path("sma-crossover"))
+            .arg("--data")
+            .arg(&csv)
+            .args(["--param", "fast=5", "--param", "slow=20", "--json"]);
+        for p in params {
+            c.args(["--param", p]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v, String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (hourly, err) = run(&[]);
+    assert_eq!(hourly["trades"].as_array().map_or(0, |t| t.len()), 0);
+    assert!(
+        err.contains("asked for 1h candles of BTCUSD; the data has none"),
+        "{err}"
+    );
+    assert!(hourly["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["kind"] == "missing_interval"));
+    let (daily, err) = run(&["interval=1d"]);
+    assert!(!err.contains("the data has none"), "{err}");
+    assert!(
+        daily["trades"].as_array().unwrap().len() > 3,
+        "{}",
+        daily["trades"]
+    );
+}

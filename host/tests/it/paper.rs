@@ -647,3 +647,43 @@ fn a_two_symbol_replay_trades_exactly_like_the_backtest_of_the_same_files() {
     assert_eq!(scans, distinct, "a close scanned twice");
     assert_eq!(ordered, 0, "scans out of order");
 }
+
+/// Seed 003's nightly data job runs in every mode, inside the orchestration
+/// window: a paper replay of 45 days of 5m candles ends with the 5m tier
+/// pruned to its 30-day retention (counted from the replay's clock, cut at a
+/// day boundary) while every hour of the whole run is kept at 1h.
+#[test]
+fn the_nightly_tiering_job_prunes_and_keeps_the_hours_in_a_paper_replay() {
+    let h = Host::new();
+    let days = 45;
+    let candles = shared_candles("BTCUSDT-5m.csv", 0, days * 288);
+    write_csv(&h.path("BTCUSD-5m.csv"), &candles);
+    h.run_to_end("BTCUSD-5m.csv");
+    let c = rusqlite::Connection::open(h.path("data/host.db")).unwrap();
+    let q = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let clock = candles.last().unwrap().ts + 300;
+    let oldest_5m = q("SELECT MIN(ts) FROM candles WHERE interval = '5m'");
+    assert!(
+        oldest_5m >= (clock - 31 * 86_400).div_euclid(86_400) * 86_400,
+        "5m candles older than the retention are left: oldest {oldest_5m}, clock {clock}"
+    );
+    assert!(
+        q("SELECT COUNT(*) FROM candles WHERE interval = '5m'") < (days * 288) as i64,
+        "nothing was pruned"
+    );
+    let first_hour = candles[0].ts.div_euclid(3_600) * 3_600;
+    assert_eq!(
+        q("SELECT MIN(ts) FROM candles WHERE interval = '1h'"),
+        first_hour,
+        "the hours of the pruned days are kept"
+    );
+    let hours: std::collections::BTreeSet<i64> = candles
+        .iter()
+        .map(|c| c.ts.div_euclid(3_600) * 3_600)
+        .filter(|h| h + 3_600 <= clock)
+        .collect();
+    assert_eq!(
+        q("SELECT COUNT(*) FROM candles WHERE interval = '1h'"),
+        hours.len() as i64
+    );
+}

@@ -843,3 +843,17 @@ mod updates_never_panic {
         }
     }
 }
+
+/// Issue 14: alerts raised while the host starts (here: a missing analysis
+/// module) were published before the bot subscribed, and lost. They reach
+/// the chat now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_raised_during_startup_reach_the_chat() {
+    let (fake, host) =
+        bot_and_host("\n[orchestrator]\nmarket_analysis = \"/nonexistent/market-analysis.wasm\"")
+            .await;
+    reply(&host, &fake, 0, "the startup alert", |t| {
+        t.contains("🔔 <b>Alert</b>") && t.contains("market-analysis.wasm") && t.contains("missing")
+    })
+    .await;
+}

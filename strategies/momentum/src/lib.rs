@@ -17,6 +17,8 @@ const MAX_PERIOD: usize = 1_000;
 
 #[derive(Default)]
 pub struct Momentum {
+    /// The candles read and the scan period (`interval`: 5m, 1h or 1d; default 1h).
+    interval: Option<Interval>,
     lookback: usize,
     threshold: f64,
     trend: usize,
@@ -34,8 +36,15 @@ impl Momentum {
     }
 }
 
+impl Momentum {
+    fn interval(&self) -> Interval {
+        self.interval.unwrap_or(Interval::H1)
+    }
+}
+
 impl Strategy for Momentum {
     fn initialize(&mut self, init: &Init) -> Result<(), String> {
+        self.interval = Some(init.params.interval_or("interval", Interval::H1)?);
         let p = &init.params;
         self.lookback = p.usize_or("lookback", 12)?;
         self.threshold = p.f64_or("threshold", 2.0)?;
@@ -62,14 +71,14 @@ impl Strategy for Momentum {
     }
 
     fn scan_interval_minutes(&self) -> u32 {
-        60
+        guest_sdk::interval_minutes(self.interval())
     }
 
     fn analyze(&mut self, _now: i64, portfolio: &Portfolio, market: &dyn MarketView) -> Vec<Signal> {
         self.scans += 1;
         let mut out = Vec::new();
         for sym in &self.symbols {
-            let candles = market.candles(sym, Interval::H1, self.bars());
+            let candles = market.candles(sym, self.interval(), self.bars());
             let c = closes(&candles);
             let (Some(change), Some(trend), Some(&price)) = (roc(&c, self.lookback), ema(&c, self.trend), c.last())
             else {

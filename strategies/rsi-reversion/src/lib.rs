@@ -14,6 +14,8 @@ const HISTORY_PER_PERIOD: usize = 10;
 
 #[derive(Default)]
 pub struct RsiReversion {
+    /// The candles read and the scan period (`interval`: 5m, 1h or 1d; default 1h).
+    interval: Option<Interval>,
     period: usize,
     oversold: f64,
     exit: f64,
@@ -29,8 +31,15 @@ impl RsiReversion {
     }
 }
 
+impl RsiReversion {
+    fn interval(&self) -> Interval {
+        self.interval.unwrap_or(Interval::H1)
+    }
+}
+
 impl Strategy for RsiReversion {
     fn initialize(&mut self, init: &Init) -> Result<(), String> {
+        self.interval = Some(init.params.interval_or("interval", Interval::H1)?);
         let p = &init.params;
         self.period = p.usize_or("period", 14)?;
         self.oversold = p.f64_or("oversold", 30.0)?;
@@ -54,14 +63,14 @@ impl Strategy for RsiReversion {
     }
 
     fn scan_interval_minutes(&self) -> u32 {
-        60
+        guest_sdk::interval_minutes(self.interval())
     }
 
     fn analyze(&mut self, _now: i64, portfolio: &Portfolio, market: &dyn MarketView) -> Vec<Signal> {
         self.scans += 1;
         let mut out = Vec::new();
         for sym in &self.symbols {
-            let candles = market.candles(sym, Interval::H1, self.bars());
+            let candles = market.candles(sym, self.interval(), self.bars());
             let c = closes(&candles);
             let (Some(r), Some(&price)) = (rsi(&c, self.period), c.last()) else { continue };
             let held = portfolio.position(sym).is_some();

@@ -12,7 +12,7 @@ pub mod testing;
 
 pub use analysis::{rows, Analysis, Database, DbValue, HostDatabase, Metric, MetricValue, Report, Rows, TestDatabase};
 pub use market::{CandleCache, Closes, HostMarket, MarketView, TestMarket};
-pub use params::{ParamError, Params};
+pub use params::{interval_minutes, ParamError, Params};
 
 /// The contract's generated bindings (strategy world).
 #[allow(clippy::all, missing_docs)]

@@ -1,4 +1,14 @@
+use crate::Interval;
 use std::fmt;
+
+/// The minutes of one candle of `i` (a strategy scanning at its interval returns this).
+pub fn interval_minutes(i: Interval) -> u32 {
+    match i {
+        Interval::M5 => 5,
+        Interval::H1 => 60,
+        Interval::D1 => 1_440,
+    }
+}
 
 /// Named strategy parameters (`--param fast=10`), parsed on demand.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +54,17 @@ impl Params {
         }
     }
 
+    /// A candle interval written `5m`, `1h` or `1d`, or `default` when absent.
+    pub fn interval_or(&self, name: &str, default: Interval) -> Result<Interval, ParamError> {
+        match self.raw(name).map(str::trim) {
+            None => Ok(default),
+            Some("5m") => Ok(Interval::M5),
+            Some("1h") => Ok(Interval::H1),
+            Some("1d") => Ok(Interval::D1),
+            Some(v) => Err(ParamError { name: name.into(), value: v.into(), expected: "5m, 1h or 1d" }),
+        }
+    }
+
     /// A positive whole number, or `default` when absent.
     pub fn usize_or(&self, name: &str, default: usize) -> Result<usize, ParamError> {
         match self.raw(name) {
@@ -69,5 +90,15 @@ mod tests {
         let e = p.f64_or("x", 0.0).unwrap_err();
         assert_eq!(e.name, "x");
         assert!(p.usize_or("x", 1).is_err());
+    }
+
+    #[test]
+    fn intervals_parse_by_their_names() {
+        let p = Params::new(vec![("a".into(), "5m".into()), ("b".into(), " 1d ".into()), ("c".into(), "60".into())]);
+        assert_eq!(p.interval_or("a", Interval::H1).unwrap(), Interval::M5);
+        assert_eq!(p.interval_or("b", Interval::H1).unwrap(), Interval::D1);
+        assert_eq!(p.interval_or("none", Interval::H1).unwrap(), Interval::H1);
+        assert_eq!(p.interval_or("c", Interval::H1).unwrap_err().expected, "5m, 1h or 1d");
+        assert_eq!(interval_minutes(Interval::D1), 1_440);
     }
 }

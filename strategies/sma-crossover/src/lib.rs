@@ -1,12 +1,16 @@
-//! Moving-average crossover on hourly closes: buy when the fast SMA crosses
-//! above the slow one, close when it crosses back below. Params: `fast`,
-//! `slow` (bars) and `size_pct` (percent of portfolio value per entry).
+//! Moving-average crossover on the closes of one interval (hourly unless
+//! `interval` says `5m` or `1d`; it scans at that interval too): buy when the
+//! fast SMA crosses above the slow one, close when it crosses back below.
+//! Params: `fast`, `slow` (bars), `size_pct` (percent of portfolio value per
+//! entry) and `interval`.
 
 use guest_sdk::indicators::sma_prev_last;
 use guest_sdk::{signal, state::State, Action, Init, Interval, MarketView, Portfolio, Signal, Strategy};
 
 #[derive(Default)]
 pub struct SmaCrossover {
+    /// The candles read and the scan period (`interval`: 5m, 1h or 1d; default 1h).
+    interval: Option<Interval>,
     fast: usize,
     slow: usize,
     size_pct: f64,
@@ -14,8 +18,15 @@ pub struct SmaCrossover {
     scans: u64,
 }
 
+impl SmaCrossover {
+    fn interval(&self) -> Interval {
+        self.interval.unwrap_or(Interval::H1)
+    }
+}
+
 impl Strategy for SmaCrossover {
     fn initialize(&mut self, init: &Init) -> Result<(), String> {
+        self.interval = Some(init.params.interval_or("interval", Interval::H1)?);
         self.fast = init.params.usize_or("fast", 10)?;
         self.slow = init.params.usize_or("slow", 30)?;
         self.size_pct = init.params.f64_or("size_pct", init.limits.default_trade_pct)?;
@@ -30,14 +41,14 @@ impl Strategy for SmaCrossover {
     }
 
     fn scan_interval_minutes(&self) -> u32 {
-        60
+        guest_sdk::interval_minutes(self.interval())
     }
 
     fn analyze(&mut self, _now: i64, portfolio: &Portfolio, market: &dyn MarketView) -> Vec<Signal> {
         self.scans += 1;
         let mut out = Vec::new();
         for sym in &self.symbols {
-            let c = market.closes(sym, Interval::H1, self.slow as u32 + 1);
+            let c = market.closes(sym, self.interval(), self.slow as u32 + 1);
             let (Some((fast_prev, fast_cur)), Some((slow_prev, slow_cur))) =
                 (sma_prev_last(&c, self.fast), sma_prev_last(&c, self.slow))
             else {
@@ -131,6 +142,29 @@ mod tests {
         let mut early = TestMarket::from_closes("BTC-USD", T0, &UP);
         early.now -= 3_600;
         assert!(s.analyze(early.now, &portfolio(1_000.0), &early).is_empty());
+    }
+
+    #[test]
+    fn the_interval_param_picks_the_candles_read_and_the_scan_period() {
+        let mut daily = PARAMS.to_vec();
+        daily.push(("interval", "1d"));
+        let mut s = strategy(&daily);
+        assert_eq!(s.scan_interval_minutes(), 1_440);
+        // hourly candles only: a daily strategy sees nothing to cross
+        let hourly = TestMarket::from_closes("BTC-USD", T0, &UP);
+        assert!(s.analyze(hourly.now, &portfolio(1_000.0), &hourly).is_empty());
+        // the same closes as days: it buys
+        let mut m = TestMarket::default();
+        let days = UP
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| guest_sdk::Candle { ts: T0 + i as i64 * 86_400, open: c, high: c, low: c, close: c, volume: 1.0 })
+            .collect();
+        m.insert("BTC-USD", Interval::D1, days);
+        m.now = T0 + UP.len() as i64 * 86_400;
+        assert_eq!(s.analyze(m.now, &portfolio(1_000.0), &m)[0].action, Action::Buy);
+        let bad = SmaCrossover::default().initialize(&init(&["BTC-USD"], &[("interval", "2h")]));
+        assert!(bad.unwrap_err().contains("5m, 1h or 1d"));
     }
 
     #[test]

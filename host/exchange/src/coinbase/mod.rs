@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 
 /// Candles per request the candles endpoint allows (350), kept under.
 const CANDLES_PER_CALL: i64 = 300;
+/// The oldest candle a backfill asks Coinbase for, in candles before now
+/// (a year of 1h, 30 days of 5m, 27 years of 1d).
+const MAX_CANDLES_BACK: i64 = 10_000;
 
 /// Coinbase behind the [`Exchange`] trait.
 #[derive(Debug)]
@@ -109,11 +112,17 @@ impl Coinbase {
         }
     }
 
+    /// Closed candles from `since` (at most [`MAX_CANDLES_BACK`] back), in
+    /// pages of [`CANDLES_PER_CALL`].
     async fn candles(&self, symbol: &str, minutes: u32, since: i64) -> ExResult<Vec<Candle>> {
         http::granularity(minutes)?;
         let step = i64::from(minutes) * 60;
         let now = self.http.cfg.clock.now();
         let mut out: Vec<Candle> = Vec::new();
+        // at most MAX_CANDLES_BACK candles back: a `since` of 0 (nothing
+        // stored yet) is not fifty years of 350-candle pages
+        let floor = now - MAX_CANDLES_BACK * step;
+        let since = since.max(floor);
         let mut start = since - since.rem_euclid(step);
         while start < now {
             let end = (start + CANDLES_PER_CALL * step).min(now);

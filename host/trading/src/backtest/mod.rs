@@ -366,6 +366,11 @@ pub trait Driver {
     ) -> Result<Vec<c::Signal>, ModuleError>;
     fn on_fill(&mut self, fill: &c::Fill) -> Result<(), ModuleError>;
     fn on_position_closed(&mut self, trade: &c::ClosedTrade) -> Result<(), ModuleError>;
+    /// The (symbol, interval) series the strategy asked for that the data
+    /// has no candle of at all.
+    fn asked_missing(&mut self) -> Vec<(String, Interval)> {
+        Vec::new()
+    }
 }
 
 /// A strategy component instance behind the [`Driver`] interface.
@@ -405,6 +410,10 @@ impl WasmDriver {
 impl Driver for WasmDriver {
     fn scan_minutes(&self) -> u32 {
         self.scan_minutes
+    }
+
+    fn asked_missing(&mut self) -> Vec<(String, Interval)> {
+        self.instance.host().asked_missing.iter().cloned().collect()
     }
 
     fn analyze(
@@ -667,6 +676,17 @@ pub fn simulate(
     }
     if let Some(p) = equity.last_mut() {
         p.value = trader.engine.portfolio().equity();
+    }
+    for (symbol, interval) in driver.asked_missing() {
+        let detail = format!(
+            "the strategy asked for {} candles of {symbol}; the data has none (give a file of that interval, or a finer one to aggregate)",
+            interval.name()
+        );
+        notes.push(Note {
+            ts: end,
+            kind: "missing_interval".into(),
+            detail,
+        });
     }
     Ok(Outcome {
         start,
