@@ -650,7 +650,12 @@ mod tests {
             prop_oneof![
                 proptest::collection::vec(any::<u8>(), 0..200),
                 proptest::collection::btree_map(
-                    prop_oneof![Just("confirm".to_string()), Just("reason".to_string()), Just("version".to_string()), "[a-z]{1,8}"],
+                    prop_oneof![
+                        Just("confirm".to_string()),
+                        Just("reason".to_string()),
+                        Just("version".to_string()),
+                        "[a-z]{1,8}"
+                    ],
                     value,
                     0..4,
                 )

@@ -252,8 +252,14 @@ async fn session(
 /// One client message, parsed.
 #[derive(Debug, Clone, PartialEq)]
 enum Op {
-    Subscribe { channels: Vec<String>, since: Option<i64> },
-    Unsubscribe { channels: Vec<String>, since: Option<i64> },
+    Subscribe {
+        channels: Vec<String>,
+        since: Option<i64>,
+    },
+    Unsubscribe {
+        channels: Vec<String>,
+        since: Option<i64>,
+    },
     Ping,
 }
 
@@ -356,13 +362,26 @@ mod tests {
                 any::<bool>().prop_map(Value::from),
                 any::<i64>().prop_map(Value::from),
                 any::<f64>().prop_map(|f| json!(f)),
-                prop_oneof![Just("fills".to_string()), Just("events".to_string()), Just("subscribe".to_string()), Just("ping".to_string()), "[ -~]{0,12}"].prop_map(Value::from),
+                prop_oneof![
+                    Just("fills".to_string()),
+                    Just("events".to_string()),
+                    Just("subscribe".to_string()),
+                    Just("ping".to_string()),
+                    "[ -~]{0,12}"
+                ]
+                .prop_map(Value::from),
             ];
             let v = leaf.prop_recursive(3, 32, 5, |inner| {
                 prop_oneof![
                     proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
                     proptest::collection::btree_map(
-                        prop_oneof![Just("op".to_string()), Just("type".to_string()), Just("channels".to_string()), Just("since".to_string()), "[a-z]{1,6}"],
+                        prop_oneof![
+                            Just("op".to_string()),
+                            Just("type".to_string()),
+                            Just("channels".to_string()),
+                            Just("since".to_string()),
+                            "[a-z]{1,6}"
+                        ],
                         inner,
                         0..5
                     )

@@ -79,8 +79,10 @@ pub enum CompileError {
     DependencyNotAllowed(String),
     #[error("the guest toolchain is missing: {0}")]
     NoToolchain(String),
-    #[error("refusing to compile model-written code without the build sandbox: {0}; \
-             set [orchestrator.compile] sandbox = \"none\" only on a machine that holds no secrets")]
+    #[error(
+        "refusing to compile model-written code without the build sandbox: {0}; \
+             set [orchestrator.compile] sandbox = \"none\" only on a machine that holds no secrets"
+    )]
     SandboxUnavailable(#[source] SandboxProblem),
     #[error("cargo failed ({status}):\n{output}")]
     Failed { status: String, output: String },
@@ -246,7 +248,10 @@ fn resolve_toolchain(root: &Path) -> Result<Toolchain, CompileError> {
         rustc,
         linker,
         target: lines[3].to_string(),
-        rustflags: lines.get(4).filter(|s| !s.is_empty()).map(|s| s.to_string()),
+        rustflags: lines
+            .get(4)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string()),
         cargo_home,
     })
 }
@@ -432,7 +437,11 @@ fn limit(cmd: &mut Command, s: &CompileSettings) {
 /// Checks that bubblewrap starts a sandbox here and that the toolchain runs
 /// inside it (user namespaces may be disabled, a container may forbid
 /// mounts): `rustc --version` under the same mounts as the build.
-fn probe(bwrap: &Path, m: &Mounts<'_>, env: &[(&'static str, OsString)]) -> Result<(), SandboxProblem> {
+fn probe(
+    bwrap: &Path,
+    m: &Mounts<'_>,
+    env: &[(&'static str, OsString)],
+) -> Result<(), SandboxProblem> {
     let out = Command::new(bwrap)
         .args(bwrap_args(m))
         .arg("--")
@@ -468,9 +477,9 @@ fn clean(cfg: &CompileConfig, dir: &Path, id: &str) {
     let fingerprint = format!("candidate-{id}-");
     let ours = |sub: &str, name: &str| match sub {
         // `candidate-<id>-<16 hex digits>`
-        ".fingerprint" => name.strip_prefix(&fingerprint).is_some_and(|h| {
-            h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())
-        }),
+        ".fingerprint" => name
+            .strip_prefix(&fingerprint)
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())),
         _ => {
             name == stem
                 || name
@@ -744,7 +753,11 @@ mod tests {
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect();
-        assert!(args.starts_with(&["--unshare-all".into(), "--die-with-parent".into(), "--new-session".into()]));
+        assert!(args.starts_with(&[
+            "--unshare-all".into(),
+            "--die-with-parent".into(),
+            "--new-session".into()
+        ]));
         assert!(!args.iter().any(|a| a == "--share-net" || a == "--cap-add"));
         // (kind, source) of every bind
         let mut binds = Vec::new();
@@ -757,8 +770,18 @@ mod tests {
                 i += 1;
             }
         }
-        let writable: Vec<&str> = binds.iter().filter(|(k, _)| k == "--bind").map(|(_, s)| s.as_str()).collect();
-        assert_eq!(writable, ["/srv/host/data/orchestrator/target", "/srv/host/data/orchestrator/build/c1"]);
+        let writable: Vec<&str> = binds
+            .iter()
+            .filter(|(k, _)| k == "--bind")
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert_eq!(
+            writable,
+            [
+                "/srv/host/data/orchestrator/target",
+                "/srv/host/data/orchestrator/build/c1"
+            ]
+        );
         let allowed = [
             "/usr",
             "/etc/ld.so.cache",
@@ -778,21 +801,39 @@ mod tests {
             "/srv/host/data/orchestrator/build/c1/Cargo.toml",
             "/srv/host/data/orchestrator/build/c1/src",
             // merged-/usr hosts have symlinks here instead
-            "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+            "/bin",
+            "/sbin",
+            "/lib",
+            "/lib32",
+            "/lib64",
+            "/libx32",
         ];
         for (_, src) in &binds {
-            assert!(allowed.contains(&src.as_str()), "{src} is bound into the sandbox");
+            assert!(
+                allowed.contains(&src.as_str()),
+                "{src} is bound into the sandbox"
+            );
         }
         // the crate's manifest and source are read-only over the writable crate dir
         let pos = |k: &str, p: &str| binds.iter().position(|b| b.0 == k && b.1 == p).unwrap();
-        assert!(pos("--ro-bind", "/srv/host/data/orchestrator/build/c1/src") > pos("--bind", "/srv/host/data/orchestrator/build/c1"));
+        assert!(
+            pos("--ro-bind", "/srv/host/data/orchestrator/build/c1/src")
+                > pos("--bind", "/srv/host/data/orchestrator/build/c1")
+        );
         // the host's cargo home is never bound whole (its config or credentials)
-        assert!(!binds.iter().any(|(_, s)| s == "/home/trader/.cargo" || s == "/home/trader"));
+        assert!(!binds
+            .iter()
+            .any(|(_, s)| s == "/home/trader/.cargo" || s == "/home/trader"));
     }
 
     #[test]
     fn the_build_environment_is_an_allow_list() {
-        let env = build_env(&tool(), Path::new("/b/c1"), Path::new("/t"), Path::new(SANDBOX_CARGO_HOME));
+        let env = build_env(
+            &tool(),
+            Path::new("/b/c1"),
+            Path::new("/t"),
+            Path::new(SANDBOX_CARGO_HOME),
+        );
         let keys: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             keys,

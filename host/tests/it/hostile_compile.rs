@@ -9,7 +9,7 @@
 //! tested in `host/orchestrator/tests/it/sandbox_holds.rs`.
 
 use crate::common::{guest_path, root};
-use crate::orchestrator::{candidates_target, data_file, reply, serve, Api, KEY, REVIEWER, WRITER};
+use crate::orchestrator::{candidates_target, reply, serve, Api, KEY, REVIEWER, WRITER};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -80,8 +80,8 @@ fn every_hostile_source_is_refused_and_no_canary_leaks() {
     let file_canary = canary("FILE");
     let var_canary = canary("VAR");
     let needles = [file_canary.as_str(), var_canary.as_str()];
-    let shared = tempfile::tempdir().unwrap();
-    let data = data_file(shared.path());
+    // the bundled sample: every candidate is refused before a backtest needs more
+    let data = root().join("data/sample/BTCUSD-1h.csv");
     let mut checked = 0;
     for (name, _) in corpus(Path::new("/"), Path::new("/")) {
         let dir = tempfile::tempdir().unwrap();
@@ -120,20 +120,37 @@ fn every_hostile_source_is_refused_and_no_canary_leaks() {
             .env("KRAKEN_API_SECRET", &var_canary)
             .env("HOST_LOG", "debug")
             .args(["--data-dir", &data_dir.display().to_string()])
-            .args(["--archive-dir", &dir.path().join("archive").display().to_string()])
+            .args([
+                "--archive-dir",
+                &dir.path().join("archive").display().to_string(),
+            ])
             .args(["--config", &cfg.display().to_string()])
-            .args(["orchestrate", "--now", "--proposer", "claude", "--seed", "7"])
+            .args([
+                "orchestrate",
+                "--now",
+                "--proposer",
+                "claude",
+                "--seed",
+                "7",
+            ])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
         for n in needles {
-            assert!(!stdout.contains(n) && !stderr.contains(n), "{name}: a canary reached the output:\n{stdout}\n{stderr}");
+            assert!(
+                !stdout.contains(n) && !stderr.contains(n),
+                "{name}: a canary reached the output:\n{stdout}\n{stderr}"
+            );
         }
         let conn = host_store::db::open(&data_dir.join("host.db")).unwrap();
         let (outcome, code): (String, Option<String>) = conn
-            .query_row("SELECT outcome, rejection_code FROM orchestrator_runs", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT outcome, rejection_code FROM orchestrator_runs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         drop(conn);
         assert_eq!(
@@ -143,7 +160,11 @@ fn every_hostile_source_is_refused_and_no_canary_leaks() {
         );
         // the candidate's source is archived (it names the canary file, never its content)
         let left = files_containing(dir.path(), &needles);
-        assert_eq!(left, vec![canary_file.clone()], "{name}: a canary reached a file");
+        assert_eq!(
+            left,
+            vec![canary_file.clone()],
+            "{name}: a canary reached a file"
+        );
         let api = api.lock().unwrap();
         assert!(!api.prompts.is_empty());
         for (_, prompt) in &api.prompts {
@@ -154,5 +175,8 @@ fn every_hostile_source_is_refused_and_no_canary_leaks() {
         checked += 1;
     }
     assert!(checked >= 17, "{checked}");
-    assert_eq!(files_containing(&candidates_target(), &needles), Vec::<PathBuf>::new());
+    assert_eq!(
+        files_containing(&candidates_target(), &needles),
+        Vec::<PathBuf>::new()
+    );
 }

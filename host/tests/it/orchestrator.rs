@@ -31,7 +31,7 @@ pub(crate) const REVIEWER: &str = "reviewer-model";
 /// then the writer's text for the writer model and APPROVE for the reviewer.
 #[derive(Default)]
 pub(crate) struct Api {
-    script: VecDeque<(u16, Option<&'static str>, String)>,
+    pub(crate) script: VecDeque<(u16, Option<&'static str>, String)>,
     pub(crate) writer_text: String,
     pub(crate) prompts: Vec<(String, String)>,
 }
@@ -137,7 +137,7 @@ pub(crate) fn candidates_target() -> PathBuf {
 }
 
 /// 2,000 hourly BTC/USD candles from 2020-10-01 (a rising market), as a CSV.
-pub(crate) fn data_file(dir: &Path) -> PathBuf {
+fn data_file(dir: &Path) -> PathBuf {
     let src = root().parent().unwrap().join("shared/data/BTCUSD-1h.csv");
     let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let mut lines = text.lines();

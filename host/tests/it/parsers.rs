@@ -8,8 +8,8 @@
 //! bodies: host-api's unit tests.)
 
 use host::config::{RiskFile, Settings, DEFAULT_RISK, DEFAULT_SETTINGS};
-use host_control::socket::{decode, RecordKind};
 use host_control::socket::Request;
+use host_control::socket::{decode, RecordKind};
 use proptest::prelude::*;
 
 /// Values that break naive parsers: out of range, wrong type, non-finite,
@@ -93,14 +93,14 @@ proptest! {
 
     #[test]
     fn the_compile_section_never_panics_and_is_validated(
-        key in prop_oneof![Just("sandbox"), Just("memory_mb"), Just("cpu_secs"), Just("max_file_mb"), Just("tmp_mb"), Just("max_output_bytes"), Just("bwrap_path"), Just("unknown_key")],
+        key in prop_oneof![Just("sandbox".to_string()), Just("memory_mb".to_string()), Just("cpu_secs".to_string()), Just("max_file_mb".to_string()), Just("tmp_mb".to_string()), Just("max_output_bytes".to_string()), Just("bwrap_path".to_string()), Just("unknown_key".to_string())],
         v in prop_oneof![hostile_value(), Just("\"none\"".to_string()), Just("\"bwrap\"".to_string()), Just("\"BWRAP\"".to_string())],
     ) {
         let text = format!("[orchestrator.compile]\n{key} = {v}\n");
         if let Ok(s) = Settings::parse(&text, "settings.toml") {
             let c = &s.orchestrator.compile;
             prop_assert!(c.memory_mb >= 512 && c.cpu_secs > 0 && c.max_file_mb > 0 && c.tmp_mb > 0);
-            prop_assert_ne!(key, "unknown_key");
+            prop_assert_ne!(key.as_str(), "unknown_key");
         }
     }
 
@@ -127,8 +127,8 @@ proptest! {
 
     #[test]
     fn control_decode_never_panics_on_request_shapes(
-        cmd in prop_oneof![Just("status"), Just("deploy"), Just("record"), Just("halt"), Just("kill"), Just("RECORD"), "[a-z]{0,8}"],
-        kind in prop_oneof![Just("telegram_unauthorized"), Just("fill"), Just("Telegram_Unauthorized"), "[ -~]{0,80}"],
+        cmd in prop_oneof![Just("status".to_string()), Just("deploy".to_string()), Just("record".to_string()), Just("halt".to_string()), Just("kill".to_string()), Just("RECORD".to_string()), "[a-z]{0,8}"],
+        kind in prop_oneof![Just("telegram_unauthorized".to_string()), Just("fill".to_string()), Just("Telegram_Unauthorized".to_string()), "[ -~]{0,80}"],
         extra in proptest::collection::vec(("[a-z_]{1,10}", hostile_value()), 0..5),
     ) {
         let mut fields = vec![format!("\"cmd\": {cmd:?}"), format!("\"kind\": {kind:?}")];

@@ -10,7 +10,9 @@
 //! The canary variable is set once, before any build, by the one test that
 //! needs it; no other test of this binary reads the environment.
 
-use host_orchestrator::compile::{self, CompileConfig, CompileError, CompileSettings, SandboxMode, SandboxProblem};
+use host_orchestrator::compile::{
+    self, CompileConfig, CompileError, CompileSettings, SandboxMode, SandboxProblem,
+};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -143,7 +145,11 @@ fn the_build_sandbox_holds_without_the_source_check() {
     let var_canary = canary("VAR");
     let canary_file = data.join("canary-secret.txt");
     std::fs::write(&canary_file, &file_canary).unwrap();
-    std::fs::write(data.join("host.db"), format!("SQLite format 3\0{file_canary}")).unwrap();
+    std::fs::write(
+        data.join("host.db"),
+        format!("SQLite format 3\0{file_canary}"),
+    )
+    .unwrap();
     // the host's secret, as the trading host has it in its environment
     std::env::set_var("KRAKEN_API_SECRET", &var_canary);
     let build_root = data.join("orchestrator/build");
@@ -163,16 +169,34 @@ fn the_build_sandbox_holds_without_the_source_check() {
             Err(other) => panic!("{}: {other}", e.name),
         };
         for n in needles {
-            assert!(!contains(&text, n), "{}: the canary leaked into the {}", e.name, if built { "component" } else { "compiler output" });
+            assert!(
+                !contains(&text, n),
+                "{}: the canary leaked into the {}",
+                e.name,
+                if built {
+                    "component"
+                } else {
+                    "compiler output"
+                }
+            );
         }
         match e.expect {
             Expect::Fails => assert!(!built, "{} built", e.name),
-            Expect::Builds => assert!(built, "{} did not build: {}", e.name, String::from_utf8_lossy(&text)),
+            Expect::Builds => assert!(
+                built,
+                "{} did not build: {}",
+                e.name,
+                String::from_utf8_lossy(&text)
+            ),
             Expect::Any => {}
         }
         if e.name == "10-proc-self-environ" {
             // it read the compiler's environment: the allow-list, inside the sandbox
-            assert!(contains(&text, "CARGO_HOME=/tmp/cargo-home"), "{}", String::from_utf8_lossy(&text));
+            assert!(
+                contains(&text, "CARGO_HOME=/tmp/cargo-home"),
+                "{}",
+                String::from_utf8_lossy(&text)
+            );
             assert!(!contains(&text, "KRAKEN_API_SECRET"));
         }
         outcomes.push((e.name, built));
@@ -180,7 +204,10 @@ fn the_build_sandbox_holds_without_the_source_check() {
     assert!(outcomes.len() >= 17, "{outcomes:?}");
     // the build directories are gone, and nothing in the target directory holds a canary
     assert_eq!(std::fs::read_dir(&build_root).unwrap().count(), 0);
-    assert_eq!(files_containing(&candidates_target(), &needles), Vec::<PathBuf>::new());
+    assert_eq!(
+        files_containing(&candidates_target(), &needles),
+        Vec::<PathBuf>::new()
+    );
     let mut left = files_containing(dir.path(), &needles);
     left.sort();
     assert_eq!(left, vec![canary_file, data.join("host.db")]);
@@ -188,12 +215,16 @@ fn the_build_sandbox_holds_without_the_source_check() {
 
 /// Builds `source` with `settings`, after a plain build with the defaults
 /// (so the SDK is warm and only the candidate meets the limit).
-fn limited(name: &str, source: &str, settings: CompileSettings) -> (Result<compile::Compiled, CompileError>, Duration) {
+fn limited(
+    name: &str,
+    source: &str,
+    settings: CompileSettings,
+) -> (Result<compile::Compiled, CompileError>, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     compile::compile(&cfg, &format!("{name}-warm"), GOOD).unwrap();
     cfg.sandbox = settings;
-    cfg.timeout = Duration::from_secs(90);
+    cfg.timeout = Duration::from_secs(240);
     let t = Instant::now();
     let r = compile::compile(&cfg, name, source);
     (r, t.elapsed())
@@ -259,7 +290,12 @@ fn without_a_working_bwrap_compiling_is_refused() {
     cfg.sandbox.bwrap_path = Some(PathBuf::from("/bin/false"));
     let r = compile::compile(&cfg, "broken-bwrap", GOOD);
     assert!(
-        matches!(&r, Err(CompileError::SandboxUnavailable(SandboxProblem::DoesNotRun { .. }))),
+        matches!(
+            &r,
+            Err(CompileError::SandboxUnavailable(
+                SandboxProblem::DoesNotRun { .. }
+            ))
+        ),
         "{r:?}"
     );
     // nothing was built and nothing is left
