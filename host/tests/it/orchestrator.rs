@@ -464,7 +464,7 @@ fn include_str_of_etc_passwd_is_refused_before_compiling() {
     });
     let (code, why) = rejected(&run);
     assert_eq!(code, "source_refused");
-    assert!(why.contains("line 3: `include_str!`"), "{why}");
+    assert!(why.contains("line 3, column 22: `include_str!`"), "{why}");
     assert_nothing_deployed(&run);
     assert!(
         !run.opts.paths.data_dir.join("orchestrator/build").exists(),
