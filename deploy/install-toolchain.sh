@@ -7,10 +7,23 @@
 #  - Otherwise (no rustup downloads, Debian 12 as root; rust-toolchain.toml
 #    points rustup at /usr): Debian's rustc-web 1.96 with clippy and rustfmt,
 #    and a wasm32 std built from source (deploy/install-wasm-toolchain-debian.sh).
+# Plus bubblewrap (Debian's `bubblewrap`), the sandbox the orchestrator builds
+# model-written candidates in: without a working `bwrap` the host refuses to
+# compile them (unless [orchestrator.compile] sandbox = "none").
 # Idempotent; prints which path it took. Then `deploy/build-guests.sh` builds every guest.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 WCL_VERSION=0.5.31
+sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+
+if ! command -v bwrap >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "[install-toolchain] installing bubblewrap (the candidates' build sandbox)"
+    $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq bubblewrap
+  else
+    echo "[install-toolchain] WARNING: no bwrap and no apt-get: install bubblewrap, or the orchestrator refuses to compile candidates" >&2
+  fi
+fi
 
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   have_target=1
@@ -27,9 +40,5 @@ if [ "$have_target" = 1 ]; then
   fi
 else
   echo "[install-toolchain] Debian path: rustup cannot download targets here"
-  if [ "$(id -u)" = 0 ]; then
-    bash "$here/install-wasm-toolchain-debian.sh"
-  else
-    sudo bash "$here/install-wasm-toolchain-debian.sh"
-  fi
+  $sudo_ bash "$here/install-wasm-toolchain-debian.sh"
 fi

@@ -553,37 +553,50 @@ async fn resume(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
     ok(json!({ "ok": true, "changed": changed }))
 }
 
-async fn kill(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let b = body_object(&headers, &body)?;
+/// The kill body: `{"confirm": true}` and nothing less.
+fn kill_confirmed(b: &serde_json::Map<String, Value>) -> Result<(), Fail> {
     if b.get("confirm") != Some(&Value::Bool(true)) {
         return Err(bad("the kill switch cancels every order and closes every position at market: send {\"confirm\": true}"));
     }
+    Ok(())
+}
+
+/// The review body's reason: absent or null (the default), else a string of at most 1000 bytes.
+fn review_reason(b: &serde_json::Map<String, Value>) -> Result<String, Fail> {
+    match b.get("reason") {
+        None | Some(Value::Null) => Ok("manual review from the API".to_string()),
+        Some(Value::String(r)) if r.len() <= 1000 => Ok(r.clone()),
+        Some(_) => Err(bad("reason: expected a string of at most 1000 characters")),
+    }
+}
+
+/// The deploy body's archived version: a whole number from 1.
+fn deploy_version(b: &serde_json::Map<String, Value>) -> Result<i64, Fail> {
+    match b.get("version") {
+        Some(v) => v
+            .as_i64()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| bad(format!("version: {v} is not a version number (1, 2, ...)"))),
+        None => Err(bad("version: required, e.g. {\"version\": 3}")),
+    }
+}
+
+async fn kill(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
+    kill_confirmed(&body_object(&headers, &body)?)?;
     let h = s.handle.clone();
     let o = blocking(move || h.kill("api").map_err(host_err)).await?;
     ok(json!({ "ok": true, "cancelled_orders": o.cancelled_orders, "closing": o.closing }))
 }
 
 async fn review(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let b = body_object(&headers, &body)?;
-    let reason = match b.get("reason") {
-        None | Some(Value::Null) => "manual review from the API".to_string(),
-        Some(Value::String(r)) if r.len() <= 1000 => r.clone(),
-        Some(_) => return Err(bad("reason: expected a string of at most 1000 characters")),
-    };
+    let reason = review_reason(&body_object(&headers, &body)?)?;
     let h = s.handle.clone();
     let seq = blocking(move || h.trigger_review("api", &reason).map_err(host_err)).await?;
     ok(json!({ "ok": true, "seq": seq }))
 }
 
 async fn deploy(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let b = body_object(&headers, &body)?;
-    let version = match b.get("version") {
-        Some(v) => v
-            .as_i64()
-            .filter(|v| *v >= 1)
-            .ok_or_else(|| bad(format!("version: {v} is not a version number (1, 2, ...)")))?,
-        None => return Err(bad("version: required, e.g. {\"version\": 3}")),
-    };
+    let version = deploy_version(&body_object(&headers, &body)?)?;
     let h = s.handle.clone();
     let o = blocking(move || h.deploy_version(version).map_err(host_err)).await?;
     ok(serde_json::to_value(o).map_err(db_err)?)
@@ -635,5 +648,92 @@ mod tests {
         assert!(body_object(&with(Some("text/plain")), &Bytes::new()).is_err());
         let e = body_object(&with(Some("application/json")), &Bytes::from_static(b"[1]"));
         assert_eq!(e.err().map(|f| f.0), Some(StatusCode::BAD_REQUEST));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn content_type() -> impl Strategy<Value = Option<String>> {
+            prop_oneof![
+                Just(None),
+                Just(Some("application/json".to_string())),
+                Just(Some("application/json; charset=utf-8".to_string())),
+                Just(Some("text/plain".to_string())),
+                "[ -~]{0,30}".prop_map(Some),
+            ]
+        }
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let value = prop_oneof![
+                Just(json!(true)),
+                Just(json!(false)),
+                Just(json!(null)),
+                Just(json!("true")),
+                Just(json!(1)),
+                Just(json!(0)),
+                Just(json!(-1)),
+                Just(json!(1.5)),
+                Just(json!(u64::MAX)),
+                Just(json!(i64::MAX)),
+                Just(json!([true])),
+                Just(json!({ "confirm": true })),
+                "[ -~]{0,20}".prop_map(Value::from),
+                "x{990,1010}".prop_map(Value::from),
+            ];
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("confirm".to_string()),
+                        Just("reason".to_string()),
+                        Just("version".to_string()),
+                        "[a-z]{1,8}"
+                    ],
+                    value,
+                    0..4,
+                )
+                .prop_map(|m| serde_json::to_vec(&m).unwrap()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn any_post_body_is_judged_without_a_panic(ct in content_type(), raw in body()) {
+                let mut h = HeaderMap::new();
+                if let Some(ct) = ct.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+                    h.insert(header::CONTENT_TYPE, ct);
+                }
+                let Ok(b) = body_object(&h, &Bytes::from(raw)) else { return Ok(()) };
+                if kill_confirmed(&b).is_ok() {
+                    prop_assert_eq!(b.get("confirm"), Some(&Value::Bool(true)));
+                }
+                if let Ok(r) = review_reason(&b) {
+                    prop_assert!(r.len() <= 1000);
+                }
+                if let Ok(v) = deploy_version(&b) {
+                    prop_assert!(v >= 1);
+                }
+            }
+
+            #[test]
+            fn any_query_string_is_judged_without_a_panic(raw in prop_oneof![
+                "(?s).{0,120}",
+                proptest::collection::vec((prop_oneof![Just("limit"), Just("since"), Just("symbol"), Just("kind"), Just("x")], "[ -~%]{0,24}"), 0..4)
+                    .prop_map(|kv| kv.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")),
+            ]) {
+                if let Ok(q) = Query::parse(Some(&raw), &["limit", "since", "symbol", "kind"]) {
+                    if let Ok(Some(n)) = q.int("limit", 1, 1000) {
+                        prop_assert!((1..=1000).contains(&n));
+                    }
+                    let _ = q.time("since");
+                    if let Ok(Some(s)) = q.symbol() {
+                        prop_assert!(!s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric()));
+                    }
+                }
+            }
+        }
     }
 }

@@ -234,4 +234,24 @@ mod tests {
             }
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            #[test]
+            fn any_host_or_origin_header_is_judged_without_a_panic(
+                text in prop_oneof!["(?s).{0,80}", "(https?://)?[a-z0-9.:\\[\\]%-]{0,40}"],
+                names in proptest::collection::vec("[ -~]{0,20}", 0..3),
+            ) {
+                let s = Site::new("127.0.0.1:8080".parse().unwrap(), &names);
+                let _ = s.host_allowed(&text);
+                let _ = s.origin_allowed(&text);
+                let _ = valid_name(&text);
+            }
+        }
+    }
 }

@@ -249,6 +249,53 @@ async fn session(
     }
 }
 
+/// One client message, parsed.
+#[derive(Debug, Clone, PartialEq)]
+enum Op {
+    Subscribe {
+        channels: Vec<String>,
+        since: Option<i64>,
+    },
+    Unsubscribe {
+        channels: Vec<String>,
+        since: Option<i64>,
+    },
+    Ping,
+}
+
+/// Parses a client message (`{"op": "subscribe", "channels": [...], "since": n}`,
+/// `unsubscribe`, `ping`; `type` is accepted for `op`); the error is the reply's text.
+fn parse_op(text: &str) -> Result<Op, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let op = v
+        .get("op")
+        .or_else(|| v.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    match op {
+        "subscribe" | "unsubscribe" => {
+            let channels = parse_channels(v.get("channels").unwrap_or(&Value::Null))?;
+            let since = match v.get("since") {
+                None | Some(Value::Null) => None,
+                Some(x) => Some(
+                    x.as_i64()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| format!("since: {x} is not an event sequence number"))?,
+                ),
+            };
+            Ok(if op == "subscribe" {
+                Op::Subscribe { channels, since }
+            } else {
+                Op::Unsubscribe { channels, since }
+            })
+        }
+        "ping" => Ok(Op::Ping),
+        other => Err(format!(
+            "unknown op {other:?}: expected subscribe, unsubscribe or ping"
+        )),
+    }
+}
+
 /// Applies one client message; the reply to send (None: the socket failed).
 async fn handle_op(
     s: &Arc<AppState>,
@@ -257,55 +304,29 @@ async fn handle_op(
     subs: &mut BTreeSet<String>,
     last: &mut i64,
 ) -> Option<Value> {
-    let v: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return Some(json!({ "type": "error", "error": format!("not JSON: {e}") })),
+    let (since, subscribe, channels) = match parse_op(text) {
+        Err(e) => return Some(json!({ "type": "error", "error": e })),
+        Ok(Op::Ping) => return Some(json!({ "type": "pong" })),
+        Ok(Op::Subscribe { channels, since }) => (since, true, channels),
+        Ok(Op::Unsubscribe { channels, since }) => (since, false, channels),
     };
-    let op = v
-        .get("op")
-        .or_else(|| v.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    match op {
-        "subscribe" | "unsubscribe" => {
-            let chans = match parse_channels(v.get("channels").unwrap_or(&Value::Null)) {
-                Ok(c) => c,
-                Err(e) => return Some(json!({ "type": "error", "error": e })),
-            };
-            let since = match v.get("since") {
-                None | Some(Value::Null) => None,
-                Some(x) => match x.as_i64().filter(|n| *n >= 0) {
-                    Some(n) => Some(n),
-                    None => {
-                        return Some(
-                            json!({ "type": "error", "error": format!("since: {x} is not an event sequence number") }),
-                        )
-                    }
-                },
-            };
-            if op == "subscribe" {
-                subs.extend(chans);
-            } else {
-                for c in chans {
-                    subs.remove(&c);
-                }
-            }
-            if let Some(since) = since {
-                // A fresh replay for the new subscription set.
-                *last = since;
-                if !replay(s, socket, since, &subs.clone(), last).await {
-                    return None;
-                }
-            }
-            Some(
-                json!({ "type": "subscribed", "channels": subs.clone(), "last_seq": (*last >= 0).then_some(*last) }),
-            )
+    if subscribe {
+        subs.extend(channels);
+    } else {
+        for c in channels {
+            subs.remove(&c);
         }
-        "ping" => Some(json!({ "type": "pong" })),
-        other => Some(
-            json!({ "type": "error", "error": format!("unknown op {other:?}: expected subscribe, unsubscribe or ping") }),
-        ),
     }
+    if let Some(since) = since {
+        // A fresh replay for the new subscription set.
+        *last = since;
+        if !replay(s, socket, since, &subs.clone(), last).await {
+            return None;
+        }
+    }
+    Some(
+        json!({ "type": "subscribed", "channels": subs.clone(), "last_seq": (*last >= 0).then_some(*last) }),
+    )
 }
 
 #[cfg(test)]
@@ -329,5 +350,60 @@ mod tests {
         assert_eq!(channel_of(&ev("deploy"), &all), Some("events"));
         assert!(parse_channels(&json!(["fills", "nope"])).is_err());
         assert!(parse_channels(&json!("fills")).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_text() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| json!(f)),
+                prop_oneof![
+                    Just("fills".to_string()),
+                    Just("events".to_string()),
+                    Just("subscribe".to_string()),
+                    Just("ping".to_string()),
+                    "[ -~]{0,12}"
+                ]
+                .prop_map(Value::from),
+            ];
+            let v = leaf.prop_recursive(3, 32, 5, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map(
+                        prop_oneof![
+                            Just("op".to_string()),
+                            Just("type".to_string()),
+                            Just("channels".to_string()),
+                            Just("since".to_string()),
+                            "[a-z]{1,6}"
+                        ],
+                        inner,
+                        0..5
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            });
+            prop_oneof![v.prop_map(|v| v.to_string()), "(?s).{0,200}"]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn any_client_message_parses_without_a_panic(text in json_text()) {
+                match parse_op(&text) {
+                    Ok(Op::Subscribe { channels, since } | Op::Unsubscribe { channels, since }) => {
+                        prop_assert!(channels.iter().all(|c| CHANNELS.iter().any(|(n, _)| n == c)));
+                        prop_assert!(since.is_none_or(|n| n >= 0));
+                    }
+                    Ok(Op::Ping) | Err(_) => {}
+                }
+            }
+        }
     }
 }

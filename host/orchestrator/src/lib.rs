@@ -619,7 +619,7 @@ fn incumbent(
 }
 
 /// How candidates are compiled: in `work`'s build tree, with the
-/// orchestrator's limits and dependency allow-list.
+/// orchestrator's limits, dependency allow-list and build sandbox.
 fn compile_config(opts: &CycleOptions, work: &Path) -> compile::CompileConfig {
     let o = &opts.orchestrator;
     compile::CompileConfig {
@@ -629,6 +629,7 @@ fn compile_config(opts: &CycleOptions, work: &Path) -> compile::CompileConfig {
         timeout: Duration::from_secs(o.compile_timeout_secs.max(1)),
         max_wasm_bytes: o.max_wasm_bytes,
         allowed_deps: o.allowed_deps.clone(),
+        sandbox: o.compile.clone(),
     }
 }
 

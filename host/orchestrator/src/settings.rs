@@ -1,5 +1,6 @@
 //! `[orchestrator]` settings: data, schedule, models and prices, compile
-//! caps, check thresholds, tuning triggers and rollback. Every key optional.
+//! caps and the build sandbox (`[orchestrator.compile]`), check thresholds,
+//! tuning triggers and rollback. Every key optional.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -64,6 +65,56 @@ pub struct OrchestratorSettings {
     /// Roll back a deployed candidate that trails its backtest by this many percentage points.
     pub rollback_underperform_pct: f64,
     pub rollback_min_days: f64,
+    /// `[orchestrator.compile]`: the sandbox and limits of candidate builds.
+    pub compile: CompileSettings,
+}
+
+/// How candidate builds are confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// bubblewrap: no network, a cleared environment, and a file system of
+    /// only the toolchain, the SDK and the build directory. A host without a
+    /// working `bwrap` refuses to compile.
+    Bwrap,
+    /// No sandbox: the model-written code is compiled with the host's view of
+    /// the file system (the environment is still cleared and the limits still
+    /// apply). Only for machines that hold no secrets; warned at every build.
+    None,
+}
+
+/// `[orchestrator.compile]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompileSettings {
+    /// `bwrap` (default) or `none` (unsafe opt-out).
+    pub sandbox: SandboxMode,
+    /// The bubblewrap binary (default: /usr/bin/bwrap, else `bwrap` on PATH).
+    pub bwrap_path: Option<PathBuf>,
+    /// Address space of each build process (RLIMIT_AS), MiB.
+    pub memory_mb: u64,
+    /// CPU time of each build process (RLIMIT_CPU), seconds.
+    pub cpu_secs: u64,
+    /// Largest file a build may write (RLIMIT_FSIZE), MiB.
+    pub max_file_mb: u64,
+    /// Size of the sandbox's private /tmp (a tmpfs), MiB.
+    pub tmp_mb: u64,
+    /// Compiler output kept in a rejection (the end of it), bytes.
+    pub max_output_bytes: usize,
+}
+
+impl Default for CompileSettings {
+    fn default() -> Self {
+        CompileSettings {
+            sandbox: SandboxMode::Bwrap,
+            bwrap_path: None,
+            memory_mb: 4096,
+            cpu_secs: 300,
+            max_file_mb: 256,
+            tmp_mb: 256,
+            max_output_bytes: 4096,
+        }
+    }
 }
 
 impl Default for OrchestratorSettings {
@@ -114,6 +165,7 @@ impl Default for OrchestratorSettings {
             cooldown_minutes: 60,
             rollback_underperform_pct: 5.0,
             rollback_min_days: 3.0,
+            compile: CompileSettings::default(),
         }
     }
 }
@@ -148,6 +200,10 @@ impl OrchestratorSettings {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("{name} ({v}) must be a non-negative number"));
             }
+        }
+        let c = &self.compile;
+        if c.memory_mb < 512 || c.cpu_secs == 0 || c.max_file_mb == 0 || c.tmp_mb == 0 {
+            return Err("[orchestrator.compile]: memory_mb must be at least 512 and cpu_secs, max_file_mb, tmp_mb positive".into());
         }
         Ok(())
     }

@@ -23,17 +23,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const KEY: &str = "test-key";
-const WRITER: &str = "writer-model";
-const REVIEWER: &str = "reviewer-model";
+pub(crate) const KEY: &str = "test-key";
+pub(crate) const WRITER: &str = "writer-model";
+pub(crate) const REVIEWER: &str = "reviewer-model";
 
 /// What the fake API answers: scripted (status, retry-after, body) first,
 /// then the writer's text for the writer model and APPROVE for the reviewer.
 #[derive(Default)]
-struct Api {
-    script: VecDeque<(u16, Option<&'static str>, String)>,
-    writer_text: String,
-    prompts: Vec<(String, String)>,
+pub(crate) struct Api {
+    pub(crate) script: VecDeque<(u16, Option<&'static str>, String)>,
+    pub(crate) writer_text: String,
+    pub(crate) prompts: Vec<(String, String)>,
 }
 
 fn message(model: &str, text: &str) -> serde_json::Value {
@@ -106,7 +106,7 @@ async fn messages(
 }
 
 /// Starts the fake API on a loopback port.
-fn serve(api: Api) -> (String, Arc<Mutex<Api>>) {
+pub(crate) fn serve(api: Api) -> (String, Arc<Mutex<Api>>) {
     let state = Arc::new(Mutex::new(api));
     let s2 = state.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -129,7 +129,7 @@ fn serve(api: Api) -> (String, Arc<Mutex<Api>>) {
 }
 
 /// Candidates of every test share one cargo target directory (warm after the first).
-fn candidates_target() -> PathBuf {
+pub(crate) fn candidates_target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
@@ -194,7 +194,7 @@ fn options(dir: &Path, base_url: &str, proposer: ProposerChoice) -> CycleOptions
     }
 }
 
-fn reply(src: &str) -> String {
+pub(crate) fn reply(src: &str) -> String {
     format!("DECISION: restructure\nCONFIDENCE: 0.6\nREASON: test scenario\nPARAMS: fast=24, slow=120\nOBSERVATION: trend filters help in rising markets\n\n```rust\n{src}\n```\n")
 }
 

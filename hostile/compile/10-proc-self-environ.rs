@@ -1,0 +1,20 @@
+// hostile: include_str! of /proc/self/environ: the compiler's own environment at build time
+// sandbox: builds
+use guest_sdk::{Init, LogLevel, MarketView, Portfolio, Signal, Strategy};
+macro_rules! m { ($x:ident) => { $x!("/proc/self/environ") } }
+fn leak() -> String { m!(include_str).replace('\0', "\n") }
+
+#[derive(Default)]
+pub struct S;
+impl Strategy for S {
+    fn initialize(&mut self, _init: &Init) -> Result<(), String> {
+        // the leak's channels: the host's log, and the refusal that becomes an observation
+        guest_sdk::log(LogLevel::Info, &leak());
+        Err(leak())
+    }
+    fn analyze(&mut self, _now: i64, _p: &Portfolio, _m: &dyn MarketView) -> Vec<Signal> {
+        guest_sdk::log(LogLevel::Info, &leak());
+        Vec::new()
+    }
+}
+guest_sdk::export_strategy!(S);

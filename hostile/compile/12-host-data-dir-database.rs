@@ -1,0 +1,19 @@
+// hostile: include_bytes! of the host's database by absolute path
+// sandbox: fails
+use guest_sdk::{Init, LogLevel, MarketView, Portfolio, Signal, Strategy};
+fn leak() -> String { String::from_utf8_lossy(include_bytes!("@DATA_DIR@/host.db")).into_owned() }
+
+#[derive(Default)]
+pub struct S;
+impl Strategy for S {
+    fn initialize(&mut self, _init: &Init) -> Result<(), String> {
+        // the leak's channels: the host's log, and the refusal that becomes an observation
+        guest_sdk::log(LogLevel::Info, &leak());
+        Err(leak())
+    }
+    fn analyze(&mut self, _now: i64, _p: &Portfolio, _m: &dyn MarketView) -> Vec<Signal> {
+        guest_sdk::log(LogLevel::Info, &leak());
+        Vec::new()
+    }
+}
+guest_sdk::export_strategy!(S);
