@@ -92,9 +92,44 @@ impl Shell {
                 // start it now, even when no bar or tick is coming (a replay that ended)
                 self.review_if_due();
             }
+            Command::Symbol {
+                symbol,
+                toggle,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.toggle_symbol(&symbol, toggle, &by));
+            }
             Command::Shutdown => return false,
         }
         true
+    }
+
+    /// PAUSE_SYMBOL / RESUME_SYMBOL: no new entries on a paused symbol
+    /// (the scan passes it to the engine with the stale ones); recorded as
+    /// an event when its state changes.
+    fn toggle_symbol(
+        &mut self,
+        symbol: &str,
+        toggle: host_control::socket::SymbolToggle,
+        by: &str,
+    ) -> Result<bool, String> {
+        use host_control::socket::SymbolToggle;
+        if !self.settings.symbols.iter().any(|s| s == symbol) {
+            return Err(format!("{symbol} is not a configured symbol"));
+        }
+        let changed = match toggle {
+            SymbolToggle::Pause => self.paused_symbols.insert(symbol.to_string()),
+            SymbolToggle::Resume => self.paused_symbols.remove(symbol),
+        };
+        if changed {
+            self.event(
+                toggle.event_kind(),
+                Some(symbol),
+                serde_json::json!({ "by": by }),
+            );
+        }
+        Ok(changed)
     }
 
     pub(super) fn pause(&mut self, reason: String) {
@@ -200,6 +235,7 @@ impl Shell {
         s.scan_seq = self.scan_seq;
         s.last_scan_ts = self.last_scan_ts;
         s.clock = self.clock;
+        s.paused_symbols = self.paused_symbols.iter().cloned().collect();
         s
     }
 

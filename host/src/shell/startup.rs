@@ -100,6 +100,7 @@ impl Shell {
             reviews: None,
             tiering_due: false,
             tiered_at: None,
+            paused_symbols: Default::default(),
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();
