@@ -64,8 +64,12 @@ try {
   await view("#/symbol/BTCUSD");
   await page.waitForFunction(() => {
     const d = document.getElementById("sym-chart").dataset;
-    return Number(d.candles) > 0 && Number(d.markers) > 0 && d.position === "open";
+    return Number(d.candles) > 0 && Number(d.markers) > 0 && d.position === "open" &&
+      document.querySelector("#positions tbody tr") !== null;
   }, null, { timeout: 120000 });
+  // The same position on the overview (rendered while hidden), without reloading.
+  result.position_symbol = await page.locator("#positions tbody tr").first().getAttribute("data-symbol");
+  result.fill_events_seen = await page.locator('#events li[data-kind="fill"]').count();
   result.symbol_view = await page.evaluate(() => {
     const d = document.getElementById("sym-chart").dataset;
     return {
@@ -77,10 +81,6 @@ try {
   });
   await page.screenshot({ path: join(shots, "dashboard-symbol.png"), fullPage: true });
   await view("#/overview");
-  // The same position on the overview, without reloading.
-  await page.waitForSelector("#positions tbody tr", { timeout: 120000 });
-  result.position_symbol = await page.locator("#positions tbody tr").first().getAttribute("data-symbol");
-  result.fill_events_seen = await page.locator('#events li[data-kind="fill"]').count();
   await page.waitForFunction(() => Number(document.getElementById("chart").dataset.points) >= 1, null, { timeout: 15000 });
   await page.screenshot({ path: join(shots, "dashboard.png"), fullPage: true });
   // Halt from the risk panel.

@@ -80,12 +80,13 @@ pub fn lines(old: &str, new: &str) -> Diff {
             out.push(line(Op::Same, ma[i]));
             i += 1;
             j += 1;
-        } else if j < mb.len() && (i == ma.len() || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j]) {
-            out.push(line(Op::Added, mb[j]));
-            j += 1;
-        } else {
+        } else if i < ma.len() && (j == mb.len() || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
+            // removals before additions, as diffs are read
             out.push(line(Op::Removed, ma[i]));
             i += 1;
+        } else {
+            out.push(line(Op::Added, mb[j]));
+            j += 1;
         }
     }
     out.extend(a[a.len() - suf..].iter().map(|t| line(Op::Same, t)));

@@ -39,35 +39,32 @@ const APP_JS: &str = include_str!("dashboard/app.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
 const VIEWS_JS: &str = include_str!("dashboard/views.js");
 /// TradingView Lightweight Charts, vendored (dashboard/vendor/README.md).
-const CHARTS_JS: &str = include_str!("dashboard/vendor/lightweight-charts.standalone.production.js");
+const CHARTS_JS: &str =
+    include_str!("dashboard/vendor/lightweight-charts.standalone.production.js");
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The dashboard's files: path, content type, body. Served without the
+/// token (the page asks for it; `auth` reads this list).
+pub(crate) const STATIC_FILES: &[(&str, &str, &str)] = &[
+    ("/", HTML, INDEX_HTML),
+    ("/index.html", HTML, INDEX_HTML),
+    ("/app.js", JS, APP_JS),
+    ("/views.js", JS, VIEWS_JS),
+    ("/style.css", "text/css; charset=utf-8", STYLE_CSS),
+    ("/vendor/lightweight-charts.js", JS, CHARTS_JS),
+];
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/index.html",
-            get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { static_file("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { static_file("text/css; charset=utf-8", STYLE_CSS) }),
-        )
-        .route(
-            "/views.js",
-            get(|| async { static_file("text/javascript; charset=utf-8", VIEWS_JS) }),
-        )
-        .route(
-            "/vendor/lightweight-charts.js",
-            get(|| async { static_file("text/javascript; charset=utf-8", CHARTS_JS) }),
-        )
-        .route("/api/v1/health", get(health))
+    let mut r = Router::new();
+    for &(path, content_type, body) in STATIC_FILES {
+        r = r.route(
+            path,
+            get(move || async move { static_file(content_type, body) }),
+        );
+    }
+    r.route("/api/v1/health", get(health))
         .route(
             "/api/v1/openapi.json",
             get(|| async { Json(super::openapi::document()) }),
@@ -652,22 +649,24 @@ async fn chart(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
         }
         None => match s.handle.symbols().first() {
             Some(sym) => sym.clone(),
-            None => return Err(Fail(StatusCode::NOT_FOUND, "no symbols are configured".into())),
+            None => {
+                return Err(Fail(
+                    StatusCode::NOT_FOUND,
+                    "no symbols are configured".into(),
+                ))
+            }
         },
     };
     let h = s.handle.clone();
     blocking(move || {
         let c = h.read_db().map_err(db_err)?;
         let tiers = host_store::queries::candle_tiers(&c, &symbol).map_err(db_err)?;
-        let interval = want.or_else(|| {
-            tiers
-                .iter()
-                .find(|t| *t == "1h")
-                .or(tiers.first())
-                .cloned()
-        });
+        let interval =
+            want.or_else(|| tiers.iter().find(|t| *t == "1h").or(tiers.first()).cloned());
         let candles = match &interval {
-            Some(i) => host_store::queries::recent_candles(&c, &symbol, i, limit).map_err(db_err)?,
+            Some(i) => {
+                host_store::queries::recent_candles(&c, &symbol, i, limit).map_err(db_err)?
+            }
             None => Vec::new(),
         };
         let from = candles.first().map_or(i64::MIN, |c| c.ts);
@@ -715,8 +714,8 @@ async fn tuner(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
         let facets = host_store::queries::tuner_facets(&c).map_err(db_err)?;
         let mut out = Vec::with_capacity(runs.len());
         for run in runs {
-            let candidate = host_store::archive::candidate_source(archive_dir, &run.run_id)
-                .map_err(db_err)?;
+            let candidate =
+                host_store::archive::candidate_source(archive_dir, &run.run_id).map_err(db_err)?;
             let incumbent = match run.incumbent_version {
                 Some(v) => host_store::queries::version_source(&c, v).map_err(db_err)?,
                 None => None,
@@ -741,7 +740,9 @@ fn pick_version(c: &Connection, asked: Option<i64>) -> Result<Option<i64>, Fail>
     Ok(match active {
         Some(a) => Some(a.version),
         None => c
-            .query_row("SELECT MAX(version) FROM strategy_versions", [], |r| r.get(0))
+            .query_row("SELECT MAX(version) FROM strategy_versions", [], |r| {
+                r.get(0)
+            })
             .map_err(db_err)?,
     })
 }
@@ -861,7 +862,9 @@ async fn toggle_symbol(
     let h = s.handle.clone();
     let sym = symbol.clone();
     let changed = blocking(move || h.toggle_symbol(&sym, toggle, "api").map_err(host_err)).await?;
-    ok(json!({ "ok": true, "changed": changed, "symbol": symbol, "paused": toggle == SymbolToggle::Pause }))
+    ok(
+        json!({ "ok": true, "changed": changed, "symbol": symbol, "paused": toggle == SymbolToggle::Pause }),
+    )
 }
 
 #[cfg(test)]

@@ -58,7 +58,10 @@ fn read_capped(path: &Path) -> Result<Option<String>, ArchiveError> {
 
 /// The backtest archived with `version`; `None` when it has none (deployed
 /// by hand). A file that is not a backtest report is an error.
-pub fn backtest(archive_dir: &Path, version: i64) -> Result<Option<ArchivedBacktest>, ArchiveError> {
+pub fn backtest(
+    archive_dir: &Path,
+    version: i64,
+) -> Result<Option<ArchivedBacktest>, ArchiveError> {
     let path = version_dir(archive_dir, version).join("backtest.json");
     let Some(text) = read_capped(&path)? else {
         return Ok(None);
@@ -83,7 +86,12 @@ pub fn candidate_source(archive_dir: &Path, run_id: &str) -> Result<Option<Strin
     if !ok {
         return Ok(None);
     }
-    read_capped(&archive_dir.join("candidates").join(run_id).join("strategy.rs"))
+    read_capped(
+        &archive_dir
+            .join("candidates")
+            .join(run_id)
+            .join("strategy.rs"),
+    )
 }
 
 /// One row of `strategy_versions` without the bytes.
@@ -348,7 +356,9 @@ mod tests {
         std::fs::write(d.join("strategy.rs"), "fn main() {}").unwrap();
         std::fs::write(dir.path().join("secret.rs"), "no").unwrap();
         assert_eq!(
-            candidate_source(dir.path(), "20260101T033000-1").unwrap().as_deref(),
+            candidate_source(dir.path(), "20260101T033000-1")
+                .unwrap()
+                .as_deref(),
             Some("fn main() {}")
         );
         assert_eq!(candidate_source(dir.path(), "nope").unwrap(), None);

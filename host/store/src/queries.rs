@@ -532,14 +532,13 @@ pub fn tuner_facets(c: &Connection) -> rusqlite::Result<TunerFacets> {
 /// The stored source of a version (`None`: not archived, or no such version).
 pub fn version_source(c: &Connection, version: i64) -> rusqlite::Result<Option<String>> {
     use rusqlite::OptionalExtension;
-    Ok(c
-        .query_row(
-            "SELECT code FROM strategy_versions WHERE version = ?1",
-            [version],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .optional()?
-        .flatten())
+    Ok(c.query_row(
+        "SELECT code FROM strategy_versions WHERE version = ?1",
+        [version],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?
+    .flatten())
 }
 
 /// What a version did live: the scans it answered and the trades it
@@ -601,7 +600,15 @@ mod tests {
     use super::*;
     use rusqlite::params;
 
-    fn run(c: &Connection, run_id: &str, ts: i64, trigger: &str, decision: &str, outcome: &str, report: &str) {
+    fn run(
+        c: &Connection,
+        run_id: &str,
+        ts: i64,
+        trigger: &str,
+        decision: &str,
+        outcome: &str,
+        report: &str,
+    ) {
         c.execute(
             "INSERT INTO orchestrator_runs (run_id, ts, trigger, proposer, decision, template, params, outcome, report)
              VALUES (?1, ?2, ?3, 'offline', ?4, 'sma', '[[\"fast\",\"12\"]]', ?5, ?6)",
@@ -616,8 +623,24 @@ mod tests {
         let report = r#"{"rationale":"fast crosses too late","confidence":0.7,"incumbent_version":1,
             "figures":{"fuzz_calls":200,"candidate_oos_sharpe":0.41,"incumbent_oos_sharpe":null,"candidate_report":{"x":1}}}"#;
         run(&c, "r1", 100, "nightly", "new_strategy", "deployed", report);
-        run(&c, "r2", 200, "manual", "no_change", "no_change", r#"{"rationale":"fine"}"#);
-        run(&c, "r3", 300, "nightly", "tune_params", "rejected", r#"{"rationale":"try"}"#);
+        run(
+            &c,
+            "r2",
+            200,
+            "manual",
+            "no_change",
+            "no_change",
+            r#"{"rationale":"fine"}"#,
+        );
+        run(
+            &c,
+            "r3",
+            300,
+            "nightly",
+            "tune_params",
+            "rejected",
+            r#"{"rationale":"try"}"#,
+        );
         c.execute(
             "INSERT INTO config_history (ts, param, symbol, old_value, new_value, reason, confidence, run_id)
              VALUES (100, 'fast', '*', '10', '12', 'faster', 0.6, 'r1')",
@@ -625,7 +648,10 @@ mod tests {
         )
         .unwrap();
         let all = tuner_runs(&c, &TunerFilter::default(), 10).unwrap();
-        assert_eq!(all.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["r3", "r2", "r1"]);
+        assert_eq!(
+            all.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+            ["r3", "r2", "r1"]
+        );
         let r1 = &all[2];
         assert_eq!(r1.reasoning.as_deref(), Some("fast crosses too late"));
         assert_eq!(r1.confidence, Some(0.7), "the report's confidence wins");
@@ -634,9 +660,18 @@ mod tests {
         assert_eq!(
             r1.figures,
             vec![
-                Figure { name: "candidate_oos_sharpe".into(), value: Some(0.41) },
-                Figure { name: "fuzz_calls".into(), value: Some(200.0) },
-                Figure { name: "incumbent_oos_sharpe".into(), value: None },
+                Figure {
+                    name: "candidate_oos_sharpe".into(),
+                    value: Some(0.41)
+                },
+                Figure {
+                    name: "fuzz_calls".into(),
+                    value: Some(200.0)
+                },
+                Figure {
+                    name: "incumbent_oos_sharpe".into(),
+                    value: None
+                },
             ]
         );
         assert_eq!(r1.changes.len(), 1);
@@ -648,12 +683,19 @@ mod tests {
             result: r.map(String::from),
         };
         let ids = |f: TunerFilter| -> Vec<String> {
-            tuner_runs(&c, &f, 10).unwrap().into_iter().map(|r| r.run_id).collect()
+            tuner_runs(&c, &f, 10)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.run_id)
+                .collect()
         };
         assert_eq!(ids(f(Some("nightly"), None, None)), ["r3", "r1"]);
         assert_eq!(ids(f(None, Some("no_change"), None)), ["r2"]);
         assert_eq!(ids(f(None, None, Some("rejected"))), ["r3"]);
-        assert_eq!(ids(f(Some("manual"), None, Some("deployed"))), Vec::<String>::new());
+        assert_eq!(
+            ids(f(Some("manual"), None, Some("deployed"))),
+            Vec::<String>::new()
+        );
         let facets = tuner_facets(&c).unwrap();
         assert_eq!(facets.triggers, ["manual", "nightly"]);
         assert_eq!(facets.results, ["deployed", "no_change", "rejected"]);
@@ -662,9 +704,20 @@ mod tests {
     #[test]
     fn a_stored_report_that_is_not_a_cycle_report_is_an_error_not_an_empty_row() {
         let c = crate::db::open_in_memory().unwrap();
-        run(&c, "bad", 1, "nightly", "no_change", "no_change", "not json");
+        run(
+            &c,
+            "bad",
+            1,
+            "nightly",
+            "no_change",
+            "no_change",
+            "not json",
+        );
         let e = tuner_runs(&c, &TunerFilter::default(), 10).unwrap_err();
-        assert!(matches!(e, rusqlite::Error::FromSqlConversionFailure(..)), "{e}");
+        assert!(
+            matches!(e, rusqlite::Error::FromSqlConversionFailure(..)),
+            "{e}"
+        );
     }
 
     #[test]
@@ -687,7 +740,10 @@ mod tests {
             .unwrap();
         }
         let v1 = live_results(&c, 1).unwrap();
-        assert_eq!((v1.scans, v1.first_scan_ts, v1.last_scan_ts), (2, Some(100), Some(200)));
+        assert_eq!(
+            (v1.scans, v1.first_scan_ts, v1.last_scan_ts),
+            (2, Some(100), Some(200))
+        );
         assert_eq!((v1.trades, v1.wins, v1.losses), (1, 1, 0));
         assert_eq!(v1.pnl.to_string(), "5.50");
         let v2 = live_results(&c, 2).unwrap();
@@ -695,12 +751,16 @@ mod tests {
         assert_eq!(v2.pnl.to_string(), "-1.25");
         assert_eq!(v2.fees.to_string(), "0.20");
         assert_eq!(
-            v2.pnl_curve.iter().map(|(t, p)| (*t, p.to_string())).collect::<Vec<_>>(),
+            v2.pnl_curve
+                .iter()
+                .map(|(t, p)| (*t, p.to_string()))
+                .collect::<Vec<_>>(),
             [(420, "-2.25".to_string()), (500, "-1.25".to_string())]
         );
         assert_eq!(live_results(&c, 3).unwrap(), LiveResults::default());
         // stored money that does not parse is an error, never 0
-        c.execute("UPDATE trades SET pnl = 'lots' WHERE opened_at = 350", []).unwrap();
+        c.execute("UPDATE trades SET pnl = 'lots' WHERE opened_at = 350", [])
+            .unwrap();
         assert!(live_results(&c, 2).is_err());
         assert!(live_results(&c, 1).is_ok());
     }
@@ -708,7 +768,11 @@ mod tests {
     #[test]
     fn fills_and_candles_for_the_symbol_chart() {
         let c = crate::db::open_in_memory().unwrap();
-        for (ts, action, price) in [(3600, "buy", "100.5"), (7200, "sell", "101"), (10800, "buy", "99")] {
+        for (ts, action, price) in [
+            (3600, "buy", "100.5"),
+            (7200, "sell", "101"),
+            (10800, "buy", "99"),
+        ] {
             c.execute(
                 "INSERT INTO fills (ts, symbol, action, qty, price, fee) VALUES (?1, 'BTCUSD', ?2, '0.5', ?3, '0.01')",
                 params![ts, action, price],
@@ -718,8 +782,13 @@ mod tests {
         let f = fills_for(&c, "BTCUSD", 7200, 10).unwrap();
         assert_eq!(f.iter().map(|x| x.ts).collect::<Vec<_>>(), [7200, 10800]);
         assert_eq!(f[0].price.to_string(), "101");
-        assert_eq!(fills_for(&c, "BTCUSD", 0, 1).unwrap()[0].ts, 10800, "the newest when limited");
-        c.execute("UPDATE fills SET price = '' WHERE ts = 3600", []).unwrap();
+        assert_eq!(
+            fills_for(&c, "BTCUSD", 0, 1).unwrap()[0].ts,
+            10800,
+            "the newest when limited"
+        );
+        c.execute("UPDATE fills SET price = '' WHERE ts = 3600", [])
+            .unwrap();
         assert!(fills_for(&c, "BTCUSD", 0, 10).is_err());
         for (iv, ts) in [("1d", 0), ("1h", 0), ("1h", 3600), ("5m", 0)] {
             c.execute(

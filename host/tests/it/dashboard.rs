@@ -90,7 +90,10 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
         .env("HOST_CONFIG", host.path().join("settings.toml"))
         .env("HOST_LOG", "warn")
         .env("V2_WASM", crate::common::guest_path("rsi-reversion"))
-        .env("V2_SOURCE", root.join("strategies/rsi-reversion/src/lib.rs"))
+        .env(
+            "V2_SOURCE",
+            root.join("strategies/rsi-reversion/src/lib.rs"),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -147,8 +150,14 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
     assert!(sym["candles"].as_u64().unwrap() > 20, "{sym}");
     assert!(sym["markers"].as_u64().unwrap() >= 1, "{sym}");
     assert!(sym["lines"].as_u64().unwrap() >= 1, "{sym}");
-    assert!(sym["canvases"].as_u64().unwrap() >= 1, "drawn by the chart library: {sym}");
-    assert!(sym["tiers"].as_array().unwrap().contains(&"1h".into()), "{sym}");
+    assert!(
+        sym["canvases"].as_u64().unwrap() >= 1,
+        "drawn by the chart library: {sym}"
+    );
+    assert!(
+        sym["tiers"].as_array().unwrap().contains(&"1h".into()),
+        "{sym}"
+    );
 
     // Events: the kind filter filters, a live event arrives, and the CSV
     // holds exactly the rows shown.
@@ -163,7 +172,11 @@ fn dashboard_shows_a_live_position_and_halts_the_host() {
     let csv = ev["csv"].as_str().unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "seq,ts,time_utc,kind,symbol,detail");
-    assert_eq!(lines.len() as u64 - 1, fills, "one CSV line per row shown: {csv}");
+    assert_eq!(
+        lines.len() as u64 - 1,
+        fills,
+        "one CSV line per row shown: {csv}"
+    );
     assert!(lines[1..].iter().all(|l| l.contains(",\"fill\",")), "{csv}");
     let shown: Vec<i64> = serde_json::from_value(ev["fill_seqs"].clone()).unwrap();
     let in_csv: Vec<i64> = lines[1..]
@@ -215,7 +228,16 @@ fn seed_tuner_log(dir: &std::path::Path) {
     std::fs::create_dir_all(&data).unwrap();
     let c = host_store::db::open(&data.join("host.db")).unwrap();
     let root = repo_root();
-    type Run<'a> = (&'a str, i64, &'a str, &'a str, &'a str, Option<&'a str>, Option<i64>, &'a str);
+    type Run<'a> = (
+        &'a str,
+        i64,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<i64>,
+        &'a str,
+    );
     let runs: [Run; 3] = [
         (
             "20221001T033000-7",
