@@ -1,5 +1,6 @@
 //! Commands applied between two bars: deploy (hot swap carrying state),
-//! rollback, halt, resume, kill, status; saving state and shutting down.
+//! rollback, halt, resume, kill, status, pause/resume one symbol's entries;
+//! saving state and shutting down.
 
 use super::*;
 

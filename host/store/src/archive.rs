@@ -1,6 +1,8 @@
 //! Strategy versions: every deployed component is numbered, its bytes, source
 //! (when known) and metadata written to `archive/strategy_vNNN/` and to the
-//! database, so startup can fall back from file to database copy.
+//! database, so startup can fall back from file to database copy. Also reads
+//! back what the dashboard shows of the archive: a version's `backtest.json`
+//! and an orchestrator candidate's source (only under its own run id).
 
 use host_sandbox::{module_hash, ModuleInfo};
 use rusqlite::{params, Connection, OptionalExtension};

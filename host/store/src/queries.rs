@@ -1,6 +1,10 @@
 //! The read queries the API and the bot share, in one place: closed trades,
 //! the event log with its filter, the strategy archive and the
-//! orchestrator's decisions, each as the JSON rows both show.
+//! orchestrator's decisions, each as the JSON rows both show; and the
+//! dashboard views' typed rows: a symbol's candles and fills, the event
+//! kinds, the tuner log (runs with their report's reasoning, confidence and
+//! figures, and parameter changes; filterable), a version's source and live
+//! results. Stored money that does not parse is an error, never 0.
 
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{json, Value};
