@@ -70,10 +70,10 @@ fn query_token(req: &Request) -> Option<String> {
 }
 
 fn public(path: &str) -> bool {
-    matches!(
-        path,
-        "/" | "/index.html" | "/app.js" | "/style.css" | "/api/v1/health" | "/api/v1/openapi.json"
-    )
+    matches!(path, "/api/v1/health" | "/api/v1/openapi.json")
+        || super::routes::STATIC_FILES
+            .iter()
+            .any(|(p, _, _)| *p == path)
 }
 
 /// The `Host` a request names: its header, else (HTTP/2) the URI's authority.

@@ -7,6 +7,7 @@
 //! ([`site`]), and bodies are JSON only with `application/json`.
 
 pub mod auth;
+pub mod diff;
 pub mod openapi;
 mod routes;
 pub mod site;

@@ -94,6 +94,7 @@ fn schemas() -> Value {
         ("closed_trades", t("integer")),
         ("halt", opt("string")),
         ("killed", t("boolean")),
+        ("paused_symbols", arr(t("string"))),
         ("limits", r("RiskLimits")),
     ]);
     let trade = obj(&[
@@ -267,8 +268,101 @@ fn schemas() -> Value {
             ("last_candle_ts", opt("integer")),
             ("trades", t("integer")),
             ("realized_pnl", money()),
+            ("paused", t("boolean")),
         ]),
         "Changed": obj(&[("ok", t("boolean")), ("changed", t("boolean"))]),
+        "Candle": obj(&[
+            ("ts", t("integer")),
+            ("open", t("number")),
+            ("high", t("number")),
+            ("low", t("number")),
+            ("close", t("number")),
+            ("volume", t("number")),
+        ]),
+        "Fill": obj(&[
+            ("id", t("integer")),
+            ("ts", t("integer")),
+            ("symbol", t("string")),
+            ("action", json!({ "type": "string", "enum": ["buy", "sell"] })),
+            ("qty", money()),
+            ("price", money()),
+            ("fee", money()),
+            ("tag", opt("string")),
+        ]),
+        "DiffLine": obj(&[
+            ("op", json!({ "type": "string", "enum": ["same", "added", "removed"] })),
+            ("text", t("string")),
+        ]),
+        "Diff": json!({ "anyOf": [
+            obj(&[
+                ("kind", json!({ "type": "string", "enum": ["lines"] })),
+                ("lines", arr(r("DiffLine"))),
+                ("added", t("integer")),
+                ("removed", t("integer")),
+            ]),
+            obj(&[
+                ("kind", json!({ "type": "string", "enum": ["too_large"] })),
+                ("old_lines", t("integer")),
+                ("new_lines", t("integer")),
+            ]),
+        ] }),
+        "TunerRun": obj(&[
+            ("id", t("integer")),
+            ("run_id", t("string")),
+            ("ts", t("integer")),
+            ("trigger", t("string")),
+            ("proposer", opt("string")),
+            ("decision", t("string")),
+            ("template", opt("string")),
+            ("params", arr(arr(t("string")))),
+            ("result", t("string")),
+            ("rejection_code", opt("string")),
+            ("rejection", opt("string")),
+            ("deployed_version", opt("integer")),
+            ("reasoning", opt("string")),
+            ("confidence", opt("number")),
+            ("incumbent_version", opt("integer")),
+            ("figures", arr(obj(&[("name", t("string")), ("value", opt("number"))]))),
+            ("changes", arr(obj(&[
+                ("param", t("string")),
+                ("symbol", t("string")),
+                ("old_value", opt("string")),
+                ("new_value", t("string")),
+                ("reason", t("string")),
+                ("confidence", opt("number")),
+            ]))),
+            ("source_diff", opt_ref("Diff")),
+        ]),
+        "VersionRecord": obj(&[
+            ("version", t("integer")),
+            ("hash", t("string")),
+            ("contract_version", t("string")),
+            ("params", arr(arr(t("string")))),
+            ("origin", t("string")),
+            ("status", t("string")),
+            ("note", opt("string")),
+            ("created_at", t("string")),
+            ("deployed_at", opt("string")),
+        ]),
+        "ArchivedBacktest": obj(&[
+            ("start", t("integer")),
+            ("end", t("integer")),
+            ("starting_capital", money()),
+            ("final_value", money()),
+            ("return_pct", opt("number")),
+            ("equity_curve", arr(obj(&[("ts", t("integer")), ("value", money())]))),
+        ]),
+        "LiveResults": obj(&[
+            ("scans", t("integer")),
+            ("first_scan_ts", opt("integer")),
+            ("last_scan_ts", opt("integer")),
+            ("trades", t("integer")),
+            ("wins", t("integer")),
+            ("losses", t("integer")),
+            ("pnl", money()),
+            ("fees", money()),
+            ("pnl_curve", json!({ "type": "array", "items": { "type": "array", "description": "[closed_at, cumulative P&L as an exact decimal string]" } })),
+        ]),
     })
 }
 
@@ -305,6 +399,12 @@ fn get_op(summary: &str, params: Vec<Value>, ok: Value) -> Value {
         answer("rate limited; see Retry-After", r("Error")),
     );
     json!({ "summary": summary, "parameters": params, "responses": responses })
+}
+
+/// `op` with a 404 answer (`what` was not found).
+fn with_404(mut op: Value, what: &str) -> Value {
+    op["responses"]["404"] = answer(what, r("Error"));
+    op
 }
 
 fn post_op(summary: &str, body: Option<Value>, ok: Value) -> Value {
@@ -427,6 +527,90 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/v1/events/kinds",
+        "get",
+        get_op(
+            "Every event kind in the log (the events view's filter)",
+            vec![],
+            obj(&[("kinds", arr(t("string")))]),
+        ),
+    );
+    add(
+        "/api/v1/chart",
+        "get",
+        with_404(get_op(
+            "A symbol's newest candles of one stored tier (default 1h, else the finest) and its fills over them",
+            vec![
+                param("symbol", json!({ "type": "string", "pattern": "^[A-Za-z0-9]+$" }), "a configured symbol (default: the first)"),
+                param("interval", json!({ "type": "string", "enum": ["5m", "1h", "1d"] }), "the candle tier"),
+                param("limit", limit(5000, 500), "the newest candles"),
+            ],
+            obj(&[
+                ("symbol", t("string")),
+                ("interval", opt("string")),
+                ("intervals", arr(t("string"))),
+                ("candles", arr(r("Candle"))),
+                ("fills", arr(r("Fill"))),
+            ]),
+        ), "not a configured symbol"),
+    );
+    let name = || json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]+$" });
+    add(
+        "/api/v1/tuner",
+        "get",
+        get_op(
+            "The tuner log: every orchestrator decision, newest first, with reasoning, confidence, check figures, parameters before → after and the candidate's source diff against the incumbent",
+            vec![
+                param("trigger", name(), "only runs of this trigger"),
+                param("decision", name(), "only this decision"),
+                param("result", name(), "only this outcome: deployed, rejected, no_change, analysis_updated"),
+                param("limit", limit(500, 50), "at most this many"),
+            ],
+            obj(&[
+                ("runs", arr(r("TunerRun"))),
+                ("facets", obj(&[
+                    ("triggers", arr(t("string"))),
+                    ("decisions", arr(t("string"))),
+                    ("results", arr(t("string"))),
+                ])),
+            ]),
+        ),
+    );
+    add(
+        "/api/v1/strategy/version",
+        "get",
+        with_404(get_op(
+            "One strategy version (default the active one): record, source, archived backtest with its equity curve, live results since deploy",
+            vec![param("version", json!({ "type": "integer", "minimum": 1 }), "the version")],
+            obj(&[
+                ("version", opt("integer")),
+                ("record", opt_ref("VersionRecord")),
+                ("source", opt("string")),
+                ("backtest", opt_ref("ArchivedBacktest")),
+                ("live", opt_ref("LiveResults")),
+            ]),
+        ), "no such version"),
+    );
+    add(
+        "/api/v1/strategy/diff",
+        "get",
+        with_404(get_op(
+            "Version a against version b (default: the one before the active against the active): hashes, parameters, source diff",
+            vec![
+                param("a", json!({ "type": "integer", "minimum": 1 }), "the old version"),
+                param("b", json!({ "type": "integer", "minimum": 1 }), "the new version"),
+            ],
+            obj(&[
+                ("a", opt("integer")),
+                ("b", opt("integer")),
+                ("hash_a", opt("string")),
+                ("hash_b", opt("string")),
+                ("params", arr(obj(&[("name", t("string")), ("a", opt("string")), ("b", opt("string"))]))),
+                ("source_diff", opt_ref("Diff")),
+            ]),
+        ), "no such version"),
+    );
+    add(
         "/api/v1/performance/daily",
         "get",
         get_op(
@@ -504,6 +688,33 @@ pub fn document() -> Value {
             ]),
         ),
     );
+    let toggled = obj(&[
+        ("ok", t("boolean")),
+        ("changed", t("boolean")),
+        ("symbol", t("string")),
+        ("paused", t("boolean")),
+    ]);
+    let symbol_path = json!([{ "name": "symbol", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9]+$" } }]);
+    let mut pause = with_404(
+        post_op(
+            "Pause new entries on one configured symbol (exits still run); recorded as a pause_symbol event",
+            None,
+            toggled.clone(),
+        ),
+        "not a configured symbol",
+    );
+    pause["parameters"] = symbol_path.clone();
+    add("/api/v1/symbols/{symbol}/pause", "post", pause);
+    let mut resume = with_404(
+        post_op(
+            "Allow new entries on a paused symbol again; recorded as a resume_symbol event",
+            None,
+            toggled,
+        ),
+        "not a configured symbol",
+    );
+    resume["parameters"] = symbol_path;
+    add("/api/v1/symbols/{symbol}/resume", "post", resume);
     add(
         "/api/v1/halt",
         "post",

@@ -1,13 +1,16 @@
-//! The REST endpoints: read-only views over the host's status and database,
-//! and the few POSTs that steer it (halt, resume, kill, review, deploy,
-//! rollback). Query strings are parsed by hand so that every bad value gets
-//! a 400 naming the parameter; bodies are JSON objects, accepted only with
-//! `Content-Type: application/json` (415 otherwise).
+//! The REST endpoints: read-only views over the host's status and database
+//! (the dashboard's views among them: chart, tuner log, versions, events),
+//! the few POSTs that steer it (halt, resume, kill, review, deploy,
+//! rollback, pause/resume a symbol), and the dashboard's embedded files.
+//! Query strings are parsed by hand so that every bad value gets a 400
+//! naming the parameter; bodies are JSON objects, accepted only with
+//! `Content-Type: application/json` (415 otherwise). Every GET answers
+//! with no query at all (the API test calls each one bare).
 
 use super::auth::{error, guard};
 use super::AppState;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,26 +37,34 @@ impl IntoResponse for Fail {
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
+const VIEWS_JS: &str = include_str!("dashboard/views.js");
+/// TradingView Lightweight Charts, vendored (dashboard/vendor/README.md).
+const CHARTS_JS: &str =
+    include_str!("dashboard/vendor/lightweight-charts.standalone.production.js");
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The dashboard's files: path, content type, body. Served without the
+/// token (the page asks for it; `auth` reads this list).
+pub(crate) const STATIC_FILES: &[(&str, &str, &str)] = &[
+    ("/", HTML, INDEX_HTML),
+    ("/index.html", HTML, INDEX_HTML),
+    ("/app.js", JS, APP_JS),
+    ("/views.js", JS, VIEWS_JS),
+    ("/style.css", "text/css; charset=utf-8", STYLE_CSS),
+    ("/vendor/lightweight-charts.js", JS, CHARTS_JS),
+];
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/index.html",
-            get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { static_file("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { static_file("text/css; charset=utf-8", STYLE_CSS) }),
-        )
-        .route("/api/v1/health", get(health))
+    let mut r = Router::new();
+    for &(path, content_type, body) in STATIC_FILES {
+        r = r.route(
+            path,
+            get(move || async move { static_file(content_type, body) }),
+        );
+    }
+    r.route("/api/v1/health", get(health))
         .route(
             "/api/v1/openapi.json",
             get(|| async { Json(super::openapi::document()) }),
@@ -63,6 +74,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/positions", get(positions))
         .route("/api/v1/trades", get(trades))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/events/kinds", get(event_kinds))
+        .route("/api/v1/chart", get(chart))
+        .route("/api/v1/tuner", get(tuner))
+        .route("/api/v1/strategy/version", get(strategy_version))
+        .route("/api/v1/strategy/diff", get(strategy_diff))
+        .route("/api/v1/symbols/{symbol}/{action}", post(toggle_symbol))
         .route("/api/v1/performance/daily", get(perf_daily))
         .route("/api/v1/performance/symbols", get(perf_symbols))
         .route("/api/v1/truth", get(truth))
@@ -320,6 +337,7 @@ async fn symbols(State(s): S) -> ApiResult {
             out.push(json!({
                 "symbol": sym,
                 "allowed": allowed.as_ref().is_none_or(|a| a.contains(sym)),
+                "paused": st.paused_symbols.contains(sym),
                 "position_qty": pos.map(|p| p.qty),
                 "last_price": pos.and_then(|p| p.mark).map(|m| m.to_string()).or(last.map(|l| l.1.to_string())),
                 "last_candle_ts": last.map(|l| l.0),
@@ -533,7 +551,7 @@ async fn ai_decisions(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
 async fn config(State(s): S) -> ApiResult {
     // Settings hold no secrets: tokens and keys come from the environment only.
     ok(json!({
-        "settings": s.config.show().map_err(db_err)?,
+        "settings": redact(s.config.show().map_err(db_err)?),
         "risk_limits": serde_json::to_value(s.handle.risk()).map_err(db_err)?,
         "api": { "auth": true, "cors": false },
     }))
@@ -607,6 +625,293 @@ async fn rollback(State(s): S, headers: HeaderMap, body: Bytes) -> ApiResult {
     let h = s.handle.clone();
     let o = blocking(move || h.rollback().map_err(host_err)).await?;
     ok(serde_json::to_value(o).map_err(db_err)?)
+}
+
+/// Whether a settings key names a secret (its value is never shown).
+fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.ends_with("api_key")
+        || k.ends_with("private_key")
+        || k.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+            matches!(
+                w,
+                "token" | "secret" | "password" | "passphrase" | "credential" | "credentials"
+            )
+        })
+}
+
+/// The settings with every value under a secret-looking key replaced:
+/// settings hold no secrets (keys come from the environment), and should
+/// one ever be added, it still does not reach a browser.
+fn redact(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    if secret_key(&k) && !v.is_null() {
+                        (k, Value::String("(hidden)".into()))
+                    } else {
+                        (k, redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
+        other => other,
+    }
+}
+
+async fn event_kinds(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let kinds = host_store::queries::event_kinds(&c).map_err(db_err)?;
+        ok(json!({ "kinds": kinds }))
+    })
+    .await
+}
+
+/// A candle tier name (`5m`, `1h`, `1d`).
+fn tier(q: &Query) -> Result<Option<String>, Fail> {
+    match q.raw("interval") {
+        None => Ok(None),
+        Some(v @ ("5m" | "1h" | "1d")) => Ok(Some(v.to_string())),
+        Some(v) => Err(bad(format!("interval: {v:?} is not one of 5m, 1h, 1d"))),
+    }
+}
+
+/// The symbol view's chart: one tier's newest candles (`1h` by default,
+/// else the finest stored) and the symbol's fills over them.
+async fn chart(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["symbol", "interval", "limit"])?;
+    let limit = q.int("limit", 1, 5000)?.unwrap_or(500);
+    let want = tier(&q)?;
+    let symbol = match q.symbol()? {
+        Some(sym) if s.handle.symbols().contains(&sym) => sym,
+        Some(sym) => {
+            return Err(Fail(
+                StatusCode::NOT_FOUND,
+                format!("{sym} is not a configured symbol"),
+            ))
+        }
+        None => match s.handle.symbols().first() {
+            Some(sym) => sym.clone(),
+            None => {
+                return Err(Fail(
+                    StatusCode::NOT_FOUND,
+                    "no symbols are configured".into(),
+                ))
+            }
+        },
+    };
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let tiers = host_store::queries::candle_tiers(&c, &symbol).map_err(db_err)?;
+        let interval =
+            want.or_else(|| tiers.iter().find(|t| *t == "1h").or(tiers.first()).cloned());
+        let candles = match &interval {
+            Some(i) => {
+                host_store::queries::recent_candles(&c, &symbol, i, limit).map_err(db_err)?
+            }
+            None => Vec::new(),
+        };
+        let from = candles.first().map_or(i64::MIN, |c| c.ts);
+        let fills = host_store::queries::fills_for(&c, &symbol, from, 1000).map_err(db_err)?;
+        ok(json!({
+            "symbol": symbol, "interval": interval, "intervals": tiers,
+            "candles": candles, "fills": fills,
+        }))
+    })
+    .await
+}
+
+/// A decision, result or trigger name in a filter.
+fn name_param(q: &Query, name: &str) -> Result<Option<String>, Fail> {
+    q.word(
+        name,
+        |c| c.is_ascii_alphanumeric() || c == '_' || c == '-',
+        "a name like no_change",
+    )
+}
+
+/// One tuner-log row: the decision and its candidate's source diff
+/// against the incumbent's.
+#[derive(serde::Serialize)]
+struct TunerEntry {
+    #[serde(flatten)]
+    run: host_store::queries::TunerRun,
+    /// `None` when either source is not archived.
+    source_diff: Option<super::diff::Diff>,
+}
+
+async fn tuner(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["trigger", "decision", "result", "limit"])?;
+    let f = host_store::queries::TunerFilter {
+        trigger: name_param(&q, "trigger")?,
+        decision: name_param(&q, "decision")?,
+        result: name_param(&q, "result")?,
+    };
+    let limit = q.int("limit", 1, 500)?.unwrap_or(50);
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let archive_dir = &h.paths().archive_dir;
+        let runs = host_store::queries::tuner_runs(&c, &f, limit).map_err(db_err)?;
+        let facets = host_store::queries::tuner_facets(&c).map_err(db_err)?;
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            let candidate =
+                host_store::archive::candidate_source(archive_dir, &run.run_id).map_err(db_err)?;
+            let incumbent = match run.incumbent_version {
+                Some(v) => host_store::queries::version_source(&c, v).map_err(db_err)?,
+                None => None,
+            };
+            let source_diff = match (incumbent, candidate) {
+                (Some(old), Some(new)) => Some(super::diff::lines(&old, &new)),
+                _ => None,
+            };
+            out.push(TunerEntry { run, source_diff });
+        }
+        ok(json!({ "runs": out, "facets": facets }))
+    })
+    .await
+}
+
+/// `version=N`, else the active version, else the newest.
+fn pick_version(c: &Connection, asked: Option<i64>) -> Result<Option<i64>, Fail> {
+    if let Some(v) = asked {
+        return Ok(Some(v));
+    }
+    let active = host_store::archive::active(c).map_err(db_err)?;
+    Ok(match active {
+        Some(a) => Some(a.version),
+        None => c
+            .query_row("SELECT MAX(version) FROM strategy_versions", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)?,
+    })
+}
+
+fn archive_err(e: host_store::archive::ArchiveError) -> Fail {
+    match e {
+        host_store::archive::ArchiveError::NoSuchVersion(v) => Fail(
+            StatusCode::NOT_FOUND,
+            format!("strategy version {v} does not exist"),
+        ),
+        other => db_err(other),
+    }
+}
+
+/// One version: its record, source, archived backtest (equity curve) and
+/// what it did live since it was deployed.
+async fn strategy_version(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["version"])?;
+    let asked = q.int("version", 1, i64::MAX)?;
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let Some(v) = pick_version(&c, asked)? else {
+            return ok(json!({ "version": null, "record": null, "source": null, "backtest": null, "live": null }));
+        };
+        let record = host_store::archive::get(&c, v).map_err(archive_err)?;
+        let source = host_store::queries::version_source(&c, v).map_err(db_err)?;
+        let backtest = host_store::archive::backtest(&h.paths().archive_dir, v).map_err(db_err)?;
+        let live = host_store::queries::live_results(&c, v).map_err(db_err)?;
+        ok(json!({ "version": v, "record": record, "source": source, "backtest": backtest, "live": live }))
+    })
+    .await
+}
+
+/// One parameter's value in two versions.
+#[derive(serde::Serialize)]
+struct ParamDiff {
+    name: String,
+    a: Option<String>,
+    b: Option<String>,
+}
+
+/// Version `a` against version `b` (default: the active one against the
+/// version before it): hashes, parameters and the source's line diff.
+async fn strategy_diff(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["a", "b"])?;
+    let (qa, qb) = (q.int("a", 1, i64::MAX)?, q.int("b", 1, i64::MAX)?);
+    let h = s.handle.clone();
+    blocking(move || {
+        let c = h.read_db().map_err(db_err)?;
+        let Some(b) = pick_version(&c, qb)? else {
+            return ok(json!({ "a": null, "b": null, "hash_a": null, "hash_b": null, "params": [], "source_diff": null }));
+        };
+        let a = match qa {
+            Some(a) => a,
+            None => c
+                .query_row(
+                    "SELECT COALESCE(MAX(version), ?1) FROM strategy_versions WHERE version < ?1",
+                    [b],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?,
+        };
+        let (ra, rb) = (
+            host_store::archive::get(&c, a).map_err(archive_err)?,
+            host_store::archive::get(&c, b).map_err(archive_err)?,
+        );
+        let mut names: Vec<&String> = ra.params.iter().chain(&rb.params).map(|(k, _)| k).collect();
+        names.sort();
+        names.dedup();
+        let find = |p: &[(String, String)], k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let params: Vec<ParamDiff> = names
+            .into_iter()
+            .map(|k| ParamDiff { name: k.clone(), a: find(&ra.params, k), b: find(&rb.params, k) })
+            .collect();
+        let sa = host_store::queries::version_source(&c, a).map_err(db_err)?;
+        let sb = host_store::queries::version_source(&c, b).map_err(db_err)?;
+        let source_diff = match (&sa, &sb) {
+            (Some(x), Some(y)) => Some(super::diff::lines(x, y)),
+            _ => None,
+        };
+        ok(json!({
+            "a": a, "b": b, "hash_a": ra.hash, "hash_b": rb.hash, "params": params,
+            "source_a": sa.is_some(), "source_b": sb.is_some(), "source_diff": source_diff,
+        }))
+    })
+    .await
+}
+
+/// `POST /api/v1/symbols/{symbol}/pause|resume`: new entries on one symbol
+/// stopped or allowed again (exits still run), through the scan loop.
+async fn toggle_symbol(
+    State(s): S,
+    Path((symbol, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    use host_control::socket::SymbolToggle;
+    body_object(&headers, &body)?;
+    let toggle = match action.as_str() {
+        "pause" => SymbolToggle::Pause,
+        "resume" => SymbolToggle::Resume,
+        other => {
+            return Err(Fail(
+                StatusCode::NOT_FOUND,
+                format!("{other:?}: expected /pause or /resume"),
+            ))
+        }
+    };
+    let symbol = symbol.to_ascii_uppercase();
+    if !s.handle.symbols().contains(&symbol) {
+        return Err(Fail(
+            StatusCode::NOT_FOUND,
+            format!("{symbol:?} is not a configured symbol"),
+        ));
+    }
+    let h = s.handle.clone();
+    let sym = symbol.clone();
+    let changed = blocking(move || h.toggle_symbol(&sym, toggle, "api").map_err(host_err)).await?;
+    ok(
+        json!({ "ok": true, "changed": changed, "symbol": symbol, "paused": toggle == SymbolToggle::Pause }),
+    )
 }
 
 #[cfg(test)]
@@ -735,5 +1040,23 @@ mod tests {
                 }
             }
         }
+    #[test]
+    fn secrets_in_settings_never_reach_the_page() {
+        let v = json!({
+            "mode": "paper",
+            "telegram": { "chat_id": 5, "bot_token": "123:abc" },
+            "exchanges": [{ "api_key": "k", "API_SECRET": "s", "rest_url": "http://x" }],
+            "orchestrator": { "max_tokens": 4096, "password": null },
+        });
+        let r = redact(v);
+        assert_eq!(r["telegram"]["bot_token"], "(hidden)");
+        assert_eq!(r["telegram"]["chat_id"], 5);
+        assert_eq!(r["exchanges"][0]["api_key"], "(hidden)");
+        assert_eq!(r["exchanges"][0]["API_SECRET"], "(hidden)");
+        assert_eq!(r["exchanges"][0]["rest_url"], "http://x");
+        // "max_tokens" is a limit, not a token; null stays null
+        assert_eq!(r["orchestrator"]["max_tokens"], 4096);
+        assert!(r["orchestrator"]["password"].is_null());
+        assert!(!r.to_string().contains("123:abc"));
     }
 }

@@ -2,7 +2,7 @@
 //! the bot, the drop folder and the orchestrator becomes one [`Command`] with
 //! a reply channel, applied between two bars.
 
-use crate::socket::RecordKind;
+use crate::socket::{RecordKind, SymbolToggle};
 use crate::{DeployOutcome, KillOutcome, Prepared, Status};
 use std::sync::mpsc::Sender;
 
@@ -37,6 +37,15 @@ pub enum Command {
         by: String,
         reason: String,
         reply: Sender<Option<i64>>,
+    },
+    /// Stop (`Pause`) or allow again (`Resume`) new entries on one
+    /// configured symbol; exits still run. Recorded as an event. Replies
+    /// whether the symbol's state changed, or why it was refused.
+    Symbol {
+        symbol: String,
+        toggle: SymbolToggle,
+        by: String,
+        reply: Sender<Result<bool, String>>,
     },
     Shutdown,
 }

@@ -2,7 +2,9 @@
 //! the scan loop (through the same [`control::answer`] the control socket
 //! uses), the live event stream, and read-only database connections.
 
-use crate::socket::{self as control, ControlContext, RecordKind, Refusal, Reply, Request};
+use crate::socket::{
+    self as control, ControlContext, RecordKind, Refusal, Reply, Request, SymbolToggle,
+};
 use crate::{DeployOutcome, KillOutcome, Paths, Status};
 use host_store::events::{Bus, Event};
 use host_trading::risk_file::RiskFile;
@@ -96,6 +98,24 @@ impl HostHandle {
             by: Some(by.to_string()),
         }) {
             Reply::Killed(k) => Ok(k),
+            r => Err(refused(r)),
+        }
+    }
+
+    /// Stops (`Pause`) or allows again (`Resume`) new entries on `symbol`;
+    /// true when its state changed. An unconfigured symbol is refused.
+    pub fn toggle_symbol(
+        &self,
+        symbol: &str,
+        toggle: SymbolToggle,
+        by: &str,
+    ) -> Result<bool, HandleError> {
+        match self.ask(Request::Symbol {
+            symbol: symbol.to_string(),
+            toggle,
+            by: Some(by.to_string()),
+        }) {
+            Reply::SymbolToggled { changed } => Ok(changed),
             r => Err(refused(r)),
         }
     }

@@ -66,6 +66,25 @@ impl std::fmt::Display for RecordKind {
     }
 }
 
+/// Entries on one symbol stopped or allowed again (seed 000's
+/// PAUSE_SYMBOL / RESUME_SYMBOL). The one place its event kinds are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SymbolToggle {
+    Pause,
+    Resume,
+}
+
+impl SymbolToggle {
+    /// The event kind written to the log.
+    pub fn event_kind(self) -> &'static str {
+        match self {
+            SymbolToggle::Pause => "pause_symbol",
+            SymbolToggle::Resume => "resume_symbol",
+        }
+    }
+}
+
 fn recordable_names() -> String {
     RecordKind::ALL.map(RecordKind::as_str).join(", ")
 }
@@ -102,6 +121,12 @@ pub enum Request {
     Record {
         kind: RecordKind,
         detail: serde_json::Value,
+    },
+    /// Pause or resume entries on one symbol.
+    Symbol {
+        symbol: String,
+        toggle: SymbolToggle,
+        by: Option<String>,
     },
     Shutdown,
 }
@@ -145,6 +170,10 @@ pub enum Refusal {
 pub enum Reply {
     Status(Box<Status>),
     Deployed(DeployOutcome),
+    /// Pause or resume of a symbol: whether its state changed.
+    SymbolToggled {
+        changed: bool,
+    },
     /// Halt: whether entries were newly halted.
     Halted {
         newly: bool,
@@ -532,6 +561,19 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
                 |seq| Reply::Recorded { seq },
             )
         }
+        Request::Symbol { symbol, toggle, by } => ask(
+            ctx,
+            |reply| Command::Symbol {
+                symbol,
+                toggle,
+                by: by.unwrap_or_else(|| "cli".into()),
+                reply,
+            },
+            |r| match r {
+                Ok(changed) => Reply::SymbolToggled { changed },
+                Err(message) => Reply::Error { message },
+            },
+        ),
         Request::Shutdown => {
             let _ = ctx.commands.send(Command::Shutdown);
             Reply::Ok

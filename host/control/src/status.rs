@@ -99,6 +99,9 @@ pub struct Status {
     pub closed_trades: usize,
     pub halt: Option<String>,
     pub killed: bool,
+    /// Symbols whose new entries are paused (PAUSE_SYMBOL), sorted.
+    #[serde(default)]
+    pub paused_symbols: Vec<String>,
     pub limits: RiskFile,
     /// A running host's health (None for a stored account).
     #[serde(default)]

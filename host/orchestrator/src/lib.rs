@@ -152,6 +152,10 @@ pub struct CycleReport {
     pub template: String,
     pub params: Vec<(String, String)>,
     pub rationale: String,
+    /// How sure the proposer was (0..1), when it said.
+    pub confidence: Option<f64>,
+    /// The archived version the candidate was measured against.
+    pub incumbent_version: Option<i64>,
     pub outcome: CycleOutcome,
     pub figures: CheckFigures,
     pub ground_truth: serde_json::Value,
@@ -565,6 +569,8 @@ fn observe(
 /// The incumbent: the active version's bytes, source, template and
 /// parameters; else the configured default strategy.
 struct Incumbent {
+    /// The archived version (none: the configured default file, never deployed).
+    version: Option<i64>,
     wasm: Vec<u8>,
     source: Option<String>,
     template: Option<String>,
@@ -601,6 +607,7 @@ fn incumbent(
             ),
         };
         return Ok(Some(Incumbent {
+            version: Some(rec.version),
             wasm,
             source,
             template,
@@ -609,6 +616,7 @@ fn incumbent(
     }
     match &settings.default_strategy {
         Some(p) if p.exists() => Ok(Some(Incumbent {
+            version: None,
             wasm: std::fs::read(p).map_err(io(p))?,
             source: None,
             template: p.file_stem().and_then(|s| s.to_str()).map(String::from),
@@ -1012,6 +1020,8 @@ pub fn run_cycle_with(
         template: proposal.template.clone(),
         params: proposal.params.clone(),
         rationale: proposal.rationale.clone(),
+        confidence: proposal.confidence,
+        incumbent_version: inc.as_ref().and_then(|i| i.version),
         outcome,
         figures,
         ground_truth: truth,

@@ -1,5 +1,6 @@
 //! Commands applied between two bars: deploy (hot swap carrying state),
-//! rollback, halt, resume, kill, status; saving state and shutting down.
+//! rollback, halt, resume, kill, status, pause/resume one symbol's entries;
+//! saving state and shutting down.
 
 use super::*;
 
@@ -92,9 +93,44 @@ impl Shell {
                 // start it now, even when no bar or tick is coming (a replay that ended)
                 self.review_if_due();
             }
+            Command::Symbol {
+                symbol,
+                toggle,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.toggle_symbol(&symbol, toggle, &by));
+            }
             Command::Shutdown => return false,
         }
         true
+    }
+
+    /// PAUSE_SYMBOL / RESUME_SYMBOL: no new entries on a paused symbol
+    /// (the scan passes it to the engine with the stale ones); recorded as
+    /// an event when its state changes.
+    fn toggle_symbol(
+        &mut self,
+        symbol: &str,
+        toggle: host_control::socket::SymbolToggle,
+        by: &str,
+    ) -> Result<bool, String> {
+        use host_control::socket::SymbolToggle;
+        if !self.settings.symbols.iter().any(|s| s == symbol) {
+            return Err(format!("{symbol} is not a configured symbol"));
+        }
+        let changed = match toggle {
+            SymbolToggle::Pause => self.paused_symbols.insert(symbol.to_string()),
+            SymbolToggle::Resume => self.paused_symbols.remove(symbol),
+        };
+        if changed {
+            self.event(
+                toggle.event_kind(),
+                Some(symbol),
+                serde_json::json!({ "by": by }),
+            );
+        }
+        Ok(changed)
     }
 
     pub(super) fn pause(&mut self, reason: String) {
@@ -201,6 +237,7 @@ impl Shell {
         s.last_scan_ts = self.last_scan_ts;
         s.clock = self.clock;
         s.health = Some(self.health());
+        s.paused_symbols = self.paused_symbols.iter().cloned().collect();
         s
     }
 

@@ -100,6 +100,9 @@ pub struct Shell {
     /// When the candle tiers were last rebuilt by this process (the first
     /// run after a start rebuilds everything, covering any downtime).
     tiered_at: Option<i64>,
+    /// Symbols whose new entries are paused (PAUSE_SYMBOL); exits still run.
+    /// Kept in memory: a restart clears them.
+    paused_symbols: std::collections::BTreeSet<String>,
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -158,6 +161,7 @@ pub fn account_status(
         closed_trades: p.closed_trades().len(),
         halt: engine.risk().halt().map(|h| h.to_string()),
         killed: engine.risk().is_killed(),
+        paused_symbols: Vec::new(),
         limits: risk.clone(),
         health: None,
     }

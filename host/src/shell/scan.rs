@@ -376,6 +376,14 @@ impl Shell {
         // no entry on a symbol whose newest bar is stale or missing at this close
         let mut no_entry = stale.clone();
         no_entry.extend(self.missing.iter().filter(|s| !stale.contains(s)).cloned());
+        // nor on a paused one (PAUSE_SYMBOL)
+        no_entry.extend(
+            self.paused_symbols
+                .iter()
+                .filter(|s| !no_entry.contains(s))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         self.trader.engine.set_stale(no_entry);
         self.stale = stale;
         self.next_scan_at = (now.div_euclid(step) + 1) * step;

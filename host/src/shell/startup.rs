@@ -103,6 +103,7 @@ impl Shell {
             tiering_due: false,
             tiered_on: None,
             tiered_at: None,
+            paused_symbols: Default::default(),
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();

@@ -1,6 +1,8 @@
 //! Strategy versions: every deployed component is numbered, its bytes, source
 //! (when known) and metadata written to `archive/strategy_vNNN/` and to the
-//! database, so startup can fall back from file to database copy.
+//! database, so startup can fall back from file to database copy. Also reads
+//! back what the dashboard shows of the archive: a version's `backtest.json`
+//! and an orchestrator candidate's source (only under its own run id).
 
 use host_sandbox::{module_hash, ModuleInfo};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -22,6 +24,76 @@ pub enum ArchiveError {
     NothingToRollBack,
     #[error("version {version}: the archive file is missing or damaged and the database holds no good copy")]
     Unrecoverable { version: i64 },
+    #[error("archive file {path}: {detail}")]
+    BadFile { path: PathBuf, detail: String },
+}
+
+/// The backtest a version was deployed on (`strategy_vNNN/backtest.json`,
+/// written by the orchestrator): its span, result and equity curve.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ArchivedBacktest {
+    pub start: i64,
+    pub end: i64,
+    pub starting_capital: rust_decimal::Decimal,
+    pub final_value: rust_decimal::Decimal,
+    pub return_pct: Option<f64>,
+    pub equity_curve: Vec<trading_core::EquityPoint>,
+}
+
+/// The largest archived file the dashboard reads (a backtest, a source).
+const MAX_READ_BYTES: u64 = 32 << 20;
+
+fn read_capped(path: &Path) -> Result<Option<String>, ArchiveError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    if meta.len() > MAX_READ_BYTES {
+        return Err(ArchiveError::BadFile {
+            path: path.to_path_buf(),
+            detail: format!("{} bytes, more than {MAX_READ_BYTES}", meta.len()),
+        });
+    }
+    std::fs::read_to_string(path).map(Some).map_err(io(path))
+}
+
+/// The backtest archived with `version`; `None` when it has none (deployed
+/// by hand). A file that is not a backtest report is an error.
+pub fn backtest(
+    archive_dir: &Path,
+    version: i64,
+) -> Result<Option<ArchivedBacktest>, ArchiveError> {
+    let path = version_dir(archive_dir, version).join("backtest.json");
+    let Some(text) = read_capped(&path)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ArchiveError::BadFile {
+            path,
+            detail: e.to_string(),
+        })
+}
+
+/// The source of orchestrator candidate `run_id`
+/// (`archive/candidates/<run_id>/strategy.rs`); `None` when it was not
+/// written, or `run_id` is not a run id (letters, digits, `-`, `_`).
+pub fn candidate_source(archive_dir: &Path, run_id: &str) -> Result<Option<String>, ArchiveError> {
+    let ok = !run_id.is_empty()
+        && run_id.len() <= 64
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Ok(None);
+    }
+    read_capped(
+        &archive_dir
+            .join("candidates")
+            .join(run_id)
+            .join("strategy.rs"),
+    )
 }
 
 /// One row of `strategy_versions` without the bytes.
@@ -246,4 +318,54 @@ pub fn latest_state(conn: &Connection) -> Result<Option<(i64, Vec<u8>, i64)>, Ar
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archived_backtest_is_read_and_a_damaged_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(backtest(dir.path(), 1).unwrap().is_none(), "none archived");
+        let v = version_dir(dir.path(), 1);
+        std::fs::create_dir_all(&v).unwrap();
+        std::fs::write(
+            v.join("backtest.json"),
+            r#"{"start":0,"end":7200,"starting_capital":"10000","final_value":"10012.5","return_pct":0.125,
+                "bars":3,"equity_curve":[{"ts":0,"value":"10000"},{"ts":3600,"value":"10012.5"}]}"#,
+        )
+        .unwrap();
+        let b = backtest(dir.path(), 1).unwrap().unwrap();
+        assert_eq!(b.equity_curve.len(), 2);
+        assert_eq!(b.final_value.to_string(), "10012.5");
+        std::fs::write(
+            v.join("backtest.json"),
+            r#"{"start":0,"end":1,"starting_capital":"x","final_value":"1","return_pct":null,"equity_curve":[]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            backtest(dir.path(), 1),
+            Err(ArchiveError::BadFile { .. })
+        ));
+    }
+
+    #[test]
+    fn a_candidate_source_is_read_only_under_its_own_run_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("candidates/20260101T033000-1");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("strategy.rs"), "fn main() {}").unwrap();
+        std::fs::write(dir.path().join("secret.rs"), "no").unwrap();
+        assert_eq!(
+            candidate_source(dir.path(), "20260101T033000-1")
+                .unwrap()
+                .as_deref(),
+            Some("fn main() {}")
+        );
+        assert_eq!(candidate_source(dir.path(), "nope").unwrap(), None);
+        for bad in ["..", "../secret", "a/b", "", "x y"] {
+            assert_eq!(candidate_source(dir.path(), bad).unwrap(), None, "{bad:?}");
+        }
+    }
 }

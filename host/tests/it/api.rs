@@ -105,8 +105,30 @@ where
     }
 }
 
+/// The document's path for `path`: itself, or a template whose `{name}`
+/// segments match any segment (`/api/v1/symbols/{symbol}/pause`).
+fn doc_path<'a>(doc: &'a Value, path: &str) -> &'a Value {
+    if !doc["paths"][path].is_null() {
+        return &doc["paths"][path];
+    }
+    let want: Vec<&str> = path.split('/').collect();
+    doc["paths"]
+        .as_object()
+        .and_then(|m| {
+            m.iter().find(|(t, _)| {
+                let segs: Vec<&str> = t.split('/').collect();
+                segs.len() == want.len()
+                    && segs
+                        .iter()
+                        .zip(&want)
+                        .all(|(s, w)| s == w || (s.starts_with('{') && s.ends_with('}')))
+            })
+        })
+        .map_or(&Value::Null, |(_, v)| v)
+}
+
 fn response_schema<'a>(doc: &'a Value, path: &str, method: &str, status: u16) -> &'a Value {
-    let s = &doc["paths"][path][method]["responses"][status.to_string()]["content"]
+    let s = &doc_path(doc, path)[method]["responses"][status.to_string()]["content"]
         ["application/json"]["schema"];
     assert!(
         !s.is_null(),
@@ -400,6 +422,43 @@ async fn api_auth_schemas_errors_control_and_websocket() {
     assert_eq!(ev["data"]["detail"]["by"], "api");
     let (status, v) = c.checked("post", "/api/v1/resume", None).await;
     assert_eq!((status, v["changed"].as_bool()), (200, Some(true)));
+    // PAUSE_SYMBOL / RESUME_SYMBOL: the status and the symbols show it, the log records it once.
+    let (status, v) = c
+        .checked("post", "/api/v1/symbols/btcusd/pause", None)
+        .await;
+    assert_eq!((status, v["changed"].as_bool()), (200, Some(true)), "{v}");
+    let (_, v) = c
+        .checked("post", "/api/v1/symbols/BTCUSD/pause", None)
+        .await;
+    assert_eq!(v["changed"], false, "already paused: {v}");
+    let (_, st) = c.checked("get", "/api/v1/status", None).await;
+    assert_eq!(st["paused_symbols"], json!(["BTCUSD"]), "{st}");
+    let (_, sy) = c.checked("get", "/api/v1/symbols", None).await;
+    assert_eq!(sy["symbols"][0]["paused"], true, "{sy}");
+    let (status, v) = c
+        .checked("post", "/api/v1/symbols/ETHUSD/pause", None)
+        .await;
+    assert_eq!(status, 404, "not configured: {v}");
+    let (status, v) = c
+        .checked("post", "/api/v1/symbols/BTCUSD/resume", None)
+        .await;
+    assert_eq!((status, v["changed"].as_bool()), (200, Some(true)), "{v}");
+    let (_, st) = c.checked("get", "/api/v1/status", None).await;
+    assert_eq!(st["paused_symbols"], json!([]), "{st}");
+    let (_, e) = c
+        .checked(
+            "get",
+            "/api/v1/events?kind=pause_symbol,resume_symbol&since=0",
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = e["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["pause_symbol", "resume_symbol"], "{e}");
     let (status, v) = c
         .checked("post", "/api/v1/review", Some(json!({ "reason": "test" })))
         .await;

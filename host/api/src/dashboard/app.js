@@ -1,5 +1,8 @@
-// The dashboard: polls the REST API, listens to the WebSocket event stream,
-// and steers the host (halt / resume / kill). No build step, no libraries.
+// The dashboard's core and its overview: polls the REST API, listens to the
+// WebSocket event stream, steers the host (halt / resume / kill) and routes
+// between the views (#/overview, #/symbol/SYM, #/tuner, #/events, #/versions,
+// #/settings; the others live in views.js). Charts are TradingView's
+// Lightweight Charts (vendor/, embedded); no build step, no CDN.
 // Every call carries the API token (taken once from ?token= or the form).
 "use strict";
 
@@ -110,35 +113,47 @@ function renderStatus(st) {
   }
 }
 
+// A time series as Lightweight Charts wants it: ascending, one point per second.
+function series(points) {
+  const out = [];
+  for (const [t, v] of points.slice().sort((a, b) => a[0] - b[0])) {
+    if (!Number.isFinite(v)) continue;
+    if (out.length && out[out.length - 1].time === t) out[out.length - 1].value = v;
+    else out.push({ time: t, value: v });
+  }
+  return out;
+}
+
+const CHART_OPTS = {
+  layout: { background: { color: "#0f1419" }, textColor: "#8b98a5" },
+  grid: { vertLines: { color: "#1c252e" }, horzLines: { color: "#1c252e" } },
+  timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#2b3640" },
+  rightPriceScale: { borderColor: "#2b3640" },
+  autoSize: true,
+};
+
+// A line chart in `el` (made once, data replaced); el.dataset.points says how many.
+function lineChart(el, points, color) {
+  if (!el._chart) {
+    el._chart = LightweightCharts.createChart(el, CHART_OPTS);
+    el._series = el._chart.addSeries(LightweightCharts.AreaSeries, {
+      lineWidth: 2, priceLineVisible: false,
+    });
+  }
+  const data = series(points);
+  el._series.applyOptions({ lineColor: color, topColor: color + "55", bottomColor: color + "05" });
+  el._series.setData(data);
+  el._chart.timeScale().fitContent();
+  el.dataset.points = String(data.length);
+  return el._chart;
+}
+
 function renderChart(perf) {
   const pts = perf.days.map((d) => [d.ts, num(d.value)]);
   pts.push([perf.current.ts, num(perf.current.value)]);
   signed($("pnl-week"), perf.summary.week);
-  const svg = $("chart");
-  svg.replaceChildren();
-  if (pts.length < 2) return;
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
-  let y0 = Math.min(...ys), y1 = Math.max(...ys);
-  if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
-  const W = 800, H = 200, pad = 14;
-  const X = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * pad);
-  const Y = (y) => H - pad - ((y - y0) / (y1 - y0)) * (H - 2 * pad);
-  const ns = "http://www.w3.org/2000/svg";
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", pts.map((p) => X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1)).join(" "));
-  line.setAttribute("fill", "none");
-  line.setAttribute("stroke", ys[ys.length - 1] >= ys[0] ? "#3fb950" : "#f85149");
-  line.setAttribute("stroke-width", "2");
-  line.setAttribute("vector-effect", "non-scaling-stroke");
-  svg.appendChild(line);
-  for (const [y, label] of [[y1, fmt(y1)], [y0, fmt(y0)]]) {
-    const t = document.createElementNS(ns, "text");
-    t.setAttribute("x", "4"); t.setAttribute("y", String(Y(y) + (y === y1 ? 10 : -2)));
-    t.setAttribute("fill", "#8b98a5"); t.setAttribute("font-size", "11");
-    t.textContent = label;
-    svg.appendChild(t);
-  }
+  const ys = pts.map((p) => p[1]);
+  lineChart($("chart"), pts, ys[ys.length - 1] >= ys[0] ? "#3fb950" : "#f85149");
 }
 
 function renderStrategy(s) {
@@ -188,8 +203,28 @@ function addEvent(ev, live) {
   ul.prepend(li);
   while (ul.children.length > 200) ul.lastChild.remove();
   if (lastSeq === null || ev.seq > lastSeq) lastSeq = ev.seq;
-  if (live && ["fill", "position_closed", "halt", "halted", "resume", "kill", "deploy", "strategy_paused"].includes(ev.kind)) scheduleRefresh(150);
+  if (live && REFRESH_KINDS.includes(ev.kind)) scheduleRefresh(150);
+  if (live) for (const v of Object.values(Views)) if (v.onEvent) v.onEvent(ev);
 }
+
+// Event kinds after which the account is read again.
+const REFRESH_KINDS = ["fill", "position_closed", "halt", "halted", "resume", "kill", "deploy", "strategy_paused", "pause_symbol", "resume_symbol"];
+
+// The views: views.js registers symbol, tuner, events, versions, settings
+// as { show(arg), onEvent(ev)? }; the overview is this file.
+const Views = {};
+let currentView = "overview";
+
+function route() {
+  const [name, arg] = (location.hash.replace(/^#\/?/, "") || "overview").split("/");
+  const view = Views[name] || name === "overview" ? name : "overview";
+  currentView = view;
+  for (const m of document.querySelectorAll("main.view")) m.hidden = m.id !== "view-" + view;
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === view);
+  document.body.dataset.view = view;
+  if (Views[view]) Views[view].show(arg ? decodeURIComponent(arg) : undefined);
+}
+window.addEventListener("hashchange", route);
 
 async function refresh() {
   try {
@@ -268,5 +303,7 @@ $("token").placeholder = token() ? "token saved (enter to replace)" : "API token
 refresh();
 refreshSlow();
 connect();
+// after views.js has registered its views
+window.addEventListener("load", route);
 setInterval(refresh, 5000);
 setInterval(refreshSlow, 15000);

@@ -57,7 +57,21 @@ pub fn start_replay(
     extra_settings: &str,
     env: &[(&str, &str)],
 ) -> RunningHost {
+    start_seeded(replay, speed, extra_settings, env, &|_| {})
+}
+
+/// As [`start_replay`], with `seed` run on the host's directory first (its
+/// data directory is `DIR/data`, its archive `DIR/archive`), e.g. to put
+/// rows in the database the host then opens.
+pub fn start_seeded(
+    replay: &Path,
+    speed: &str,
+    extra_settings: &str,
+    env: &[(&str, &str)],
+    seed: &dyn Fn(&Path),
+) -> RunningHost {
     let dir = tempfile::tempdir().unwrap();
+    seed(dir.path());
     let wasm = crate::common::guest_path("sma-crossover");
     assert!(
         wasm.exists(),
