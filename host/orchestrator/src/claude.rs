@@ -662,8 +662,8 @@ mod tests {
         let t = "DECISION: tweak\nCONFIDENCE: 0.7\nSome words.\n```rust\nfn a() {}\n```\ntrailing";
         assert_eq!(code_block(t).as_deref(), Some("fn a() {}\n"));
         // the last complete rust block wins; a shell block and a cut block do not
-        let t = "```rust\nfn draft() {}\n```\n```sh\ncargo build\n```\n```rust\nfn fin() {}\n```\n```rust\nfn cut(";
-        assert_eq!(code_block(t).as_deref(), Some("fn fin() {}\n"));
+        let t2 = "```rust\nfn draft() {}\n```\n```sh\ncargo build\n```\n```rust\nfn fin() {}\n```\n```rust\nfn cut(";
+        assert_eq!(code_block(t2).as_deref(), Some("fn fin() {}\n"));
         let b = fenced_blocks("x\n````markdown\n```rust\ninner\n```\n````\n");
         assert_eq!(b.len(), 1);
         assert_eq!((b[0].lang.as_str(), b[0].line), ("markdown", 2));

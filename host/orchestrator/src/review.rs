@@ -48,12 +48,12 @@ pub fn unified_diff(old: &str, new: &str, context: usize) -> Option<String> {
             ops.push((' ', i, j, a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[at(i, j + 1)] >= lcs[at(i + 1, j)]) {
-            ops.push(('+', i, j, b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
             ops.push(('-', i, j, a[i]));
             i += 1;
+        } else {
+            ops.push(('+', i, j, b[j]));
+            j += 1;
         }
     }
     let changed: Vec<usize> = ops
