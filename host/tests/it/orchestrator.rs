@@ -214,7 +214,13 @@ fn candidates_target() -> PathBuf {
 
 /// 2,000 hourly BTC/USD candles from 2020-10-01 (a rising market), as a CSV.
 fn data_file(dir: &Path) -> PathBuf {
-    let src = root().parent().unwrap().join("shared/data/BTCUSD-1h.csv");
+    // ../shared beside the checkout (a worktree sits deeper: the nearest ancestor holding it)
+    let src = root()
+        .ancestors()
+        .skip(1)
+        .map(|d| d.join("shared/data/BTCUSD-1h.csv"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| root().parent().unwrap().join("shared/data/BTCUSD-1h.csv"));
     let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let mut lines = text.lines();
     let header = lines.next().unwrap();
@@ -999,12 +1005,14 @@ fn scripted_cycle(setup: impl FnOnce(&mut Api, &Path), tweak: impl FnOnce(&mut C
 
 fn attempts(run: &Run) -> Vec<(String, i64, String, Option<String>)> {
     let conn = host_store::db::open(&run.opts.paths.db()).unwrap();
-    conn.prepare("SELECT subject, attempt, outcome, rejection_code FROM orchestrator_attempts ORDER BY id")
+    let rows = conn
+        .prepare("SELECT subject, attempt, outcome, rejection_code FROM orchestrator_attempts ORDER BY id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap()
+        .unwrap();
+    rows
 }
 
 #[test]
