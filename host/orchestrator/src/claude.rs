@@ -29,7 +29,10 @@ pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
 pub enum Provider {
     Anthropic,
     /// Vertex AI's `rawPredict` for the project and region.
-    Vertex { project: String, region: String },
+    Vertex {
+        project: String,
+        region: String,
+    },
 }
 
 impl Provider {

@@ -73,7 +73,13 @@ pub fn writer_prompt(ctx: &Context) -> String {
                 .as_ref()
                 .map(|c| format!(
                     " ({c}) {}",
-                    a.detail.lines().next().unwrap_or("").chars().take(240).collect::<String>()
+                    a.detail
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(240)
+                        .collect::<String>()
                 ))
                 .unwrap_or_default()
         ));
@@ -129,7 +135,10 @@ impl ClaudeProposer {
 
     /// Sends the writer conversation and returns the complete answer,
     /// continuing a reply cut at `max_tokens`.
-    fn ask_writer(&mut self, conn: &Connection) -> Result<Result<String, Rejection>, OrchestratorError> {
+    fn ask_writer(
+        &mut self,
+        conn: &Connection,
+    ) -> Result<Result<String, Rejection>, OrchestratorError> {
         let s = self.settings.clone();
         let mut text = String::new();
         let mut continuations = 0u32;
@@ -219,7 +228,8 @@ impl Proposer for ClaudeProposer {
             Some(m) => format!("Your {m} module"),
             None => "Your strategy".to_string(),
         };
-        self.turns.push(Turn::user(format!("{subject}: {feedback}")));
+        self.turns
+            .push(Turn::user(format!("{subject}: {feedback}")));
         let text = match self.ask_writer(conn)? {
             Err(r) => return Ok(Some(Err(r))),
             Ok(t) => t,
@@ -234,11 +244,13 @@ impl Proposer for ClaudeProposer {
                 .find(|a| a.module.as_deref() == Some(m.as_str()))
                 .or_else(|| {
                     // a lone block answering a module repair is that module's source
-                    d.strategy.filter(|s| !s.source.is_empty()).map(|s| Proposal {
-                        decision: DecisionKind::UpdateAnalysis,
-                        module: Some(m.clone()),
-                        ..s
-                    })
+                    d.strategy
+                        .filter(|s| !s.source.is_empty())
+                        .map(|s| Proposal {
+                            decision: DecisionKind::UpdateAnalysis,
+                            module: Some(m.clone()),
+                            ..s
+                        })
                 }),
             None => d.strategy.filter(|s| s.decision != DecisionKind::NoChange),
         };
@@ -250,8 +262,16 @@ impl Proposer for ClaudeProposer {
                 } else {
                     n.decision
                 },
-                params: if n.params.is_empty() { p.params.clone() } else { n.params },
-                rationale: if n.rationale == "no reason given" { p.rationale.clone() } else { n.rationale },
+                params: if n.params.is_empty() {
+                    p.params.clone()
+                } else {
+                    n.params
+                },
+                rationale: if n.rationale == "no reason given" {
+                    p.rationale.clone()
+                } else {
+                    n.rationale
+                },
                 confidence: n.confidence.or(p.confidence),
                 observation: n.observation.or_else(|| p.observation.clone()),
                 ..n
@@ -298,7 +318,13 @@ numbers), with the same answer format.",
         ctx: &Context,
         p: &Proposal,
     ) -> Result<Result<(), String>, OrchestratorError> {
-        let dossier = review::dossier(ctx, p, &Default::default(), 1, ctx.strategy_source.as_deref());
+        let dossier = review::dossier(
+            ctx,
+            p,
+            &Default::default(),
+            1,
+            ctx.strategy_source.as_deref(),
+        );
         self.review_candidate(conn, ctx, p, &dossier)
     }
 

@@ -30,7 +30,10 @@ fn crate_id(run_id: &str, kind: &str, source: &str) -> String {
 fn source_gate(p: &Proposal, max_bytes: usize) -> Result<(), Rejection> {
     if p.source.trim().is_empty() {
         return Err(Rejection::NoSource {
-            detail: format!("decision {} came without a complete ```rust block", p.decision.as_str()),
+            detail: format!(
+                "decision {} came without a complete ```rust block",
+                p.decision.as_str()
+            ),
         });
     }
     source_check::check(&p.source, max_bytes).map_err(|r| Rejection::SourceRefused {
@@ -130,50 +133,50 @@ pub fn strategy(
     let work = opts.paths.data_dir.join("orchestrator");
     let ccfg = compile_config(opts, &work);
     let now = opts.now.timestamp();
-    let mut developed = repair::develop(
-        proposer,
-        conn,
-        ctx,
-        first,
-        o.max_repairs,
-        subject,
-        run_id,
-        now,
-        |p, _attempt| {
-            source_gate(p, o.max_source_bytes)?;
-            let built = compile::compile(&ccfg, &crate_id(run_id, "", &p.source), &p.source)
-                .map_err(|e| Rejection::CompileFailed {
-                    detail: e.to_string(),
-                })?;
-            *figures = CheckFigures::default();
-            let report = checks::run_all(
-                input,
-                &built.wasm,
-                incumbent_report,
-                incumbent_wasm,
-                cfg,
-                figures,
-            )?;
-            // the declared parameters are deployed: initialize must accept them
-            if !p.params.is_empty() {
-                let m = input
-                    .runtime
-                    .load_strategy(&built.wasm)
-                    .map_err(|e| Rejection::Contract {
+    let mut developed =
+        repair::develop(
+            proposer,
+            conn,
+            ctx,
+            first,
+            o.max_repairs,
+            subject,
+            run_id,
+            now,
+            |p, _attempt| {
+                source_gate(p, o.max_source_bytes)?;
+                let built = compile::compile(&ccfg, &crate_id(run_id, "", &p.source), &p.source)
+                    .map_err(|e| Rejection::CompileFailed {
                         detail: e.to_string(),
                     })?;
-                WasmDriver::start(&m, input.risk, input.symbols, &p.params).map_err(|e| {
-                    Rejection::Contract {
-                        detail: format!("initialize refused the declared PARAMS: {e}"),
-                    }
-                })?;
-            }
-            Ok(Built {
-                wasm: built.wasm,
-                report,
-            })
-        },
-    )?;
+                *figures = CheckFigures::default();
+                let report = checks::run_all(
+                    input,
+                    &built.wasm,
+                    incumbent_report,
+                    incumbent_wasm,
+                    cfg,
+                    figures,
+                )?;
+                // the declared parameters are deployed: initialize must accept them
+                if !p.params.is_empty() {
+                    let m = input.runtime.load_strategy(&built.wasm).map_err(|e| {
+                        Rejection::Contract {
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    WasmDriver::start(&m, input.risk, input.symbols, &p.params).map_err(|e| {
+                        Rejection::Contract {
+                            detail: format!("initialize refused the declared PARAMS: {e}"),
+                        }
+                    })?;
+                }
+                Ok(Built {
+                    wasm: built.wasm,
+                    report,
+                })
+            },
+        )?;
     if developed.result.is_ok() {
         let dossier = super::review::dossier(
             ctx,
@@ -257,9 +260,11 @@ pub fn analysis(
                 .map_err(|e| Rejection::CompileFailed {
                     detail: e.to_string(),
                 })?;
-            let m = rt.load_analysis(&built.wasm).map_err(|e| Rejection::Contract {
-                detail: e.to_string(),
-            })?;
+            let m = rt
+                .load_analysis(&built.wasm)
+                .map_err(|e| Rejection::Contract {
+                    detail: e.to_string(),
+                })?;
             let db = open_read_only(&opts.paths.db()).map_err(|e| Rejection::Contract {
                 detail: e.to_string(),
             })?;

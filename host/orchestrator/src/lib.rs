@@ -694,11 +694,7 @@ pub fn run_cycle(opts: &CycleOptions) -> Result<CycleReport, OrchestratorError> 
                 Some(k) => Claude::with_key(cfg, k.clone(), spent)?,
                 None => Claude::from_env(cfg, spent)?,
             };
-            Box::new(ClaudeProposer::new(
-                client,
-                o.clone(),
-                opts.trigger.clone(),
-            ))
+            Box::new(ClaudeProposer::new(client, o.clone(), opts.trigger.clone()))
         }
     };
     run_cycle_with(opts, &conn, proposer.as_mut())
@@ -810,7 +806,15 @@ pub fn run_cycle_with(
     };
     let mut analyses: Vec<CycleOutcome> = Vec::new();
     for a in &decisions.analyses {
-        analyses.push(analysis_decision(opts, conn, &rt, proposer, &ctx, a.clone(), &run_id)?);
+        analyses.push(analysis_decision(
+            opts,
+            conn,
+            &rt,
+            proposer,
+            &ctx,
+            a.clone(),
+            &run_id,
+        )?);
     }
     let mut proposal = decisions
         .strategy
@@ -860,7 +864,10 @@ pub fn run_cycle_with(
         attempts = developed.attempts;
         match developed.result {
             Err(rejection) => CycleOutcome::Rejected { rejection },
-            Ok(develop::Built { wasm: bytes, report }) => {
+            Ok(develop::Built {
+                wasm: bytes,
+                report,
+            }) => {
                 wasm = Some(bytes.clone());
                 let _ = write(
                     "backtest.json",
@@ -968,7 +975,12 @@ pub fn run_cycle_with(
         proposal.template,
         outcome_text
     );
-    let document_edit = accept_document(conn, &o.strategy_document, decisions.document.as_deref(), now)?;
+    let document_edit = accept_document(
+        conn,
+        &o.strategy_document,
+        decisions.document.as_deref(),
+        now,
+    )?;
     if let Some(why) = &document_edit {
         observe(conn, now, &run_id, "document", why)?;
     }
@@ -1071,13 +1083,15 @@ fn analysis_decision(
         Ok(b) => b,
         Err(rejection) => return Ok(CycleOutcome::Rejected { rejection }),
     };
-    Ok(match activate_analysis(opts, conn, &built, &d.proposal, run_id) {
-        Ok(version) => CycleOutcome::AnalysisUpdated {
-            module: built.module,
-            version,
+    Ok(
+        match activate_analysis(opts, conn, &built, &d.proposal, run_id) {
+            Ok(version) => CycleOutcome::AnalysisUpdated {
+                module: built.module,
+                version,
+            },
+            Err(rejection) => CycleOutcome::Rejected { rejection },
         },
-        Err(rejection) => CycleOutcome::Rejected { rejection },
-    })
+    )
 }
 
 /// Archives a built analysis module and makes it the active one.
@@ -1143,7 +1157,9 @@ const DISTILL_SECS: i64 = 91 * 86_400;
 
 /// Is the strategy document due for distillation? (The clock starts at the first cycle.)
 fn distill_due(conn: &Connection, now: i64) -> rusqlite::Result<bool> {
-    match host_store::db::get_meta(conn, "document.distilled_at")?.and_then(|v| v.parse::<i64>().ok()) {
+    match host_store::db::get_meta(conn, "document.distilled_at")?
+        .and_then(|v| v.parse::<i64>().ok())
+    {
         Some(t) => Ok(now - t >= DISTILL_SECS),
         None => {
             host_store::db::set_meta(conn, "document.distilled_at", &now.to_string())?;
@@ -1174,7 +1190,9 @@ fn accept_document(
     }
     std::fs::write(path, doc).map_err(io(path))?;
     host_store::db::set_meta(conn, "document.distilled_at", &now.to_string())?;
-    Ok(Some(format!("the strategy document was edited ({words} words)")))
+    Ok(Some(format!(
+        "the strategy document was edited ({words} words)"
+    )))
 }
 
 /// `offline`, `claude`, or `auto` (Claude when ANTHROPIC_API_KEY is set).
@@ -1218,7 +1236,11 @@ pub struct Scripted {
 }
 
 impl Proposer for Scripted {
-    fn propose(&mut self, _conn: &Connection, _ctx: &Context) -> Result<Proposal, OrchestratorError> {
+    fn propose(
+        &mut self,
+        _conn: &Connection,
+        _ctx: &Context,
+    ) -> Result<Proposal, OrchestratorError> {
         Ok(self.first.clone())
     }
     fn review(
@@ -1246,7 +1268,10 @@ impl Scripted {
     pub fn two_repairs(seed: u64) -> Scripted {
         let good = proposer::propose(seed, None);
         let broken = Proposal {
-            source: format!("{}\nfn broken() -> u32 {{ \"not a number\" }}\n", good.source),
+            source: format!(
+                "{}\nfn broken() -> u32 {{ \"not a number\" }}\n",
+                good.source
+            ),
             ..good.clone()
         };
         let panics = Proposal {

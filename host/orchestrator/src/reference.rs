@@ -278,8 +278,7 @@ pub fn public_items(src: &str) -> String {
         }
         let in_block = block.is_some_and(|(d, _)| before == d);
         let top = before == 0;
-        if (top || in_block) && (is_item(l) || l.starts_with("pub mod ") || l.starts_with("mod "))
-        {
+        if (top || in_block) && (is_item(l) || l.starts_with("pub mod ") || l.starts_with("mod ")) {
             let (sig, end) = signature(&lines, i);
             let delta: i32 = lines[i..=end.min(lines.len() - 1)]
                 .iter()
@@ -313,7 +312,11 @@ pub fn public_items(src: &str) -> String {
                     format!("macro {name}!(YourType);")
                 } else if sig.ends_with(';') {
                     sig.clone()
-                } else if opens && (l.starts_with("pub struct") || l.starts_with("pub enum") || l.starts_with("pub trait")) {
+                } else if opens
+                    && (l.starts_with("pub struct")
+                        || l.starts_with("pub enum")
+                        || l.starts_with("pub trait"))
+                {
                     format!("{sig} {{")
                 } else {
                     format!("{sig};")
@@ -324,7 +327,14 @@ pub fn public_items(src: &str) -> String {
                 if l.starts_with("pub trait") {
                     block = Some((1, "trait"));
                 } else if l.starts_with("pub struct") || l.starts_with("pub enum") {
-                    block = Some((1, if l.starts_with("pub enum") { "enum" } else { "struct" }));
+                    block = Some((
+                        1,
+                        if l.starts_with("pub enum") {
+                            "enum"
+                        } else {
+                            "struct"
+                        },
+                    ));
                 }
             }
             if top && opens && l.starts_with("impl") && !skip_next_item && !private_impl {
@@ -446,7 +456,9 @@ pub fn contract_types(wit: &str) -> String {
         } else if l == "}" && open.is_some() {
             out.push_str("}\n");
             open = None;
-        } else if let (Some(kind), Some((name, ty))) = (open, l.trim_end_matches(',').split_once(':')) {
+        } else if let (Some(kind), Some((name, ty))) =
+            (open, l.trim_end_matches(',').split_once(':'))
+        {
             if kind == "record" {
                 out.push_str(&format!(
                     "    pub {}: {},\n",
@@ -473,7 +485,9 @@ pub fn contract_types(wit: &str) -> String {
 /// The whole reference: rules, contract types, SDK surface, examples.
 pub fn api_reference() -> String {
     let mut s = String::new();
-    s.push_str("=== API REFERENCE (generated from the SDK and the contract this host runs) ===\n\n");
+    s.push_str(
+        "=== API REFERENCE (generated from the SDK and the contract this host runs) ===\n\n",
+    );
     s.push_str("--- Rules the checks enforce ---\n");
     s.push_str(RULES);
     s.push_str("\n\n--- Contract types (wit/contract.wit as the Rust the SDK exposes: `guest_sdk::{Signal, Portfolio, OpenPosition, Candle, ...}`) ---\n");
@@ -526,7 +540,13 @@ mod tests {
         let fields = signal.split('}').next().unwrap().matches("pub ").count();
         assert_eq!(fields, 12);
         // no test module, hidden runtime or function body leaks in
-        for absent in ["mod tests", "fn runtime", "thread_local", "assert", "Slot<S>"] {
+        for absent in [
+            "mod tests",
+            "fn runtime",
+            "thread_local",
+            "assert",
+            "Slot<S>",
+        ] {
             assert!(!r.contains(absent), "{absent:?} leaked into the reference");
         }
         assert!(r.len() < 40_000, "{} bytes", r.len());

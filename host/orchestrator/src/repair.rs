@@ -203,7 +203,15 @@ pub fn develop<T>(
         if let Err(r) = &result {
             seen.push((hash, r.clone()));
         }
-        record_attempt(conn, run_id, ts, subject, attempt, &p, result.as_ref().map(|_| ()))?;
+        record_attempt(
+            conn,
+            run_id,
+            ts,
+            subject,
+            attempt,
+            &p,
+            result.as_ref().map(|_| ()),
+        )?;
         let rejection = match result {
             Ok(t) => {
                 return Ok(Developed {
@@ -353,7 +361,7 @@ fn gamma(rng: &mut Rng, shape: f64) -> f64 {
 /// acceptance rate drawn from Beta(1 + accepted, 1 + rejected); ranked by
 /// the draw, best first. Deterministic in `seed`.
 pub fn bandit(conn: &Connection, seed: u64) -> rusqlite::Result<Vec<Arm>> {
-    let mut rng = Rng::new(seed ^ 0xBA4D_17);
+    let mut rng = Rng::new(seed ^ 0x00BA_4D17);
     let mut arms = Vec::new();
     for d in ARMS {
         let (tried, accepted): (u32, u32) = conn.query_row(
@@ -447,7 +455,11 @@ error: could not compile `candidate-x` (lib) due to 2 previous errors
     #[test]
     fn the_bandit_prefers_what_was_accepted() {
         let conn = host_store::db::open_in_memory().unwrap();
-        for (d, outcome, n) in [("tweak", "deployed", 8), ("overhaul", "rejected", 8), ("tweak", "rejected", 1)] {
+        for (d, outcome, n) in [
+            ("tweak", "deployed", 8),
+            ("overhaul", "rejected", 8),
+            ("tweak", "rejected", 1),
+        ] {
             for _ in 0..n {
                 conn.execute(
                     "INSERT INTO orchestrator_runs (run_id, ts, trigger, decision, outcome, report) VALUES ('r', 0, 't', ?1, ?2, '{}')",
@@ -460,10 +472,19 @@ error: could not compile `candidate-x` (lib) due to 2 previous errors
             .map(|s| bandit(&conn, s).unwrap()[0].decision)
             .collect();
         let tweak = firsts.iter().filter(|d| **d == DecisionKind::Tweak).count();
-        let overhaul = firsts.iter().filter(|d| **d == DecisionKind::Overhaul).count();
-        assert!(tweak > 25 && overhaul < 3, "tweak {tweak}, overhaul {overhaul}");
+        let overhaul = firsts
+            .iter()
+            .filter(|d| **d == DecisionKind::Overhaul)
+            .count();
+        assert!(
+            tweak > 25 && overhaul < 3,
+            "tweak {tweak}, overhaul {overhaul}"
+        );
         let arms = bandit(&conn, 1).unwrap();
-        let t = arms.iter().find(|a| a.decision == DecisionKind::Tweak).unwrap();
+        let t = arms
+            .iter()
+            .find(|a| a.decision == DecisionKind::Tweak)
+            .unwrap();
         assert_eq!((t.accepted, t.tried), (8, 9));
     }
 }

@@ -79,9 +79,7 @@ fn header_of(line: &str) -> Option<&str> {
 /// no other fenced block lies between them.
 fn section_of<'a>(lines: &[&'a str], block: &Fenced, previous_end: usize) -> Option<&'a str> {
     let open = block.line.saturating_sub(1);
-    (previous_end..open)
-        .rev()
-        .find_map(|i| header_of(lines[i]))
+    (previous_end..open).rev().find_map(|i| header_of(lines[i]))
 }
 
 /// `PARAMS: fast=24, slow=120`
@@ -145,9 +143,8 @@ pub fn parse_writer(text: &str) -> Decisions {
     let params = field(text, "PARAMS")
         .map(|l| parse_params(&l))
         .unwrap_or_default();
-    let decision = field(text, "DECISION").and_then(|d| {
-        DecisionKind::parse(d.trim_matches(|c| c == '*' || c == '`').trim())
-    });
+    let decision = field(text, "DECISION")
+        .and_then(|d| DecisionKind::parse(d.trim_matches(|c| c == '*' || c == '`').trim()));
     let base = |decision, source: String, module: Option<String>| Proposal {
         decision,
         template: "claude".into(),
@@ -173,8 +170,11 @@ pub fn parse_writer(text: &str) -> Decisions {
         Some(DecisionKind::UpdateAnalysis) => {
             // the legacy form: the one rust block is the module named by MODULE
             if let Some(src) = strategy_src {
-                out.analyses
-                    .push(base(DecisionKind::UpdateAnalysis, src, field(text, "MODULE")));
+                out.analyses.push(base(
+                    DecisionKind::UpdateAnalysis,
+                    src,
+                    field(text, "MODULE"),
+                ));
             }
         }
         Some(DecisionKind::NoChange) => {

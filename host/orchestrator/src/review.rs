@@ -150,7 +150,10 @@ pub fn dossier(
     s.push_str(&j(&f));
     s.push_str("\n\n=== CONTEXT ===\nGround truth:\n");
     s.push_str(&j(&ctx.ground_truth));
-    for (label, r) in [("Market analysis", &ctx.market_report), ("Trade analysis", &ctx.trade_report)] {
+    for (label, r) in [
+        ("Market analysis", &ctx.market_report),
+        ("Trade analysis", &ctx.trade_report),
+    ] {
         s.push_str(&format!(
             "\n{label}: {}\n",
             r["summary"].as_str().unwrap_or("(no summary)")

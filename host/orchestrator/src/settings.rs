@@ -159,8 +159,12 @@ impl OrchestratorSettings {
         }
         match self.provider.as_str() {
             "anthropic" => {}
-            "vertex" if !self.vertex_project.trim().is_empty() && !self.vertex_region.trim().is_empty() => {}
-            "vertex" => return Err("provider \"vertex\" needs vertex_project and vertex_region".into()),
+            "vertex"
+                if !self.vertex_project.trim().is_empty()
+                    && !self.vertex_region.trim().is_empty() => {}
+            "vertex" => {
+                return Err("provider \"vertex\" needs vertex_project and vertex_region".into())
+            }
             other => return Err(format!("provider {other:?}: expected anthropic or vertex")),
         }
         if self.candidates_per_night == 0 {
@@ -191,11 +195,12 @@ impl OrchestratorSettings {
     pub fn provider(&self) -> (super::claude::Provider, String) {
         match self.provider.as_str() {
             "vertex" => {
-                let base = if self.base_url.is_empty() || self.base_url.contains("api.anthropic.com") {
-                    format!("https://{}-aiplatform.googleapis.com", self.vertex_region)
-                } else {
-                    self.base_url.clone()
-                };
+                let base =
+                    if self.base_url.is_empty() || self.base_url.contains("api.anthropic.com") {
+                        format!("https://{}-aiplatform.googleapis.com", self.vertex_region)
+                    } else {
+                        self.base_url.clone()
+                    };
                 (
                     super::claude::Provider::Vertex {
                         project: self.vertex_project.clone(),

@@ -218,7 +218,12 @@ impl Lexer<'_> {
 
     /// `Some((prefix length, hashes))` when a raw string starts here.
     fn raw_string_start(&self) -> Option<(usize, usize)> {
-        if self.i > 0 && self.b.get(self.i - 1).is_some_and(|c| is_ident_continue(*c)) {
+        if self.i > 0
+            && self
+                .b
+                .get(self.i - 1)
+                .is_some_and(|c| is_ident_continue(*c))
+        {
             return None;
         }
         let mut j = 0;
@@ -419,7 +424,8 @@ pub fn check(src: &str, max_bytes: usize) -> Result<(), Vec<Refusal>> {
         Some(Tok::Ident(s)) => Some(s.as_str()),
         _ => None,
     };
-    let punct = |k: usize, c: char| matches!(toks.get(k).map(|t| &t.tok), Some(Tok::Punct(p)) if *p == c);
+    let punct =
+        |k: usize, c: char| matches!(toks.get(k).map(|t| &t.tok), Some(Tok::Punct(p)) if *p == c);
     let named = |list: &[&'static str], s: &str| list.iter().copied().find(|x| *x == s);
     // the end (exclusive) of the current `use` item, and its root
     let mut use_tree: Option<(usize, &'static str)> = None;
@@ -622,7 +628,9 @@ mod tests {
         let src = "macro_rules! m{($x:ident)=>{$x!(\"KRAKEN_API_SECRET\")}}\nfn f() -> &'static str { m!(env) }";
         assert_eq!(kinds(src), vec![(2, RefusalKind::ForbiddenMacro("env"))]);
         assert!(refused("fn f() { let env = 1; let _ = env; }"));
-        assert!(refused("fn f() -> Option<&'static str> { option_env!(\"X\") }"));
+        assert!(refused(
+            "fn f() -> Option<&'static str> { option_env!(\"X\") }"
+        ));
     }
 
     #[test]
@@ -633,7 +641,8 @@ mod tests {
             kinds(src),
             vec![(1, RefusalKind::ForbiddenMacro("include_str"))]
         );
-        let src = "const C: [char; 3] = ['\\'', '\\\\', '\\x41']; const S: &str = include_str!(\"/x\");";
+        let src =
+            "const C: [char; 3] = ['\\'', '\\\\', '\\x41']; const S: &str = include_str!(\"/x\");";
         assert_eq!(
             kinds(src),
             vec![(1, RefusalKind::ForbiddenMacro("include_str"))]
@@ -703,7 +712,9 @@ mod tests {
         ] {
             assert!(refused(src), "{src}");
         }
-        assert!(!refused("use std::collections::{BTreeMap, HashMap};\nfn fs() {}"));
+        assert!(!refused(
+            "use std::collections::{BTreeMap, HashMap};\nfn fs() {}"
+        ));
     }
 
     #[test]
@@ -711,10 +722,7 @@ mod tests {
         let src = "mod secret_name_xyz;\n#[path = \"secret_value_xyz\"] fn f() {}\nmacro_rules! m{($x:ident)=>{$x!(\"secret_var_xyz\")}}";
         for r in check(src, 100_000).unwrap_err() {
             assert!(!r.to_string().contains("xyz"), "{r}");
-            assert!(
-                !serde_json::to_string(&r).unwrap().contains("xyz"),
-                "{r}"
-            );
+            assert!(!serde_json::to_string(&r).unwrap().contains("xyz"), "{r}");
         }
     }
 
@@ -747,7 +755,9 @@ mod tests {
     #[test]
     fn arbitrary_input_never_panics() {
         // a cheap deterministic fuzz over awkward characters
-        let alphabet: Vec<char> = "'\"\\/*#!$r b c{}[]()\n\u{200E}é;:mod env x0_.".chars().collect();
+        let alphabet: Vec<char> = "'\"\\/*#!$r b c{}[]()\n\u{200E}é;:mod env x0_."
+            .chars()
+            .collect();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..5_000 {
             let mut s = String::new();

@@ -75,26 +75,116 @@ pub fn open_read_only(path: &Path) -> rusqlite::Result<ReadOnlyDb> {
 /// `fts3_tokenizer`, `sqlite_*`, `changes`, `current_*`, `soundex`, ...
 const ALLOWED_FUNCTIONS: &[&str] = &[
     // aggregates and window functions
-    "avg", "count", "group_concat", "string_agg", "max", "min", "sum", "total",
-    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile",
-    "lag", "lead", "first_value", "last_value", "nth_value",
+    "avg",
+    "count",
+    "group_concat",
+    "string_agg",
+    "max",
+    "min",
+    "sum",
+    "total",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
     // scalars
-    "abs", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "if",
-    "ifnull", "iif", "instr", "length", "like", "likelihood", "likely", "lower",
-    "ltrim", "nullif", "octet_length", "printf", "quote", "replace", "round", "rtrim",
-    "sign", "substr", "substring", "trim", "typeof", "unhex", "unicode", "unlikely",
+    "abs",
+    "char",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "format",
+    "glob",
+    "hex",
+    "if",
+    "ifnull",
+    "iif",
+    "instr",
+    "length",
+    "like",
+    "likelihood",
+    "likely",
+    "lower",
+    "ltrim",
+    "nullif",
+    "octet_length",
+    "printf",
+    "quote",
+    "replace",
+    "round",
+    "rtrim",
+    "sign",
+    "substr",
+    "substring",
+    "trim",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unlikely",
     "upper",
     // date and time
-    "date", "time", "datetime", "julianday", "strftime", "unixepoch", "timediff",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "strftime",
+    "unixepoch",
+    "timediff",
     // maths
-    "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling",
-    "cos", "cosh", "degrees", "exp", "floor", "ln", "log", "log10", "log2", "mod",
-    "pi", "pow", "power", "radians", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atan2",
+    "atanh",
+    "ceil",
+    "ceiling",
+    "cos",
+    "cosh",
+    "degrees",
+    "exp",
+    "floor",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "mod",
+    "pi",
+    "pow",
+    "power",
+    "radians",
+    "sin",
+    "sinh",
+    "sqrt",
+    "tan",
+    "tanh",
+    "trunc",
     // JSON
-    "json", "json_array", "json_array_length", "json_extract", "json_object",
-    "json_patch", "json_quote", "json_remove", "json_replace", "json_set",
-    "json_insert", "json_type", "json_valid", "json_group_array",
-    "json_group_object", "->", "->>",
+    "json",
+    "json_array",
+    "json_array_length",
+    "json_extract",
+    "json_object",
+    "json_patch",
+    "json_quote",
+    "json_remove",
+    "json_replace",
+    "json_set",
+    "json_insert",
+    "json_type",
+    "json_valid",
+    "json_group_array",
+    "json_group_object",
+    "->",
+    "->>",
 ];
 
 /// The authorizer's rule: `SELECT`, reads of `main`, recursive CTEs and the
@@ -232,7 +322,12 @@ impl AnalysisHost {
 
     /// Runs one module query with `fuel` to spend; returns the rows (or why
     /// not) and what the query cost.
-    fn run_query(&mut self, sql: &str, params: &[DbValue], fuel: u64) -> (Result<Rows, QueryError>, Cost) {
+    fn run_query(
+        &mut self,
+        sql: &str,
+        params: &[DbValue],
+        fuel: u64,
+    ) -> (Result<Rows, QueryError>, Cost) {
         let mut cost = Cost {
             bytes: sql.len() + params.iter().map(value_bytes).sum::<usize>(),
             ops: 0,
@@ -377,12 +472,15 @@ pub(super) fn define_imports(linker: &mut Linker<AnalysisHost>) -> wasmtime::Res
             Ok((result,))
         },
     )?;
-    db.func_wrap("schema", |mut store: StoreContextMut<'_, AnalysisHost>, (): ()| {
-        let schema = store.data().schema();
-        let fuel = store.data().guard.limits.import_fuel(schema.len());
-        guard::charge(&mut store, fuel)?;
-        Ok((schema,))
-    })?;
+    db.func_wrap(
+        "schema",
+        |mut store: StoreContextMut<'_, AnalysisHost>, (): ()| {
+            let schema = store.data().schema();
+            let fuel = store.data().guard.limits.import_fuel(schema.len());
+            guard::charge(&mut store, fuel)?;
+            Ok((schema,))
+        },
+    )?;
     Ok(())
 }
 

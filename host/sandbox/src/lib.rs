@@ -437,6 +437,9 @@ mod tests {
         assert!(!t.chars().any(|c| c.is_control()));
         let long = guest_text(&"é".repeat(10_000), 101);
         assert!(long.len() <= 101 + '…'.len_utf8(), "{}", long.len());
-        assert_eq!(guest_text("plain text, ünïcode", 100), "plain text, ünïcode");
+        assert_eq!(
+            guest_text("plain text, ünïcode", 100),
+            "plain text, ünïcode"
+        );
     }
 }

@@ -109,7 +109,11 @@ async fn raw_predict(
         .unwrap_or_default()
         .to_string();
     let Some((model, "rawPredict")) = action.split_once(':') else {
-        return (StatusCode::NOT_FOUND, error("not_found_error", "no such method")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            error("not_found_error", "no such method"),
+        )
+            .into_response();
     };
     if bearer != format!("Bearer {KEY}") || headers.get("x-api-key").is_some() {
         return (
@@ -125,7 +129,8 @@ async fn raw_predict(
         )
             .into_response();
     }
-    let path = format!("/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{action}");
+    let path =
+        format!("/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{action}");
     body["model"] = serde_json::json!(model);
     answer(api, path, body)
 }
@@ -546,7 +551,7 @@ fn include_str_of_etc_passwd_is_refused_before_compiling() {
     });
     let (code, why) = rejected(&run);
     assert_eq!(code, "source_refused");
-    assert!(why.contains("line 3: `include_str!`"), "{why}");
+    assert!(why.contains("line 3, column 22: `include_str!`"), "{why}");
     assert_nothing_deployed(&run);
     assert!(
         !run.opts.paths.data_dir.join("orchestrator/build").exists(),
@@ -987,7 +992,10 @@ fn the_offline_cycle_runs_through_the_real_binary() {
 }
 
 /// A cycle against a fake API prepared by `setup`, with options changed by `tweak`.
-fn scripted_cycle(setup: impl FnOnce(&mut Api, &Path), tweak: impl FnOnce(&mut CycleOptions)) -> Run {
+fn scripted_cycle(
+    setup: impl FnOnce(&mut Api, &Path),
+    tweak: impl FnOnce(&mut CycleOptions),
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (url, api) = serve(Api::default());
     let mut opts = options(dir.path(), &url, ProposerChoice::Claude);
@@ -1047,22 +1055,39 @@ fn a_first_answer_that_does_not_compile_is_repaired_and_the_second_is_deployed()
     // the second request is the same conversation carrying the compiler's errors
     let turns = writes[1]["messages"].as_array().unwrap();
     assert_eq!(
-        turns.iter().map(|t| t["role"].as_str().unwrap()).collect::<Vec<_>>(),
+        turns
+            .iter()
+            .map(|t| t["role"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         vec!["user", "assistant", "user"]
     );
     assert_eq!(turns[0]["content"], writes[0]["messages"][0]["content"]);
-    assert!(turns[1]["content"].as_str().unwrap().contains("not a number"));
+    assert!(turns[1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("not a number"));
     let feedback = turns[2]["content"].as_str().unwrap();
-    assert!(feedback.contains("error[E0308]: mismatched types"), "{feedback}");
+    assert!(
+        feedback.contains("error[E0308]: mismatched types"),
+        "{feedback}"
+    );
     assert!(feedback.contains("--> src/lib.rs:"), "{feedback}");
-    assert!(!feedback.contains("orchestrator/build"), "no host paths: {feedback}");
+    assert!(
+        !feedback.contains("orchestrator/build"),
+        "no host paths: {feedback}"
+    );
     assert!(!feedback.contains("Compiling"), "{feedback}");
     drop(api);
     // every attempt audited, in order
     assert_eq!(
         attempts(&run),
         vec![
-            ("strategy".into(), 1, "rejected".into(), Some("compile_failed".into())),
+            (
+                "strategy".into(),
+                1,
+                "rejected".into(),
+                Some("compile_failed".into())
+            ),
             ("strategy".into(), 2, "passed".into(), None),
         ]
     );
@@ -1071,9 +1096,13 @@ fn a_first_answer_that_does_not_compile_is_repaired_and_the_second_is_deployed()
     let active = host_store::archive::active(&conn).unwrap().unwrap();
     assert_eq!(
         active.params,
-        vec![("fast".to_string(), "24".to_string()), ("slow".to_string(), "120".to_string())]
+        vec![
+            ("fast".to_string(), "24".to_string()),
+            ("slow".to_string(), "120".to_string())
+        ]
     );
-    let src = std::fs::read_to_string(run.opts.paths.archive_dir.join("strategy_v001/strategy.rs")).unwrap();
+    let src = std::fs::read_to_string(run.opts.paths.archive_dir.join("strategy_v001/strategy.rs"))
+        .unwrap();
     assert_eq!(src.trim(), good().trim());
 }
 
@@ -1098,7 +1127,10 @@ fn the_writer_gets_the_api_reference_and_an_example_strategy() {
         "YOUR PAST ATTEMPTS",
         "SUGGESTED DECISION KIND",
     ] {
-        assert!(prompt.contains(needle), "{needle:?} missing from the writer's prompt");
+        assert!(
+            prompt.contains(needle),
+            "{needle:?} missing from the writer's prompt"
+        );
     }
 }
 
@@ -1137,14 +1169,19 @@ fn an_answer_still_cut_after_its_continuations_is_refused_with_its_reason() {
     let full = reply(&good());
     let run = scripted_cycle(
         |api, _| {
-            api.writer_script.push_back((full[..400].to_string(), "max_tokens"));
-            api.writer_script.push_back((full[400..800].to_string(), "max_tokens"));
+            api.writer_script
+                .push_back((full[..400].to_string(), "max_tokens"));
+            api.writer_script
+                .push_back((full[400..800].to_string(), "max_tokens"));
         },
         |o| o.orchestrator.max_continuations = 1,
     );
     let (code, why) = rejected(&run);
     assert_eq!(code, "truncated", "{why}");
-    assert!(why.contains("max_tokens") && why.contains("1 continuation"), "{why}");
+    assert!(
+        why.contains("max_tokens") && why.contains("1 continuation"),
+        "{why}"
+    );
     assert_nothing_deployed(&run);
     // nothing was compiled from a partial source
     assert!(!run.opts.paths.data_dir.join("orchestrator/build").exists());
@@ -1174,14 +1211,20 @@ fn a_reviewer_answering_in_markdown_is_understood_and_reviews_after_the_checks()
     let dossier = review[0]["messages"][0]["content"].as_str().unwrap();
     for needle in [
         "CHECK RESULTS",
-        &format!("fuzz: {} calls without a trap", run.report.figures.fuzz_calls),
+        &format!(
+            "fuzz: {} calls without a trap",
+            run.report.figures.fuzz_calls
+        ),
         "candidate_oos_sharpe",
         "CANDIDATE SOURCE",
         "impl Strategy for Trend",
         "Ground truth",
         "risk_limits",
     ] {
-        assert!(dossier.contains(needle), "{needle:?} missing from the dossier");
+        assert!(
+            dossier.contains(needle),
+            "{needle:?} missing from the dossier"
+        );
     }
     drop(api);
 
@@ -1189,7 +1232,8 @@ fn a_reviewer_answering_in_markdown_is_understood_and_reviews_after_the_checks()
     let run = scripted_cycle(
         |api, _| {
             api.writer_text = reply(&good());
-            api.reviewer_text = Some("**Verdict: REJECT** — the stop is never set.\n\nDetails...".into());
+            api.reviewer_text =
+                Some("**Verdict: REJECT** — the stop is never set.\n\nDetails...".into());
         },
         |_| {},
     );
@@ -1242,8 +1286,10 @@ fn vertex_ai_gets_the_same_messages_on_raw_predict_with_a_bearer_token() {
     assert_eq!(body["messages"].as_array().unwrap().len(), 3);
     drop(api);
     // the settings choose it
-    let mut s = host_orchestrator::OrchestratorSettings::default();
-    s.provider = "vertex".into();
+    let mut s = host_orchestrator::OrchestratorSettings {
+        provider: "vertex".into(),
+        ..Default::default()
+    };
     assert!(s.validate().is_err(), "a project is required");
     s.vertex_project = "my-proj".into();
     s.validate().unwrap();
@@ -1269,18 +1315,31 @@ fn the_reference_examples_compile_against_the_sdk() {
         max_wasm_bytes: 4 << 20,
         allowed_deps: Vec::new(),
     };
-    let rt = host_sandbox::Runtime::new(Settings::load(None).unwrap().sandbox.clone(), None).unwrap();
+    let rt =
+        host_sandbox::Runtime::new(Settings::load(None).unwrap().sandbox.clone(), None).unwrap();
     let risk = RiskFile::load(None).unwrap();
-    let s = host_orchestrator::compile::compile(&cfg, "reference-strategy", orch::reference::STRATEGY_EXAMPLE)
-        .unwrap_or_else(|e| panic!("the reference's strategy example does not compile: {e}"));
+    let s = host_orchestrator::compile::compile(
+        &cfg,
+        "reference-strategy",
+        orch::reference::STRATEGY_EXAMPLE,
+    )
+    .unwrap_or_else(|e| panic!("the reference's strategy example does not compile: {e}"));
     let m = rt.load_strategy(&s.wasm).unwrap();
     let mut i = m.instantiate().unwrap();
-    i.initialize(&risk.contract_view(), &["BTCUSD".to_string()], &[]).unwrap();
-    let a = host_orchestrator::compile::compile(&cfg, "reference-analysis", orch::reference::ANALYSIS_EXAMPLE)
-        .unwrap_or_else(|e| panic!("the reference's analysis example does not compile: {e}"));
+    i.initialize(&risk.contract_view(), &["BTCUSD".to_string()], &[])
+        .unwrap();
+    let a = host_orchestrator::compile::compile(
+        &cfg,
+        "reference-analysis",
+        orch::reference::ANALYSIS_EXAMPLE,
+    )
+    .unwrap_or_else(|e| panic!("the reference's analysis example does not compile: {e}"));
     rt.load_analysis(&a.wasm).unwrap();
     // both pass the source check the candidates pass
-    for src in [orch::reference::STRATEGY_EXAMPLE, orch::reference::ANALYSIS_EXAMPLE] {
+    for src in [
+        orch::reference::STRATEGY_EXAMPLE,
+        orch::reference::ANALYSIS_EXAMPLE,
+    ] {
         host_orchestrator::source_check::check(src, 64 << 10).unwrap();
     }
 }

@@ -157,7 +157,11 @@ fn host_review_on_a_host_without_the_orchestrator_says_so() {
     );
     let _ = host_control::socket::request(&socket, &host_control::socket::Request::Shutdown);
     let _ = host.wait();
-    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(stderr.contains("without the orchestrator"), "{stderr}");
     assert!(
         matches!(
@@ -170,7 +174,11 @@ fn host_review_on_a_host_without_the_orchestrator_says_so() {
     );
     let db = rusqlite::Connection::open(d.join("data/host.db")).unwrap();
     let recorded: i64 = db
-        .query_row("SELECT COUNT(*) FROM events WHERE kind = 'tuning_trigger'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'tuning_trigger'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(recorded, 0, "no review is recorded that nobody would run");
 }
