@@ -32,11 +32,13 @@ pub enum Command {
         detail: serde_json::Value,
         reply: Sender<Option<i64>>,
     },
-    /// Record a manual tuning trigger for the orchestrator. Replies with the event's sequence.
+    /// Record a manual tuning trigger for the orchestrator. Replies with the
+    /// event's sequence, or [`Refusal::NotOrchestrating`](crate::socket::Refusal)
+    /// when the host runs without `--orchestrate` (no review would ever run).
     TriggerReview {
         by: String,
         reason: String,
-        reply: Sender<Option<i64>>,
+        reply: Sender<Result<Option<i64>, crate::socket::Refusal>>,
     },
     /// Stop (`Pause`) or allow again (`Resume`) new entries on one
     /// configured symbol; exits still run. Recorded as an event. Replies

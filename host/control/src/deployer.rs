@@ -15,12 +15,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A strategy to put live: its component (already written to `path`, an
-/// absolute path the host can read), its Rust source, and who made it.
+/// absolute path the host can read), its Rust source, the parameters it is
+/// initialised with, and who made it.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
     pub path: &'a Path,
     pub wasm: &'a [u8],
     pub source: &'a str,
+    /// Handed to `initialize` (and archived with the version).
+    pub params: &'a [(String, String)],
     pub origin: &'a str,
     /// Unix seconds, for an offline deploy's archive record.
     pub now: i64,
@@ -54,7 +57,7 @@ pub trait Deployer: Send + Sync {
 
 impl Deployer for HostHandle {
     fn deploy(&self, c: &Candidate<'_>) -> Result<Deployed, DeployFailure> {
-        let o = self.deploy_candidate(c.path, c.source, c.origin)?;
+        let o = self.deploy_candidate(c.path, c.params, c.source, c.origin)?;
         Ok(Deployed {
             version: o.version,
             live: true,
@@ -75,7 +78,7 @@ impl Deployer for SocketOrOffline {
     fn deploy(&self, c: &Candidate<'_>) -> Result<Deployed, DeployFailure> {
         let req = Request::Deploy {
             path: c.path.to_path_buf(),
-            params: Vec::new(),
+            params: c.params.to_vec(),
             source: Some(c.source.to_string()),
             origin: Some(c.origin.to_string()),
         };
@@ -94,7 +97,7 @@ impl Deployer for SocketOrOffline {
                     c.wasm.to_vec(),
                     &self.risk,
                     &self.symbols,
-                    Vec::new(),
+                    c.params.to_vec(),
                     c.origin,
                 )?;
                 prepared.code = Some(c.source.to_string());

@@ -170,17 +170,18 @@ impl HostHandle {
         })
     }
 
-    /// Deploys a generated component with its source and no parameters
-    /// (the orchestrator's candidates).
+    /// Deploys a generated component with its parameters and source (the
+    /// orchestrator's candidates).
     pub fn deploy_candidate(
         &self,
         path: &std::path::Path,
+        params: &[(String, String)],
         source: &str,
         origin: &str,
     ) -> Result<DeployOutcome, HandleError> {
         self.deployed(Request::Deploy {
             path: path.to_path_buf(),
-            params: Vec::new(),
+            params: params.to_vec(),
             source: Some(source.to_string()),
             origin: Some(origin.to_string()),
         })

@@ -162,6 +162,9 @@ pub enum Refusal {
     /// The client's credentials could not be read.
     #[error("the client's credentials are unreadable: {message}")]
     NoCredentials { message: String },
+    /// A review was asked of a host started without `--orchestrate`.
+    #[error("this host runs without the orchestrator, so no review would run: restart it with `host run --orchestrate`, or run one cycle with `host orchestrate --now`")]
+    NotOrchestrating,
 }
 
 /// The host's answer: one typed variant per kind of request.
@@ -541,7 +544,10 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
                 reason,
                 reply,
             },
-            |seq| Reply::Recorded { seq },
+            |r| match r {
+                Ok(seq) => Reply::Recorded { seq },
+                Err(refusal) => Reply::Refused(refusal),
+            },
         ),
         Request::Record { kind, detail } => {
             let bytes = detail.to_string().len();

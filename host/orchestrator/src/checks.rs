@@ -97,6 +97,12 @@ pub enum Rejection {
     Backtest { detail: String },
     #[error("deploy failed: {detail}")]
     Deploy { detail: String },
+    /// The model's answer was cut at `max_tokens` and continuing did not finish it.
+    #[error("the answer was cut at max_tokens: {detail}")]
+    Truncated { detail: String },
+    /// A change was decided but no complete ```rust block came with it.
+    #[error("no source: {detail}")]
+    NoSource { detail: String },
 }
 
 impl Rejection {
@@ -116,6 +122,8 @@ impl Rejection {
             Rejection::PaperStage { .. } => "paper_stage",
             Rejection::Backtest { .. } => "backtest",
             Rejection::Deploy { .. } => "deploy",
+            Rejection::Truncated { .. } => "truncated",
+            Rejection::NoSource { .. } => "no_source",
         }
     }
 }

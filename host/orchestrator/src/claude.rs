@@ -1,9 +1,14 @@
-//! The Anthropic Messages API client: POST `{base}/v1/messages` with
-//! `x-api-key` and `anthropic-version: 2023-06-01`; timeouts, retries with
-//! backoff (429 honours `retry-after`, 529 and 5xx back off, 400 is final), a
-//! per-minute rate limit, a nightly spending cap, and every request and
-//! response written to `ai_audit`. The key comes from `ANTHROPIC_API_KEY`
-//! only and is never logged or stored.
+//! The Messages API client, on either provider: Anthropic (POST
+//! `{base}/v1/messages` with `x-api-key` and `anthropic-version: 2023-06-01`)
+//! or Vertex AI (POST `{base}/v1/projects/{project}/locations/{region}/
+//! publishers/anthropic/models/{model}:rawPredict`, the same messages body
+//! with `anthropic_version: vertex-2023-10-16` instead of `model`, and a
+//! bearer token). Multi-turn conversations, the reply's `stop_reason`,
+//! timeouts, retries with backoff (429 honours `retry-after`, 529 and 5xx
+//! back off, 400 is final), a per-minute rate limit, a nightly spending cap,
+//! and every request and response written to `ai_audit`. The key or token
+//! comes from the environment only (`ANTHROPIC_API_KEY`, `VERTEX_ACCESS_TOKEN`)
+//! and is never logged or stored.
 
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
@@ -13,12 +18,38 @@ use std::time::{Duration, Instant};
 /// Environment variable holding the key.
 pub const KEY_VAR: &str = "ANTHROPIC_API_KEY";
 pub const API_VERSION: &str = "2023-06-01";
+/// Environment variable holding the Vertex AI bearer token
+/// (e.g. `gcloud auth print-access-token`).
+pub const VERTEX_TOKEN_VAR: &str = "VERTEX_ACCESS_TOKEN";
+/// The `anthropic_version` a Vertex AI request body carries.
+pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
+
+/// Which endpoint speaks the Messages API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    Anthropic,
+    /// Vertex AI's `rawPredict` for the project and region.
+    Vertex {
+        project: String,
+        region: String,
+    },
+}
+
+impl Provider {
+    /// The environment variable holding this provider's credential.
+    pub fn key_var(&self) -> &'static str {
+        match self {
+            Provider::Anthropic => KEY_VAR,
+            Provider::Vertex { .. } => VERTEX_TOKEN_VAR,
+        }
+    }
+}
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClaudeError {
-    #[error("{KEY_VAR} is not set")]
-    NoKey,
+    #[error("{0} is not set")]
+    NoKey(&'static str),
     #[error("the nightly spending cap of ${cap:.2} is reached (spent ${spent:.4})")]
     BudgetExhausted { spent: f64, cap: f64 },
     #[error("rate limited (429) after {attempts} attempts")]
@@ -42,6 +73,7 @@ pub enum ClaudeError {
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClaudeConfig {
+    pub provider: Provider,
     pub base_url: String,
     pub timeout: Duration,
     pub retries: u32,
@@ -62,10 +94,57 @@ pub struct Price {
     pub output: f64,
 }
 
+/// Why the model stopped (the reply's `stop_reason`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndTurn,
+    /// Cut at `max_tokens`: the text is incomplete.
+    MaxTokens,
+    StopSequence,
+    ToolUse,
+    PauseTurn,
+    Refusal,
+    #[serde(other)]
+    Other,
+}
+
+/// Who speaks a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Turn {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Turn {
+    pub fn user(content: impl Into<String>) -> Turn {
+        Turn {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+    pub fn assistant(content: impl Into<String>) -> Turn {
+        Turn {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
 /// One model reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub text: String,
+    /// `None` when the reply did not say (treated like `end_turn`).
+    pub stop_reason: Option<StopReason>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
@@ -73,17 +152,16 @@ pub struct Reply {
 }
 
 #[derive(Serialize)]
-struct Message<'a> {
-    role: &'a str,
-    content: &'a str,
-}
-
-#[derive(Serialize)]
 struct Request<'a> {
-    model: &'a str,
+    /// Anthropic only (Vertex names the model in the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    /// Vertex only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anthropic_version: Option<&'a str>,
     max_tokens: u32,
     system: &'a str,
-    messages: Vec<Message<'a>>,
+    messages: &'a [Turn],
 }
 
 #[derive(Deserialize)]
@@ -103,6 +181,8 @@ struct Usage {
 #[derive(Deserialize)]
 struct Response {
     content: Vec<ContentBlock>,
+    #[serde(default)]
+    stop_reason: Option<StopReason>,
     usage: Usage,
 }
 
@@ -143,10 +223,11 @@ impl Claude {
     /// A client with the key from the environment; `spent_today` counts
     /// toward the cap (see [`spent_since`]).
     pub fn from_env(cfg: ClaudeConfig, spent_today: f64) -> Result<Claude, ClaudeError> {
-        let key = std::env::var(KEY_VAR)
+        let var = cfg.provider.key_var();
+        let key = std::env::var(var)
             .ok()
             .filter(|k| !k.trim().is_empty())
-            .ok_or(ClaudeError::NoKey)?;
+            .ok_or(ClaudeError::NoKey(var))?;
         Claude::with_key(cfg, key, spent_today)
     }
 
@@ -212,7 +293,7 @@ impl Claude {
         self.sent.push_back(Instant::now());
     }
 
-    /// Sends one conversation turn; every attempt is audited in `conn`.
+    /// Sends one single-turn request; every attempt is audited in `conn`.
     #[allow(clippy::too_many_arguments)]
     pub fn complete(
         &mut self,
@@ -224,33 +305,77 @@ impl Claude {
         prompt: &str,
         trigger: &str,
     ) -> Result<Reply, ClaudeError> {
+        self.converse(
+            conn,
+            model,
+            price,
+            max_tokens,
+            system,
+            &[Turn::user(prompt)],
+            trigger,
+        )
+    }
+
+    /// Has the nightly cap been reached?
+    pub fn budget_left(&self) -> bool {
+        self.spent < self.cfg.budget_usd
+    }
+
+    /// The endpoint for `model`.
+    fn url(&self, model: &str) -> String {
+        let base = self.cfg.base_url.trim_end_matches('/');
+        match &self.cfg.provider {
+            Provider::Anthropic => format!("{base}/v1/messages"),
+            Provider::Vertex { project, region } => format!(
+                "{base}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict"
+            ),
+        }
+    }
+
+    /// Sends a conversation (`turns` alternate, the first is the user's; a
+    /// last assistant turn is a prefix the model continues); every attempt is
+    /// audited in `conn` with the last turn as its prompt.
+    #[allow(clippy::too_many_arguments)]
+    pub fn converse(
+        &mut self,
+        conn: &Connection,
+        model: &str,
+        price: Price,
+        max_tokens: u32,
+        system: &str,
+        turns: &[Turn],
+        trigger: &str,
+    ) -> Result<Reply, ClaudeError> {
         if self.spent >= self.cfg.budget_usd {
             return Err(ClaudeError::BudgetExhausted {
                 spent: self.spent,
                 cap: self.cfg.budget_usd,
             });
         }
+        let vertex = matches!(self.cfg.provider, Provider::Vertex { .. });
         let body = Request {
-            model,
+            model: (!vertex).then_some(model),
+            anthropic_version: vertex.then_some(VERTEX_VERSION),
             max_tokens,
             system,
-            messages: vec![Message {
-                role: "user",
-                content: prompt,
-            }],
+            messages: turns,
         };
-        let url = format!("{}/v1/messages", self.cfg.base_url.trim_end_matches('/'));
+        let prompt: &str = turns.last().map(|t| t.content.as_str()).unwrap_or("");
+        let url = self.url(model);
         let attempts = self.cfg.retries + 1;
         let mut last: Option<ClaudeError> = None;
         for attempt in 1..=attempts {
             self.rate_limit();
             let started = Instant::now();
             let sent = self.rt.block_on(async {
-                let r = self
-                    .http
-                    .post(&url)
-                    .header("x-api-key", &self.key)
-                    .header("anthropic-version", API_VERSION)
+                let req = self.http.post(&url);
+                let req = if vertex {
+                    req.bearer_auth(&self.key)
+                } else {
+                    req.header("x-api-key", &self.key)
+                        .header("anthropic-version", API_VERSION)
+                };
+                let r = req
                     .header("content-type", "application/json")
                     .json(&body)
                     .send()
@@ -339,6 +464,7 @@ impl Claude {
                 )?;
                 return Ok(Reply {
                     text: reply_text,
+                    stop_reason: parsed.stop_reason,
                     input_tokens: parsed.usage.input_tokens,
                     output_tokens: parsed.usage.output_tokens,
                     cost_usd: cost,
@@ -463,14 +589,60 @@ pub fn spent_since(conn: &Connection, since: i64) -> rusqlite::Result<f64> {
     )
 }
 
-/// The first fenced code block (```rust or ```), if any.
+/// A fenced block of a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    /// The info string after the opening fence, lowercased (`rust`, `markdown`, ``).
+    pub lang: String,
+    pub body: String,
+    /// 1-based line of the opening fence.
+    pub line: usize,
+    /// 1-based line of the closing fence.
+    pub end: usize,
+}
+
+/// Every complete fenced block (a fence of three or more backticks at the
+/// start of a line, closed by a fence at least as long); an unterminated
+/// block at the end is not returned.
+pub fn fenced_blocks(text: &str) -> Vec<Fenced> {
+    let mut out = Vec::new();
+    let mut open: Option<(usize, String, usize, Vec<&str>)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        let ticks = t.chars().take_while(|c| *c == '`').count();
+        match &mut open {
+            None if ticks >= 3 => {
+                let lang = t[ticks..].trim().to_ascii_lowercase();
+                open = Some((ticks, lang, i + 1, Vec::new()));
+            }
+            None => {}
+            Some((n, _, _, _)) if ticks >= *n && t[ticks..].trim().is_empty() => {
+                if let Some((_, lang, line, body)) = open.take() {
+                    let mut b = body.join("\n");
+                    b.push('\n');
+                    out.push(Fenced {
+                        lang,
+                        body: b,
+                        line,
+                        end: i + 1,
+                    });
+                }
+            }
+            Some((_, _, _, body)) => body.push(line),
+        }
+    }
+    out
+}
+
+/// The last complete ```rust block (else the last complete unlabelled one), if any.
 pub fn code_block(text: &str) -> Option<String> {
-    let start = text.find("```")?;
-    let after = &text[start + 3..];
-    let body_start = after.find('\n')? + 1;
-    let body = &after[body_start..];
-    let end = body.find("```")?;
-    Some(body[..end].to_string())
+    let blocks = fenced_blocks(text);
+    blocks
+        .iter()
+        .rev()
+        .find(|b| b.lang == "rust" || b.lang == "rs")
+        .or_else(|| blocks.iter().rev().find(|b| b.lang.is_empty()))
+        .map(|b| b.body.clone())
 }
 
 /// The value of a `KEY: value` line (case-insensitive key).
@@ -492,6 +664,13 @@ mod tests {
     fn parses_code_blocks_and_fields() {
         let t = "DECISION: tweak\nCONFIDENCE: 0.7\nSome words.\n```rust\nfn a() {}\n```\ntrailing";
         assert_eq!(code_block(t).as_deref(), Some("fn a() {}\n"));
+        // the last complete rust block wins; a shell block and a cut block do not
+        let t2 = "```rust\nfn draft() {}\n```\n```sh\ncargo build\n```\n```rust\nfn fin() {}\n```\n```rust\nfn cut(";
+        assert_eq!(code_block(t2).as_deref(), Some("fn fin() {}\n"));
+        let b = fenced_blocks("x\n````markdown\n```rust\ninner\n```\n````\n");
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].lang.as_str(), b[0].line), ("markdown", 2));
+        assert!(b[0].body.contains("inner"));
         assert_eq!(field(t, "decision").as_deref(), Some("tweak"));
         assert_eq!(field(t, "**Confidence**").as_deref(), None);
         assert_eq!(
@@ -507,6 +686,13 @@ mod tests {
         let ok = r#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"hi"},{"type":"text","text":" there"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":3}}"#;
         let r: Response = serde_json::from_str(ok).unwrap();
         assert_eq!(r.content.len(), 2);
+        assert_eq!(r.stop_reason, Some(StopReason::EndTurn));
+        let cut = ok.replace("end_turn", "max_tokens");
+        let r: Response = serde_json::from_str(&cut).unwrap();
+        assert_eq!(r.stop_reason, Some(StopReason::MaxTokens));
+        let odd = ok.replace("end_turn", "something_new");
+        let r: Response = serde_json::from_str(&odd).unwrap();
+        assert_eq!(r.stop_reason, Some(StopReason::Other));
         assert_eq!(r.usage.input_tokens, 12);
         let err = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too big"}}"#;
         let e: ErrorBody = serde_json::from_str(err).unwrap();

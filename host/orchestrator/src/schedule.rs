@@ -1,7 +1,10 @@
 //! When the orchestrator runs: the nightly window in America/New_York time
 //! (US daylight-saving rule computed here, no time-zone database), tuning
-//! triggers with priority and cooldown, and the rollback rule for a deployed
-//! candidate that trails its backtest. All pure functions.
+//! triggers with priority, cooldown and episodes (a condition that holds for
+//! hours — a losing streak, a daily loss, an ATR spike, a winning streak —
+//! starts one cycle when it begins, and can start another only after it has
+//! ended), and the rollback rule for a deployed candidate that trails its
+//! backtest. Pure functions of the state they are given.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::Serialize;
@@ -55,6 +58,7 @@ pub enum TriggerKind {
     Manual,
     LossThreshold,
     ConsecutiveLosses,
+    ConsecutiveWins,
     AtrSpike,
     EveryNTrades,
     Nightly,
@@ -66,9 +70,20 @@ impl TriggerKind {
         match self {
             TriggerKind::Manual => 0,
             TriggerKind::LossThreshold | TriggerKind::ConsecutiveLosses => 1,
-            TriggerKind::AtrSpike => 2,
+            TriggerKind::AtrSpike | TriggerKind::ConsecutiveWins => 2,
             TriggerKind::EveryNTrades | TriggerKind::Nightly => 3,
         }
+    }
+
+    /// Kinds whose condition lasts (an episode): they fire once per episode.
+    pub fn episodic(self) -> bool {
+        matches!(
+            self,
+            TriggerKind::LossThreshold
+                | TriggerKind::ConsecutiveLosses
+                | TriggerKind::ConsecutiveWins
+                | TriggerKind::AtrSpike
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +91,7 @@ impl TriggerKind {
             TriggerKind::Manual => "manual",
             TriggerKind::LossThreshold => "loss_threshold",
             TriggerKind::ConsecutiveLosses => "consecutive_losses",
+            TriggerKind::ConsecutiveWins => "consecutive_wins",
             TriggerKind::AtrSpike => "atr_spike",
             TriggerKind::EveryNTrades => "every_n_trades",
             TriggerKind::Nightly => "nightly",
@@ -98,6 +114,8 @@ pub struct TriggerConfig {
     pub window_end: NaiveTime,
     pub loss_threshold_pct: f64,
     pub consecutive_losses: u32,
+    /// A winning streak this long is a trigger too (0: off).
+    pub consecutive_wins: u32,
     pub every_n_trades: u64,
     pub atr_spike_pct: f64,
     /// A trigger kind that fired fires again only after this long (manual: never held back).
@@ -111,6 +129,7 @@ impl TriggerConfig {
             window_end: parse_hhmm(&s.window_end)?,
             loss_threshold_pct: s.loss_threshold_pct,
             consecutive_losses: s.consecutive_losses,
+            consecutive_wins: s.consecutive_wins,
             every_n_trades: s.every_n_trades,
             atr_spike_pct: s.atr_spike_pct,
             cooldown: Duration::minutes(s.cooldown_minutes.max(0)),
@@ -125,6 +144,7 @@ pub struct TriggerState {
     /// Today's realised + unrealised result, percent of the day's opening value.
     pub session_pnl_pct: f64,
     pub consecutive_losses: u32,
+    pub consecutive_wins: u32,
     pub closed_trades: u64,
     /// `closed_trades` at the last review.
     pub trades_at_last_review: u64,
@@ -135,10 +155,54 @@ pub struct TriggerState {
     pub last_fired: BTreeMap<TriggerKind, DateTime<Utc>>,
     /// New York date of the last nightly cycle.
     pub last_nightly: Option<NaiveDate>,
+    /// Episodic kinds that fired and whose condition still held when last
+    /// observed: they do not fire again until it has ended.
+    pub open_episodes: std::collections::BTreeSet<TriggerKind>,
 }
 
-/// The triggers due at `now`, most urgent first (cooldowns applied).
+/// The triggers due at `now`, most urgent first (cooldowns applied, open
+/// episodes held back).
 pub fn due_triggers(state: &TriggerState, now: DateTime<Utc>) -> Vec<Trigger> {
+    conditions(state, now)
+        .into_iter()
+        .filter(|t| !state.open_episodes.contains(&t.kind))
+        .collect()
+}
+
+/// Observes the state at `now`: closes the episodes whose condition has
+/// ended, returns the triggers due, and records them as fired (cooldown,
+/// episode, nightly date, manual request and trade count reset).
+pub fn fire(state: &mut TriggerState, now: DateTime<Utc>) -> Vec<Trigger> {
+    let holding: std::collections::BTreeSet<TriggerKind> = conditions(
+        &TriggerState {
+            last_fired: BTreeMap::new(),
+            ..state.clone()
+        },
+        now,
+    )
+    .into_iter()
+    .map(|t| t.kind)
+    .collect();
+    state.open_episodes.retain(|k| holding.contains(k));
+    let due = due_triggers(state, now);
+    for t in &due {
+        state.last_fired.insert(t.kind, now);
+        if t.kind.episodic() {
+            state.open_episodes.insert(t.kind);
+        }
+        if t.kind == TriggerKind::Nightly {
+            state.last_nightly = Some(new_york(now).date());
+        }
+    }
+    if !due.is_empty() {
+        state.manual_requested = false;
+        state.trades_at_last_review = state.closed_trades;
+    }
+    due
+}
+
+/// Every trigger whose condition holds at `now`, cooldowns applied.
+fn conditions(state: &TriggerState, now: DateTime<Utc>) -> Vec<Trigger> {
     let cfg = &state.config;
     let mut out = Vec::new();
     let cooled = |k: TriggerKind| {
@@ -173,6 +237,15 @@ pub fn due_triggers(state: &TriggerState, now: DateTime<Utc>) -> Vec<Trigger> {
         push(
             TriggerKind::ConsecutiveLosses,
             format!("{} losing trades in a row", state.consecutive_losses),
+        );
+    }
+    if cfg.consecutive_wins > 0 && state.consecutive_wins >= cfg.consecutive_wins {
+        push(
+            TriggerKind::ConsecutiveWins,
+            format!(
+                "{} winning trades in a row: time to check the edge is real",
+                state.consecutive_wins
+            ),
         );
     }
     for (sym, (now_atr, base)) in &state.atr {
@@ -291,19 +364,79 @@ mod tests {
                 window_end: parse_hhmm("06:00").unwrap(),
                 loss_threshold_pct: 2.0,
                 consecutive_losses: 3,
+                consecutive_wins: 5,
                 every_n_trades: 20,
                 atr_spike_pct: 50.0,
                 cooldown: Duration::minutes(60),
             },
             session_pnl_pct: 0.0,
             consecutive_losses: 0,
+            consecutive_wins: 0,
             closed_trades: 0,
             trades_at_last_review: 0,
             atr: BTreeMap::new(),
             manual_requested: false,
             last_fired: BTreeMap::new(),
             last_nightly: None,
+            open_episodes: Default::default(),
         }
+    }
+
+    /// Regression: a losing streak that lasted all day started a cycle every
+    /// hour (each time the cooldown ran out).
+    #[test]
+    fn a_losing_streak_lasting_all_day_starts_one_cycle() {
+        let mut s = state();
+        let start = utc(2024, 1, 15, 12, 0); // outside the nightly window
+        s.consecutive_losses = 4;
+        let mut fired = Vec::new();
+        for h in 0..24 {
+            for t in fire(&mut s, start + Duration::hours(h)) {
+                fired.push((h, t.kind));
+            }
+        }
+        let losses: Vec<i64> = fired
+            .iter()
+            .filter(|(_, k)| *k == TriggerKind::ConsecutiveLosses)
+            .map(|(h, _)| *h)
+            .collect();
+        assert_eq!(losses, vec![0], "{fired:?}");
+        // the streak ends (a win), a new one begins: a new episode, a new cycle
+        s.consecutive_losses = 0;
+        assert!(fire(&mut s, start + Duration::hours(25)).is_empty());
+        s.consecutive_losses = 3;
+        let again: Vec<TriggerKind> = fire(&mut s, start + Duration::hours(26))
+            .iter()
+            .map(|t| t.kind)
+            .collect();
+        assert_eq!(again, vec![TriggerKind::ConsecutiveLosses]);
+        // a manual request is never held back by an episode
+        s.manual_requested = true;
+        let m: Vec<TriggerKind> = fire(&mut s, start + Duration::hours(27))
+            .iter()
+            .map(|t| t.kind)
+            .collect();
+        assert_eq!(m, vec![TriggerKind::Manual]);
+        assert!(!s.manual_requested);
+    }
+
+    #[test]
+    fn a_winning_streak_is_a_trigger_once_per_episode() {
+        let mut s = state();
+        let t0 = utc(2024, 1, 15, 12, 0);
+        s.consecutive_wins = 4;
+        assert!(fire(&mut s, t0).is_empty());
+        s.consecutive_wins = 5;
+        let k: Vec<TriggerKind> = fire(&mut s, t0 + Duration::hours(1))
+            .iter()
+            .map(|t| t.kind)
+            .collect();
+        assert_eq!(k, vec![TriggerKind::ConsecutiveWins]);
+        s.consecutive_wins = 9;
+        assert!(fire(&mut s, t0 + Duration::hours(5)).is_empty());
+        s.config.consecutive_wins = 0;
+        s.open_episodes.clear();
+        assert!(fire(&mut s, t0 + Duration::hours(9)).is_empty());
     }
 
     #[test]

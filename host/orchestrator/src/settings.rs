@@ -18,10 +18,25 @@ pub struct OrchestratorSettings {
     pub window_end: String,
     /// `auto` (Claude when ANTHROPIC_API_KEY is set, else offline), `offline` or `claude`.
     pub proposer: String,
+    /// `anthropic` (key in ANTHROPIC_API_KEY) or `vertex` (Vertex AI's
+    /// rawPredict, bearer token in VERTEX_ACCESS_TOKEN).
+    pub provider: String,
+    /// Vertex AI project and region (provider `vertex`).
+    pub vertex_project: String,
+    pub vertex_region: String,
+    /// Default `https://api.anthropic.com`; with provider `vertex` an empty
+    /// or Anthropic base means `https://{region}-aiplatform.googleapis.com`.
     pub base_url: String,
     pub writer_model: String,
     pub reviewer_model: String,
     pub max_tokens: u32,
+    /// Further tries after a candidate fails its source check, compile or
+    /// checks: the failure is fed back to the writer in the same conversation.
+    pub max_repairs: u32,
+    /// A reply cut at `max_tokens` is continued this many times, then refused.
+    pub max_continuations: u32,
+    /// Strategy candidates one cycle may develop (each with its repairs).
+    pub candidates_per_night: u32,
     pub timeout_secs: u64,
     pub retries: u32,
     pub requests_per_minute: u32,
@@ -59,6 +74,8 @@ pub struct OrchestratorSettings {
     /// Triggers.
     pub loss_threshold_pct: f64,
     pub consecutive_losses: u32,
+    /// A winning streak this long asks for a review too (0: never).
+    pub consecutive_wins: u32,
     pub every_n_trades: u64,
     pub atr_spike_pct: f64,
     pub cooldown_minutes: i64,
@@ -128,10 +145,16 @@ impl Default for OrchestratorSettings {
             window_start: "03:30".into(),
             window_end: "06:00".into(),
             proposer: "auto".into(),
+            provider: "anthropic".into(),
+            vertex_project: String::new(),
+            vertex_region: "us-east5".into(),
             base_url: "https://api.anthropic.com".into(),
             writer_model: "claude-sonnet-4-5".into(),
             reviewer_model: "claude-opus-4-1".into(),
             max_tokens: 8000,
+            max_repairs: 3,
+            max_continuations: 2,
+            candidates_per_night: 1,
             timeout_secs: 120,
             retries: 3,
             requests_per_minute: 10,
@@ -160,6 +183,7 @@ impl Default for OrchestratorSettings {
             paper_tolerance_pct: 2.0,
             loss_threshold_pct: 2.0,
             consecutive_losses: 3,
+            consecutive_wins: 5,
             every_n_trades: 20,
             atr_spike_pct: 50.0,
             cooldown_minutes: 60,
@@ -185,6 +209,19 @@ impl OrchestratorSettings {
                 self.proposer
             ));
         }
+        match self.provider.as_str() {
+            "anthropic" => {}
+            "vertex"
+                if !self.vertex_project.trim().is_empty()
+                    && !self.vertex_region.trim().is_empty() => {}
+            "vertex" => {
+                return Err("provider \"vertex\" needs vertex_project and vertex_region".into())
+            }
+            other => return Err(format!("provider {other:?}: expected anthropic or vertex")),
+        }
+        if self.candidates_per_night == 0 {
+            return Err("candidates_per_night must be at least 1".into());
+        }
         if self.requests_per_minute == 0 || self.history_bars < 100 || self.walk_forward_folds == 0
         {
             return Err("requests_per_minute, walk_forward_folds must be positive and history_bars at least 100".into());
@@ -206,5 +243,29 @@ impl OrchestratorSettings {
             return Err("[orchestrator.compile]: memory_mb must be at least 512 and cpu_secs, max_file_mb, tmp_mb positive".into());
         }
         Ok(())
+    }
+}
+
+impl OrchestratorSettings {
+    /// The Messages API endpoint and provider these settings name.
+    pub fn provider(&self) -> (super::claude::Provider, String) {
+        match self.provider.as_str() {
+            "vertex" => {
+                let base =
+                    if self.base_url.is_empty() || self.base_url.contains("api.anthropic.com") {
+                        format!("https://{}-aiplatform.googleapis.com", self.vertex_region)
+                    } else {
+                        self.base_url.clone()
+                    };
+                (
+                    super::claude::Provider::Vertex {
+                        project: self.vertex_project.clone(),
+                        region: self.vertex_region.clone(),
+                    },
+                    base,
+                )
+            }
+            _ => (super::claude::Provider::Anthropic, self.base_url.clone()),
+        }
     }
 }

@@ -112,6 +112,7 @@ pub(crate) fn command(paths: &Paths, req: Request) -> Result<()> {
             None => println!("review requested (event null)"),
         },
         Some(Reply::Error { message }) => bail!("{message}"),
+        Some(Reply::Refused(r @ control::Refusal::NotOrchestrating)) => bail!("{r}"),
         Some(Reply::Refused(r)) => bail!("the control socket refused it: {r}"),
         Some(other) => bail!("unexpected reply: {other:?}"),
     }

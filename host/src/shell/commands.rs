@@ -81,15 +81,18 @@ impl Shell {
                 let _ = reply.send(seq);
             }
             Command::TriggerReview { by, reason, reply } => {
-                if let Some(r) = self.reviews.as_mut() {
-                    r.state.manual_requested = true;
-                }
+                let Some(r) = self.reviews.as_mut() else {
+                    // started without --orchestrate: say so instead of recording a review nobody runs
+                    let _ = reply.send(Err(host_control::socket::Refusal::NotOrchestrating));
+                    return true;
+                };
+                r.state.manual_requested = true;
                 let seq = self.event(
                     "tuning_trigger",
                     None,
                     serde_json::json!({ "kind": "manual", "by": by, "reason": reason }),
                 );
-                let _ = reply.send(seq);
+                let _ = reply.send(Ok(seq));
                 // start it now, even when no bar or tick is coming (a replay that ended)
                 self.review_if_due();
             }

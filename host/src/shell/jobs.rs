@@ -42,12 +42,14 @@ impl Reviews {
                 config,
                 session_pnl_pct: 0.0,
                 consecutive_losses: 0,
+                consecutive_wins: 0,
                 closed_trades: 0,
                 trades_at_last_review: 0,
                 atr: Default::default(),
                 manual_requested: false,
                 last_fired: Default::default(),
                 last_nightly: None,
+                open_episodes: Default::default(),
             },
             running: None,
             seed: 1,
@@ -231,6 +233,12 @@ impl Shell {
             .map(|(_, d)| d.loss_pct())
             .map_or(0.0, |l| -trading_core::money::to_f64(l));
         r.state.consecutive_losses = p.consecutive_losses();
+        r.state.consecutive_wins = p
+            .closed_trades()
+            .iter()
+            .rev()
+            .take_while(|t| t.pnl > rust_decimal::Decimal::ZERO)
+            .count() as u32;
         r.state.closed_trades = p.closed_trades().len() as u64;
         r.state.atr = self
             .settings
@@ -243,18 +251,11 @@ impl Shell {
                 ))
             })
             .collect();
-        let due = host_orchestrator::schedule::due_triggers(&r.state, now);
+        // once per episode: a streak that lasts all day starts one cycle
+        let due = host_orchestrator::schedule::fire(&mut r.state, now);
         let Some(first) = due.first().cloned() else {
             return;
         };
-        for t in &due {
-            r.state.last_fired.insert(t.kind, now);
-            if t.kind == host_orchestrator::schedule::TriggerKind::Nightly {
-                r.state.last_nightly = Some(host_orchestrator::schedule::new_york(now).date());
-            }
-        }
-        r.state.manual_requested = false;
-        r.state.trades_at_last_review = r.state.closed_trades;
         r.seed += 1;
         let opts = host_orchestrator::CycleOptions {
             deployer: r.deployer.clone(),
@@ -265,7 +266,7 @@ impl Shell {
             repo_root: r.repo_root.clone(),
             proposer: r.proposer,
             seed: r.seed,
-            trigger: format!("{:?}", first.kind).to_lowercase(),
+            trigger: first.kind.as_str().to_string(),
             now,
             api_key: None,
         };

@@ -236,6 +236,24 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     );
     "#,
+    // The orchestrator's attempts: every candidate a cycle tried (the first
+    // answer and each repair), with how far it got and why it stopped; the
+    // memory of past attempts and the bandit over decision kinds read it.
+    r#"
+    CREATE TABLE orchestrator_attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        decision TEXT NOT NULL,
+        source_hash TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        rejection_code TEXT,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX orchestrator_attempts_ts ON orchestrator_attempts (ts);
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it.

@@ -459,10 +459,12 @@ async fn api_auth_schemas_errors_control_and_websocket() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["pause_symbol", "resume_symbol"], "{e}");
+    // this host runs without --orchestrate: a review is refused with why, not pretended
     let (status, v) = c
         .checked("post", "/api/v1/review", Some(json!({ "reason": "test" })))
         .await;
-    assert_eq!(status, 200, "{v}");
+    assert_eq!(status, 409, "{v}");
+    assert!(v.to_string().contains("without the orchestrator"), "{v}");
     // Only one version is archived: rollback is refused with a reason, deploy of v1 re-activates it.
     let (status, v) = c.checked("post", "/api/v1/rollback", None).await;
     assert_eq!(status, 409, "{v}");

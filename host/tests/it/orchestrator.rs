@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use common::{guest_path, root};
 use host::config::{RiskFile, Settings};
 use host_control::Paths;
-use host_orchestrator::claude::{Claude, ClaudeConfig, ClaudeError, Price};
+use host_orchestrator::claude::{Claude, ClaudeConfig, ClaudeError, Price, Provider, Turn};
 use host_orchestrator::{self as orch, CycleOptions, CycleOutcome, ProposerChoice};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -28,19 +28,40 @@ pub(crate) const WRITER: &str = "writer-model";
 pub(crate) const REVIEWER: &str = "reviewer-model";
 
 /// What the fake API answers: scripted (status, retry-after, body) first,
-/// then the writer's text for the writer model and APPROVE for the reviewer.
+/// then the writer's scripted replies (text, stop_reason) in order, then the
+/// writer's text for the writer model and the reviewer's (APPROVE unless set).
 #[derive(Default)]
 pub(crate) struct Api {
     pub(crate) script: VecDeque<(u16, Option<&'static str>, String)>,
+    pub(crate) writer_script: VecDeque<(String, &'static str)>,
     pub(crate) writer_text: String,
+    pub(crate) reviewer_text: Option<String>,
+    /// (model, first message's content) of every request
     pub(crate) prompts: Vec<(String, String)>,
+    /// every request body, and the path it was posted to
+    pub(crate) requests: Vec<(String, serde_json::Value)>,
+}
+
+impl Api {
+    /// The bodies of the requests made with `model`.
+    pub(crate) fn bodies(&self, model: &str) -> Vec<serde_json::Value> {
+        self.requests
+            .iter()
+            .filter(|(_, b)| b["model"] == model)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
 }
 
 fn message(model: &str, text: &str) -> serde_json::Value {
+    message_stopped(model, text, "end_turn")
+}
+
+fn message_stopped(model: &str, text: &str, stop: &str) -> serde_json::Value {
     serde_json::json!({
         "id": "msg_test", "type": "message", "role": "assistant", "model": model,
         "content": [{ "type": "text", "text": text }],
-        "stop_reason": "end_turn", "stop_sequence": null,
+        "stop_reason": stop, "stop_sequence": null,
         "usage": { "input_tokens": 1000, "output_tokens": 500 }
     })
 }
@@ -71,10 +92,60 @@ async fn messages(
         )
             .into_response();
     }
+    answer(api, "/v1/messages".into(), body)
+}
+
+/// Vertex AI's rawPredict: the model in the path, a bearer token, the
+/// messages body with `anthropic_version` and without `model`.
+async fn raw_predict(
+    State(api): State<Arc<Mutex<Api>>>,
+    axum::extract::Path((project, region, action)): axum::extract::Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(mut body): Json<serde_json::Value>,
+) -> Response {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let Some((model, "rawPredict")) = action.split_once(':') else {
+        return (
+            StatusCode::NOT_FOUND,
+            error("not_found_error", "no such method"),
+        )
+            .into_response();
+    };
+    if bearer != format!("Bearer {KEY}") || headers.get("x-api-key").is_some() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            error("authentication_error", "bad bearer token"),
+        )
+            .into_response();
+    }
+    if body["anthropic_version"] != "vertex-2023-10-16" || body.get("model").is_some() {
+        return (
+            StatusCode::BAD_REQUEST,
+            error("invalid_request_error", "vertex body expected"),
+        )
+            .into_response();
+    }
+    let path =
+        format!("/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{action}");
+    body["model"] = serde_json::json!(model);
+    answer(api, path, body)
+}
+
+fn answer(api: Arc<Mutex<Api>>, path: String, body: serde_json::Value) -> Response {
     let model = body["model"].as_str().unwrap_or_default().to_string();
+    let turns = body["messages"].as_array().cloned().unwrap_or_default();
+    // turns alternate, starting with the user's
+    let alternating = turns.iter().enumerate().all(|(i, t)| {
+        t["role"] == if i % 2 == 0 { "user" } else { "assistant" } && t["content"].is_string()
+    });
     let ok = body["max_tokens"].as_u64().is_some()
         && body["system"].is_string()
-        && body["messages"][0]["role"] == "user";
+        && !turns.is_empty()
+        && alternating;
     if !ok {
         return (
             StatusCode::BAD_REQUEST,
@@ -90,6 +161,7 @@ async fn messages(
             .unwrap_or_default()
             .to_string(),
     ));
+    api.requests.push((path, body.clone()));
     if let Some((status, retry, body)) = api.script.pop_front() {
         let mut r = (StatusCode::from_u16(status).unwrap(), body).into_response();
         if let Some(s) = retry {
@@ -97,12 +169,17 @@ async fn messages(
         }
         return r;
     }
-    let text = if model == REVIEWER {
-        "APPROVE\nThe contract is met.".to_string()
-    } else {
-        api.writer_text.clone()
-    };
-    Json(message(&model, &text)).into_response()
+    if model == REVIEWER {
+        let text = api
+            .reviewer_text
+            .clone()
+            .unwrap_or_else(|| "APPROVE\nThe contract is met.".to_string());
+        return Json(message(&model, &text)).into_response();
+    }
+    if let Some((text, stop)) = api.writer_script.pop_front() {
+        return Json(message_stopped(&model, &text, stop)).into_response();
+    }
+    Json(message(&model, &api.writer_text)).into_response()
 }
 
 /// Starts the fake API on a loopback port.
@@ -120,6 +197,10 @@ pub(crate) fn serve(api: Api) -> (String, Arc<Mutex<Api>>) {
             tx.send(listener.local_addr().unwrap()).unwrap();
             let app = Router::new()
                 .route("/v1/messages", post(messages))
+                .route(
+                    "/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{action}",
+                    post(raw_predict),
+                )
                 .with_state(s2);
             axum::serve(listener, app).await.unwrap();
         });
@@ -138,7 +219,13 @@ pub(crate) fn candidates_target() -> PathBuf {
 
 /// 2,000 hourly BTC/USD candles from 2020-10-01 (a rising market), as a CSV.
 fn data_file(dir: &Path) -> PathBuf {
-    let src = root().parent().unwrap().join("shared/data/BTCUSD-1h.csv");
+    // ../shared beside the checkout (a worktree sits deeper: the nearest ancestor holding it)
+    let src = root()
+        .ancestors()
+        .skip(1)
+        .map(|d| d.join("shared/data/BTCUSD-1h.csv"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| root().parent().unwrap().join("shared/data/BTCUSD-1h.csv"));
     let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let mut lines = text.lines();
     let header = lines.next().unwrap();
@@ -665,6 +752,7 @@ guest_sdk::export_analysis!(Count);
 
 fn client(url: &str, retries: u32, budget: f64) -> Claude {
     let cfg = ClaudeConfig {
+        provider: Provider::Anthropic,
         base_url: url.into(),
         timeout: Duration::from_secs(10),
         retries,
@@ -774,6 +862,7 @@ fn a_wrong_key_and_the_spending_cap_are_reported() {
         ..Api::default()
     });
     let cfg = ClaudeConfig {
+        provider: Provider::Anthropic,
         base_url: url.clone(),
         timeout: Duration::from_secs(10),
         retries: 0,
@@ -811,6 +900,7 @@ fn the_rate_limit_holds_requests_beyond_the_window_quota() {
         ..Api::default()
     });
     let cfg = ClaudeConfig {
+        provider: Provider::Anthropic,
         base_url: url,
         timeout: Duration::from_secs(10),
         retries: 0,
@@ -899,4 +989,357 @@ fn the_offline_cycle_runs_through_the_real_binary() {
         src,
         orch::proposer::propose(11, Some("sma-crossover")).source
     );
+}
+
+/// A cycle against a fake API prepared by `setup`, with options changed by `tweak`.
+fn scripted_cycle(
+    setup: impl FnOnce(&mut Api, &Path),
+    tweak: impl FnOnce(&mut CycleOptions),
+) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, api) = serve(Api::default());
+    let mut opts = options(dir.path(), &url, ProposerChoice::Claude);
+    tweak(&mut opts);
+    setup(&mut api.lock().unwrap(), &opts.orchestrator.data[0]);
+    std::fs::create_dir_all(&opts.paths.data_dir).unwrap();
+    let report = orch::run_cycle(&opts).unwrap();
+    Run {
+        report,
+        api,
+        opts,
+        _dir: dir,
+    }
+}
+
+fn attempts(run: &Run) -> Vec<(String, i64, String, Option<String>)> {
+    let conn = host_store::db::open(&run.opts.paths.db()).unwrap();
+    let rows = conn
+        .prepare("SELECT subject, attempt, outcome, rejection_code FROM orchestrator_attempts ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows
+}
+
+#[test]
+fn a_first_answer_that_does_not_compile_is_repaired_and_the_second_is_deployed() {
+    let broken = good().replace(
+        "self.size = init.limits.default_trade_pct;",
+        "self.size = init.limits.default_trade_pct; let n: u32 = \"not a number\";",
+    );
+    let run = scripted_cycle(
+        |api, _| {
+            api.writer_script.push_back((reply(&broken), "end_turn"));
+            api.writer_script.push_back((
+                format!("Fixed: the stray binding is gone.\n{}", reply(&good())),
+                "end_turn",
+            ));
+        },
+        |_| {},
+    );
+    assert_eq!(
+        run.report.outcome,
+        CycleOutcome::Deployed {
+            version: 1,
+            live: false
+        },
+        "{:#?}",
+        run.report.figures
+    );
+    assert_eq!(run.report.attempts, 2);
+    let api = run.api.lock().unwrap();
+    let writes = api.bodies(WRITER);
+    assert_eq!(writes.len(), 2, "one answer, one repair");
+    // the second request is the same conversation carrying the compiler's errors
+    let turns = writes[1]["messages"].as_array().unwrap();
+    assert_eq!(
+        turns
+            .iter()
+            .map(|t| t["role"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["user", "assistant", "user"]
+    );
+    assert_eq!(turns[0]["content"], writes[0]["messages"][0]["content"]);
+    assert!(turns[1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("not a number"));
+    let feedback = turns[2]["content"].as_str().unwrap();
+    assert!(
+        feedback.contains("error[E0308]: mismatched types"),
+        "{feedback}"
+    );
+    assert!(feedback.contains("--> src/lib.rs:"), "{feedback}");
+    assert!(
+        !feedback.contains("orchestrator/build"),
+        "no host paths: {feedback}"
+    );
+    assert!(!feedback.contains("Compiling"), "{feedback}");
+    drop(api);
+    // every attempt audited, in order
+    assert_eq!(
+        attempts(&run),
+        vec![
+            (
+                "strategy".into(),
+                1,
+                "rejected".into(),
+                Some("compile_failed".into())
+            ),
+            ("strategy".into(), 2, "passed".into(), None),
+        ]
+    );
+    // the deployed version is the repaired source, with its declared parameters
+    let conn = host_store::db::open(&run.opts.paths.db()).unwrap();
+    let active = host_store::archive::active(&conn).unwrap().unwrap();
+    assert_eq!(
+        active.params,
+        vec![
+            ("fast".to_string(), "24".to_string()),
+            ("slow".to_string(), "120".to_string())
+        ]
+    );
+    let src = std::fs::read_to_string(run.opts.paths.archive_dir.join("strategy_v001/strategy.rs"))
+        .unwrap();
+    assert_eq!(src.trim(), good().trim());
+}
+
+#[test]
+fn the_writer_gets_the_api_reference_and_an_example_strategy() {
+    let run = scripted_cycle(
+        |api, _| api.writer_text = "DECISION: no_change\nREASON: calm".into(),
+        |_| {},
+    );
+    assert!(matches!(run.report.outcome, CycleOutcome::NoChange { .. }));
+    let prompt = run.api.lock().unwrap().prompts[0].1.clone();
+    for needle in [
+        "API REFERENCE",
+        "pub fn sma(values: &[f64], n: usize) -> Option<f64>;",
+        "pub fn f64_or(&self, name: &str, default: f64) -> Result<f64, ParamError>;",
+        "pub slippage_tolerance: Option<f64>,",
+        // the default incumbent has no archived source: the example is sma-crossover's
+        "pub struct SmaCrossover",
+        // the analysis modules' sources, for update_analysis
+        "SOURCE OF YOUR ANALYSIS MODULE market-analysis",
+        "SOURCE OF YOUR ANALYSIS MODULE trade-performance",
+        "YOUR PAST ATTEMPTS",
+        "SUGGESTED DECISION KIND",
+    ] {
+        assert!(
+            prompt.contains(needle),
+            "{needle:?} missing from the writer's prompt"
+        );
+    }
+}
+
+#[test]
+fn an_answer_cut_at_max_tokens_is_continued_from_where_it_stopped() {
+    let full = reply(&good());
+    let cut = full.find("impl Strategy").unwrap();
+    let (head, tail) = (full[..cut].to_string(), full[cut..].to_string());
+    let run = scripted_cycle(
+        |api, _| {
+            api.writer_script.push_back((head.clone(), "max_tokens"));
+            api.writer_script.push_back((tail, "end_turn"));
+        },
+        |_| {},
+    );
+    assert!(
+        matches!(run.report.outcome, CycleOutcome::Deployed { .. }),
+        "{:?}",
+        run.report.outcome
+    );
+    let api = run.api.lock().unwrap();
+    let writes = api.bodies(WRITER);
+    assert_eq!(writes.len(), 2);
+    // the continuation sends the partial answer as the assistant's prefix, trailing whitespace trimmed
+    let turns = writes[1]["messages"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[1]["role"], "assistant");
+    assert_eq!(turns[1]["content"], head.trim_end());
+    drop(api);
+    let src = std::fs::read_to_string(run.report.candidate_dir.join("strategy.rs")).unwrap();
+    assert!(src.contains("impl Strategy for Trend") && src.contains("export_strategy!(Trend)"));
+}
+
+#[test]
+fn an_answer_still_cut_after_its_continuations_is_refused_with_its_reason() {
+    let full = reply(&good());
+    let run = scripted_cycle(
+        |api, _| {
+            api.writer_script
+                .push_back((full[..400].to_string(), "max_tokens"));
+            api.writer_script
+                .push_back((full[400..800].to_string(), "max_tokens"));
+        },
+        |o| o.orchestrator.max_continuations = 1,
+    );
+    let (code, why) = rejected(&run);
+    assert_eq!(code, "truncated", "{why}");
+    assert!(
+        why.contains("max_tokens") && why.contains("1 continuation"),
+        "{why}"
+    );
+    assert_nothing_deployed(&run);
+    // nothing was compiled from a partial source
+    assert!(!run.opts.paths.data_dir.join("orchestrator/build").exists());
+    assert_eq!(run.api.lock().unwrap().bodies(WRITER).len(), 2);
+}
+
+#[test]
+fn a_reviewer_answering_in_markdown_is_understood_and_reviews_after_the_checks() {
+    let run = scripted_cycle(
+        |api, _| {
+            api.writer_text = reply(&good());
+            api.reviewer_text = Some(
+                "## Review\n\n**APPROVE**\n\nThe trend filter is sound; exits exist for every entry.".into(),
+            );
+        },
+        |_| {},
+    );
+    assert!(
+        matches!(run.report.outcome, CycleOutcome::Deployed { .. }),
+        "{:?}",
+        run.report.outcome
+    );
+    // the reviewer saw the checks' results, the source and the context
+    let api = run.api.lock().unwrap();
+    let review = api.bodies(REVIEWER);
+    assert_eq!(review.len(), 1);
+    let dossier = review[0]["messages"][0]["content"].as_str().unwrap();
+    for needle in [
+        "CHECK RESULTS",
+        &format!(
+            "fuzz: {} calls without a trap",
+            run.report.figures.fuzz_calls
+        ),
+        "candidate_oos_sharpe",
+        "CANDIDATE SOURCE",
+        "impl Strategy for Trend",
+        "Ground truth",
+        "risk_limits",
+    ] {
+        assert!(
+            dossier.contains(needle),
+            "{needle:?} missing from the dossier"
+        );
+    }
+    drop(api);
+
+    // a rejection in markdown is a rejection with its reason
+    let run = scripted_cycle(
+        |api, _| {
+            api.writer_text = reply(&good());
+            api.reviewer_text =
+                Some("**Verdict: REJECT** — the stop is never set.\n\nDetails...".into());
+        },
+        |_| {},
+    );
+    let (code, why) = rejected(&run);
+    assert_eq!(code, "review");
+    assert!(why.contains("the stop is never set"), "{why}");
+    assert_nothing_deployed(&run);
+}
+
+#[test]
+fn vertex_ai_gets_the_same_messages_on_raw_predict_with_a_bearer_token() {
+    let conn = host_store::db::open_in_memory().unwrap();
+    let (url, state) = serve(Api {
+        writer_text: "from vertex".into(),
+        ..Api::default()
+    });
+    let cfg = ClaudeConfig {
+        provider: Provider::Vertex {
+            project: "my-proj".into(),
+            region: "us-east5".into(),
+        },
+        base_url: url,
+        timeout: Duration::from_secs(10),
+        retries: 0,
+        requests_per_minute: 100,
+        rate_window: Duration::from_secs(60),
+        budget_usd: 10.0,
+        backoff: Duration::from_millis(1),
+        max_retry_after: Duration::from_secs(1),
+    };
+    let mut c = Claude::with_key(cfg, KEY.into(), 0.0).unwrap();
+    let r = c
+        .converse(
+            &conn,
+            WRITER,
+            PRICE,
+            100,
+            "sys",
+            &[Turn::user("a"), Turn::assistant("b"), Turn::user("c")],
+            "t",
+        )
+        .unwrap();
+    assert_eq!(r.text, "from vertex");
+    let api = state.lock().unwrap();
+    let (path, body) = &api.requests[0];
+    assert_eq!(
+        path,
+        "/v1/projects/my-proj/locations/us-east5/publishers/anthropic/models/writer-model:rawPredict"
+    );
+    assert_eq!(body["messages"].as_array().unwrap().len(), 3);
+    drop(api);
+    // the settings choose it
+    let mut s = host_orchestrator::OrchestratorSettings {
+        provider: "vertex".into(),
+        ..Default::default()
+    };
+    assert!(s.validate().is_err(), "a project is required");
+    s.vertex_project = "my-proj".into();
+    s.validate().unwrap();
+    let (p, base) = s.provider();
+    assert_eq!(
+        p,
+        Provider::Vertex {
+            project: "my-proj".into(),
+            region: "us-east5".into()
+        }
+    );
+    assert_eq!(base, "https://us-east5-aiplatform.googleapis.com");
+}
+
+#[test]
+fn the_reference_examples_compile_against_the_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = host_orchestrator::compile::CompileConfig {
+        repo_root: root(),
+        build_root: dir.path().join("build"),
+        target_dir: candidates_target(),
+        timeout: Duration::from_secs(600),
+        max_wasm_bytes: 4 << 20,
+        allowed_deps: Vec::new(),
+    };
+    let rt =
+        host_sandbox::Runtime::new(Settings::load(None).unwrap().sandbox.clone(), None).unwrap();
+    let risk = RiskFile::load(None).unwrap();
+    let s = host_orchestrator::compile::compile(
+        &cfg,
+        "reference-strategy",
+        orch::reference::STRATEGY_EXAMPLE,
+    )
+    .unwrap_or_else(|e| panic!("the reference's strategy example does not compile: {e}"));
+    let m = rt.load_strategy(&s.wasm).unwrap();
+    let mut i = m.instantiate().unwrap();
+    i.initialize(&risk.contract_view(), &["BTCUSD".to_string()], &[])
+        .unwrap();
+    let a = host_orchestrator::compile::compile(
+        &cfg,
+        "reference-analysis",
+        orch::reference::ANALYSIS_EXAMPLE,
+    )
+    .unwrap_or_else(|e| panic!("the reference's analysis example does not compile: {e}"));
+    rt.load_analysis(&a.wasm).unwrap();
+    // both pass the source check the candidates pass
+    for src in [
+        orch::reference::STRATEGY_EXAMPLE,
+        orch::reference::ANALYSIS_EXAMPLE,
+    ] {
+        host_orchestrator::source_check::check(src, 64 << 10).unwrap();
+    }
 }

@@ -97,3 +97,88 @@ fn host_review_starts_one_cycle_from_the_scheduler() {
     let _ = host_control::socket::request(&socket, &host_control::socket::Request::Shutdown);
     let _ = host.wait();
 }
+
+/// Regression: `host review` on a host started without `--orchestrate`
+/// answered "review requested" and nothing ever ran.
+#[test]
+fn host_review_on_a_host_without_the_orchestrator_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sample = root().join("data/sample/BTCUSD-1h.csv");
+    std::fs::write(
+        d.join("settings.toml"),
+        format!(
+            "symbols = [\"BTCUSD\"]\n[strategy]\ndefault = \"{}\"\n",
+            guest_path("sma-crossover").display(),
+        ),
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_host"));
+        c.args(args)
+            .env("HOST_DATA_DIR", d.join("data"))
+            .env("HOST_ARCHIVE_DIR", d.join("archive"))
+            .env("HOST_CONFIG", d.join("settings.toml"))
+            .env("HOST_LOG", "warn")
+            .current_dir(root());
+        c
+    };
+    let mut host = cmd(&[
+        "run",
+        "--replay",
+        sample.to_str().unwrap(),
+        "--speed",
+        "max",
+        "--api-addr",
+        "off",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let socket = d.join("data/host.sock");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !matches!(
+        host_control::socket::request(&socket, &host_control::socket::Request::Status),
+        Ok(Some(host_control::socket::Reply::Status(_)))
+    ) {
+        assert!(Instant::now() < deadline, "the host did not come up");
+        std::thread::yield_now();
+    }
+    let out = cmd(&["review", "--reason", "test"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // the typed refusal reaches the socket's clients (the API and the bot map the same one)
+    let typed = host_control::socket::request(
+        &socket,
+        &host_control::socket::Request::Review {
+            by: Some("test".into()),
+            reason: "again".into(),
+        },
+    );
+    let _ = host_control::socket::request(&socket, &host_control::socket::Request::Shutdown);
+    let _ = host.wait();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("without the orchestrator"), "{stderr}");
+    assert!(
+        matches!(
+            typed,
+            Ok(Some(host_control::socket::Reply::Refused(
+                host_control::socket::Refusal::NotOrchestrating
+            )))
+        ),
+        "{typed:?}"
+    );
+    let db = rusqlite::Connection::open(d.join("data/host.db")).unwrap();
+    let recorded: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'tuning_trigger'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, 0, "no review is recorded that nobody would run");
+}
