@@ -1314,6 +1314,7 @@ fn the_reference_examples_compile_against_the_sdk() {
         timeout: Duration::from_secs(600),
         max_wasm_bytes: 4 << 20,
         allowed_deps: Vec::new(),
+        sandbox: Settings::load(None).unwrap().orchestrator.compile.clone(),
     };
     let rt =
         host_sandbox::Runtime::new(Settings::load(None).unwrap().sandbox.clone(), None).unwrap();
