@@ -19,11 +19,18 @@ use std::sync::Arc;
 
 /// The crate id of a candidate: run, kind and the source's hash, so
 /// candidates sharing the target directory never overwrite each other.
+/// The candidate crate's name: the run, the source's hash, and this
+/// process and build, so two cycles sharing the candidates' target directory
+/// (two hosts, parallel tests with one clock) never build or clean up the
+/// same crate at once.
 fn crate_id(run_id: &str, kind: &str, source: &str) -> String {
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!(
-        "{}-{kind}{}",
+        "{}-{kind}{}-{}-{n}",
         run_id.to_ascii_lowercase().replace('t', "-"),
-        &host_sandbox::module_hash(source.as_bytes())[..12]
+        &host_sandbox::module_hash(source.as_bytes())[..12],
+        std::process::id()
     )
 }
 

@@ -285,10 +285,15 @@ impl Shell {
                 },
             });
         }
-        let db = self
-            .conn
-            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-            .map_err(|e| e.to_string());
+        // inside a bar's or a command's transaction the write lock is held
+        // already; otherwise take it and let it go
+        let db = if self.conn.is_autocommit() {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
         checks.push(HealthCheck {
             part: HealthPart::Database,
             ok: db.is_ok(),
