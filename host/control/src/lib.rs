@@ -21,4 +21,4 @@ pub use deploy::{
 pub use deployer::{Candidate, DeployFailure, Deployed, Deployer, SocketOrOffline};
 pub use handle::{HandleError, HostHandle};
 pub use paths::Paths;
-pub use status::{KillOutcome, PositionStatus, Status, StrategyStatus};
+pub use status::{KillOutcome, PositionStatus, ShadowStatus, Status, StrategyStatus};

@@ -31,6 +31,22 @@ pub struct PositionStatus {
     pub tag: String,
 }
 
+/// A candidate in its forward shadow beside the incumbent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShadowStatus {
+    pub id: i64,
+    pub run_id: String,
+    pub origin: String,
+    pub started_at: i64,
+    /// When it is promoted or refused.
+    pub until: i64,
+    pub candidate_return_pct: Option<f64>,
+    /// The incumbent's replica on its own paper account over the same bars.
+    pub incumbent_return_pct: Option<f64>,
+    pub candidate_max_drawdown_pct: f64,
+    pub signals: u64,
+}
+
 /// Everything `host status`, the API and the bot show about a running host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
@@ -57,6 +73,9 @@ pub struct Status {
     pub halt: Option<String>,
     pub killed: bool,
     pub limits: RiskFile,
+    /// Candidates running in shadow (signals recorded, never sent).
+    #[serde(default)]
+    pub shadows: Vec<ShadowStatus>,
 }
 
 /// What the kill switch did.

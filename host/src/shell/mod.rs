@@ -3,11 +3,13 @@
 //! database; it runs the scheduled jobs on the injected (feed) clock and
 //! applies commands (deploy, halt, kill, status) between two bars. Its rooms:
 //! `startup` (open, reconcile, load), `scan` (the per-bar transaction and the
-//! strategy scan), `jobs` (tiering, daily jobs, reviews) and `commands`.
+//! strategy scan), `jobs` (tiering, daily jobs, reviews), `shadow` (forward
+//! shadows, their promotion, the automatic rollback) and `commands`.
 
 mod commands;
 mod jobs;
 mod scan;
+mod shadow;
 mod startup;
 
 pub use jobs::Reviews;
@@ -92,6 +94,12 @@ pub struct Shell {
     /// When the candle tiers were last rebuilt by this process (the first
     /// run after a start rebuilds everything, covering any downtime).
     tiered_at: Option<i64>,
+    /// Candidates running in their forward shadow (paper accounts, no venue).
+    shadows: Vec<shadow::Slot>,
+    /// Running shadows stored by an earlier process have been resumed.
+    shadows_resumed: bool,
+    /// Promotions and rollbacks decided inside a bar, carried out after its commit.
+    deferred: Vec<shadow::Deferred>,
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -151,6 +159,7 @@ pub fn account_status(
         halt: engine.risk().halt().map(|h| h.to_string()),
         killed: engine.risk().is_killed(),
         limits: risk.clone(),
+        shadows: Vec::new(),
     }
 }
 
@@ -324,6 +333,7 @@ impl Shell {
                 self.commit(scanned);
                 // the position monitor: exchange-side stop-loss / take-profit fills
                 self.execute_live();
+                self.run_deferred();
             }
         }
     }

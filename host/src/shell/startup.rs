@@ -100,6 +100,9 @@ impl Shell {
             reviews: None,
             tiering_due: false,
             tiered_at: None,
+            shadows: Vec::new(),
+            shadows_resumed: false,
+            deferred: Vec::new(),
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();

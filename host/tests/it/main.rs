@@ -16,4 +16,5 @@ mod orchestrator;
 mod paper;
 mod review_schedule;
 mod sandbox;
+mod selection;
 mod telegram;
