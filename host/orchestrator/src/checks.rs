@@ -564,6 +564,9 @@ mod tests {
         assert_eq!(r.code(), "not_significant");
         assert!(r.to_string().contains("3 trials") && r.to_string().contains("0.310"));
         // a held-out refusal carries no figure into the model's memory
-        assert_eq!(serde_json::to_value(Rejection::HeldOut).unwrap(), serde_json::json!({ "reason": "held_out" }));
+        assert_eq!(
+            serde_json::to_value(Rejection::HeldOut).unwrap(),
+            serde_json::json!({ "reason": "held_out" })
+        );
     }
 }

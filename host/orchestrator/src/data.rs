@@ -141,7 +141,9 @@ mod tests {
     #[test]
     fn the_store_gives_closed_hours_and_rolls_up_fresh_five_minute_bars() {
         let mut conn = host_store::db::open_in_memory().unwrap();
-        let hours: Vec<_> = (0..150).map(|i| candle(i * 3_600, 100.0 + i as f64)).collect();
+        let hours: Vec<_> = (0..150)
+            .map(|i| candle(i * 3_600, 100.0 + i as f64))
+            .collect();
         candles::store(&mut conn, "BTCUSD", Interval::H1, &hours).unwrap();
         // two more hours in 5-minute bars only (the daily roll-up has not run)
         let fine: Vec<_> = (0..24)

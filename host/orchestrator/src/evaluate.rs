@@ -123,9 +123,7 @@ pub fn window(
     Ok(WindowResult {
         from,
         to,
-        return_pct: last
-            .filter(|_| cap > 0.0)
-            .map(|v| (v / cap - 1.0) * 100.0),
+        return_pct: last.filter(|_| cap > 0.0).map(|v| (v / cap - 1.0) * 100.0),
         max_drawdown_pct: max_drawdown_pct(cap, points.iter().map(|p| p.1)),
         daily: selection::daily_returns(cap, &points),
         trades: o.portfolio.closed_trades().len(),

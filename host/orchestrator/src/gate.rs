@@ -197,9 +197,7 @@ pub fn run(
     let inc = g.incumbent.map(|i| &i.evaluation);
     figures.candidate_oos_sharpe = cand.daily_sharpe;
     figures.incumbent_oos_sharpe = inc.and_then(|e| e.daily_sharpe);
-    figures.incumbent_return_pct = g
-        .incumbent
-        .and_then(|i| i.evaluation.mean_daily_return_pct);
+    figures.incumbent_return_pct = g.incumbent.and_then(|i| i.evaluation.mean_daily_return_pct);
     sel.candidate = Some(cand.clone());
     sel.incumbent = inc.cloned();
     let needed = inc
@@ -269,7 +267,10 @@ pub fn run(
     sel.holdout_candidate = Some(h.clone());
     if let Some(i) = g.incumbent {
         sel.holdout_incumbent = Some(i.holdout.clone());
-        let (c, r) = (h.return_pct.unwrap_or(0.0), i.holdout.return_pct.unwrap_or(0.0));
+        let (c, r) = (
+            h.return_pct.unwrap_or(0.0),
+            i.holdout.return_pct.unwrap_or(0.0),
+        );
         if c < r - cfg.holdout_tolerance_pct {
             return Err(Rejection::HeldOut);
         }

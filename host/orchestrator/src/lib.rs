@@ -924,11 +924,10 @@ pub fn run_cycle_with(
             // 8. screens: contract, fuzz, lookahead, startup
             let module = checks::screen(&input, &built.wasm, &cfg, &mut figures)?;
             // 9-10. selection gate: walk-forward, significance, held-out window
-            let (trials, sharpes) = host_store::selection::trials(conn).map_err(|e| {
-                Rejection::Backtest {
+            let (trials, sharpes) =
+                host_store::selection::trials(conn).map_err(|e| Rejection::Backtest {
                     detail: e.to_string(),
-                }
-            })?;
+                })?;
             let g = gate::GateInput {
                 eval: &eval_input,
                 incumbent: inc_eval.as_ref(),

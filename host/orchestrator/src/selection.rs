@@ -393,7 +393,10 @@ mod tests {
         }
         let d = paired_differences(&r, &[(1, 0.1), (3, 0.5), (4, 0.0)]);
         assert_eq!(d.len(), 2);
-        assert!((d[0] + 0.6).abs() < 1e-12 && (d[1] - 0.5).abs() < 1e-12, "{d:?}");
+        assert!(
+            (d[0] + 0.6).abs() < 1e-12 && (d[1] - 0.5).abs() < 1e-12,
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -426,7 +429,10 @@ mod tests {
     #[test]
     fn bootstrap_p_values_by_hand() {
         // a constant positive difference: no resample mean moves, p = 1 / (B + 1)
-        assert_eq!(stationary_bootstrap_p(&[0.01; 30], 3.0, 999, 1), Some(0.001));
+        assert_eq!(
+            stationary_bootstrap_p(&[0.01; 30], 3.0, 999, 1),
+            Some(0.001)
+        );
         // no difference at all: every resample is as extreme, p = 1
         assert_eq!(stationary_bootstrap_p(&[0.0; 30], 3.0, 999, 1), Some(1.0));
         // one lucky day among 20 with blocks of one (the i.i.d. bootstrap):

@@ -210,9 +210,14 @@ impl Shell {
 
     fn refuse_shadow(&mut self, id: i64, detail: String) {
         let _ = sel::start_shadow(&self.conn, id, self.clock);
-        if let Err(e) =
-            sel::decide_shadow(&self.conn, id, self.clock, ShadowState::Refused, None, &detail)
-        {
+        if let Err(e) = sel::decide_shadow(
+            &self.conn,
+            id,
+            self.clock,
+            ShadowState::Refused,
+            None,
+            &detail,
+        ) {
             tracing::error!("shadow {id}: {e}");
         }
         self.event(
@@ -432,10 +437,7 @@ impl Shell {
                                 "rolled_back",
                                 Some(&reason),
                             );
-                            self.alert(format!(
-                                "automatic rollback to v{}: {reason}",
-                                o.version
-                            ));
+                            self.alert(format!("automatic rollback to v{}: {reason}", o.version));
                         }
                         Err(e) => self.alert(format!(
                             "automatic rollback of v{version} failed ({e}): {reason}"

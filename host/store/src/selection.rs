@@ -417,13 +417,25 @@ mod tests {
         // starting twice does not move the start
         start_shadow(&conn, id, 9_999).unwrap();
         assert_eq!(shadow(&conn, id).unwrap().unwrap().started_at, Some(3_600));
-        record_shadow_signal(&conn, id, 7_200, "BTCUSD", "buy", Some(5.0), "approved", None)
-            .unwrap();
+        record_shadow_signal(
+            &conn,
+            id,
+            7_200,
+            "BTCUSD",
+            "buy",
+            Some(5.0),
+            "approved",
+            None,
+        )
+        .unwrap();
         decide_shadow(&conn, id, 200_000, ShadowState::Promoted, Some(2), "ok").unwrap();
         // a decided shadow stays decided
         decide_shadow(&conn, id, 300_000, ShadowState::Refused, None, "late").unwrap();
         let s = shadow(&conn, id).unwrap().unwrap();
-        assert_eq!((s.state, s.version, s.signals), (ShadowState::Promoted, Some(2), 1));
+        assert_eq!(
+            (s.state, s.version, s.signals),
+            (ShadowState::Promoted, Some(2), 1)
+        );
 
         record_trial(&conn, 1, "r1", "t", Some(0.3), Some(0.2), false).unwrap();
         record_trial(&conn, 2, "r2", "t", None, None, false).unwrap();
@@ -442,6 +454,9 @@ mod tests {
             [],
         )
         .unwrap();
-        assert!(expectation(&conn, 2).is_err(), "unparseable money is an error");
+        assert!(
+            expectation(&conn, 2).is_err(),
+            "unparseable money is an error"
+        );
     }
 }

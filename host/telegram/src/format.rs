@@ -348,10 +348,9 @@ pub fn notification(ev: &Event) -> Option<String> {
             esc(&s(&d["shadow_id"])),
             esc(&s(&d["detail"]))
         ),
-        sel::EVENT_AUTO_ROLLBACK => format!(
-            "↩️ <b>Automatic rollback</b>: {}",
-            esc(&s(&d["message"]))
-        ),
+        sel::EVENT_AUTO_ROLLBACK => {
+            format!("↩️ <b>Automatic rollback</b>: {}", esc(&s(&d["message"])))
+        }
         _ => return None,
     };
     Some(line)

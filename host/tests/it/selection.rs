@@ -286,8 +286,7 @@ fn a_candidate_that_wins_by_chance_on_one_window_is_refused_by_the_significance_
     let sig = &v["figures"]["selection"]["significance"];
     assert_eq!(sig["trials"], 1);
     assert_eq!(
-        sig["test"],
-        "stationary_bootstrap_and_deflated_sharpe",
+        sig["test"], "stationary_bootstrap_and_deflated_sharpe",
         "{sig}"
     );
     assert!(sig["p_value"].as_f64().unwrap() > 0.05);
@@ -303,7 +302,8 @@ fn a_candidate_that_wins_by_chance_on_one_window_is_refused_by_the_significance_
 
 #[test]
 fn a_passing_candidate_is_promoted_only_after_its_shadow_days_and_never_sends_an_order() {
-    let host = Host::new("shadow_days = 2.0\nshadow_tolerance_pct = 1.0\nmin_significance_days = 10");
+    let host =
+        Host::new("shadow_days = 2.0\nshadow_tolerance_pct = 1.0\nmin_significance_days = 10");
     // a steady market rising about 1 % a day: always long beats a strategy that never trades
     let all = market(T0, 100 * 24, 40_000.0, 0.000_4, 0.000_8, None);
     let (history, later) = all.split_at(90 * 24);
@@ -342,7 +342,11 @@ fn a_passing_candidate_is_promoted_only_after_its_shadow_days_and_never_sends_an
     assert_eq!(st["shadows"][0]["state"], "running");
     assert!(st["shadows"][0]["candidate_return_pct"].as_f64().unwrap() > 0.0);
     assert!(host.count("SELECT COUNT(*) FROM shadow_signals WHERE decision = 'approved'") >= 1);
-    assert_eq!(host.count("SELECT COUNT(*) FROM orders"), 0, "a shadow never sends an order");
+    assert_eq!(
+        host.count("SELECT COUNT(*) FROM orders"),
+        0,
+        "a shadow never sends an order"
+    );
     assert_eq!(host.count("SELECT COUNT(*) FROM strategy_versions"), 1);
 
     // a restarted host rebuilds the shadow from the stored candles and finishes its days
@@ -356,7 +360,11 @@ fn a_passing_candidate_is_promoted_only_after_its_shadow_days_and_never_sends_an
         )
         .unwrap();
     assert_eq!((state.as_str(), version), ("promoted", 2));
-    assert_eq!(decided, started + 2 * 86_400, "promoted when its days were over, not before");
+    assert_eq!(
+        decided,
+        started + 2 * 86_400,
+        "promoted when its days were over, not before"
+    );
     let promoted_at: i64 = host
         .db()
         .query_row(
@@ -368,11 +376,17 @@ fn a_passing_candidate_is_promoted_only_after_its_shadow_days_and_never_sends_an
     assert_eq!(promoted_at, decided);
     let active = host_store::archive::active(&host.db()).unwrap().unwrap();
     assert_eq!(active.version, 2);
-    assert!(active.origin.starts_with("orchestrator "), "{}", active.origin);
+    assert!(
+        active.origin.starts_with("orchestrator "),
+        "{}",
+        active.origin
+    );
     // the promoted strategy trades from then on, on the host's own account
     assert!(host.count("SELECT COUNT(*) FROM orders") >= 1);
     assert_eq!(
-        host.count(&format!("SELECT COUNT(*) FROM orders WHERE created_ts <= {promoted_at}")),
+        host.count(&format!(
+            "SELECT COUNT(*) FROM orders WHERE created_ts <= {promoted_at}"
+        )),
         0
     );
     // its expectation is recorded for the rollback rule
@@ -441,7 +455,10 @@ fn a_deployed_version_that_trails_its_expectation_is_rolled_back_with_an_alert_a
     assert_eq!(d["version"], 2);
     assert_eq!(d["reason"]["reason"], "trails_backtest");
     assert!(d["live"]["days"].as_f64().unwrap() >= 1.0);
-    assert!(ts >= last_close(&rising) + 86_400, "judged after a day, not before");
+    assert!(
+        ts >= last_close(&rising) + 86_400,
+        "judged after a day, not before"
+    );
     let alerts: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM events WHERE kind = 'alert' AND detail LIKE '%automatic rollback to v1%'",
