@@ -74,7 +74,7 @@ pub fn grid(p: &Proposal, seed: u64, n: usize) -> Vec<Vec<(String, String)>> {
         .filter_map(|n| p.params.iter().find(|(k, _)| k == n).cloned())
         .collect();
     let mut out = vec![own];
-    let mut rng = Rng::new(seed ^ 0x5EA2_C4);
+    let mut rng = Rng::new(seed ^ 0x005E_A2C4);
     while out.len() < n.max(1) {
         let values = proposer::mutate(&p.template, &mut rng);
         let set: Vec<(String, String)> = names
