@@ -1040,6 +1040,8 @@ mod tests {
                 }
             }
         }
+    }
+
     #[test]
     fn secrets_in_settings_never_reach_the_page() {
         let v = json!({
