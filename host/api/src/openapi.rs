@@ -96,6 +96,18 @@ fn schemas() -> Value {
         ("killed", t("boolean")),
         ("paused_symbols", arr(t("string"))),
         ("limits", r("RiskLimits")),
+        ("shadows", arr(r("ShadowStatus"))),
+    ]);
+    let shadow_status = obj(&[
+        ("id", t("integer")),
+        ("run_id", t("string")),
+        ("origin", t("string")),
+        ("started_at", t("integer")),
+        ("until", t("integer")),
+        ("candidate_return_pct", opt("number")),
+        ("incumbent_return_pct", opt("number")),
+        ("candidate_max_drawdown_pct", t("number")),
+        ("signals", t("integer")),
     ]);
     let trade = obj(&[
         ("id", t("integer")),
@@ -247,6 +259,7 @@ fn schemas() -> Value {
         "Error": error,
         "Position": position,
         "StrategyStatus": strategy_status,
+        "ShadowStatus": shadow_status,
         "RiskLimits": risk_limits,
         "Status": status,
         "Trade": trade,

@@ -22,5 +22,6 @@ pub use deployer::{Candidate, DeployFailure, Deployed, Deployer, SocketOrOffline
 pub use handle::{HandleError, HostHandle};
 pub use paths::Paths;
 pub use status::{
-    Health, HealthCheck, HealthPart, KillOutcome, PositionStatus, Status, StrategyStatus,
+    Health, HealthCheck, HealthPart, KillOutcome, PositionStatus, ShadowStatus, Status,
+    StrategyStatus,
 };

@@ -72,6 +72,20 @@ impl Health {
             checks,
         }
     }
+/// A candidate in its forward shadow beside the incumbent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShadowStatus {
+    pub id: i64,
+    pub run_id: String,
+    pub origin: String,
+    pub started_at: i64,
+    /// When it is promoted or refused.
+    pub until: i64,
+    pub candidate_return_pct: Option<f64>,
+    /// The incumbent's replica on its own paper account over the same bars.
+    pub incumbent_return_pct: Option<f64>,
+    pub candidate_max_drawdown_pct: f64,
+    pub signals: u64,
 }
 
 /// Everything `host status`, the API and the bot show about a running host.
@@ -106,6 +120,9 @@ pub struct Status {
     /// A running host's health (None for a stored account).
     #[serde(default)]
     pub health: Option<Health>,
+    /// Candidates running in shadow (signals recorded, never sent).
+    #[serde(default)]
+    pub shadows: Vec<ShadowStatus>,
 }
 
 /// What the kill switch did.

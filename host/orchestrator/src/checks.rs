@@ -1,20 +1,20 @@
-//! The gates a candidate passes before it may replace the incumbent: the
-//! contract (it loads and initialises), a fuzz run over random market views,
-//! a lookahead check (truncated vs full history, and a calendar shift that
-//! exposes decisions keyed to known dates), a startup-sensitivity check, a
-//! walk-forward backtest against the incumbent, and a paper stage beside it.
-//! Every rejection is a typed [`Rejection`].
+//! The screens a candidate passes before the selection gate
+//! ([`crate::gate`]): the contract (it loads and initialises), a fuzz run
+//! over random market views, a lookahead check (truncated vs full history,
+//! and a calendar shift that exposes decisions keyed to known dates) and a
+//! startup-sensitivity check. Every rejection, here and in the gate, is a
+//! typed [`Rejection`].
 
 use super::proposer::Rng;
 use host_sandbox::bindings as c;
 use host_sandbox::{ModuleError, Runtime, StrategyModule, TrapKind};
-use host_trading::backtest::{self, Account, BacktestConfig, Driver, Series, WasmDriver};
+use host_trading::backtest::{self, Driver, Series, WasmDriver};
 use host_trading::risk_file::RiskFile;
 use serde::Serialize;
 use std::sync::Arc;
 use trading_core::{Candle, MarketView};
 
-/// Knobs of the checks (`[orchestrator]` in settings.toml).
+/// Knobs of the screens (`[orchestrator]` in settings.toml).
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckConfig {
     pub fuzz_calls: usize,
@@ -27,15 +27,6 @@ pub struct CheckConfig {
     pub shift_weeks: i64,
     /// Warm-up history (bars) of the shorter startup run.
     pub warmup_bars: usize,
-    pub walk_forward_folds: usize,
-    /// The candidate's mean out-of-sample Sharpe must exceed the incumbent's by this.
-    pub margin: f64,
-    /// ... and must exceed this floor whatever the incumbent did (capital preservation).
-    pub min_oos_sharpe: f64,
-    pub paper_bars: usize,
-    /// The paper stage fails when the candidate returns this many percentage points less than the incumbent.
-    pub paper_tolerance_pct: f64,
-    pub max_drawdown_pct: f64,
 }
 
 impl Default for CheckConfig {
@@ -47,12 +38,6 @@ impl Default for CheckConfig {
             lookahead_cuts: 3,
             shift_weeks: 53,
             warmup_bars: 200,
-            walk_forward_folds: 3,
-            margin: 0.0,
-            min_oos_sharpe: 0.0,
-            paper_bars: 240,
-            paper_tolerance_pct: 2.0,
-            max_drawdown_pct: 20.0,
         }
     }
 }
@@ -81,18 +66,26 @@ pub enum Rejection {
     Lookahead { ts: i64, detail: String },
     #[error("startup sensitivity: at {ts} the signals depend on how much warm-up history there was ({detail})")]
     StartupSensitive { ts: i64, detail: String },
-    #[error("mean out-of-sample Sharpe {} does not beat {needed:.3} (the incumbent's {} + margin {margin}, floor {floor})", show(*candidate), show(*incumbent))]
+    #[error("out-of-sample daily Sharpe {} does not beat the incumbent's {} (floor {floor})", show(*candidate), show(*incumbent))]
     Underperforms {
         candidate: Option<f64>,
         incumbent: Option<f64>,
-        margin: f64,
         floor: f64,
-        needed: f64,
     },
+    #[error("not significant ({test}, {trials} trials, {days} out-of-sample days): p-value {} and deflated Sharpe probability {} (needs p <= {alpha} and probability >= 1 - {alpha})", show(*p_value), show(*deflated_sharpe_probability))]
+    NotSignificant {
+        test: String,
+        trials: u64,
+        days: usize,
+        p_value: Option<f64>,
+        deflated_sharpe_probability: Option<f64>,
+        alpha: f64,
+    },
+    /// The held-out window contradicts the walk-forward (its figures are in the report only).
+    #[error("the held-out window does not confirm the walk-forward")]
+    HeldOut,
     #[error("max drawdown {drawdown_pct:.2}% breaches the {limit_pct}% limit")]
     Drawdown { drawdown_pct: f64, limit_pct: f64 },
-    #[error("paper stage: {detail}")]
-    PaperStage { detail: String },
     #[error("backtest could not run: {detail}")]
     Backtest { detail: String },
     #[error("deploy failed: {detail}")]
@@ -118,8 +111,9 @@ impl Rejection {
             Rejection::Lookahead { .. } => "lookahead",
             Rejection::StartupSensitive { .. } => "startup_sensitive",
             Rejection::Underperforms { .. } => "underperforms",
+            Rejection::NotSignificant { .. } => "not_significant",
+            Rejection::HeldOut => "held_out",
             Rejection::Drawdown { .. } => "drawdown",
-            Rejection::PaperStage { .. } => "paper_stage",
             Rejection::Backtest { .. } => "backtest",
             Rejection::Deploy { .. } => "deploy",
             Rejection::Truncated { .. } => "truncated",
@@ -129,12 +123,10 @@ impl Rejection {
 }
 
 fn show(x: Option<f64>) -> String {
-    x.map_or("none (no risk-adjusted return)".into(), |v| {
-        format!("{v:.3}")
-    })
+    x.map_or("none (undefined)".into(), |v| format!("{v:.3}"))
 }
 
-fn from_module(stage: &str, e: ModuleError) -> Rejection {
+pub(crate) fn from_module(stage: &str, e: ModuleError) -> Rejection {
     match e {
         ModuleError::Trap { kind, .. } => Rejection::Trapped {
             stage: stage.into(),
@@ -160,8 +152,6 @@ pub struct CheckInput<'a> {
     pub capital: rust_decimal::Decimal,
     pub fee_bps: rust_decimal::Decimal,
     pub slippage_bps: rust_decimal::Decimal,
-    /// Parameters the incumbent runs with (candidates run with their own defaults).
-    pub incumbent_params: &'a [(String, String)],
 }
 
 /// Figures the checks measured, for the report.
@@ -170,14 +160,17 @@ pub struct CheckFigures {
     pub fuzz_calls: usize,
     pub lookahead_scans: usize,
     pub startup_scans: usize,
+    /// Out-of-sample daily Sharpe ratios of the walk-forward.
     pub candidate_oos_sharpe: Option<f64>,
     pub incumbent_oos_sharpe: Option<f64>,
+    /// The candidate's development backtest return.
     pub candidate_return_pct: Option<f64>,
+    /// The incumbent's mean out-of-sample daily return, percent.
     pub incumbent_return_pct: Option<f64>,
     pub candidate_max_drawdown_pct: Option<f64>,
-    pub paper_candidate_return_pct: Option<f64>,
-    pub paper_incumbent_return_pct: Option<f64>,
     pub candidate_report: Option<serde_json::Value>,
+    /// The selection gate's figures: data source, walk-forward, test, held-out window.
+    pub selection: Option<crate::gate::SelectionFigures>,
 }
 
 /// The contract: loads, instantiates, initialises, names its scan interval.
@@ -488,16 +481,6 @@ pub fn startup(
     Ok(runs[0].len() + runs[1].len())
 }
 
-fn backtest_config(input: &CheckInput, wasm: &[u8], folds: Option<usize>) -> BacktestConfig {
-    let mut b = BacktestConfig::new(wasm.to_vec(), input.series.to_vec(), input.risk.clone());
-    b.capital = input.capital;
-    b.fee_bps = input.fee_bps;
-    b.slippage_bps = input.slippage_bps;
-    b.sandbox = input.runtime.limits().clone();
-    b.walk_forward = folds;
-    b
-}
-
 /// Mean out-of-sample Sharpe; a fold without one counts as 0, no fold with one is None.
 pub fn mean_oos_sharpe(report: &backtest::BacktestReport) -> Option<f64> {
     let folds = report.walk_forward.as_ref()?;
@@ -513,167 +496,19 @@ pub fn mean_oos_sharpe(report: &backtest::BacktestReport) -> Option<f64> {
     )
 }
 
-/// Walk-forward backtest of both; the candidate must beat the incumbent out
-/// of sample by the margin without breaching the drawdown limit.
-pub fn walk_forward(
-    input: &CheckInput,
-    candidate: &[u8],
-    incumbent: Option<&backtest::BacktestReport>,
-    cfg: &CheckConfig,
-    figures: &mut CheckFigures,
-) -> Result<backtest::BacktestReport, Rejection> {
-    let bt = |wasm: &[u8]| {
-        backtest::run_with(
-            input.runtime,
-            &backtest_config(input, wasm, Some(cfg.walk_forward_folds)),
-        )
-        .map_err(|e| match e {
-            backtest::BacktestError::ModuleAt { error, .. } => from_module("backtest", error),
-            other => Rejection::Backtest {
-                detail: other.to_string(),
-            },
-        })
-    };
-    let cand = bt(candidate)?;
-    figures.candidate_oos_sharpe = mean_oos_sharpe(&cand);
-    figures.candidate_return_pct = cand.return_pct;
-    figures.candidate_max_drawdown_pct = cand.metrics.max_drawdown_pct;
-    figures.candidate_report = Some(serde_json::json!({
-        "return_pct": cand.return_pct, "metrics": cand.metrics, "walk_forward": cand.walk_forward, "trades": cand.trades.len(),
-    }));
-    let inc_sharpe = incumbent.and_then(mean_oos_sharpe);
-    figures.incumbent_return_pct = incumbent.and_then(|r| r.return_pct);
-    figures.incumbent_oos_sharpe = inc_sharpe;
-    if let Some(dd) = cand
-        .metrics
-        .max_drawdown_pct
-        .filter(|d| *d > cfg.max_drawdown_pct)
-    {
-        return Err(Rejection::Drawdown {
-            drawdown_pct: dd,
-            limit_pct: cfg.max_drawdown_pct,
-        });
-    }
-    let needed = (inc_sharpe.unwrap_or(0.0) + cfg.margin).max(cfg.min_oos_sharpe);
-    match figures.candidate_oos_sharpe {
-        Some(s) if s > needed => Ok(cand),
-        s => Err(Rejection::Underperforms {
-            candidate: s,
-            incumbent: inc_sharpe,
-            margin: cfg.margin,
-            floor: cfg.min_oos_sharpe,
-            needed,
-        }),
-    }
-}
-
-/// Paper stage: candidate and incumbent run side by side over the most
-/// recent `paper_bars` bars, each on its own simulated account.
-pub fn paper_stage(
-    input: &CheckInput,
-    candidate: &StrategyModule,
-    incumbent: Option<&StrategyModule>,
-    cfg: &CheckConfig,
-    figures: &mut CheckFigures,
-) -> Result<(), Rejection> {
-    let (_, end) = span(input.series).ok_or(Rejection::Backtest {
-        detail: "no candles".into(),
-    })?;
-    let all = closes_between(input.series, i64::MIN, end);
-    let from = all[all.len().saturating_sub(cfg.paper_bars)] - 3_600;
-    let account = Account::from_config(&backtest_config(input, &[], None)).map_err(|e| {
-        Rejection::Backtest {
-            detail: e.to_string(),
-        }
-    })?;
-    let data = backtest::market_data(input.series, None);
-    let run = |m: &StrategyModule,
-               params: &[(String, String)]|
-     -> Result<(Option<f64>, Option<f64>), Rejection> {
-        let mut d = WasmDriver::start(m, input.risk, input.symbols, params)
-            .map_err(|e| from_module("paper", e))?;
-        let o = backtest::simulate(
-            &mut d,
-            &data,
-            input.series,
-            Some(from),
-            None,
-            &account,
-            false,
-        )
-        .map_err(|e| match e {
-            backtest::BacktestError::ModuleAt { error, .. } => from_module("paper", error),
-            other => Rejection::PaperStage {
-                detail: other.to_string(),
-            },
-        })?;
-        let cap: f64 = account.capital.try_into().unwrap_or(1.0);
-        let eq: f64 = o.portfolio.equity().try_into().unwrap_or(0.0);
-        let mut peak = f64::MIN;
-        let mut dd: f64 = 0.0;
-        for p in &o.equity {
-            let v: f64 = p.value.try_into().unwrap_or(0.0);
-            peak = peak.max(v);
-            if peak > 0.0 {
-                dd = dd.max((peak - v) / peak * 100.0);
-            }
-        }
-        Ok((Some((eq / cap - 1.0) * 100.0), Some(dd)))
-    };
-    let (cand_ret, cand_dd) = run(candidate, &[])?;
-    figures.paper_candidate_return_pct = cand_ret;
-    if let Some(dd) = cand_dd.filter(|d| *d > cfg.max_drawdown_pct) {
-        return Err(Rejection::PaperStage {
-            detail: format!("drawdown {dd:.2}% over the {}% limit", cfg.max_drawdown_pct),
-        });
-    }
-    if let Some(inc) = incumbent {
-        let (inc_ret, _) = run(inc, input.incumbent_params).map_err(|e| Rejection::PaperStage {
-            detail: format!("incumbent: {e}"),
-        })?;
-        figures.paper_incumbent_return_pct = inc_ret;
-        if let (Some(c), Some(i)) = (cand_ret, inc_ret) {
-            if c < i - cfg.paper_tolerance_pct {
-                return Err(Rejection::PaperStage {
-                    detail: format!(
-                        "returned {c:.2}% beside the incumbent's {i:.2}% over {} bars",
-                        cfg.paper_bars
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Runs every check in order; the first failure is the rejection.
-/// `incumbent_report` is the incumbent's walk-forward backtest on the same data.
-pub fn run_all(
+/// Runs every screen in order; the first failure is the rejection. The
+/// loaded module goes on to the selection gate.
+pub fn screen(
     input: &CheckInput,
     wasm: &[u8],
-    incumbent_report: Option<&backtest::BacktestReport>,
-    incumbent: Option<&[u8]>,
     cfg: &CheckConfig,
     figures: &mut CheckFigures,
-) -> Result<backtest::BacktestReport, Rejection> {
+) -> Result<StrategyModule, Rejection> {
     let module = contract(input, wasm)?;
     figures.fuzz_calls = fuzz(input, &module, cfg.fuzz_calls, cfg.seed)?;
     figures.lookahead_scans = lookahead(input, &module, cfg)?;
     figures.startup_scans = startup(input, &module, cfg)?;
-    let report = walk_forward(input, wasm, incumbent_report, cfg, figures)?;
-    let inc_module = match incumbent {
-        Some(w) => Some(
-            input
-                .runtime
-                .load_strategy(w)
-                .map_err(|e| Rejection::PaperStage {
-                    detail: format!("incumbent: {e}"),
-                })?,
-        ),
-        None => None,
-    };
-    paper_stage(input, &module, inc_module.as_ref(), cfg, figures)?;
-    Ok(report)
+    Ok(module)
 }
 
 #[cfg(test)]
@@ -720,16 +555,26 @@ mod tests {
         let r = Rejection::Underperforms {
             candidate: None,
             incumbent: Some(0.5),
-            margin: 0.1,
             floor: 0.0,
-            needed: 0.6,
         };
         assert_eq!(r.code(), "underperforms");
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["reason"], "underperforms");
-        assert!(
-            r.to_string().contains("none (no risk-adjusted return)"),
-            "{r}"
+        assert!(r.to_string().contains("none (undefined)"), "{r}");
+        let r = Rejection::NotSignificant {
+            test: "t".into(),
+            trials: 3,
+            days: 20,
+            p_value: Some(0.31),
+            deflated_sharpe_probability: None,
+            alpha: 0.05,
+        };
+        assert_eq!(r.code(), "not_significant");
+        assert!(r.to_string().contains("3 trials") && r.to_string().contains("0.310"));
+        // a held-out refusal carries no figure into the model's memory
+        assert_eq!(
+            serde_json::to_value(Rejection::HeldOut).unwrap(),
+            serde_json::json!({ "reason": "held_out" })
         );
     }
 }

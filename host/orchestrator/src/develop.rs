@@ -52,7 +52,19 @@ fn source_gate(p: &Proposal, max_bytes: usize) -> Result<(), Rejection> {
 pub struct Built {
     pub wasm: Vec<u8>,
     pub report: backtest::BacktestReport,
+    /// What the selection gate passed (fitted source and parameters, expectations).
+    pub passed: super::gate::Passed,
 }
+
+/// The selection gate a screened candidate goes through (walk-forward fitted
+/// in sample, significance, held-out window): the cycle builds it.
+pub type Gate<'a> = dyn FnMut(
+        &Proposal,
+        &[u8],
+        &host_sandbox::StrategyModule,
+        &mut CheckFigures,
+    ) -> Result<super::gate::Passed, Rejection>
+    + 'a;
 
 /// Up to `candidates_per_night` strategy candidates, each through
 /// [`strategy`]: after one is refused, the proposer may offer another (a
@@ -65,8 +77,7 @@ pub fn candidates(
     ctx: &Context,
     first: Proposal,
     input: &CheckInput,
-    incumbent_report: Option<&backtest::BacktestReport>,
-    incumbent_wasm: Option<&[u8]>,
+    gate: &mut Gate<'_>,
     cfg: &CheckConfig,
     figures: &mut CheckFigures,
     run_id: &str,
@@ -86,8 +97,7 @@ pub fn candidates(
             ctx,
             proposal,
             input,
-            incumbent_report,
-            incumbent_wasm,
+            gate,
             cfg,
             figures,
             run_id,
@@ -129,8 +139,7 @@ pub fn strategy(
     ctx: &Context,
     first: Proposal,
     input: &CheckInput,
-    incumbent_report: Option<&backtest::BacktestReport>,
-    incumbent_wasm: Option<&[u8]>,
+    gate: &mut Gate<'_>,
     cfg: &CheckConfig,
     figures: &mut CheckFigures,
     run_id: &str,
@@ -157,14 +166,9 @@ pub fn strategy(
                         detail: e.to_string(),
                     })?;
                 *figures = CheckFigures::default();
-                let report = checks::run_all(
-                    input,
-                    &built.wasm,
-                    incumbent_report,
-                    incumbent_wasm,
-                    cfg,
-                    figures,
-                )?;
+                // contract, fuzz, lookahead, startup; then the selection gate
+                let module = checks::screen(input, &built.wasm, cfg, figures)?;
+                let passed = gate(p, &built.wasm, &module, figures)?;
                 // the declared parameters are deployed: initialize must accept them
                 if !p.params.is_empty() {
                     let m = input.runtime.load_strategy(&built.wasm).map_err(|e| {
@@ -179,8 +183,9 @@ pub fn strategy(
                     })?;
                 }
                 Ok(Built {
-                    wasm: built.wasm,
-                    report,
+                    wasm: passed.wasm.clone(),
+                    report: passed.report.clone(),
+                    passed,
                 })
             },
         )?;

@@ -1,25 +1,31 @@
-//! The nightly orchestrator: truth benchmarks → both analysis reports →
-//! labelled context (with the generated API reference, an example strategy,
-//! the analysis sources and the memory of past attempts) → zero or more
+//! The nightly orchestrator: the host's own candles (a development part and
+//! a held-out window) → truth benchmarks → both analysis reports → labelled
+//! context (with the generated API reference, an example strategy, the
+//! analysis sources and the memory of past attempts) → zero or more
 //! decisions (Claude, or the offline proposer): each analysis module and the
-//! strategy separately, each through source check → compile → checks →
-//! walk-forward backtest → paper stage, with failures fed back for repairs →
-//! review of what passed → deploy with its parameters (control socket, else
-//! offline) or a typed rejection → observations, the strategy document (the
-//! model's edit, or the cycle's journal line) and a report in the log, the
-//! database and a file.
+//! strategy separately, each through source check → compile → screens
+//! (contract, fuzz, lookahead, startup) → selection gate (walk-forward fitted
+//! in sample and scored out of sample, significance, held-out window), with
+//! failures fed back for repairs → review of what passed → forward shadow in
+//! the running host (or, with `shadow_days = 0`, deploy with its parameters)
+//! or a typed rejection → observations, the strategy document and a report in
+//! the log, the database and a file.
 
 pub mod checks;
 pub mod claude;
 pub mod compile;
 pub mod conversation;
 mod develop;
+pub mod data;
+pub mod evaluate;
+pub mod gate;
 pub mod proposer;
 pub mod reference;
 pub mod repair;
 pub mod reply;
 pub mod review;
 pub mod schedule;
+pub mod selection;
 pub mod settings;
 pub mod source_check;
 
@@ -67,6 +73,8 @@ pub enum OrchestratorError {
     Claude(#[from] ClaudeError),
     #[error("the incumbent cannot be backtested: {0}")]
     Incumbent(String),
+    #[error("candle store: {0}")]
+    Store(#[from] host_store::candles::CandleError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OrchestratorError + '_ {
@@ -148,6 +156,12 @@ pub enum CycleOutcome {
     Rejected {
         rejection: Rejection,
     },
+    /// Passed the gate; runs beside the incumbent in the running host for
+    /// `days` before it is promoted or refused (`shadow_candidates` row `shadow_id`).
+    Shadow {
+        shadow_id: i64,
+        days: f64,
+    },
     NoChange {
         reason: String,
     },
@@ -201,6 +215,9 @@ impl CycleReport {
             CycleOutcome::NoChange { reason } => format!("no change: {reason}"),
             CycleOutcome::AnalysisUpdated { module, version } => {
                 format!("{module} v{version} active from the next cycle")
+            }
+            CycleOutcome::Shadow { shadow_id, days } => {
+                format!("in shadow #{shadow_id} for {days} days beside the incumbent")
             }
         };
         format!(
@@ -416,32 +433,6 @@ pub fn load_series(
     Ok(out)
 }
 
-/// Stores the series in the `candles` table (existing rows are kept) so the
-/// analysis modules see what the cycle backtests on.
-fn import_candles(conn: &Connection, series: &[Series]) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
-    {
-        let mut stmt = tx.prepare(
-            "INSERT OR IGNORE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for s in series {
-            for c in &s.candles {
-                stmt.execute(params![
-                    s.symbol,
-                    s.interval.name(),
-                    c.ts,
-                    c.open,
-                    c.high,
-                    c.low,
-                    c.close,
-                    c.volume
-                ])?;
-            }
-        }
-    }
-    tx.commit()
-}
-
 fn report_json(r: &host_sandbox::bindings::Report) -> serde_json::Value {
     let mut sections = serde_json::Map::new();
     for m in &r.metrics {
@@ -606,7 +597,7 @@ fn compile_config(opts: &CycleOptions, work: &Path) -> compile::CompileConfig {
     }
 }
 
-fn check_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> CheckConfig {
+fn check_config(o: &OrchestratorSettings, seed: u64) -> CheckConfig {
     CheckConfig {
         fuzz_calls: o.fuzz_calls,
         seed,
@@ -614,12 +605,23 @@ fn check_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> CheckCo
         lookahead_cuts: o.lookahead_cuts,
         shift_weeks: o.shift_weeks,
         warmup_bars: o.warmup_bars,
-        walk_forward_folds: o.walk_forward_folds,
-        margin: o.margin,
+    }
+}
+
+fn gate_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> gate::GateConfig {
+    gate::GateConfig {
+        folds: o.walk_forward_folds,
+        significance: selection::SignificanceConfig {
+            alpha: o.significance_alpha,
+            resamples: o.bootstrap_resamples,
+            mean_block_days: o.bootstrap_block_days,
+            min_days: o.min_significance_days,
+            seed,
+        },
         min_oos_sharpe: o.min_oos_sharpe,
-        paper_bars: o.paper_bars,
-        paper_tolerance_pct: o.paper_tolerance_pct,
+        holdout_tolerance_pct: o.holdout_tolerance_pct,
         max_drawdown_pct: risk.max_drawdown_pct,
+        search_candidates: o.search_candidates.max(1),
     }
 }
 
@@ -735,9 +737,15 @@ pub fn run_cycle_with(
     )?;
     tracing::info!(run = %run_id, trigger = %opts.trigger, "orchestrator cycle starts");
 
-    // 1. data and truth
-    let series = load_series(&opts.market, o)?;
-    import_candles(conn, &series)?;
+    // 1. data (the host's candles; the last `holdout_bars` held out) and truth
+    let (series, data_source) = data::cycle_series(conn, &opts.market, o, now)?;
+    let dev_end = evaluate::split(&series, o.holdout_bars).ok_or_else(|| {
+        OrchestratorError::NoData(format!(
+            "{} bars cannot hold out {}",
+            series.first().map_or(0, |s| s.candles.len()),
+            o.holdout_bars
+        ))
+    })?;
     let rt = Runtime::new(opts.market.sandbox.clone(), Some(&opts.paths.cache()))
         .map_err(|e| OrchestratorError::Runtime(format!("{e:#}")))?;
     let inc = incumbent(conn, &opts.paths, &opts.market)?;
@@ -749,9 +757,43 @@ pub fn run_cycle_with(
         capital: opts.market.starting_capital,
         fee_bps: opts.market.fee_bps.into(),
         slippage_bps: opts.market.slippage_bps.into(),
-        incumbent_params: inc.as_ref().map(|i| i.params.as_slice()).unwrap_or(&[]),
     };
-    let cfg = check_config(o, &opts.risk, opts.seed);
+    let cfg = check_config(o, opts.seed);
+    let gcfg = gate_config(o, &opts.risk, opts.seed);
+    let eval_input = evaluate::EvalInput {
+        runtime: &rt,
+        series: &series,
+        risk: &opts.risk,
+        symbols: &opts.market.symbols,
+        account: backtest::Account::from_config(&{
+            let mut b = BacktestConfig::new(Vec::new(), Vec::new(), opts.risk.clone());
+            b.capital = input.capital;
+            b.fee_bps = input.fee_bps;
+            b.slippage_bps = input.slippage_bps;
+            b
+        })
+        .map_err(|e| OrchestratorError::Config(e.to_string()))?,
+        dev_end,
+    };
+    let inc_eval = match &inc {
+        Some(i) => Some(
+            gate::incumbent(&eval_input, &i.wasm, &i.params, &gcfg)
+                .map_err(|e| OrchestratorError::Incumbent(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut selection_figures = gate::SelectionFigures {
+        data_source: Some(data_source.clone()),
+        development: eval_input.start().map(|s| (s, dev_end)),
+        holdout: eval_input.end().map(|e| (dev_end, e)),
+        folds: gcfg.folds,
+        incumbent: inc_eval.as_ref().map(|i| i.evaluation.clone()),
+        holdout_incumbent: inc_eval.as_ref().map(|i| i.holdout.clone()),
+        ..Default::default()
+    };
+    if let data::DataSource::BundledCsv { reason } = &data_source {
+        tracing::warn!("orchestrator: {reason}; testing on the bundled candle files");
+    }
     let inc_report = match &inc {
         Some(i) => {
             let mut b = BacktestConfig::new(i.wasm.clone(), series.clone(), opts.risk.clone());
@@ -760,7 +802,9 @@ pub fn run_cycle_with(
             b.slippage_bps = input.slippage_bps;
             b.sandbox = opts.market.sandbox.clone();
             b.params = i.params.clone();
-            b.walk_forward = Some(cfg.walk_forward_folds);
+            // the development part only: the held-out window is never summarised
+            b.to = Some(dev_end);
+            b.walk_forward = Some(gcfg.folds);
             Some(
                 backtest::run_with(&rt, &b)
                     .map_err(|e| OrchestratorError::Incumbent(e.to_string()))?,
@@ -774,8 +818,9 @@ pub fn run_cycle_with(
     // 2. analysis reports
     let market_path = analysis_path(conn, "market-analysis", &o.market_analysis)?;
     let trade_path = analysis_path(conn, "trade-performance", &o.trade_performance)?;
-    let market_report = run_analysis(&rt, &market_path, &opts.paths.db(), now);
-    let trade_report = run_analysis(&rt, &trade_path, &opts.paths.db(), now);
+    // as of the development part's end: nothing of the held-out window reaches the model
+    let market_report = run_analysis(&rt, &market_path, &opts.paths.db(), dev_end);
+    let trade_report = run_analysis(&rt, &trade_path, &opts.paths.db(), dev_end);
     lap("analysis", &mut since);
 
     // 3. context
@@ -855,7 +900,61 @@ pub fn run_cycle_with(
             reason: proposal.rationale.clone(),
         }
     } else {
-        // 5-10. source check, compile, checks, backtests (repairs fed back), review
+        // 5-10. source check, compile, screens, selection gate (repairs fed back), review
+        let ccfg = compile_config(opts, &work);
+        let mut gate_fn = |p: &Proposal,
+                           wasm: &[u8],
+                           module: &host_sandbox::StrategyModule,
+                           figures: &mut CheckFigures|
+         -> Result<gate::Passed, Rejection> {
+            let (trials, sharpes) =
+                host_store::selection::trials(conn).map_err(|e| Rejection::Backtest {
+                    detail: e.to_string(),
+                })?;
+            let g = gate::GateInput {
+                eval: &eval_input,
+                incumbent: inc_eval.as_ref(),
+                trials: (trials, sharpes),
+                cfg: &gcfg,
+                seed: opts.seed,
+            };
+            let compile_fitted = |src: &str| {
+                let id = format!(
+                    "{}-{}",
+                    run_id.to_ascii_lowercase().replace('t', "-"),
+                    &host_sandbox::module_hash(src.as_bytes())[..12]
+                );
+                compile::compile(&ccfg, &id, src)
+                    .map(|b| b.wasm)
+                    .map_err(|e| Rejection::CompileFailed {
+                        detail: e.to_string(),
+                    })
+            };
+            let passed = gate::run(
+                &g,
+                p,
+                wasm,
+                module,
+                &compile_fitted,
+                figures,
+                &mut selection_figures,
+            );
+            if let Some(s) = &selection_figures.significance {
+                host_store::selection::record_trial(
+                    conn,
+                    now,
+                    &run_id,
+                    &p.template,
+                    s.deflated.map(|d| d.sharpe),
+                    s.p_value,
+                    s.passed,
+                )
+                .map_err(|e| Rejection::Backtest {
+                    detail: e.to_string(),
+                })?;
+            }
+            passed
+        };
         let developed = develop::candidates(
             opts,
             conn,
@@ -863,8 +962,7 @@ pub fn run_cycle_with(
             &ctx,
             proposal.clone(),
             &input,
-            inc_report.as_ref(),
-            inc.as_ref().map(|i| i.wasm.as_slice()),
+            &mut gate_fn,
             &cfg,
             &mut figures,
             &run_id,
@@ -873,23 +971,28 @@ pub fn run_cycle_with(
         attempts = developed.attempts;
         match developed.result {
             Err(rejection) => CycleOutcome::Rejected { rejection },
-            Ok(develop::Built {
-                wasm: bytes,
-                report,
-            }) => {
-                wasm = Some(bytes.clone());
+            Ok(develop::Built { passed, report, .. }) => {
+                wasm = Some(passed.wasm.clone());
+                // the fitted parameters are the candidate's from here on
+                proposal.source = passed.source.clone();
+                proposal.params = passed.params.clone();
+                let report = &report;
                 let _ = write(
                     "backtest.json",
-                    &serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                    &serde_json::to_vec_pretty(report).unwrap_or_default(),
                 );
-                // 11. deploy, with the declared parameters
-                match deploy(opts, &bytes, &proposal, &run_id) {
-                    Ok(host_control::Deployed { version, live }) => {
+                // 11. forward shadow in the running host, or deploy at once
+                match shadow_or_deploy(opts, conn, &passed, &proposal, &run_id) {
+                    Ok(Staged::Shadow { shadow_id }) => CycleOutcome::Shadow {
+                        shadow_id,
+                        days: o.shadow_days,
+                    },
+                    Ok(Staged::Deployed(host_control::Deployed { version, live })) => {
                         let p = archive::version_dir(&opts.paths.archive_dir, version)
                             .join("backtest.json");
                         let _ = std::fs::write(
                             &p,
-                            serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                            serde_json::to_vec_pretty(report).unwrap_or_default(),
                         );
                         CycleOutcome::Deployed { version, live }
                     }
@@ -901,6 +1004,7 @@ pub fn run_cycle_with(
         }
     };
     write("strategy.rs", proposal.source.as_bytes())?;
+    figures.selection = Some(selection_figures);
     lap("candidate", &mut since);
     if let Some(w) = &wasm {
         write("strategy.wasm", w)?;
@@ -943,6 +1047,7 @@ pub fn run_cycle_with(
         }
         CycleOutcome::NoChange { reason } => format!("no change: {reason}"),
         CycleOutcome::AnalysisUpdated { module, version } => format!("{module} v{version} active"),
+        CycleOutcome::Shadow { shadow_id, days } => format!("shadow #{shadow_id} ({days} days)"),
     };
     let outcome_text: String = outcome_text
         .lines()
@@ -1030,6 +1135,7 @@ pub fn run_cycle_with(
         CycleOutcome::Rejected { rejection } => ("rejected", Some(rejection.to_string())),
         CycleOutcome::NoChange { .. } => ("no_change", None),
         CycleOutcome::AnalysisUpdated { .. } => ("analysis_updated", None),
+        CycleOutcome::Shadow { .. } => ("shadow", None),
     };
     conn.execute(
         "INSERT INTO orchestrator_runs (run_id, ts, trigger, proposer, decision, template, params, outcome, rejection_code, rejection, deployed_version, report)
@@ -1380,6 +1486,65 @@ pub fn bench(
         repaired_attempts: repaired.1,
         repaired_headline: repaired.2,
     })
+}
+
+/// Where a passing candidate went.
+enum Staged {
+    Shadow { shadow_id: i64 },
+    Deployed(host_control::Deployed),
+}
+
+/// A passing candidate goes into its forward shadow (`shadow_days > 0`: the
+/// running host picks it up), else it is deployed at once with its
+/// expectation recorded for the rollback rule.
+fn shadow_or_deploy(
+    opts: &CycleOptions,
+    conn: &Connection,
+    passed: &gate::Passed,
+    p: &Proposal,
+    run_id: &str,
+) -> Result<Staged, String> {
+    let o = &opts.orchestrator;
+    let origin = format!("orchestrator {run_id} {}", p.template);
+    if o.shadow_days > 0.0 {
+        let shadow_id = host_store::selection::add_shadow(
+            conn,
+            &host_store::selection::NewShadow {
+                run_id,
+                created_at: opts.now.timestamp(),
+                origin: &origin,
+                wasm: &passed.wasm,
+                source: &passed.source,
+                params: &[],
+                shadow_days: o.shadow_days,
+                tolerance_pct: o.shadow_tolerance_pct,
+                expected_return_pct_per_day: passed.expected_return_pct_per_day,
+                expected_max_drawdown_pct: passed.expected_max_drawdown_pct,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        if let Err(e) = host_store::events::append(
+            conn,
+            opts.now.timestamp(),
+            host_store::selection::EVENT_SHADOW_STARTED,
+            None,
+            &serde_json::json!({ "shadow_id": shadow_id, "run_id": run_id, "origin": origin, "days": o.shadow_days }),
+        ) {
+            tracing::warn!("event log: {e}");
+        }
+        return Ok(Staged::Shadow { shadow_id });
+    }
+    let d = deploy(opts, &passed.wasm, p, run_id)?;
+    host_store::selection::expect(
+        conn,
+        d.version,
+        opts.now.timestamp(),
+        "backtest",
+        passed.expected_return_pct_per_day,
+        passed.expected_max_drawdown_pct,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Staged::Deployed(d))
 }
 
 /// Writes the candidate where the host can read it and hands it to the

@@ -259,7 +259,8 @@ pub const TEMPLATES: [(&str, &str, &[&str]); 4] = [
     ),
 ];
 
-fn mutate(template: &str, rng: &mut Rng) -> Vec<f64> {
+/// A seeded draw from the parameter space of `template`.
+pub fn mutate(template: &str, rng: &mut Rng) -> Vec<f64> {
     match template {
         "sma-crossover" => {
             let fast = rng.range(3, 20) as f64;

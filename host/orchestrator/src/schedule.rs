@@ -299,6 +299,8 @@ pub struct Expected {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Live {
     pub days: f64,
+    /// Trades closed since the deploy.
+    pub trades: u64,
     pub return_pct: f64,
     pub max_drawdown_pct: f64,
 }
@@ -319,16 +321,22 @@ pub enum RollbackReason {
     },
 }
 
-/// Roll back when, after `min_days`, the live return trails the backtest's
-/// pro-rata return, or the live drawdown exceeds the backtest's, by more
-/// than `allowed_pct` percentage points.
+/// Roll back when, after `min_days` or `min_trades` closed trades (0: days
+/// only), the live return trails the expectation's pro-rata return, or the
+/// live drawdown exceeds the expected one, by more than `allowed_pct`
+/// percentage points.
 pub fn check_rollback(
     expected: &Expected,
     live: &Live,
     allowed_pct: f64,
     min_days: f64,
+    min_trades: u64,
 ) -> Option<RollbackReason> {
-    if live.days.is_nan() || live.days < min_days {
+    if live.days.is_nan() {
+        return None;
+    }
+    let judged = live.days >= min_days || (min_trades > 0 && live.trades >= min_trades);
+    if !judged {
         return None;
     }
     let expected_pct = expected.return_pct_per_day * live.days;
@@ -534,23 +542,24 @@ mod tests {
         };
         let ok = Live {
             days: 4.0,
+            trades: 2,
             return_pct: 0.0,
             max_drawdown_pct: 5.0,
         };
-        assert_eq!(check_rollback(&e, &ok, 5.0, 3.0), None);
+        assert_eq!(check_rollback(&e, &ok, 5.0, 3.0, 10), None);
         let trailing = Live {
             return_pct: -3.5,
             ..ok
         };
         assert!(
-            matches!(check_rollback(&e, &trailing, 5.0, 3.0), Some(RollbackReason::TrailsBacktest { expected_pct, .. }) if expected_pct == 2.0)
+            matches!(check_rollback(&e, &trailing, 5.0, 3.0, 10), Some(RollbackReason::TrailsBacktest { expected_pct, .. }) if expected_pct == 2.0)
         );
         let deep = Live {
             max_drawdown_pct: 9.5,
             ..ok
         };
         assert!(matches!(
-            check_rollback(&e, &deep, 5.0, 3.0),
+            check_rollback(&e, &deep, 5.0, 3.0, 10),
             Some(RollbackReason::DeeperDrawdown { .. })
         ));
         // too early to judge
@@ -562,9 +571,30 @@ mod tests {
                     ..trailing
                 },
                 5.0,
-                3.0
+                3.0,
+                10
             ),
             None
+        );
+        // ... unless enough trades closed: one day, ten trades, trailing by 4.0 points
+        let (expected_pct, live_pct) = (0.5, -3.5);
+        assert_eq!(
+            check_rollback(
+                &e,
+                &Live {
+                    days: 1.0,
+                    trades: 10,
+                    ..trailing
+                },
+                3.0,
+                3.0,
+                10
+            ),
+            Some(RollbackReason::TrailsBacktest {
+                expected_pct,
+                live_pct,
+                allowed_pct: 3.0
+            })
         );
         assert_eq!(
             check_rollback(
@@ -574,7 +604,8 @@ mod tests {
                     ..trailing
                 },
                 5.0,
-                3.0
+                3.0,
+                10
             ),
             None
         );

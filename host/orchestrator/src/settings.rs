@@ -1,6 +1,7 @@
 //! `[orchestrator]` settings: data, schedule, models and prices, compile
 //! caps and the build sandbox (`[orchestrator.compile]`), check thresholds,
-//! tuning triggers and rollback. Every key optional.
+//! honest selection (walk-forward, held-out window, significance, search),
+//! the forward shadow, tuning triggers and rollback. Every key optional.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -9,10 +10,13 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OrchestratorSettings {
-    /// Candle files the cycle backtests on; the first existing file per symbol wins.
+    /// Candle files the cycle falls back to when the host's candle store has
+    /// none for a symbol; the first existing file per symbol wins.
     pub data: Vec<PathBuf>,
-    /// Most recent bars of each file used.
+    /// Most recent hourly bars used (store or file).
     pub history_bars: usize,
+    /// The final bars held out of the walk-forward and of everything the model sees.
+    pub holdout_bars: usize,
     /// Nightly window, America/New_York wall-clock, "HH:MM".
     pub window_start: String,
     pub window_end: String,
@@ -64,13 +68,27 @@ pub struct OrchestratorSettings {
     pub lookahead_cuts: usize,
     pub shift_weeks: i64,
     pub warmup_bars: usize,
+    /// Walk-forward folds (at least 6).
     pub walk_forward_folds: usize,
-    /// Mean out-of-sample Sharpe the candidate must add over the incumbent.
-    pub margin: f64,
-    /// Mean out-of-sample Sharpe a candidate needs whatever the incumbent did.
+    /// Out-of-sample daily Sharpe a candidate needs whatever the incumbent did.
     pub min_oos_sharpe: f64,
-    pub paper_bars: usize,
-    pub paper_tolerance_pct: f64,
+    /// Largest p-value of the bootstrap accepted (the deflated Sharpe
+    /// probability must reach 1 − alpha).
+    pub significance_alpha: f64,
+    pub bootstrap_resamples: usize,
+    /// Mean block length of the stationary bootstrap, days.
+    pub bootstrap_block_days: f64,
+    /// Fewest paired out-of-sample days the test runs on (fewer: refused).
+    pub min_significance_days: usize,
+    /// The held-out window refuses a candidate trailing the incumbent there by more (points).
+    pub holdout_tolerance_pct: f64,
+    /// Parameter sets the cross-validated search tries per template candidate.
+    pub search_candidates: usize,
+    /// Days a passing candidate runs in shadow beside the incumbent before
+    /// promotion (0: deployed at once).
+    pub shadow_days: f64,
+    /// Promotion refuses a shadow returning this many points less than the incumbent's replica.
+    pub shadow_tolerance_pct: f64,
     /// Triggers.
     pub loss_threshold_pct: f64,
     pub consecutive_losses: u32,
@@ -79,8 +97,10 @@ pub struct OrchestratorSettings {
     pub every_n_trades: u64,
     pub atr_spike_pct: f64,
     pub cooldown_minutes: i64,
-    /// Roll back a deployed candidate that trails its backtest by this many percentage points.
+    /// Roll back a deployed candidate that trails its backtest and shadow
+    /// expectation by this many percentage points ...
     pub rollback_underperform_pct: f64,
+    /// ... once it has run this many days, or closed this many trades (0: days only).
     pub rollback_min_days: f64,
     /// `[orchestrator.compile]`: the sandbox and limits of candidate builds.
     pub compile: CompileSettings,
@@ -132,6 +152,7 @@ impl Default for CompileSettings {
             max_output_bytes: 4096,
         }
     }
+    pub rollback_min_trades: u64,
 }
 
 impl Default for OrchestratorSettings {
@@ -142,6 +163,7 @@ impl Default for OrchestratorSettings {
                 "data/sample/BTCUSD-1h.csv".into(),
             ],
             history_bars: 3000,
+            holdout_bars: 240,
             window_start: "03:30".into(),
             window_end: "06:00".into(),
             proposer: "auto".into(),
@@ -176,11 +198,16 @@ impl Default for OrchestratorSettings {
             lookahead_cuts: 3,
             shift_weeks: 53,
             warmup_bars: 200,
-            walk_forward_folds: 3,
-            margin: 0.0,
+            walk_forward_folds: 6,
             min_oos_sharpe: 0.0,
-            paper_bars: 240,
-            paper_tolerance_pct: 2.0,
+            significance_alpha: 0.05,
+            bootstrap_resamples: 2_000,
+            bootstrap_block_days: 3.0,
+            min_significance_days: 15,
+            holdout_tolerance_pct: 2.0,
+            search_candidates: 8,
+            shadow_days: 7.0,
+            shadow_tolerance_pct: 1.0,
             loss_threshold_pct: 2.0,
             consecutive_losses: 3,
             consecutive_wins: 5,
@@ -190,6 +217,7 @@ impl Default for OrchestratorSettings {
             rollback_underperform_pct: 5.0,
             rollback_min_days: 3.0,
             compile: CompileSettings::default(),
+            rollback_min_trades: 10,
         }
     }
 }
@@ -223,8 +251,32 @@ impl OrchestratorSettings {
             return Err("candidates_per_night must be at least 1".into());
         }
         if self.requests_per_minute == 0 || self.history_bars < 100 || self.walk_forward_folds == 0
+        if self.requests_per_minute == 0 || self.history_bars < 100 {
+            return Err(
+                "requests_per_minute must be positive and history_bars at least 100".into(),
+            );
+        }
+        if self.walk_forward_folds < 6 {
+            return Err(format!(
+                "walk_forward_folds ({}) must be at least 6",
+                self.walk_forward_folds
+            ));
+        }
+        if self.holdout_bars + 100 > self.history_bars {
+            return Err(format!(
+                "holdout_bars ({}) must leave at least 100 of the {} history_bars for the walk-forward",
+                self.holdout_bars, self.history_bars
+            ));
+        }
+        if !(self.significance_alpha > 0.0 && self.significance_alpha < 0.5)
+            || self.bootstrap_resamples < 100
+            || self.bootstrap_block_days.is_nan()
+            || self.bootstrap_block_days < 1.0
         {
-            return Err("requests_per_minute, walk_forward_folds must be positive and history_bars at least 100".into());
+            return Err(format!(
+                "significance_alpha ({}) must be in (0, 0.5), bootstrap_resamples ({}) at least 100, bootstrap_block_days ({}) at least 1",
+                self.significance_alpha, self.bootstrap_resamples, self.bootstrap_block_days
+            ));
         }
         for (name, v) in [
             ("nightly_budget_usd", self.nightly_budget_usd),
@@ -232,7 +284,11 @@ impl OrchestratorSettings {
             ("writer_price_out", self.writer_price_out),
             ("reviewer_price_in", self.reviewer_price_in),
             ("reviewer_price_out", self.reviewer_price_out),
-            ("margin", self.margin),
+            ("holdout_tolerance_pct", self.holdout_tolerance_pct),
+            ("shadow_days", self.shadow_days),
+            ("shadow_tolerance_pct", self.shadow_tolerance_pct),
+            ("rollback_underperform_pct", self.rollback_underperform_pct),
+            ("rollback_min_days", self.rollback_min_days),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("{name} ({v}) must be a non-negative number"));

@@ -22,7 +22,27 @@ pub(crate) fn status(
         Some(s) => Some(s.clone()),
         None => shell::stored_status(&conn, settings, risk)?,
     };
+    // candidates in their forward shadow: the running host's figures, else the stored rows
+    let stored_shadows: Vec<serde_json::Value> = [
+        host_store::selection::ShadowState::Pending,
+        host_store::selection::ShadowState::Running,
+    ]
+    .into_iter()
+    .map(|st| host_store::selection::shadows(&conn, st))
+    .collect::<rusqlite::Result<Vec<_>>>()?
+    .into_iter()
+    .flatten()
+    .map(|r| {
+        serde_json::json!({
+            "id": r.id, "run_id": r.run_id, "origin": r.origin, "state": r.state,
+            "started_at": r.started_at, "until": r.until(),
+            "candidate_return_pct": r.candidate_return_pct,
+            "incumbent_return_pct": r.incumbent_return_pct, "signals": r.signals,
+        })
+    })
+    .collect();
     let out = serde_json::json!({
+        "shadows": stored_shadows,
         "running": live.is_some(),
         "contract_version": CONTRACT_VERSION,
         "strategy": active,
@@ -58,6 +78,35 @@ pub(crate) fn status(
     }
     if let Some(p) = live.as_ref().and_then(|l| l.paused.as_deref()) {
         println!("PAUSED:    {p}");
+    }
+    let pct = |x: &serde_json::Value| x.as_f64().map_or("-".to_string(), |v| format!("{v:.2}%"));
+    match live.as_ref().filter(|l| !l.shadows.is_empty()) {
+        Some(l) => {
+            for sh in &l.shadows {
+                println!(
+                    "shadow:    #{} {} until {}: {} beside the incumbent's {} ({} signals, none sent)",
+                    sh.id,
+                    sh.origin,
+                    host_trading::backtest::format_ts(sh.until),
+                    pct(&serde_json::json!(sh.candidate_return_pct)),
+                    pct(&serde_json::json!(sh.incumbent_return_pct)),
+                    sh.signals
+                );
+            }
+        }
+        None => {
+            for sh in &stored_shadows {
+                println!(
+                    "shadow:    #{} {} ({}): {} beside the incumbent's {} ({} signals, none sent)",
+                    sh["id"],
+                    sh["origin"].as_str().unwrap_or_default(),
+                    sh["state"].as_str().unwrap_or_default(),
+                    pct(&sh["candidate_return_pct"]),
+                    pct(&sh["incumbent_return_pct"]),
+                    sh["signals"]
+                );
+            }
+        }
     }
     println!("versions:  {versions}");
     println!(

@@ -238,6 +238,7 @@ impl Shell {
         });
         s.scan_seq = self.scan_seq;
         s.last_scan_ts = self.last_scan_ts;
+        s.shadows = self.shadow_status();
         s.clock = self.clock;
         s.health = Some(self.health());
         s.paused_symbols = self.paused_symbols.iter().cloned().collect();

@@ -1,6 +1,7 @@
-//! Jobs on the injected clock: candle tiering, the daily jobs and the
+//! Jobs on the injected clock: candle tiering, the daily jobs, the
 //! orchestrator's reviews (triggers evaluated here, the cycle on its own thread,
-//! deployed through the [`Deployer`](host_control::Deployer) it is given).
+//! deployed through the [`Deployer`](host_control::Deployer) it is given) and,
+//! every tick, the forward shadows and the rollback rule (`shadow`).
 
 use super::*;
 
@@ -118,6 +119,7 @@ impl Shell {
         self.dead_man();
         self.tiering_if_due();
         self.review_if_due();
+        self.shadow_jobs();
         if self.clock >= self.next_scan_at {
             if self.awaiting_bars(self.clock) {
                 return false;

@@ -3,11 +3,13 @@
 //! database; it runs the scheduled jobs on the injected (feed) clock and
 //! applies commands (deploy, halt, kill, status) between two bars. Its rooms:
 //! `startup` (open, reconcile, load), `scan` (the per-bar transaction and the
-//! strategy scan), `jobs` (tiering, daily jobs, reviews) and `commands`.
+//! strategy scan), `jobs` (tiering, daily jobs, reviews), `shadow` (forward
+//! shadows, their promotion, the automatic rollback) and `commands`.
 
 mod commands;
 mod jobs;
 mod scan;
+mod shadow;
 mod startup;
 
 pub use jobs::Reviews;
@@ -103,6 +105,12 @@ pub struct Shell {
     /// Symbols whose new entries are paused (PAUSE_SYMBOL); exits still run.
     /// Kept in memory: a restart clears them.
     paused_symbols: std::collections::BTreeSet<String>,
+    /// Candidates running in their forward shadow (paper accounts, no venue).
+    shadows: Vec<shadow::Slot>,
+    /// Running shadows stored by an earlier process have been resumed.
+    shadows_resumed: bool,
+    /// Promotions and rollbacks decided inside a bar, carried out after its commit.
+    deferred: Vec<shadow::Deferred>,
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -164,6 +172,7 @@ pub fn account_status(
         paused_symbols: Vec::new(),
         limits: risk.clone(),
         health: None,
+        shadows: Vec::new(),
     }
 }
 
@@ -356,6 +365,7 @@ impl Shell {
                 self.commit(scanned);
                 // the position monitor: exchange-side stop-loss / take-profit fills
                 self.execute_live();
+                self.run_deferred();
             }
         }
     }

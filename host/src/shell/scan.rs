@@ -213,11 +213,14 @@ impl Shell {
                 );
             }
         }
+        // the forward shadows see the bar the strategy saw
+        self.shadow_bar(symbol, &bar);
         let scanned = self.tick(self.clock);
         host_trading::failpoint::hit("bar.before_commit");
         self.commit(scanned);
         host_trading::failpoint::hit("bar.after_commit");
         self.execute_live();
+        self.run_deferred();
         if std::mem::take(&mut self.tiering_due) {
             self.tier_candles();
         }

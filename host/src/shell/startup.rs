@@ -104,6 +104,9 @@ impl Shell {
             tiered_on: None,
             tiered_at: None,
             paused_symbols: Default::default(),
+            shadows: Vec::new(),
+            shadows_resumed: false,
+            deferred: Vec::new(),
         };
         shell.load_candles()?;
         let rec = shell.reconciliation.clone();

@@ -253,6 +253,64 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX orchestrator_attempts_ts ON orchestrator_attempts (ts);
+    // Honest selection: every candidate tested (the deflated Sharpe ratio
+    // counts them), candidates in their forward shadow, the signals a shadow
+    // made (never sent), and what a deployed version promised (the rollback rule).
+    r#"
+    CREATE TABLE selection_trials (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        template TEXT NOT NULL,
+        sharpe REAL,
+        p_value REAL,
+        passed INTEGER NOT NULL
+    );
+    CREATE TABLE shadow_candidates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        wasm BLOB NOT NULL,
+        source TEXT NOT NULL,
+        params TEXT NOT NULL,
+        shadow_days REAL NOT NULL,
+        tolerance_pct REAL NOT NULL,
+        expected_return_pct_per_day REAL NOT NULL,
+        expected_max_drawdown_pct REAL NOT NULL,
+        started_at INTEGER,
+        decided_at INTEGER,
+        candidate_return_pct REAL,
+        incumbent_return_pct REAL,
+        candidate_max_drawdown_pct REAL,
+        signals INTEGER NOT NULL DEFAULT 0,
+        version INTEGER,
+        detail TEXT
+    );
+    CREATE TABLE shadow_signals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        shadow_id INTEGER NOT NULL REFERENCES shadow_candidates(id),
+        ts INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        action TEXT NOT NULL,
+        size_pct REAL,
+        decision TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE TABLE deploy_expectations (
+        version INTEGER PRIMARY KEY,
+        recorded_at INTEGER NOT NULL,
+        basis TEXT NOT NULL,
+        return_pct_per_day REAL NOT NULL,
+        max_drawdown_pct REAL NOT NULL,
+        baseline_ts INTEGER,
+        baseline_equity TEXT,
+        baseline_trades INTEGER,
+        peak_equity TEXT,
+        rolled_back_at INTEGER,
+        reason TEXT
+    );
     "#,
 ];
 

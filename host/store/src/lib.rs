@@ -3,8 +3,9 @@
 //! (`events`), the trading account persisted per bar (`account`), the candle
 //! store in three tiers (`candles`), the archive of strategy versions
 //! (`archive`), the truth queries over the recorded history (`truth_db`),
-//! the read queries the services share (`queries`) and the one-writer lock
-//! on the data directory (`lock`).
+//! the read queries the services share (`queries`), honest selection's
+//! trials, shadows and deploy expectations (`selection`) and the one-writer
+//! lock on the data directory (`lock`).
 //! Depends on trading-core for money and on host-sandbox only for a module's
 //! identity (hash, contract); it never runs a module, a venue or a clock.
 
@@ -15,4 +16,5 @@ pub mod db;
 pub mod events;
 pub mod lock;
 pub mod queries;
+pub mod selection;
 pub mod truth_db;

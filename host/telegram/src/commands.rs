@@ -202,6 +202,17 @@ async fn run(
             if st.killed {
                 m.push_str("\n☠️ <b>Kill switch engaged</b>");
             }
+            for sh in &st.shadows {
+                let pct = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}%"));
+                m.push_str(&format!(
+                    "\n🕶 <b>In shadow</b> #{} until {}: {} beside the incumbent's {} ({} signals, none sent)",
+                    sh.id,
+                    time(sh.until),
+                    pct(sh.candidate_return_pct),
+                    pct(sh.incumbent_return_pct),
+                    sh.signals
+                ));
+            }
             Ok(m)
         }
         "positions" => {

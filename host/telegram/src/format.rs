@@ -4,6 +4,7 @@
 //! notifications built from host events.
 
 use host_store::events::Event;
+use host_store::selection as sel;
 use serde_json::Value;
 
 /// Telegram's limit on one message's text.
@@ -331,6 +332,25 @@ pub fn notification(ev: &Event) -> Option<String> {
             esc(&s(&d["outcome"]))
         ),
         "reconcile" => format!("🔁 <b>Reconciliation</b>: {}", esc(&s(d))),
+        sel::EVENT_SHADOW_STARTED => format!(
+            "🕶 <b>In shadow</b>: candidate #{} runs beside the incumbent ({})",
+            esc(&s(&d["shadow_id"])),
+            esc(&s(&d["origin"]))
+        ),
+        sel::EVENT_SHADOW_PROMOTED => format!(
+            "🚀 <b>Shadow promoted</b>: #{} is v{}: {}",
+            esc(&s(&d["shadow_id"])),
+            esc(&s(&d["version"])),
+            esc(&s(&d["detail"]))
+        ),
+        sel::EVENT_SHADOW_REFUSED => format!(
+            "🚫 <b>Shadow refused</b>: #{}: {}",
+            esc(&s(&d["shadow_id"])),
+            esc(&s(&d["detail"]))
+        ),
+        sel::EVENT_AUTO_ROLLBACK => {
+            format!("↩️ <b>Automatic rollback</b>: {}", esc(&s(&d["message"])))
+        }
         _ => return None,
     };
     Some(line)

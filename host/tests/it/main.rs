@@ -19,4 +19,5 @@ mod paper;
 mod parsers;
 mod review_schedule;
 mod sandbox;
+mod selection;
 mod telegram;
