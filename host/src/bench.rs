@@ -154,10 +154,16 @@ pub fn run(wasm_dir: &Path, settings: &Settings, risk: &RiskFile) -> anyhow::Res
 pub fn scan_latency(wasm_dir: &Path, settings: &Settings, risk: &RiskFile) -> anyhow::Result<()> {
     let sma_path = wasm_dir.join("sma-crossover.wasm");
     if !sma_path.exists() {
-        anyhow::bail!("{}: missing (run deploy/build-guests.sh)", sma_path.display());
+        anyhow::bail!(
+            "{}: missing (run deploy/build-guests.sh)",
+            sma_path.display()
+        );
     }
     println!("scan latency, sma-crossover on 1h bars (median of 30 closes)");
-    println!("{:>8} {:>16} {:>16}", "symbols", "close → signals", "scan (last bar)");
+    println!(
+        "{:>8} {:>16} {:>16}",
+        "symbols", "close → signals", "scan (last bar)"
+    );
     for n in [1usize, 50, 500] {
         let tmp = std::env::temp_dir().join(format!("host-bench-scan-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -183,7 +189,11 @@ pub fn scan_latency(wasm_dir: &Path, settings: &Settings, risk: &RiskFile) -> an
                     ..*c
                 })
                 .collect();
-            Arc::make_mut(&mut shell.data).set_series(sym, Interval::H1, shifted[..history].to_vec());
+            Arc::make_mut(&mut shell.data).set_series(
+                sym,
+                Interval::H1,
+                shifted[..history].to_vec(),
+            );
         }
         let mut whole = Vec::new();
         let mut last = Vec::new();
@@ -234,7 +244,10 @@ pub fn idle(settings_path: Option<&Path>) -> anyhow::Result<()> {
     let csv = tmp.join("BTCUSD-1h.csv");
     let mut text = String::from("ts,open,high,low,close,volume\n");
     for c in synthetic(200) {
-        text.push_str(&format!("{},{},{},{},{},{}\n", c.ts, c.open, c.high, c.low, c.close, c.volume));
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            c.ts, c.open, c.high, c.low, c.close, c.volume
+        ));
     }
     std::fs::write(&csv, text)?;
     let mut cmd = std::process::Command::new(exe);

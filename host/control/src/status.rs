@@ -72,6 +72,8 @@ impl Health {
             checks,
         }
     }
+}
+
 /// A candidate in its forward shadow beside the incumbent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ShadowStatus {

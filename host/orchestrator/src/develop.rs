@@ -50,7 +50,6 @@ fn source_gate(p: &Proposal, max_bytes: usize) -> Result<(), Rejection> {
 
 /// The strategy candidate built and checked, ready for review and deploy.
 pub struct Built {
-    pub wasm: Vec<u8>,
     pub report: backtest::BacktestReport,
     /// What the selection gate passed (fitted source and parameters, expectations).
     pub passed: super::gate::Passed,
@@ -91,17 +90,7 @@ pub fn candidates(
             format!("strategy candidate {n}")
         };
         let d = strategy(
-            opts,
-            conn,
-            proposer,
-            ctx,
-            proposal,
-            input,
-            gate,
-            cfg,
-            figures,
-            run_id,
-            &subject,
+            opts, conn, proposer, ctx, proposal, input, gate, cfg, figures, run_id, &subject,
         )?;
         let rejection = match &d.result {
             Ok(_) => return Ok(d),
@@ -183,7 +172,6 @@ pub fn strategy(
                     })?;
                 }
                 Ok(Built {
-                    wasm: passed.wasm.clone(),
                     report: passed.report.clone(),
                     passed,
                 })

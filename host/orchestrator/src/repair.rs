@@ -433,9 +433,7 @@ error: could not compile `candidate-x` (lib) due to 2 previous errors
         assert!(feedback(&Rejection::Underperforms {
             candidate: Some(0.1),
             incumbent: Some(0.5),
-            margin: 0.0,
             floor: 0.0,
-            needed: 0.5
         })
         .is_none());
         assert!(feedback(&Rejection::Drawdown {

@@ -102,6 +102,7 @@ pub struct OrchestratorSettings {
     pub rollback_underperform_pct: f64,
     /// ... once it has run this many days, or closed this many trades (0: days only).
     pub rollback_min_days: f64,
+    pub rollback_min_trades: u64,
     /// `[orchestrator.compile]`: the sandbox and limits of candidate builds.
     pub compile: CompileSettings,
 }
@@ -152,7 +153,6 @@ impl Default for CompileSettings {
             max_output_bytes: 4096,
         }
     }
-    pub rollback_min_trades: u64,
 }
 
 impl Default for OrchestratorSettings {
@@ -250,7 +250,6 @@ impl OrchestratorSettings {
         if self.candidates_per_night == 0 {
             return Err("candidates_per_night must be at least 1".into());
         }
-        if self.requests_per_minute == 0 || self.history_bars < 100 || self.walk_forward_folds == 0
         if self.requests_per_minute == 0 || self.history_bars < 100 {
             return Err(
                 "requests_per_minute must be positive and history_bars at least 100".into(),

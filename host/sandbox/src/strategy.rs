@@ -80,7 +80,10 @@ impl market::Host for StrategyHost {
                 if v.data.series(&symbol, iv).is_empty() {
                     self.asked_missing.insert((symbol.clone(), iv));
                 }
-                v.candles(&symbol, iv, n).iter().map(contract_candle).collect()
+                v.candles(&symbol, iv, n)
+                    .iter()
+                    .map(contract_candle)
+                    .collect()
             }
             None => Vec::new(),
         }
@@ -111,7 +114,11 @@ impl StrategyHost {
     /// the data holds no candle of it at all.
     fn note_if_missing(&mut self, symbol: &str, interval: Interval) {
         let iv = core_interval(interval);
-        if self.view.as_ref().is_some_and(|v| v.data.series(symbol, iv).is_empty()) {
+        if self
+            .view
+            .as_ref()
+            .is_some_and(|v| v.data.series(symbol, iv).is_empty())
+        {
             self.asked_missing.insert((symbol.to_string(), iv));
         }
     }

@@ -144,7 +144,8 @@ impl Shell {
             return;
         };
         let today = host_orchestrator::schedule::new_york(now).date();
-        if host_orchestrator::schedule::in_window(now, start, end) && self.tiered_on != Some(today) {
+        if host_orchestrator::schedule::in_window(now, start, end) && self.tiered_on != Some(today)
+        {
             self.tiered_on = Some(today);
             self.tiering_due = true;
         }

@@ -139,7 +139,11 @@ async fn run(
     let bot = std::sync::Arc::new(bot);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(sender(bot.clone(), chat_id, out_rx));
-    tokio::spawn(notifier(handle.clone(), handle.subscribe_from_start(), out_tx.clone()));
+    tokio::spawn(notifier(
+        handle.clone(),
+        handle.subscribe_from_start(),
+        out_tx.clone(),
+    ));
     let gate = Gate::new(chat_id, &settings.user_ids, clock.clone());
     let session = commands::Session::new(clock);
     poll(handle, &bot, settings.poll_timeout_s, gate, session, out_tx).await;

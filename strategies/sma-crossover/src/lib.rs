@@ -158,7 +158,14 @@ mod tests {
         let days = UP
             .iter()
             .enumerate()
-            .map(|(i, &c)| guest_sdk::Candle { ts: T0 + i as i64 * 86_400, open: c, high: c, low: c, close: c, volume: 1.0 })
+            .map(|(i, &c)| guest_sdk::Candle {
+                ts: T0 + i as i64 * 86_400,
+                open: c,
+                high: c,
+                low: c,
+                close: c,
+                volume: 1.0,
+            })
             .collect();
         m.insert("BTC-USD", Interval::D1, days);
         m.now = T0 + UP.len() as i64 * 86_400;
