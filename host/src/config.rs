@@ -290,7 +290,7 @@ mod tests {
         let text = "[exchanges.kraken]\nrest_url = \"http://127.0.0.1:9\"\nws_url = \"ws://127.0.0.1:9\"\n\
                     [exchanges.coinbase]\ntimeout_ms = 500\n\
                     [sandbox]\ndeadline_ms = 100\n[safety]\ndead_man_minutes = 5\n\
-                    [orchestrator]\nmargin = 0.5\n[api]\nrate_per_minute = 60\n\
+                    [orchestrator]\nshadow_days = 0.5\n[api]\nrate_per_minute = 60\n\
                     [telegram]\npoll_timeout_s = 5\n[strategy]\nmax_failures = 2\n";
         let s = Settings::parse(text, "s.toml").unwrap();
         let d = Settings::load(None).unwrap();

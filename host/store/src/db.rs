@@ -253,6 +253,7 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX orchestrator_attempts_ts ON orchestrator_attempts (ts);
+    "#,
     // Honest selection: every candidate tested (the deflated Sharpe ratio
     // counts them), candidates in their forward shadow, the signals a shadow
     // made (never sent), and what a deployed version promised (the rollback rule).
