@@ -95,8 +95,10 @@ try {
   await view("#/events");
   await page.waitForFunction(() => Number(document.getElementById("ev-table").dataset.rows) > 0, null, T);
   result.events_view = { all_rows: (await rows()).length };
-  await page.evaluate(() => api("review", { method: "POST", body: JSON.stringify({ reason: "browser test" }) }));
-  await page.waitForSelector('#ev-table tbody tr[data-kind="tuning_trigger"]', T);
+  // a live event: the halt above is lifted (a host without --orchestrate refuses reviews)
+  await page.evaluate(() => api("resume", { method: "POST" }));
+  await page.waitForSelector('#ev-table tbody tr[data-kind="resume"]', T);
+  await page.evaluate(() => api("halt", { method: "POST" }));
   result.events_view.live_kind_arrived = true;
   await page.selectOption("#ev-kind", "fill");
   await page.click('#ev-filter button[type="submit"]');
