@@ -197,14 +197,14 @@ pub fn scan_latency(wasm_dir: &Path, settings: &Settings, risk: &RiskFile) -> an
         }
         let mut whole = Vec::new();
         let mut last = Vec::new();
-        for i in history..history + closes {
+        for c in &bars[history..history + closes] {
             let t = Instant::now();
             let mut t_last = t;
             for (k, sym) in symbols.iter().enumerate() {
                 if k + 1 == n {
                     t_last = Instant::now();
                 }
-                let c = bars[i];
+                let c = *c;
                 shell.on_bar(
                     sym,
                     Interval::H1,
