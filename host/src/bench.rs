@@ -217,8 +217,15 @@ pub fn scan_latency(wasm_dir: &Path, settings: &Settings, risk: &RiskFile) -> an
             whole.push(t.elapsed());
             last.push(t_last.elapsed());
         }
+        let scans = shell.scan_seq;
+        if shell.active.is_none() {
+            anyhow::bail!("{}: the strategy did not load", sma_path.display());
+        }
         drop(shell);
         let _ = std::fs::remove_dir_all(&tmp);
+        if scans < closes as i64 {
+            anyhow::bail!("{n} symbols: {scans} scans for {closes} closes (the bench did not scan every close)");
+        }
         let median = |v: &mut Vec<Duration>| {
             v.sort();
             v[v.len() / 2]
