@@ -29,10 +29,11 @@ pub enum HandleError {
 pub struct HostHandle {
     ctx: ControlContext,
     bus: Bus,
-    /// A receiver subscribed before the host started: the events of startup
-    /// (halts, orphans, missing modules, balance mismatches) wait in it for
-    /// the one notifier that takes it ([`HostHandle::subscribe_from_start`]).
-    backlog: std::sync::Arc<std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<Event>>>>,
+    /// The events the host published while it started (halts, orphans,
+    /// missing modules, balance mismatches), published before any notifier
+    /// could subscribe: the one notifier that takes them sends them first
+    /// ([`HostHandle::take_backlog`]).
+    backlog: std::sync::Arc<std::sync::Mutex<Vec<Event>>>,
 }
 
 fn refused(r: Reply) -> HandleError {
@@ -52,11 +53,10 @@ impl HostHandle {
         }
     }
 
-    /// The same handle, whose first [`HostHandle::subscribe_from_start`]
-    /// returns `early` (subscribed before startup) instead of a new receiver.
-    pub fn with_backlog(self, early: tokio::sync::broadcast::Receiver<Event>) -> Self {
+    /// The same handle, holding `events` (what startup published) for the notifier.
+    pub fn with_backlog(self, events: Vec<Event>) -> Self {
         if let Ok(mut b) = self.backlog.lock() {
-            *b = Some(early);
+            *b = events;
         }
         self
     }
@@ -197,15 +197,12 @@ impl HostHandle {
         self.bus.subscribe()
     }
 
-    /// The event stream from the host's start for the first caller (the
-    /// alert notifier: startup alerts are not lost before it runs), a new
-    /// subscription for every later one.
-    pub fn subscribe_from_start(&self) -> tokio::sync::broadcast::Receiver<Event> {
+    /// The startup events, for the first caller only (later ones get none).
+    pub fn take_backlog(&self) -> Vec<Event> {
         self.backlog
             .lock()
-            .ok()
-            .and_then(|mut b| b.take())
-            .unwrap_or_else(|| self.bus.subscribe())
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
     }
 
     /// A read-only connection to the host's database (SQLite refuses writes on it).

@@ -51,8 +51,14 @@ pub(crate) fn run(
     };
     control::serve(ctx.clone()).context("control socket")?;
     let mut people = host_control::handle::HostHandle::new(ctx, shell.bus.clone());
-    if let Some(early) = shell.startup_events.take() {
-        people = people.with_backlog(early);
+    if let Some(mut early) = shell.startup_events.take() {
+        // what startup published, for the bot: taken now, so the receiver
+        // does not go on filling with the feed's events
+        let mut startup = Vec::new();
+        while let Ok(ev) = early.try_recv() {
+            startup.push(ev);
+        }
+        people = people.with_backlog(startup);
     }
     if let Some(p) = orchestrate {
         let choice = host_orchestrator::choose_proposer(if p.is_empty() {

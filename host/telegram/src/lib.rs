@@ -139,11 +139,7 @@ async fn run(
     let bot = std::sync::Arc::new(bot);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(sender(bot.clone(), chat_id, out_rx));
-    tokio::spawn(notifier(
-        handle.clone(),
-        handle.subscribe_from_start(),
-        out_tx.clone(),
-    ));
+    tokio::spawn(notifier(handle.clone(), handle.subscribe(), out_tx.clone()));
     let gate = Gate::new(chat_id, &settings.user_ids, clock.clone());
     let session = commands::Session::new(clock);
     poll(handle, &bot, settings.poll_timeout_s, gate, session, out_tx).await;
@@ -251,6 +247,10 @@ async fn notifier(
     .unwrap_or(0);
     let mut seen: std::collections::BTreeSet<i64> = Default::default();
     let mut batch = Batch::default();
+    // what the host said while starting, before this notifier subscribed
+    for ev in handle.take_backlog() {
+        batch.add(&ev);
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
