@@ -130,9 +130,18 @@ try {
   await page.click('[data-activate="1"]');
   await page.waitForSelector('#ver-table[data-active="1"]', T);
   result.versions_view.active_after = await page.getAttribute("#ver-table", "data-active");
-  await page.selectOption("#diff-a", "1");
-  await page.selectOption("#diff-b", "2");
-  await page.waitForFunction(() => document.getElementById("diff-b-head").textContent.startsWith("v2"), null, T);
+  // the refresh after the rollback may re-render the view (and its selects)
+  // once more: choose again until the diff of v1 and v2 is shown
+  for (let i = 0; ; i++) {
+    await page.selectOption("#diff-a", "1");
+    await page.selectOption("#diff-b", "2");
+    try {
+      await page.waitForFunction(() => document.getElementById("diff-b-head").textContent.startsWith("v2"), null, { timeout: 5000 });
+      break;
+    } catch (e) {
+      if (i >= 3) throw e;
+    }
+  }
   await page.screenshot({ path: join(shots, "dashboard-versions.png"), fullPage: true });
 
   // Tuner log: the decision filter, then the rejected run opened with its diff.
