@@ -370,12 +370,15 @@ async fn the_live_feed_drives_scans_and_stale_data_is_never_scanned() {
         count(c, "SELECT COUNT(*) FROM candles") >= 1
     })
     .await;
-    let c = l.db();
+    // the stale check runs at the next tick after the candle's bar: waited for
     let stale = "SELECT COUNT(*) FROM events WHERE kind = 'stale_data' AND detail LIKE '%BTCUSD%'";
-    assert!(
-        count(&c, stale) >= 1,
-        "the scan due with the old candle should be skipped as stale"
-    );
+    db_until(
+        &l,
+        "the scan due with the old candle skipped as stale",
+        |c| count(c, stale) >= 1,
+    )
+    .await;
+    let c = l.db();
     assert_eq!(
         count(&c, "SELECT COUNT(*) FROM scan_results"),
         0,
