@@ -185,24 +185,16 @@ pub fn strategy(
             developed.attempts,
             ctx.strategy_source.as_deref(),
         );
-        let verdict = proposer
-            .review_candidate(conn, ctx, &developed.proposal, &dossier)
-            .map_err(|e| Rejection::Review {
-                detail: e.to_string(),
-            })
-            .and_then(|v| v.map_err(|detail| Rejection::Review { detail }));
-        if let Err(r) = verdict {
-            repair::record_attempt(
-                conn,
-                run_id,
-                now,
-                subject,
-                developed.attempts,
-                &developed.proposal,
-                Err(&r),
-            )?;
-            developed.result = Err(r);
-        }
+        review(
+            proposer,
+            conn,
+            ctx,
+            &mut developed,
+            &dossier,
+            run_id,
+            now,
+            subject,
+        )?;
     }
     Ok(developed)
 }
@@ -310,24 +302,50 @@ pub fn analysis(
             "\n\n=== THIS IS THE ANALYSIS MODULE {subject}; its report on the real database ===\n{}\n",
             serde_json::to_string_pretty(&super::report_json(&b.report)).unwrap_or_default()
         ));
-        let verdict = proposer
-            .review_candidate(conn, ctx, &developed.proposal, &dossier)
-            .map_err(|e| Rejection::Review {
-                detail: e.to_string(),
-            })
-            .and_then(|v| v.map_err(|detail| Rejection::Review { detail }));
-        if let Err(r) = verdict {
-            repair::record_attempt(
-                conn,
-                run_id,
-                now,
-                subject,
-                developed.attempts,
-                &developed.proposal,
-                Err(&r),
-            )?;
-            developed.result = Err(r);
-        }
+        review(
+            proposer,
+            conn,
+            ctx,
+            &mut developed,
+            &dossier,
+            run_id,
+            now,
+            subject,
+        )?;
     }
     Ok(developed)
+}
+
+/// The reviewer's verdict on a candidate that passed its gates; a refusal
+/// is audited as the last attempt and becomes the result.
+#[allow(clippy::too_many_arguments)]
+fn review<T>(
+    proposer: &mut dyn Proposer,
+    conn: &Connection,
+    ctx: &Context,
+    developed: &mut Developed<T>,
+    dossier: &str,
+    run_id: &str,
+    now: i64,
+    subject: &str,
+) -> Result<(), OrchestratorError> {
+    let verdict = proposer
+        .review_candidate(conn, ctx, &developed.proposal, dossier)
+        .map_err(|e| Rejection::Review {
+            detail: e.to_string(),
+        })
+        .and_then(|v| v.map_err(|detail| Rejection::Review { detail }));
+    if let Err(r) = verdict {
+        repair::record_attempt(
+            conn,
+            run_id,
+            now,
+            subject,
+            developed.attempts,
+            &developed.proposal,
+            Err(&r),
+        )?;
+        developed.result = Err(r);
+    }
+    Ok(())
 }
