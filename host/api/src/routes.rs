@@ -66,6 +66,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/performance/daily", get(perf_daily))
         .route("/api/v1/performance/symbols", get(perf_symbols))
         .route("/api/v1/truth", get(truth))
+        .route("/api/v1/karma", get(karma))
+        .route("/api/v1/counterfactuals", get(counterfactuals))
         .route("/api/v1/strategy", get(strategy))
         .route("/api/v1/ai/decisions", get(ai_decisions))
         .route("/api/v1/config", get(config))
@@ -245,6 +247,7 @@ use host_store::db::decimal as dec;
 pub(crate) use host_store::queries::{
     ai_decisions_json, query_events, recent_trades, versions, EventFilter,
 };
+pub(crate) use host_store::events::EventKind;
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
@@ -254,6 +257,36 @@ async fn status(State(s): S) -> ApiResult {
     let h = s.handle.clone();
     let st = blocking(move || h.status().map_err(host_err)).await?;
     ok(serde_json::to_value(st).map_err(db_err)?)
+}
+
+/// The karma scorecard (seed 002) of the running mode.
+async fn karma(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let mode = format!("{:?}", st.mode).to_lowercase();
+        let card = host_store::queries::scorecard(&c, &mode).map_err(db_err)?;
+        ok(json!({ "mode": mode, "scorecard": card }))
+    })
+    .await
+}
+
+/// The refused entries followed to their would-be exits (seed 004), newest
+/// first, and what the limits cost or saved.
+async fn counterfactuals(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["limit"])?;
+    let limit = q.int("limit", 1, 1000)?.unwrap_or(100);
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let mode = format!("{:?}", st.mode).to_lowercase();
+        let report = host_store::shadow_db::report(&c, &mode).map_err(db_err)?;
+        let rows = host_store::shadow_db::rows(&c, &mode, limit).map_err(db_err)?;
+        ok(json!({ "mode": mode, "verdict": report.verdict(), "report": report, "counterfactuals": rows }))
+    })
+    .await
 }
 
 async fn positions(State(s): S) -> ApiResult {
@@ -324,12 +357,25 @@ async fn events(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
     )?;
     let f = EventFilter {
         symbol: q.symbol()?,
-        kinds: kind.map(|k| {
-            k.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        }),
+        kinds: kind
+            .map(|k| {
+                k.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        EventKind::parse(s).ok_or_else(|| {
+                            bad(format!(
+                                "kind: {s:?} is not an event kind (one of {})",
+                                EventKind::ALL
+                                    .iter()
+                                    .map(|k| k.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?,
         since: q.int("since", 0, i64::MAX)?,
         from: q.time("from")?,
         to: q.time("to")?,

@@ -2,7 +2,7 @@
 //! the bot, the drop folder and the orchestrator becomes one [`Command`] with
 //! a reply channel, applied between two bars.
 
-use crate::socket::RecordKind;
+use crate::socket::Recordable;
 use crate::{DeployOutcome, KillOutcome, Prepared, Status};
 use std::sync::mpsc::Sender;
 
@@ -28,8 +28,7 @@ pub enum Command {
     /// Append an event of a recordable kind on behalf of the bot or a
     /// control client (e.g. an ignored stranger). Replies with its sequence.
     Record {
-        kind: RecordKind,
-        detail: serde_json::Value,
+        event: Recordable,
         reply: Sender<Option<i64>>,
     },
     /// Record a manual tuning trigger for the orchestrator. Replies with the event's sequence.
@@ -37,6 +36,21 @@ pub enum Command {
         by: String,
         reason: String,
         reply: Sender<Option<i64>>,
+    },
+    /// Pause (`pause`) or resume entries on one symbol; exits still run.
+    /// Replies whether its state changed.
+    ToggleSymbol {
+        symbol: String,
+        by: String,
+        pause: bool,
+        reply: Sender<bool>,
+    },
+    /// Close one position at market (paper mode; live refuses). Replies the
+    /// quantity queued, None when there is no position.
+    ForceExit {
+        symbol: String,
+        by: String,
+        reply: Sender<Result<Option<rust_decimal::Decimal>, String>>,
     },
     Shutdown,
 }

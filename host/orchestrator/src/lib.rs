@@ -512,6 +512,25 @@ pub fn run_analysis(
     run().unwrap_or_else(|e| serde_json::json!({ "error": e }))
 }
 
+/// The regime label of each symbol in a market-analysis report
+/// (`sections["symbol:<S>"].regime`), for `regime_change` events.
+pub fn regimes(market_report: &serde_json::Value) -> Vec<(String, String)> {
+    market_report["sections"]
+        .as_object()
+        .map(|sections| {
+            sections
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.strip_prefix("symbol:")?.to_string(),
+                        v["regime"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Shell-computed facts the orchestrator cannot change: recorded trades and
 /// scans, and the incumbent's backtest on the cycle's data.
 fn ground_truth(
@@ -804,6 +823,9 @@ pub fn run_cycle_with(
     let trade_path = analysis_path(conn, "trade-performance", &o.trade_performance)?;
     let market_report = run_analysis(&rt, &market_path, &opts.paths.db(), now);
     let trade_report = run_analysis(&rt, &trade_path, &opts.paths.db(), now);
+    if let Err(e) = host_store::regime_log::observe(conn, now, &regimes(&market_report)) {
+        tracing::warn!("regimes not recorded: {e}");
+    }
     lap("analysis", &mut since);
 
     // 3. context
@@ -1053,9 +1075,12 @@ pub fn run_cycle_with(
     if let Err(e) = host_store::events::append(
         conn,
         now,
-        "orchestrator_run",
         None,
-        &serde_json::json!({ "run_id": run_id, "outcome": code, "decision": proposal.decision.as_str() }),
+        &host_store::events::Payload::OrchestratorRun(host_store::payloads::OrchestratorRun {
+            run_id: run_id.to_string(),
+            outcome: code.to_string(),
+            decision: proposal.decision.as_str().to_string(),
+        }),
     ) {
         tracing::warn!("event log: {e}");
     }

@@ -100,10 +100,14 @@ impl Shell {
             reviews: None,
             tiering_due: false,
             tiered_at: None,
+            next_heartbeat: None,
         };
         shell.load_candles()?;
+        let paused = host_store::db::paused_symbols(&shell.conn)?;
+        shell.trader.engine.set_paused_symbols(paused);
+        shell.config_changes();
         let rec = shell.reconciliation.clone();
-        shell.event("reconcile", None, serde_json::to_value(&rec)?);
+        shell.event(None, Payload::Reconcile(rec.clone()));
         if let Some(c) = rec.configured_capital_ignored {
             shell.alert(format!(
                 "settings name a starting capital of {c}, but this account started with {}; the stored value is kept",
@@ -178,11 +182,7 @@ impl Shell {
         match venue.reconcile(&mut self.conn, self.mode, &mut self.trader.engine, now) {
             Ok((rec, events)) => {
                 self.engine_events(&events);
-                self.event(
-                    "venue_reconcile",
-                    None,
-                    serde_json::to_value(&rec).unwrap_or_default(),
-                );
+                self.event(None, Payload::VenueReconcile(rec.clone()));
                 for (asset, ledger, venue) in &rec.balance_mismatches {
                     self.alert(format!("{asset}: the ledger holds {ledger}, the exchange {venue}; the exchange wins — check it"));
                 }
@@ -231,9 +231,11 @@ impl Shell {
             }
         }
         self.event(
-            "backfill",
             None,
-            serde_json::json!({ "stored": stored, "failed": failed }),
+            Payload::Backfill(ev::Backfill {
+                stored,
+                failed: failed.clone(),
+            }),
         );
         if !failed.is_empty() {
             self.alert(format!("candle backfill failed: {}", failed.join("; ")));
@@ -253,9 +255,12 @@ impl Shell {
                 match self.trader.engine.set_fee_bps(bps) {
                     Ok(()) => {
                         self.event(
-                            "fee_schedule",
                             Some(symbol.clone().as_str()),
-                            serde_json::json!({ "fee_bps": bps, "was": was, "changed": bps != was }),
+                            Payload::FeeSchedule(ev::FeeSchedule {
+                                fee_bps: bps,
+                                was,
+                                changed: bps != was,
+                            }),
                         );
                     }
                     Err(e) => self.alert(format!("the venue's fee of {bps} bps is refused: {e}")),
@@ -304,9 +309,11 @@ impl Shell {
                 Ok((bytes, source)) => {
                     if source == BytesSource::Database {
                         self.event(
-                            "strategy_fallback",
                             None,
-                            serde_json::json!({ "version": rec.version, "source": "database" }),
+                            Payload::StrategyFallback(ev::StrategyLoaded {
+                                version: rec.version,
+                                source: BytesSource::Database,
+                            }),
                         );
                         self.alert(format!(
                             "strategy v{}: archive file missing or damaged, loaded the database copy",
@@ -329,9 +336,11 @@ impl Shell {
                             }
                             tracing::info!(version = rec.version, ?source, "strategy loaded");
                             self.event(
-                                "strategy_loaded",
                                 None,
-                                serde_json::json!({ "version": rec.version, "source": source }),
+                                Payload::StrategyLoaded(ev::StrategyLoaded {
+                                    version: rec.version,
+                                    source,
+                                }),
                             );
                             self.activate_prepared(rec.version, p);
                         }

@@ -9,11 +9,13 @@ pub mod access;
 pub mod api;
 pub mod commands;
 pub mod format;
+pub mod reports;
 
 use access::{Admission, Gate};
 use api::{BotApi, BotError, Incoming};
 use host_control::handle::HostHandle;
-use host_control::socket::RecordKind;
+use host_control::socket::Recordable;
+use host_store::events::EventKind;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +138,16 @@ async fn run(
     settings: &TelegramSettings,
     clock: Arc<dyn Clock>,
 ) {
+    let menu: Vec<(&str, String)> = commands::COMMANDS
+        .iter()
+        .map(|(c, usage, what)| {
+            let d = if usage.is_empty() { what.to_string() } else { format!("{usage} – {what}") };
+            (*c, d)
+        })
+        .collect();
+    if let Err(e) = bot.set_my_commands(&menu).await {
+        tracing::warn!("telegram setMyCommands: {e}");
+    }
     let bot = std::sync::Arc::new(bot);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(sender(bot.clone(), chat_id, out_rx));
@@ -146,10 +158,10 @@ async fn run(
 }
 
 /// Appends a stranger's (rate-limited) record to the event log.
-async fn record_stranger(handle: &HostHandle, detail: serde_json::Value) {
+async fn record_stranger(handle: &HostHandle, detail: host_store::payloads::TelegramUnauthorized) {
     let h = handle.clone();
     match tokio::task::spawn_blocking(move || {
-        h.record_event(RecordKind::TelegramUnauthorized, detail)
+        h.record_event(Recordable::TelegramUnauthorized(detail))
     })
     .await
     {
@@ -177,7 +189,7 @@ async fn sender(
 
 /// Event kinds written by other processes (`host orchestrate`), which never
 /// reach this process's bus: the notifier reads them from the database.
-const FOREIGN_KINDS: &[&str] = &["orchestrator_run"];
+const FOREIGN_KINDS: &[EventKind] = &[EventKind::OrchestratorRun, EventKind::RegimeChange];
 
 /// A batch of notification lines, flushed as one message shortly after its first line.
 #[derive(Default)]
@@ -223,7 +235,7 @@ fn foreign_events(
 ) -> rusqlite::Result<Vec<host_store::events::Event>> {
     let f = host_store::queries::EventFilter {
         since: Some(after),
-        kinds: Some(FOREIGN_KINDS.iter().map(|k| k.to_string()).collect()),
+        kinds: Some(FOREIGN_KINDS.to_vec()),
         ..Default::default()
     };
     host_store::queries::query_events(&handle.read_db()?, &f, 100)
@@ -254,7 +266,7 @@ async fn notifier(
         tokio::select! {
             r = rx.recv() => match r {
                 Ok(ev) => {
-                    if FOREIGN_KINDS.contains(&ev.kind.as_str()) {
+                    if ev.kind().is_some_and(|k| FOREIGN_KINDS.contains(&k)) {
                         seen.insert(ev.seq);
                     }
                     batch.add(&ev);
