@@ -9,7 +9,7 @@ use super::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use host_store::events::{Event, EventKind, Payload};
+use host_store::events::{Event, EventKind};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -327,6 +327,7 @@ async fn handle_op(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use host_store::events::Payload;
 
     #[test]
     fn channels_route_event_kinds() {

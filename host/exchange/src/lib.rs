@@ -569,8 +569,17 @@ mod tests {
         let d = ExchangesSettings::resolve(None, None).unwrap();
         assert_eq!(d.kraken.rest_url, "https://api.kraken.com");
         assert_eq!(d.coinbase.ws_url, "wss://advanced-trade-ws.coinbase.com");
-        let mut k = d.kraken.clone();
-        k.rest_url = "http://127.0.0.1:9".into();
+        let none = || RawVenue {
+            rest_url: None,
+            ws_url: None,
+            timeout_ms: None,
+            max_retries: None,
+            rate_per_sec: None,
+        };
+        let k = RawVenue {
+            rest_url: Some("http://127.0.0.1:9".into()),
+            ..none()
+        };
         let user = RawExchanges {
             kraken: Some(k),
             coinbase: None,
@@ -580,8 +589,10 @@ mod tests {
             (r.kraken.rest_url.as_str(), r.coinbase),
             ("http://127.0.0.1:9", d.coinbase.clone())
         );
-        let mut bad = d.coinbase.clone();
-        bad.rate_per_sec = 0.0;
+        let bad = RawVenue {
+            rate_per_sec: Some(0.0),
+            ..none()
+        };
         let e = ExchangesSettings::resolve(
             Some(RawExchanges {
                 kraken: None,
@@ -590,8 +601,10 @@ mod tests {
             None,
         );
         assert!(e.unwrap_err().starts_with("coinbase.rate_per_sec"));
-        let mut bad = d.kraken;
-        bad.ws_url = "not a url".into();
+        let bad = RawVenue {
+            ws_url: Some("not a url".into()),
+            ..none()
+        };
         assert!(ExchangesSettings::resolve(
             Some(RawExchanges {
                 kraken: Some(bad),

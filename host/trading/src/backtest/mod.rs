@@ -949,7 +949,12 @@ pub fn run_with(
 
     let final_value = o.portfolio.equity();
     let module_errors = o.notes.iter().filter(|n| n.kind == "module_error").count() as u64;
-    let trades_for_extras = trades.clone();
+    let extras = trading_core::report::extras(&trades, &o.equity, o.start, o.end);
+    let breakdown = config
+        .breakdown
+        .iter()
+        .map(|b| (*b, trading_core::report::breakdown(&trades, *b)))
+        .collect();
     Ok(BacktestReport {
         strategy: StrategyMeta {
             hash,
@@ -975,12 +980,8 @@ pub fn run_with(
         module_errors,
         risk_breaches: o.breaches,
         risk_breach_count: o.breach_count,
-        extras: trading_core::report::extras(&trades_for_extras, &o.equity, o.start, o.end),
-        breakdown: config
-            .breakdown
-            .iter()
-            .map(|b| (*b, trading_core::report::breakdown(&trades_for_extras, *b)))
-            .collect(),
+        extras,
+        breakdown,
     })
 }
 
