@@ -82,9 +82,7 @@ pub(crate) enum Cmd {
     Halt,
     /// Clear halts and the kill switch on the running host; with a symbol,
     /// allow entries on that paused symbol again instead.
-    Resume {
-        symbol: Option<String>,
-    },
+    Resume { symbol: Option<String> },
     /// Close SYMBOL's position at market on the next bar (paper mode).
     ForceExit { symbol: String },
     /// No new entries on SYMBOL (exits, stops and targets still run) until `host resume SYMBOL`.

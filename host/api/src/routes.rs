@@ -244,10 +244,10 @@ fn body_object(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<Stri
 }
 
 use host_store::db::decimal as dec;
+pub(crate) use host_store::events::EventKind;
 pub(crate) use host_store::queries::{
     ai_decisions_json, query_events, recent_trades, versions, EventFilter,
 };
-pub(crate) use host_store::events::EventKind;
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))

@@ -333,7 +333,9 @@ mod tests {
     fn channels_route_event_kinds() {
         let ev = |kind: &str| {
             let detail = match kind {
-                "fill" => r#"{"order_id":1,"fill":{"symbol":"X","qty":"1","price":"1","fee":"0","time":0,"kind":{"side":"sell","reason":"signal"}},"clipped_from":null}"#,
+                "fill" => {
+                    r#"{"order_id":1,"fill":{"symbol":"X","qty":"1","price":"1","fee":"0","time":0,"kind":{"side":"sell","reason":"signal"}},"clipped_from":null}"#
+                }
                 "halt" => r#"{"by":"api","reason":"manual","newly":true}"#,
                 _ => r#"{"version":1,"previous":null}"#,
             };

@@ -98,7 +98,11 @@ impl HostHandle {
     }
 
     /// Closes `symbol`'s position at market; the quantity queued (None: no position).
-    pub fn force_exit(&self, symbol: &str, by: &str) -> Result<Option<rust_decimal::Decimal>, HandleError> {
+    pub fn force_exit(
+        &self,
+        symbol: &str,
+        by: &str,
+    ) -> Result<Option<rust_decimal::Decimal>, HandleError> {
         match self.ask(Request::ForceExit {
             symbol: symbol.to_string(),
             by: Some(by.to_string()),

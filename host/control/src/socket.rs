@@ -94,13 +94,17 @@ impl Recordable {
     /// The event appended to the log.
     pub fn into_payload(self) -> host_store::events::Payload {
         match self {
-            Recordable::TelegramUnauthorized(t) => host_store::events::Payload::TelegramUnauthorized(t),
+            Recordable::TelegramUnauthorized(t) => {
+                host_store::events::Payload::TelegramUnauthorized(t)
+            }
         }
     }
 
     fn detail_bytes(&self) -> usize {
         match self {
-            Recordable::TelegramUnauthorized(t) => serde_json::to_string(t).map_or(usize::MAX, |s| s.len()),
+            Recordable::TelegramUnauthorized(t) => {
+                serde_json::to_string(t).map_or(usize::MAX, |s| s.len())
+            }
         }
     }
 }

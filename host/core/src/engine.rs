@@ -368,11 +368,16 @@ impl Engine {
             close_reason: CloseReason::ForceExit,
             clipped_from: None,
         };
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|o| o.request.symbol == symbol);
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|o| o.request.symbol == symbol);
         self.pending = kept;
         let events = gone
             .into_iter()
-            .map(|o| EngineEvent::OrderCancelled { order_id: o.id, symbol: o.request.symbol, reason: CancelReason::ByCaller })
+            .map(|o| EngineEvent::OrderCancelled {
+                order_id: o.id,
+                symbol: o.request.symbol,
+                reason: CancelReason::ByCaller,
+            })
             .collect();
         let order = PendingOrder { id: self.next_id, request, bars_waited: 0 };
         self.next_id += 1;
@@ -863,6 +868,27 @@ mod tests {
         assert_eq!(e, before);
         let d = e.submit(T0, &[sig("ZZZ", Action::Buy, 10.0)], &view(T0, &[("A", 10.0)]));
         assert_eq!(d[0], Decision::Refused(Refusal::UnknownSymbol("ZZZ".into())));
+    }
+
+    /// A paused symbol gets no new entry; its exits and the other symbols still trade.
+    #[test]
+    fn a_paused_symbol_refuses_entries_but_not_exits() {
+        let mut e = engine(dec!(0), dec!(0));
+        e.submit(T0, &[sig("A", Action::Buy, 10.0)], &view(T0, &[("A", 10.0), ("B", 5.0)]));
+        e.on_bar("A", &candle(T0, 10.0, 10.0, 10.0, 10.0)).unwrap();
+        assert!(e.portfolio().position("A").is_some());
+        e.set_paused_symbols(BTreeSet::from(["A".to_string()]));
+        let v = view(T0 + H, &[("A", 10.0), ("B", 5.0)]);
+        let d = e.submit(T0 + H, &[sig("A", Action::Buy, 10.0), sig("B", Action::Buy, 10.0)], &v);
+        assert_eq!(d[0], Decision::Refused(Refusal::SymbolPaused("A".into())));
+        assert!(d[1].is_approved(), "{:?}", d[1]);
+        let d = e.submit(T0 + H, &[sig("A", Action::Close, 100.0)], &v);
+        assert!(d[0].is_approved(), "exits still run: {:?}", d[0]);
+        // a force exit closes at market and cancels the symbol's pending orders
+        let (cancelled, order) = e.force_exit("A", T0 + H).unwrap();
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(order.request.close_reason, CloseReason::ForceExit);
+        assert!(e.force_exit("ZZZ", T0 + H).is_none());
     }
 
     #[test]

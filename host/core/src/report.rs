@@ -312,7 +312,10 @@ mod tests {
         ];
         trades.sort_by_key(|t| t.closed_at);
         let days = breakdown(&trades, Breakdown::Day);
-        assert_eq!(days.iter().map(|d| d.period.as_str()).collect::<Vec<_>>(), ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]);
+        assert_eq!(
+            days.iter().map(|d| d.period.as_str()).collect::<Vec<_>>(),
+            ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
+        );
         assert_eq!((days[0].trades, days[0].wins, days[0].losses, days[0].pnl), (2, 1, 1, dec!(6)));
         assert_eq!((days[2].draws, days[2].pnl), (1, dec!(0)));
         let weeks = breakdown(&trades, Breakdown::Week);

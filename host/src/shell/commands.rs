@@ -133,7 +133,9 @@ impl Shell {
         };
         if changed {
             if let Err(e) = host_store::db::set_paused_symbols(&self.conn, &set) {
-                self.alert(format!("{symbol}: the paused symbols were not saved, nothing changed: {e}"));
+                self.alert(format!(
+                    "{symbol}: the paused symbols were not saved, nothing changed: {e}"
+                ));
                 return false;
             }
             self.trader.engine.set_paused_symbols(set);
@@ -153,7 +155,10 @@ impl Shell {
     /// cancelled first, which the venue layer cannot yet do for one symbol.
     fn force_exit(&mut self, symbol: &str, by: String) -> Result<Option<Decimal>, String> {
         if self.live.is_some() {
-            return Err("force exit is not available in live mode yet: close it at the venue, or use /kill".into());
+            return Err(
+                "force exit is not available in live mode yet: close it at the venue, or use /kill"
+                    .into(),
+            );
         }
         let now = self.now();
         let Some((events, order)) = self.trader.engine.force_exit(symbol, now) else {

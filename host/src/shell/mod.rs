@@ -363,7 +363,13 @@ impl Shell {
             equity: cents(p.equity()),
             positions: p.positions().len(),
             open_orders: self.trader.engine.pending().len(),
-            paused_symbols: self.trader.engine.paused_symbols().iter().cloned().collect(),
+            paused_symbols: self
+                .trader
+                .engine
+                .paused_symbols()
+                .iter()
+                .cloned()
+                .collect(),
             strategy_version: self.active.as_ref().map(|a| a.version),
         };
         self.event(None, Payload::Heartbeat(beat));
@@ -373,13 +379,20 @@ impl Shell {
     /// last run's (the effective settings and risk limits, compared as JSON).
     pub(crate) fn config_changes(&mut self) {
         let files = [
-            (ev::ConfigFile::Settings, serde_json::to_string(&self.settings)),
-            (ev::ConfigFile::RiskLimits, serde_json::to_string(&self.risk)),
+            (
+                ev::ConfigFile::Settings,
+                serde_json::to_string(&self.settings),
+            ),
+            (
+                ev::ConfigFile::RiskLimits,
+                serde_json::to_string(&self.risk),
+            ),
         ];
         for (file, json) in files {
             let change = match json {
-                Ok(j) => host_store::config_log::observe(&self.conn, file, &j)
-                    .map_err(|e| e.to_string()),
+                Ok(j) => {
+                    host_store::config_log::observe(&self.conn, file, &j).map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
             match change {
@@ -391,6 +404,12 @@ impl Shell {
             }
         }
     }
+}
+
+/// What the shell's loop takes in: a command, or the feed's next event (None: it ended).
+enum Input {
+    Command(Command),
+    Feed(Option<FeedEvent>),
 }
 
 #[cfg(test)]
@@ -407,10 +426,4 @@ mod tests {
         // off
         assert_eq!(heartbeat_due(290, Some(240), 0), (false, None));
     }
-}
-
-/// What the shell's loop takes in: a command, or the feed's next event (None: it ended).
-enum Input {
-    Command(Command),
-    Feed(Option<FeedEvent>),
 }

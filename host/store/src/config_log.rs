@@ -74,17 +74,31 @@ mod tests {
     #[test]
     fn a_changed_file_is_reported_once_with_its_changed_keys() {
         let c = crate::db::open_in_memory().unwrap();
-        assert_eq!(observe(&c, ConfigFile::RiskLimits, r#"{"a":1,"b":2}"#).unwrap(), None);
-        assert_eq!(observe(&c, ConfigFile::RiskLimits, r#"{"a":1,"b":2}"#).unwrap(), None);
+        assert_eq!(
+            observe(&c, ConfigFile::RiskLimits, r#"{"a":1,"b":2}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            observe(&c, ConfigFile::RiskLimits, r#"{"a":1,"b":2}"#).unwrap(),
+            None
+        );
         let ch = observe(&c, ConfigFile::RiskLimits, r#"{"a":1,"b":3,"c":0}"#)
             .unwrap()
             .unwrap();
         assert_eq!(ch.changed, ["b", "c"]);
         assert_eq!(ch.previous, sha(r#"{"a":1,"b":2}"#));
         assert_eq!(ch.current, sha(r#"{"a":1,"b":3,"c":0}"#));
-        assert_eq!(observe(&c, ConfigFile::RiskLimits, r#"{"a":1,"b":3,"c":0}"#).unwrap(), None);
+        assert_eq!(
+            observe(&c, ConfigFile::RiskLimits, r#"{"a":1,"b":3,"c":0}"#).unwrap(),
+            None
+        );
         // the two files are kept apart
-        assert_eq!(observe(&c, ConfigFile::Settings, r#"{"a":1}"#).unwrap(), None);
-        assert!(observe(&c, ConfigFile::Settings, r#"{"a":2}"#).unwrap().is_some());
+        assert_eq!(
+            observe(&c, ConfigFile::Settings, r#"{"a":1}"#).unwrap(),
+            None
+        );
+        assert!(observe(&c, ConfigFile::Settings, r#"{"a":2}"#)
+            .unwrap()
+            .is_some());
     }
 }

@@ -298,7 +298,8 @@ pub struct UntypedAppend {
 
 /// The row text of a payload: (kind, detail JSON).
 fn encode(payload: &Payload) -> rusqlite::Result<(&'static str, String)> {
-    let conv = |e: Box<dyn std::error::Error + Send + Sync>| rusqlite::Error::ToSqlConversionFailure(e);
+    let conv =
+        |e: Box<dyn std::error::Error + Send + Sync>| rusqlite::Error::ToSqlConversionFailure(e);
     let kind = payload.kind().ok_or_else(|| {
         conv(Box::new(UntypedAppend {
             kind: payload.kind_name().to_string(),
@@ -506,14 +507,46 @@ mod tests {
     fn rows_written_by_the_untyped_log_read_back_typed_and_verify() {
         let c = crate::db::open_in_memory().unwrap();
         let old: &[(&str, Option<&str>, &str)] = &[
-            ("halt", None, r#"{"by":"telegram","newly":true,"reason":"manual"}"#),
-            ("deploy", None, r#"{"first_scan":4,"hash":"ab","origin":"rollback","previous":2,"version":1}"#),
-            ("deploy", None, r#"{"offline":true,"previous":null,"version":3}"#),
-            ("halted", None, r#"{"event":"halted","limit":"5","message":"daily loss 6% reached the 5% limit","pct":"6","reason":"daily_loss"}"#),
-            ("kill", None, r#"{"by":"cli","outcome":{"cancelled_orders":2,"closing":["BTCUSD"]}}"#),
-            ("counterfactual", Some("BTCUSD"), r#"{"price":"100","qty":"0.5","refusal":{"detail":{"max":1,"open":1},"kind":"max_positions"},"symbol":"BTCUSD","time":60}"#),
-            ("telegram_unauthorized", None, r#"{"chat":1,"from":2,"note":"x","reason":"chat"}"#),
-            ("orchestrator_run", None, r#"{"decision":"keep","outcome":"kept","run_id":"r1"}"#),
+            (
+                "halt",
+                None,
+                r#"{"by":"telegram","newly":true,"reason":"manual"}"#,
+            ),
+            (
+                "deploy",
+                None,
+                r#"{"first_scan":4,"hash":"ab","origin":"rollback","previous":2,"version":1}"#,
+            ),
+            (
+                "deploy",
+                None,
+                r#"{"offline":true,"previous":null,"version":3}"#,
+            ),
+            (
+                "halted",
+                None,
+                r#"{"event":"halted","limit":"5","message":"daily loss 6% reached the 5% limit","pct":"6","reason":"daily_loss"}"#,
+            ),
+            (
+                "kill",
+                None,
+                r#"{"by":"cli","outcome":{"cancelled_orders":2,"closing":["BTCUSD"]}}"#,
+            ),
+            (
+                "counterfactual",
+                Some("BTCUSD"),
+                r#"{"price":"100","qty":"0.5","refusal":{"detail":{"max":1,"open":1},"kind":"max_positions"},"symbol":"BTCUSD","time":60}"#,
+            ),
+            (
+                "telegram_unauthorized",
+                None,
+                r#"{"chat":1,"from":2,"note":"x","reason":"chat"}"#,
+            ),
+            (
+                "orchestrator_run",
+                None,
+                r#"{"decision":"keep","outcome":"kept","run_id":"r1"}"#,
+            ),
             ("scan", None, r#"{"i":1}"#),
             ("alert", None, r#"{"no_message":1}"#),
         ];
@@ -532,7 +565,9 @@ mod tests {
         assert_eq!(verify(&c), Ok(old.len() as u64 + 1));
         let evs = since(&c, 0, 100).unwrap();
         assert!(matches!(&evs[0].payload, Payload::Halt(h) if h.by == "telegram" && h.newly));
-        assert!(matches!(&evs[1].payload, Payload::Deploy(d) if d.is_rollback() && d.previous == Some(2)));
+        assert!(
+            matches!(&evs[1].payload, Payload::Deploy(d) if d.is_rollback() && d.previous == Some(2))
+        );
         assert!(matches!(&evs[2].payload, Payload::Deploy(d) if d.offline && d.previous.is_none()));
         match &evs[3].payload {
             Payload::Halted(h) => assert!(matches!(
@@ -542,12 +577,20 @@ mod tests {
             p => panic!("{p:?}"),
         }
         assert!(matches!(&evs[4].payload, Payload::Kill(k) if k.outcome.closing == ["BTCUSD"]));
-        assert!(matches!(&evs[5].payload, Payload::Counterfactual(c) if c.refusal.kind == "max_positions"));
-        assert!(matches!(&evs[6].payload, Payload::TelegramUnauthorized(t) if t.chat == 1 && t.from == Some(2)));
+        assert!(
+            matches!(&evs[5].payload, Payload::Counterfactual(c) if c.refusal.kind == "max_positions")
+        );
+        assert!(
+            matches!(&evs[6].payload, Payload::TelegramUnauthorized(t) if t.chat == 1 && t.from == Some(2))
+        );
         assert!(matches!(&evs[7].payload, Payload::OrchestratorRun(r) if r.run_id == "r1"));
         // an unknown kind and an unparsable detail: typed as Other, kept as stored
-        assert!(matches!(&evs[8].payload, Payload::Other(o) if o.kind == "scan" && o.error.is_none()));
-        assert!(matches!(&evs[9].payload, Payload::Other(o) if o.kind == "alert" && o.error.is_some()));
+        assert!(
+            matches!(&evs[8].payload, Payload::Other(o) if o.kind == "scan" && o.error.is_none())
+        );
+        assert!(
+            matches!(&evs[9].payload, Payload::Other(o) if o.kind == "alert" && o.error.is_some())
+        );
         assert_eq!(evs[9].kind_name(), "alert");
         assert_eq!(evs[9].kind(), None);
         let wire = serde_json::to_value(&evs[8]).unwrap();

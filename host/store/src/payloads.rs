@@ -75,7 +75,9 @@ pub struct Deploy {
 impl Deploy {
     /// Whether this deploy went back to an older version.
     pub fn is_rollback(&self) -> bool {
-        self.origin.as_deref().is_some_and(|o| o.contains("rollback"))
+        self.origin
+            .as_deref()
+            .is_some_and(|o| o.contains("rollback"))
     }
 }
 

@@ -303,9 +303,19 @@ mod karma_tests {
         .unwrap();
         let t = karma_trades(&c, "paper").unwrap();
         assert_eq!(t.len(), 3);
-        assert_eq!((t[0].version, t[0].confidence, t[0].pnl), (Some(1), Some(0.9), dec!(2)));
-        assert_eq!((t[1].version, t[1].confidence, t[1].intent.as_str()), (Some(2), Some(0.6), "day"));
-        assert_eq!((t[2].version, t[2].confidence), (None, None), "the refused dip buy opened nothing");
+        assert_eq!(
+            (t[0].version, t[0].confidence, t[0].pnl),
+            (Some(1), Some(0.9), dec!(2))
+        );
+        assert_eq!(
+            (t[1].version, t[1].confidence, t[1].intent.as_str()),
+            (Some(2), Some(0.6), "day")
+        );
+        assert_eq!(
+            (t[2].version, t[2].confidence),
+            (None, None),
+            "the refused dip buy opened nothing"
+        );
         let s = scorecard(&c, "paper").unwrap();
         assert_eq!(s.overall.trades, 3);
         assert_eq!(s.overall.total_pnl, dec!(-0.5));

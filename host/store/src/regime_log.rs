@@ -11,7 +11,11 @@ use rusqlite::Connection;
 /// Compares `regimes` (symbol, label) with the last labels and appends a
 /// `regime_change` for each that differs (the first label seen too, with no
 /// `from`). Returns the appended events' sequences.
-pub fn observe(conn: &Connection, now: i64, regimes: &[(String, String)]) -> rusqlite::Result<Vec<i64>> {
+pub fn observe(
+    conn: &Connection,
+    now: i64,
+    regimes: &[(String, String)],
+) -> rusqlite::Result<Vec<i64>> {
     let own = conn.is_autocommit();
     if own {
         conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -52,15 +56,25 @@ mod tests {
     fn a_changed_regime_is_recorded_once_per_change() {
         let c = crate::db::open_in_memory().unwrap();
         let r = |s: &str, l: &str| (s.to_string(), l.to_string());
-        assert_eq!(observe(&c, 1, &[r("BTC", "ranging"), r("ETH", "volatile")]).unwrap().len(), 2);
-        assert!(observe(&c, 2, &[r("BTC", "ranging"), r("ETH", "volatile")]).unwrap().is_empty());
+        assert_eq!(
+            observe(&c, 1, &[r("BTC", "ranging"), r("ETH", "volatile")])
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(observe(&c, 2, &[r("BTC", "ranging"), r("ETH", "volatile")])
+            .unwrap()
+            .is_empty());
         let seqs = observe(&c, 3, &[r("BTC", "trending_up"), r("ETH", "volatile")]).unwrap();
         assert_eq!(seqs.len(), 1);
         let evs = events::since(&c, seqs[0] - 1, 10).unwrap();
         assert_eq!(evs[0].symbol.as_deref(), Some("BTC"));
         assert_eq!(
             evs[0].payload,
-            Payload::RegimeChange(RegimeChange { from: Some("ranging".into()), to: "trending_up".into() })
+            Payload::RegimeChange(RegimeChange {
+                from: Some("ranging".into()),
+                to: "trending_up".into()
+            })
         );
         assert_eq!(events::verify(&c), Ok(3));
     }

@@ -58,7 +58,11 @@ pub fn open(
 }
 
 /// The shadows of `symbol` still open.
-pub fn open_shadows(conn: &Connection, mode: &str, symbol: &str) -> rusqlite::Result<Vec<OpenShadow>> {
+pub fn open_shadows(
+    conn: &Connection,
+    mode: &str,
+    symbol: &str,
+) -> rusqlite::Result<Vec<OpenShadow>> {
     let mut stmt = conn.prepare(
         "SELECT id, decided_at, qty, stop_loss, take_profit, horizon_at, entry_at, entry_price, close_requested_at, refusal_kind
          FROM counterfactuals WHERE mode = ?1 AND symbol = ?2 AND exit_at IS NULL ORDER BY id",
@@ -130,7 +134,12 @@ pub fn on_bar(
 }
 
 /// The strategy asked to close `symbol` at `at`: its open shadows sell on the next bar.
-pub fn close_signal(conn: &Connection, mode: &str, symbol: &str, at: i64) -> rusqlite::Result<usize> {
+pub fn close_signal(
+    conn: &Connection,
+    mode: &str,
+    symbol: &str,
+    at: i64,
+) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE counterfactuals SET close_requested_at = ?3
          WHERE mode = ?1 AND symbol = ?2 AND exit_at IS NULL AND close_requested_at IS NULL AND decided_at <= ?3",
@@ -163,8 +172,13 @@ impl ShadowReport {
     pub fn verdict(&self) -> String {
         let p = self.total.pnl.round_dp(2);
         match p.cmp(&Decimal::ZERO) {
-            std::cmp::Ordering::Greater => format!("the limits cost {p}: the refused entries would have made it"),
-            std::cmp::Ordering::Less => format!("the limits saved {}: the refused entries would have lost it", -p),
+            std::cmp::Ordering::Greater => {
+                format!("the limits cost {p}: the refused entries would have made it")
+            }
+            std::cmp::Ordering::Less => format!(
+                "the limits saved {}: the refused entries would have lost it",
+                -p
+            ),
             std::cmp::Ordering::Equal => "the refused entries would have broken even".to_string(),
         }
     }
@@ -235,8 +249,9 @@ pub fn rows(conn: &Connection, mode: &str, limit: i64) -> rusqlite::Result<Vec<S
 
 /// What the limits cost or saved in `mode`, over every followed entry.
 pub fn report(conn: &Connection, mode: &str) -> rusqlite::Result<ShadowReport> {
-    let mut stmt =
-        conn.prepare("SELECT refusal_kind, exit_reason, pnl FROM counterfactuals WHERE mode = ?1 ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT refusal_kind, exit_reason, pnl FROM counterfactuals WHERE mode = ?1 ORDER BY id",
+    )?;
     let mut rows = stmt.query(params![mode])?;
     let mut out = ShadowReport::default();
     while let Some(r) = rows.next()? {
@@ -283,7 +298,13 @@ mod tests {
     }
 
     fn bar(ts: i64, open: Decimal, high: Decimal, low: Decimal) -> Bar {
-        Bar { ts, open, high, low, close: open }
+        Bar {
+            ts,
+            open,
+            high,
+            low,
+            close: open,
+        }
     }
 
     /// The fixture, by hand (10 bps fee, 50 bps slippage; qty 2):
@@ -301,26 +322,76 @@ mod tests {
     #[test]
     fn the_counterfactual_report_matches_the_hand_computed_fixture() {
         let c = crate::db::open_in_memory().unwrap();
-        let cfg = FillConfig { fee_bps: dec!(10), slippage_bps: dec!(50) };
+        let cfg = FillConfig {
+            fee_bps: dec!(10),
+            slippage_bps: dec!(50),
+        };
         let mp = Refusal::MaxPositions { open: 1, max: 1 };
-        let id1 = open(&c, "paper", &cf("BTC", 3600, mp.clone()), "max_positions", Some(1)).unwrap();
+        let id1 = open(
+            &c,
+            "paper",
+            &cf("BTC", 3600, mp.clone()),
+            "max_positions",
+            Some(1),
+        )
+        .unwrap();
         open(&c, "paper", &cf("ETH", 3600, mp), "max_positions", Some(1)).unwrap();
-        assert!(on_bar(&c, "paper", "BTC", &bar(3600, dec!(100), dec!(101), dec!(99)), &cfg).unwrap().is_empty());
-        assert!(on_bar(&c, "paper", "ETH", &bar(3600, dec!(100), dec!(101), dec!(99)), &cfg).unwrap().is_empty());
+        assert!(on_bar(
+            &c,
+            "paper",
+            "BTC",
+            &bar(3600, dec!(100), dec!(101), dec!(99)),
+            &cfg
+        )
+        .unwrap()
+        .is_empty());
+        assert!(on_bar(
+            &c,
+            "paper",
+            "ETH",
+            &bar(3600, dec!(100), dec!(101), dec!(99)),
+            &cfg
+        )
+        .unwrap()
+        .is_empty());
         let no_target = Counterfactual {
             take_profit: None,
-            ..cf("BTC", 7200, Refusal::InsufficientCash { available: dec!(1) })
+            ..cf(
+                "BTC",
+                7200,
+                Refusal::InsufficientCash { available: dec!(1) },
+            )
         };
         open(&c, "paper", &no_target, "insufficient_cash", Some(1)).unwrap();
-        let closed = on_bar(&c, "paper", "BTC", &bar(7200, dec!(104), dec!(111), dec!(103)), &cfg).unwrap();
+        let closed = on_bar(
+            &c,
+            "paper",
+            "BTC",
+            &bar(7200, dec!(104), dec!(111), dec!(103)),
+            &cfg,
+        )
+        .unwrap();
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].0.id, id1);
-        assert_eq!((closed[0].1.reason, closed[0].1.pnl), (ShadowExitReason::TakeProfit, dec!(18.579)));
-        let closed = on_bar(&c, "paper", "ETH", &bar(7200, dec!(100), dec!(101), dec!(90)), &cfg).unwrap();
+        assert_eq!(
+            (closed[0].1.reason, closed[0].1.pnl),
+            (ShadowExitReason::TakeProfit, dec!(18.579))
+        );
+        let closed = on_bar(
+            &c,
+            "paper",
+            "ETH",
+            &bar(7200, dec!(100), dec!(101), dec!(90)),
+            &cfg,
+        )
+        .unwrap();
         assert_eq!(closed[0].1.pnl, dec!(-12.34005));
         let r = report(&c, "paper").unwrap();
         assert_eq!(r.open, 1);
-        assert_eq!((r.total.closed, r.total.wins, r.total.pnl), (2, 1, dec!(6.23895)));
+        assert_eq!(
+            (r.total.closed, r.total.wins, r.total.pnl),
+            (2, 1, dec!(6.23895))
+        );
         assert_eq!(r.by_refusal["max_positions"].pnl, dec!(6.23895));
         assert!(!r.by_refusal.contains_key("insufficient_cash"));
         assert_eq!(r.by_exit["take_profit"].pnl, dec!(18.579));
@@ -338,20 +409,58 @@ mod tests {
     #[test]
     fn a_close_signal_sells_the_open_shadows_on_the_next_bar() {
         let c = crate::db::open_in_memory().unwrap();
-        let cfg = FillConfig { fee_bps: dec!(10), slippage_bps: dec!(50) };
-        open(&c, "paper", &cf("BTC", 3600, Refusal::Killed), "killed", None).unwrap();
-        on_bar(&c, "paper", "BTC", &bar(3600, dec!(100), dec!(101), dec!(99)), &cfg).unwrap();
+        let cfg = FillConfig {
+            fee_bps: dec!(10),
+            slippage_bps: dec!(50),
+        };
+        open(
+            &c,
+            "paper",
+            &cf("BTC", 3600, Refusal::Killed),
+            "killed",
+            None,
+        )
+        .unwrap();
+        on_bar(
+            &c,
+            "paper",
+            "BTC",
+            &bar(3600, dec!(100), dec!(101), dec!(99)),
+            &cfg,
+        )
+        .unwrap();
         assert_eq!(close_signal(&c, "paper", "BTC", 7200).unwrap(), 1);
-        let closed = on_bar(&c, "paper", "BTC", &bar(7200, dec!(102), dec!(103), dec!(101)), &cfg).unwrap();
-        assert_eq!((closed[0].1.reason, closed[0].1.pnl), (ShadowExitReason::Signal, dec!(1.57602)));
+        let closed = on_bar(
+            &c,
+            "paper",
+            "BTC",
+            &bar(7200, dec!(102), dec!(103), dec!(101)),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(
+            (closed[0].1.reason, closed[0].1.pnl),
+            (ShadowExitReason::Signal, dec!(1.57602))
+        );
     }
 
     /// Money that does not parse is an error, never a zero.
     #[test]
     fn an_unparsable_stored_pnl_is_an_error() {
         let c = crate::db::open_in_memory().unwrap();
-        open(&c, "paper", &cf("BTC", 3600, Refusal::Killed), "killed", None).unwrap();
-        c.execute("UPDATE counterfactuals SET exit_reason = 'horizon', pnl = 'x1'", []).unwrap();
+        open(
+            &c,
+            "paper",
+            &cf("BTC", 3600, Refusal::Killed),
+            "killed",
+            None,
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE counterfactuals SET exit_reason = 'horizon', pnl = 'x1'",
+            [],
+        )
+        .unwrap();
         assert!(report(&c, "paper").is_err());
     }
 }

@@ -168,7 +168,9 @@ pub enum Admission {
     /// Not a command: nothing to do.
     Skip,
     /// From another chat: ignored; `record` is the event detail when one is due.
-    Stranger { record: Option<TelegramUnauthorized> },
+    Stranger {
+        record: Option<TelegramUnauthorized>,
+    },
     /// A steering command from a sender who may not steer: not run; the
     /// refusal is answered and recorded when `record` is Some.
     Refused {

@@ -27,13 +27,25 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("weekly", "[n]", "weekly P&L for the last n weeks (8)"),
     ("monthly", "[n]", "monthly P&L for the last n months (6)"),
     ("performance", "", "results per symbol"),
-    ("karma", "", "scorecard: hit rate, P&L and confidence calibration"),
-    ("shadow", "", "refused entries followed to their would-be exits"),
+    (
+        "karma",
+        "",
+        "scorecard: hit rate, P&L and confidence calibration",
+    ),
+    (
+        "shadow",
+        "",
+        "refused entries followed to their would-be exits",
+    ),
     ("risk", "", "limits, halts, drawdown"),
     ("halt", "", "stop new entries (exits still run)"),
     ("stopentry", "", "the same as /halt"),
     ("pause", "<symbol>", "no new entries on one symbol"),
-    ("resume", "[symbol]", "clear halts and the kill switch, or resume one symbol"),
+    (
+        "resume",
+        "[symbol]",
+        "clear halts and the kill switch, or resume one symbol",
+    ),
     ("forceexit", "<symbol>", "close one position at market"),
     ("kill", "", "close everything at market (asks to confirm)"),
     ("strategy", "", "active version and history"),
@@ -52,7 +64,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
 pub fn help() -> String {
     let mut m = String::from("<b>Commands</b>");
     for (cmd, usage, what) in COMMANDS {
-        let usage = if usage.is_empty() { String::new() } else { format!(" {}", esc(usage)) };
+        let usage = if usage.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", esc(usage))
+        };
         m.push_str(&format!("\n/{cmd}{usage} – {}", esc(what)));
     }
     m
@@ -302,7 +318,11 @@ async fn run(
                 .await?
                 .map_err(refused)?;
             Ok(match (pause, changed) {
-                (true, true) => format!("⏸ {}: no new entries; exits still run. /resume {} to allow them.", esc(&symbol), esc(&symbol)),
+                (true, true) => format!(
+                    "⏸ {}: no new entries; exits still run. /resume {} to allow them.",
+                    esc(&symbol),
+                    esc(&symbol)
+                ),
                 (true, false) => format!("{} was paused already.", esc(&symbol)),
                 (false, true) => format!("▶️ {}: entries allowed again.", esc(&symbol)),
                 (false, false) => format!("{} was not paused.", esc(&symbol)),
@@ -312,14 +332,20 @@ async fn run(
         "forceexit" => {
             let symbol = args.trim().to_ascii_uppercase();
             if symbol.is_empty() {
-                return Err("Usage: <code>/forceexit &lt;symbol&gt;</code>, e.g. /forceexit BTCUSD".into());
+                return Err(
+                    "Usage: <code>/forceexit &lt;symbol&gt;</code>, e.g. /forceexit BTCUSD".into(),
+                );
             }
             let s = symbol.clone();
             let qty = on_host(h, move |h| h.force_exit(&s, "telegram"))
                 .await?
                 .map_err(refused)?;
             Ok(match qty {
-                Some(q) => format!("🚪 {}: closing {} at market on the next bar.", esc(&symbol), esc(&q.to_string())),
+                Some(q) => format!(
+                    "🚪 {}: closing {} at market on the next bar.",
+                    esc(&symbol),
+                    esc(&q.to_string())
+                ),
                 None => format!("{}: no open position.", esc(&symbol)),
             })
         }

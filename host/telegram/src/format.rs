@@ -290,7 +290,10 @@ pub fn notification(ev: &Event) -> Option<String> {
             },
             d.version,
             opt(d.previous),
-            esc(d.origin.as_deref().unwrap_or(if d.offline { "host deploy" } else { "-" }))
+            esc(d
+                .origin
+                .as_deref()
+                .unwrap_or(if d.offline { "host deploy" } else { "-" }))
         ),
         Payload::DeployFailed(d) => format!("⚠️ <b>Deploy failed</b>: {}", esc(&d.reason)),
         Payload::ModuleError(m) => format!("⚠️ <b>Strategy error</b>: {}", esc(&m.error)),
@@ -344,7 +347,9 @@ pub fn notification(ev: &Event) -> Option<String> {
                 format!(" ({})", esc(&c.changed.join(", ")))
             }
         ),
-        Payload::PauseSymbol(t) => format!("⏸ <b>{sym} paused</b> by {} (exits still run)", esc(&t.by)),
+        Payload::PauseSymbol(t) => {
+            format!("⏸ <b>{sym} paused</b> by {} (exits still run)", esc(&t.by))
+        }
         Payload::ForceExit(f) => format!(
             "🚪 <b>Force exit</b> {sym} by {}: closing {} at market",
             esc(&f.by),
@@ -460,16 +465,20 @@ mod tests {
             symbol: Some("ETHUSD".into()),
             payload,
         };
-        let n = notification(&ev(Payload::PauseSymbol(host_store::payloads::SymbolToggle {
-            by: "telegram".into(),
-            changed: true,
-        })))
+        let n = notification(&ev(Payload::PauseSymbol(
+            host_store::payloads::SymbolToggle {
+                by: "telegram".into(),
+                changed: true,
+            },
+        )))
         .unwrap();
         assert!(n.contains("ETHUSD paused"), "{n}");
-        let n = notification(&ev(Payload::RegimeChange(host_store::payloads::RegimeChange {
-            from: Some("ranging".into()),
-            to: "trending_up".into(),
-        })))
+        let n = notification(&ev(Payload::RegimeChange(
+            host_store::payloads::RegimeChange {
+                from: Some("ranging".into()),
+                to: "trending_up".into(),
+            },
+        )))
         .unwrap();
         assert!(n.contains("ranging → trending_up"), "{n}");
     }

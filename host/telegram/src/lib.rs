@@ -141,7 +141,11 @@ async fn run(
     let menu: Vec<(&str, String)> = commands::COMMANDS
         .iter()
         .map(|(c, usage, what)| {
-            let d = if usage.is_empty() { what.to_string() } else { format!("{usage} – {what}") };
+            let d = if usage.is_empty() {
+                what.to_string()
+            } else {
+                format!("{usage} – {what}")
+            };
             (*c, d)
         })
         .collect();

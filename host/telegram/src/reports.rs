@@ -87,7 +87,8 @@ fn score_line(name: &str, s: &Score) -> String {
         pct(s.hit_rate),
         money(s.total_pnl),
         s.avg_pnl.map(money).unwrap_or_else(|| "-".into()),
-        s.brier.map_or_else(|| "-".to_string(), |b| format!("{b:.3}"))
+        s.brier
+            .map_or_else(|| "-".to_string(), |b| format!("{b:.3}"))
     )
 }
 
@@ -102,17 +103,35 @@ pub fn karma_text(c: &Scorecard) -> String {
         .bins
         .iter()
         .filter(|b| b.count > 0)
-        .map(|b| format!("{:.1}–{:.1}: {} ({})", b.from, b.to, pct(b.hit_rate), b.count))
+        .map(|b| {
+            format!(
+                "{:.1}–{:.1}: {} ({})",
+                b.from,
+                b.to,
+                pct(b.hit_rate),
+                b.count
+            )
+        })
         .collect();
     if !cal.is_empty() {
-        m.push_str(&format!("\nCalibration (confidence: hit rate): {}", esc(&cal.join("; "))));
+        m.push_str(&format!(
+            "\nCalibration (confidence: hit rate): {}",
+            esc(&cal.join("; "))
+        ));
     }
-    for (title, group) in
-        [("Versions", &c.by_version), ("Tags", &c.by_tag), ("Symbols", &c.by_symbol), ("Intents", &c.by_intent)]
-    {
+    for (title, group) in [
+        ("Versions", &c.by_version),
+        ("Tags", &c.by_tag),
+        ("Symbols", &c.by_symbol),
+        ("Intents", &c.by_intent),
+    ] {
         m.push_str(&format!("\n<b>{title}</b>"));
         for (k, s) in group.iter().take(10) {
-            let name = if title == "Versions" && k != "unknown" { format!("v{k}") } else { k.clone() };
+            let name = if title == "Versions" && k != "unknown" {
+                format!("v{k}")
+            } else {
+                k.clone()
+            };
             m.push_str(&format!("\n{}", score_line(&name, s)));
         }
     }
@@ -133,7 +152,12 @@ pub fn shadow_text(r: &ShadowReport, recent: &[host_store::shadow_db::ShadowRow]
         esc(&r.verdict())
     );
     for (k, t) in &r.by_refusal {
-        m.push_str(&format!("\n{}: {} closed, P&amp;L {}", esc(k), t.closed, money(t.pnl)));
+        m.push_str(&format!(
+            "\n{}: {} closed, P&amp;L {}",
+            esc(k),
+            t.closed,
+            money(t.pnl)
+        ));
     }
     for row in recent.iter().take(5) {
         m.push_str(&format!(
@@ -170,12 +194,18 @@ mod tests {
         let w = by_period(&days, dec!(1000), Period::Week).unwrap();
         assert_eq!(
             w,
-            vec![("2024-W09".to_string(), dec!(1030), dec!(30)), ("2024-W10".to_string(), dec!(1000), dec!(-30))]
+            vec![
+                ("2024-W09".to_string(), dec!(1030), dec!(30)),
+                ("2024-W10".to_string(), dec!(1000), dec!(-30))
+            ]
         );
         let m = by_period(&days, dec!(1000), Period::Month).unwrap();
         assert_eq!(
             m,
-            vec![("2024-02".to_string(), dec!(1010), dec!(10)), ("2024-03".to_string(), dec!(1000), dec!(-10))]
+            vec![
+                ("2024-02".to_string(), dec!(1010), dec!(10)),
+                ("2024-03".to_string(), dec!(1000), dec!(-10))
+            ]
         );
         assert!(period_text(&m, 1, Period::Month).contains("2024-03 1000 (-10)"));
         assert!(by_period(&[("03/04/2024".into(), dec!(1))], dec!(1), Period::Week).is_err());

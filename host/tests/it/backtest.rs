@@ -253,7 +253,8 @@ fn cli_writes_json_and_files() {
 #[test]
 fn cli_breakdown_periods_add_up_to_the_trades() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_slice(dir.path());
+    // the bundled sample (3000 hourly bars), so the test needs no shared data
+    let csv = crate::common::root().join("data/sample/BTCUSD-1h.csv");
     let run = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_host"))
             .current_dir(dir.path())
@@ -262,7 +263,16 @@ fn cli_breakdown_periods_add_up_to_the_trades() {
             .arg(guest_path("sma-crossover"))
             .arg("--data")
             .arg(&csv)
-            .args(["--param", "fast=5", "--param", "slow=20", "--breakdown", "month", "--breakdown", "day"])
+            .args([
+                "--param",
+                "fast=5",
+                "--param",
+                "slow=20",
+                "--breakdown",
+                "month",
+                "--breakdown",
+                "day",
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -280,7 +290,13 @@ fn cli_breakdown_periods_add_up_to_the_trades() {
         let n: u64 = rows.iter().map(|r| r["trades"].as_u64().unwrap()).sum();
         let pnl: rust_decimal::Decimal = rows
             .iter()
-            .map(|r| r["pnl"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap())
+            .map(|r| {
+                r["pnl"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
             .sum();
         assert_eq!((n, pnl), (trades, net));
     }

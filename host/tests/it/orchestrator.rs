@@ -138,7 +138,7 @@ fn candidates_target() -> PathBuf {
 
 /// 2,000 hourly BTC/USD candles from 2020-10-01 (a rising market), as a CSV.
 fn data_file(dir: &Path) -> PathBuf {
-    let src = root().parent().unwrap().join("shared/data/BTCUSD-1h.csv");
+    let src = crate::common::shared_data().join("BTCUSD-1h.csv");
     let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let mut lines = text.lines();
     let header = lines.next().unwrap();

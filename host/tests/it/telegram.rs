@@ -261,11 +261,29 @@ async fn every_command_is_registered_listed_and_answered() {
     }
 
     // setMyCommands: exactly the listed commands, each described
-    let names: Vec<&str> = host_telegram::commands::COMMANDS.iter().map(|c| c.0).collect();
+    let names: Vec<&str> = host_telegram::commands::COMMANDS
+        .iter()
+        .map(|c| c.0)
+        .collect();
     for want in [
-        "profit", "balance", "daily", "weekly", "monthly", "performance", "trades", "count",
-        "stopentry", "forceexit", "show_config", "logs", "health", "version", "karma", "shadow",
-        "pause", "resume",
+        "profit",
+        "balance",
+        "daily",
+        "weekly",
+        "monthly",
+        "performance",
+        "trades",
+        "count",
+        "stopentry",
+        "forceexit",
+        "show_config",
+        "logs",
+        "health",
+        "version",
+        "karma",
+        "shadow",
+        "pause",
+        "resume",
     ] {
         assert!(names.contains(&want), "{want} is not a command");
     }
@@ -275,7 +293,11 @@ async fn every_command_is_registered_listed_and_answered() {
             if let Some(b) = fake.my_commands.lock().unwrap().first().cloned() {
                 break b;
             }
-            assert!(Instant::now() < deadline, "setMyCommands never called:\n{}", host.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "setMyCommands never called:\n{}",
+                host.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     };
@@ -293,9 +315,16 @@ async fn every_command_is_registered_listed_and_answered() {
     // /help lists every one
     let n = fake.sent().len();
     fake.message(CHAT, "/help");
-    let (_, help) = reply(&host, &fake, n, "to /help", |t| t.contains("<b>Commands</b>")).await;
+    let (_, help) = reply(&host, &fake, n, "to /help", |t| {
+        t.contains("<b>Commands</b>")
+    })
+    .await;
     for c in &names {
-        assert!(help.text.contains(&format!("/{c}")), "/{c} missing from /help:\n{}", help.text);
+        assert!(
+            help.text.contains(&format!("/{c}")),
+            "/{c} missing from /help:\n{}",
+            help.text
+        );
     }
 
     // each read-only command, and what its answer must hold
@@ -308,7 +337,10 @@ async fn every_command_is_registered_listed_and_answered() {
         ("/performance", &["BTCUSD"]),
         ("/trades 2", &["trades</b>"]),
         ("/count", &["<b>Count</b>", "of 3 allowed"]),
-        ("/show_config", &["<b>Configuration</b>", "max_open_positions", "BTCUSD"]),
+        (
+            "/show_config",
+            &["<b>Configuration</b>", "max_open_positions", "BTCUSD"],
+        ),
         ("/logs 5", &["<b>Last 5 events</b>"]),
         ("/health", &["<b>Health</b>", "events verified"]),
         ("/version", &["<b>Version</b>", env!("CARGO_PKG_VERSION")]),
@@ -330,7 +362,10 @@ async fn every_command_is_registered_listed_and_answered() {
     // /pause BTCUSD: no new entries on it, recorded and shown
     let n = fake.sent().len();
     fake.message(CHAT, "/pause btcusd");
-    reply(&host, &fake, n, "to /pause", |t| t.contains("BTCUSD: no new entries")).await;
+    reply(&host, &fake, n, "to /pause", |t| {
+        t.contains("BTCUSD: no new entries")
+    })
+    .await;
     let paused = api_get(&host, "/api/v1/events?kind=pause_symbol").await;
     assert_eq!(paused["events"][0]["symbol"], "BTCUSD", "{paused}");
     assert_eq!(paused["events"][0]["detail"]["by"], "telegram", "{paused}");
@@ -338,18 +373,31 @@ async fn every_command_is_registered_listed_and_answered() {
     assert_eq!(st["paused_symbols"], json!(["BTCUSD"]), "{st}");
     let n = fake.sent().len();
     fake.message(CHAT, "/count");
-    reply(&host, &fake, n, "to /count while paused", |t| t.contains("Paused symbols: BTCUSD")).await;
+    reply(&host, &fake, n, "to /count while paused", |t| {
+        t.contains("Paused symbols: BTCUSD")
+    })
+    .await;
     // the same through the CLI (control socket): already paused
     let out = tokio::task::block_in_place(|| host.cli(&["pause", "BTCUSD"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("paused already"));
     // a symbol the host does not trade is refused
     let n = fake.sent().len();
     fake.message(CHAT, "/pause DOGEUSD");
-    reply(&host, &fake, n, "to /pause DOGEUSD", |t| t.contains("not a configured symbol")).await;
+    reply(&host, &fake, n, "to /pause DOGEUSD", |t| {
+        t.contains("not a configured symbol")
+    })
+    .await;
     let n = fake.sent().len();
     fake.message(CHAT, "/resume BTCUSD");
-    reply(&host, &fake, n, "to /resume BTCUSD", |t| t.contains("entries allowed again")).await;
+    reply(&host, &fake, n, "to /resume BTCUSD", |t| {
+        t.contains("entries allowed again")
+    })
+    .await;
     let resumed = api_get(&host, "/api/v1/events?kind=resume_symbol").await;
     assert_eq!(resumed["events"][0]["detail"]["changed"], true, "{resumed}");
     let st = api_get(&host, "/api/v1/status").await;
@@ -368,7 +416,10 @@ async fn every_command_is_registered_listed_and_answered() {
     }
     let n = fake.sent().len();
     fake.message(CHAT, "/forceexit");
-    reply(&host, &fake, n, "to /forceexit without a symbol", |t| t.contains("Usage")).await;
+    reply(&host, &fake, n, "to /forceexit without a symbol", |t| {
+        t.contains("Usage")
+    })
+    .await;
 
     // /stopentry halts like /halt
     let n = fake.sent().len();

@@ -769,14 +769,12 @@ pub enum Sent {
 /// A sent order: its client id and how the send ended.
 pub type SendOutcome = (String, Sent);
 
-
 /// What one booking did.
 #[derive(Debug, Default)]
 pub struct Booked {
     pub events: Vec<EngineEvent>,
     pub external: Vec<ExternalFill>,
 }
-
 
 fn record_external(
     conn: &Connection,

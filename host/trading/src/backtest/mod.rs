@@ -326,7 +326,10 @@ pub struct BacktestReport {
     /// expectancy ratio, exposure (`trading_core::report`).
     pub extras: trading_core::report::ReportExtras,
     /// Results per day, week or month, as asked (`--breakdown`).
-    pub breakdown: Vec<(trading_core::report::Breakdown, Vec<trading_core::report::PeriodRow>)>,
+    pub breakdown: Vec<(
+        trading_core::report::Breakdown,
+        Vec<trading_core::report::PeriodRow>,
+    )>,
 }
 
 impl BacktestReport {

@@ -229,12 +229,14 @@ pub fn summary(r: &BacktestReport) -> String {
             "Best / worst day",
             format!(
                 "{} / {}",
-                x.best_day
-                    .as_ref()
-                    .map_or_else(|| DASH.to_string(), |d| format!("{} {}", d.period, money(d.pnl))),
-                x.worst_day
-                    .as_ref()
-                    .map_or_else(|| DASH.to_string(), |d| format!("{} {}", d.period, money(d.pnl)))
+                x.best_day.as_ref().map_or_else(
+                    || DASH.to_string(),
+                    |d| format!("{} {}", d.period, money(d.pnl))
+                ),
+                x.worst_day.as_ref().map_or_else(
+                    || DASH.to_string(),
+                    |d| format!("{} {}", d.period, money(d.pnl))
+                )
             ),
         ),
         (
@@ -253,7 +255,8 @@ pub fn summary(r: &BacktestReport) -> String {
                         format_ts(d.trough_at),
                         duration(d.duration_secs),
                         match (d.recovered_at, d.recovery_secs) {
-                            (Some(t), Some(s)) => format!("recovered {} after {}", format_ts(t), duration(s)),
+                            (Some(t), Some(s)) =>
+                                format!("recovered {} after {}", format_ts(t), duration(s)),
                             _ => "not recovered".to_string(),
                         }
                     )
@@ -261,7 +264,10 @@ pub fn summary(r: &BacktestReport) -> String {
             ),
         ),
         ("Expectancy ratio", opt(x.expectancy_ratio, 3, "")),
-        ("Exposure", opt(x.exposure.map(|e| e * 100.0), 1, "% of the time")),
+        (
+            "Exposure",
+            opt(x.exposure.map(|e| e * 100.0), 1, "% of the time"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_string(), v])
