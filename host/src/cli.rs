@@ -80,8 +80,13 @@ pub(crate) enum Cmd {
     Rollback,
     /// Halt new entries on the running host (exits still run) until `host resume`.
     Halt,
-    /// Clear halts and the kill switch on the running host.
-    Resume,
+    /// Clear halts and the kill switch on the running host; with a symbol,
+    /// allow entries on that paused symbol again instead.
+    Resume { symbol: Option<String> },
+    /// Close SYMBOL's position at market on the next bar (paper mode).
+    ForceExit { symbol: String },
+    /// No new entries on SYMBOL (exits, stops and targets still run) until `host resume SYMBOL`.
+    Pause { symbol: String },
     /// Kill switch: cancel every order, close every position at market, refuse all signals.
     Kill {
         /// Confirm (the kill switch closes every position).
@@ -234,6 +239,9 @@ pub(crate) struct BacktestArgs {
     /// Write report.json, trades.csv and equity.svg here.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// Results per period in the report: day, week or month; repeatable.
+    #[arg(long, value_parser = parse_breakdown)]
+    pub(crate) breakdown: Vec<trading_core::report::Breakdown>,
     /// Also run K walk-forward folds (70% in-sample, 30% out-of-sample each).
     #[arg(long, value_name = "K")]
     pub(crate) walk_forward: Option<usize>,
@@ -247,7 +255,12 @@ pub(crate) enum AuditCmd {
     Verify,
 }
 
-pub(crate) fn parse_param(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_breakdown(s: &str) -> Result<trading_core::report::Breakdown, String> {
+    trading_core::report::Breakdown::parse(s)
+        .ok_or_else(|| format!("{s:?}: expected day, week or month"))
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .ok_or_else(|| format!("{s:?} is not key=value"))

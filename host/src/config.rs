@@ -86,6 +86,9 @@ pub struct Safety {
     /// before it runs without them (their entries refused), seconds of the clock.
     #[serde(default = "Safety::default_grace")]
     pub bar_grace_secs: u32,
+    /// A `heartbeat` event every this many minutes of wall time (0: off).
+    #[serde(default = "Safety::default_heartbeat")]
+    pub heartbeat_minutes: u32,
 }
 
 impl Safety {
@@ -98,6 +101,9 @@ impl Safety {
     fn default_grace() -> u32 {
         90
     }
+    fn default_heartbeat() -> u32 {
+        60
+    }
 }
 
 impl Default for Safety {
@@ -106,6 +112,7 @@ impl Default for Safety {
             dead_man_minutes: Safety::default_dead_man(),
             stale_data_minutes: Safety::default_stale(),
             bar_grace_secs: Safety::default_grace(),
+            heartbeat_minutes: Safety::default_heartbeat(),
         }
     }
 }

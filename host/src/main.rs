@@ -87,9 +87,32 @@ fn real_main() -> Result<()> {
                 by: Some("cli".into()),
             },
         ),
-        Cmd::Resume => command(
+        Cmd::Resume { symbol: None } => command(
             &paths,
             Request::Resume {
+                by: Some("cli".into()),
+            },
+        ),
+        Cmd::Resume {
+            symbol: Some(symbol),
+        } => command(
+            &paths,
+            Request::ResumeSymbol {
+                symbol,
+                by: Some("cli".into()),
+            },
+        ),
+        Cmd::ForceExit { symbol } => command(
+            &paths,
+            Request::ForceExit {
+                symbol,
+                by: Some("cli".into()),
+            },
+        ),
+        Cmd::Pause { symbol } => command(
+            &paths,
+            Request::PauseSymbol {
+                symbol,
                 by: Some("cli".into()),
             },
         ),

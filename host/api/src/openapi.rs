@@ -468,6 +468,24 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/v1/karma",
+        "get",
+        get_op(
+            "The karma scorecard: hit rate, P&L and confidence calibration (reliability bins, Brier) per strategy version, tag, symbol and intent",
+            vec![],
+            t("object"),
+        ),
+    );
+    add(
+        "/api/v1/counterfactuals",
+        "get",
+        get_op(
+            "Refused entries followed to their would-be exits, newest first, and what the limits cost or saved",
+            vec![param("limit", limit(1000, 100), "at most this many")],
+            t("object"),
+        ),
+    );
+    add(
         "/api/v1/symbols",
         "get",
         get_op(

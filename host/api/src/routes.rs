@@ -83,6 +83,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/performance/daily", get(perf_daily))
         .route("/api/v1/performance/symbols", get(perf_symbols))
         .route("/api/v1/truth", get(truth))
+        .route("/api/v1/karma", get(karma))
+        .route("/api/v1/counterfactuals", get(counterfactuals))
         .route("/api/v1/strategy", get(strategy))
         .route("/api/v1/ai/decisions", get(ai_decisions))
         .route("/api/v1/config", get(config))
@@ -259,6 +261,7 @@ fn body_object(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<Stri
 }
 
 use host_store::db::decimal as dec;
+pub(crate) use host_store::events::EventKind;
 pub(crate) use host_store::queries::{
     ai_decisions_json, query_events, recent_trades, versions, EventFilter,
 };
@@ -305,6 +308,36 @@ async fn status(State(s): S) -> ApiResult {
     let h = s.handle.clone();
     let st = blocking(move || h.status().map_err(host_err)).await?;
     ok(serde_json::to_value(st).map_err(db_err)?)
+}
+
+/// The karma scorecard (seed 002) of the running mode.
+async fn karma(State(s): S) -> ApiResult {
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let mode = format!("{:?}", st.mode).to_lowercase();
+        let card = host_store::queries::scorecard(&c, &mode).map_err(db_err)?;
+        ok(json!({ "mode": mode, "scorecard": card }))
+    })
+    .await
+}
+
+/// The refused entries followed to their would-be exits (seed 004), newest
+/// first, and what the limits cost or saved.
+async fn counterfactuals(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::parse(q.as_deref(), &["limit"])?;
+    let limit = q.int("limit", 1, 1000)?.unwrap_or(100);
+    let h = s.handle.clone();
+    blocking(move || {
+        let st = h.status().map_err(host_err)?;
+        let c = h.read_db().map_err(db_err)?;
+        let mode = format!("{:?}", st.mode).to_lowercase();
+        let report = host_store::shadow_db::report(&c, &mode).map_err(db_err)?;
+        let rows = host_store::shadow_db::rows(&c, &mode, limit).map_err(db_err)?;
+        ok(json!({ "mode": mode, "verdict": report.verdict(), "report": report, "counterfactuals": rows }))
+    })
+    .await
 }
 
 async fn positions(State(s): S) -> ApiResult {
@@ -376,12 +409,25 @@ async fn events(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
     )?;
     let f = EventFilter {
         symbol: q.symbol()?,
-        kinds: kind.map(|k| {
-            k.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        }),
+        kinds: kind
+            .map(|k| {
+                k.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        EventKind::parse(s).ok_or_else(|| {
+                            bad(format!(
+                                "kind: {s:?} is not an event kind (one of {})",
+                                EventKind::ALL
+                                    .iter()
+                                    .map(|k| k.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?,
         since: q.int("since", 0, i64::MAX)?,
         from: q.time("from")?,
         to: q.time("to")?,
@@ -887,11 +933,10 @@ async fn toggle_symbol(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    use host_control::socket::SymbolToggle;
     body_object(&headers, &body)?;
-    let toggle = match action.as_str() {
-        "pause" => SymbolToggle::Pause,
-        "resume" => SymbolToggle::Resume,
+    let pause = match action.as_str() {
+        "pause" => true,
+        "resume" => false,
         other => {
             return Err(Fail(
                 StatusCode::NOT_FOUND,
@@ -908,10 +953,8 @@ async fn toggle_symbol(
     }
     let h = s.handle.clone();
     let sym = symbol.clone();
-    let changed = blocking(move || h.toggle_symbol(&sym, toggle, "api").map_err(host_err)).await?;
-    ok(
-        json!({ "ok": true, "changed": changed, "symbol": symbol, "paused": toggle == SymbolToggle::Pause }),
-    )
+    let changed = blocking(move || h.toggle_symbol(&sym, pause, "api").map_err(host_err)).await?;
+    ok(json!({ "ok": true, "changed": changed, "symbol": symbol, "paused": pause }))
 }
 
 #[cfg(test)]

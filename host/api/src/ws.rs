@@ -9,44 +9,59 @@ use super::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use host_store::events::Event;
+use host_store::events::{Event, EventKind};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The channels and the event kinds each carries (`events` carries all).
-pub const CHANNELS: &[(&str, &[&str])] = &[
-    ("fills", &["fill"]),
+pub const CHANNELS: &[(&str, &[EventKind])] = &[
+    ("fills", &[EventKind::Fill]),
     (
         "positions",
-        &["fill", "position_closed", "kill", "reconcile"],
+        &[
+            EventKind::Fill,
+            EventKind::PositionClosed,
+            EventKind::Kill,
+            EventKind::Reconcile,
+        ],
     ),
-    ("orders", &["order", "order_cancelled", "order_expired"]),
+    (
+        "orders",
+        &[
+            EventKind::Order,
+            EventKind::OrderCancelled,
+            EventKind::OrderExpired,
+        ],
+    ),
     (
         "risk",
         &[
-            "risk_decision",
-            "counterfactual",
-            "halted",
-            "halt",
-            "resume",
-            "kill",
-            "alert",
-            "stale_data",
+            EventKind::RiskDecision,
+            EventKind::Counterfactual,
+            EventKind::Halted,
+            EventKind::Halt,
+            EventKind::Resume,
+            EventKind::Kill,
+            EventKind::Alert,
+            EventKind::StaleData,
+            EventKind::PauseSymbol,
+            EventKind::ResumeSymbol,
+            EventKind::RegimeChange,
         ],
     ),
     (
         "strategy",
         &[
-            "deploy",
-            "deploy_failed",
-            "rollback",
-            "module_error",
-            "strategy_paused",
-            "tuning_trigger",
-            "orchestrator_run",
-            "review",
+            EventKind::Deploy,
+            EventKind::DeployFailed,
+            EventKind::ModuleError,
+            EventKind::StrategyPaused,
+            EventKind::TuningTrigger,
+            EventKind::OrchestratorRun,
+            EventKind::ReviewStarted,
+            EventKind::ConfigChange,
         ],
     ),
     ("events", &[]),
@@ -55,7 +70,8 @@ pub const CHANNELS: &[(&str, &[&str])] = &[
 /// The subscribed channel an event is delivered on, if any.
 pub fn channel_of(ev: &Event, subs: &BTreeSet<String>) -> Option<&'static str> {
     CHANNELS.iter().find_map(|(name, kinds)| {
-        let hit = subs.contains(*name) && (kinds.is_empty() || kinds.contains(&ev.kind.as_str()));
+        let hit = subs.contains(*name)
+            && (kinds.is_empty() || ev.kind().is_some_and(|k| kinds.contains(&k)));
         hit.then_some(*name)
     })
 }
@@ -332,15 +348,26 @@ async fn handle_op(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use host_store::events::Payload;
 
     #[test]
     fn channels_route_event_kinds() {
-        let ev = |k: &str| Event {
-            seq: 1,
-            ts: 0,
-            kind: k.into(),
-            symbol: None,
-            detail: Value::Null,
+        let ev = |kind: &str| {
+            let detail = match kind {
+                "fill" => {
+                    r#"{"order_id":1,"fill":{"symbol":"X","qty":"1","price":"1","fee":"0","time":0,"kind":{"side":"sell","reason":"signal"}},"clipped_from":null}"#
+                }
+                "halt" => r#"{"by":"api","reason":"manual","newly":true}"#,
+                _ => r#"{"version":1,"previous":null}"#,
+            };
+            let payload = Payload::decode(kind, detail);
+            assert!(payload.kind().is_some(), "{kind}: {payload:?}");
+            Event {
+                seq: 1,
+                ts: 0,
+                symbol: None,
+                payload,
+            }
         };
         let subs: BTreeSet<String> = ["fills".to_string(), "risk".to_string()].into();
         assert_eq!(channel_of(&ev("fill"), &subs), Some("fills"));

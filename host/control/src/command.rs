@@ -2,7 +2,7 @@
 //! the bot, the drop folder and the orchestrator becomes one [`Command`] with
 //! a reply channel, applied between two bars.
 
-use crate::socket::{RecordKind, SymbolToggle};
+use crate::socket::Recordable;
 use crate::{DeployOutcome, KillOutcome, Prepared, Status};
 use std::sync::mpsc::Sender;
 
@@ -28,8 +28,7 @@ pub enum Command {
     /// Append an event of a recordable kind on behalf of the bot or a
     /// control client (e.g. an ignored stranger). Replies with its sequence.
     Record {
-        kind: RecordKind,
-        detail: serde_json::Value,
+        event: Recordable,
         reply: Sender<Option<i64>>,
     },
     /// Record a manual tuning trigger for the orchestrator. Replies with the
@@ -40,14 +39,20 @@ pub enum Command {
         reason: String,
         reply: Sender<Result<Option<i64>, crate::socket::Refusal>>,
     },
-    /// Stop (`Pause`) or allow again (`Resume`) new entries on one
-    /// configured symbol; exits still run. Recorded as an event. Replies
-    /// whether the symbol's state changed, or why it was refused.
-    Symbol {
+    /// Pause (`pause`) or resume entries on one symbol; exits still run.
+    /// Replies whether its state changed.
+    ToggleSymbol {
         symbol: String,
-        toggle: SymbolToggle,
         by: String,
-        reply: Sender<Result<bool, String>>,
+        pause: bool,
+        reply: Sender<bool>,
+    },
+    /// Close one position at market (paper mode; live refuses). Replies the
+    /// quantity queued, None when there is no position.
+    ForceExit {
+        symbol: String,
+        by: String,
+        reply: Sender<Result<Option<rust_decimal::Decimal>, String>>,
     },
     Shutdown,
 }

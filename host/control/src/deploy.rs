@@ -156,9 +156,15 @@ pub fn deploy_offline(
     events::append(
         &conn,
         now,
-        "deploy",
         None,
-        &serde_json::json!({ "version": version, "previous": previous, "offline": true }),
+        &events::Payload::Deploy(host_store::payloads::Deploy {
+            version,
+            previous,
+            hash: Some(p.info().hash.clone()),
+            origin: Some(p.origin.clone()),
+            first_scan: None,
+            offline: true,
+        }),
     )?;
     let scans: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM scan_results", [], |r| {
         r.get(0)

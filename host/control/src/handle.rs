@@ -2,9 +2,7 @@
 //! the scan loop (through the same [`control::answer`] the control socket
 //! uses), the live event stream, and read-only database connections.
 
-use crate::socket::{
-    self as control, ControlContext, RecordKind, Refusal, Reply, Request, SymbolToggle,
-};
+use crate::socket::{self as control, ControlContext, Recordable, Refusal, Reply, Request};
 use crate::{DeployOutcome, KillOutcome, Paths, Status};
 use host_store::events::{Bus, Event};
 use host_trading::risk_file::RiskFile;
@@ -102,20 +100,31 @@ impl HostHandle {
         }
     }
 
-    /// Stops (`Pause`) or allows again (`Resume`) new entries on `symbol`;
-    /// true when its state changed. An unconfigured symbol is refused.
-    pub fn toggle_symbol(
+    /// Pauses (`pause`) or resumes entries on `symbol`; true when its state changed.
+    pub fn toggle_symbol(&self, symbol: &str, pause: bool, by: &str) -> Result<bool, HandleError> {
+        let (symbol, by) = (symbol.to_string(), Some(by.to_string()));
+        let req = if pause {
+            Request::PauseSymbol { symbol, by }
+        } else {
+            Request::ResumeSymbol { symbol, by }
+        };
+        match self.ask(req) {
+            Reply::SymbolToggled { changed, .. } => Ok(changed),
+            r => Err(refused(r)),
+        }
+    }
+
+    /// Closes `symbol`'s position at market; the quantity queued (None: no position).
+    pub fn force_exit(
         &self,
         symbol: &str,
-        toggle: SymbolToggle,
         by: &str,
-    ) -> Result<bool, HandleError> {
-        match self.ask(Request::Symbol {
+    ) -> Result<Option<rust_decimal::Decimal>, HandleError> {
+        match self.ask(Request::ForceExit {
             symbol: symbol.to_string(),
-            toggle,
             by: Some(by.to_string()),
         }) {
-            Reply::SymbolToggled { changed } => Ok(changed),
+            Reply::ForceExit { qty, .. } => Ok(qty),
             r => Err(refused(r)),
         }
     }
@@ -133,12 +142,8 @@ impl HostHandle {
 
     /// Appends an event to the host's hash-chained log (through the scan loop,
     /// so the chain stays whole); returns its sequence.
-    pub fn record_event(
-        &self,
-        kind: RecordKind,
-        detail: serde_json::Value,
-    ) -> Result<Option<i64>, HandleError> {
-        match self.ask(Request::Record { kind, detail }) {
+    pub fn record_event(&self, event: Recordable) -> Result<Option<i64>, HandleError> {
+        match control::record(&self.ctx, event) {
             Reply::Recorded { seq } => Ok(seq),
             r => Err(refused(r)),
         }

@@ -66,21 +66,45 @@ impl std::fmt::Display for RecordKind {
     }
 }
 
-/// Entries on one symbol stopped or allowed again (seed 000's
-/// PAUSE_SYMBOL / RESUME_SYMBOL). The one place its event kinds are named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SymbolToggle {
-    Pause,
-    Resume,
+/// An event a control client may append: a [`RecordKind`] with its typed payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recordable {
+    TelegramUnauthorized(host_store::payloads::TelegramUnauthorized),
 }
 
-impl SymbolToggle {
-    /// The event kind written to the log.
-    pub fn event_kind(self) -> &'static str {
+impl Recordable {
+    pub fn kind(&self) -> RecordKind {
         match self {
-            SymbolToggle::Pause => "pause_symbol",
-            SymbolToggle::Resume => "resume_symbol",
+            Recordable::TelegramUnauthorized(_) => RecordKind::TelegramUnauthorized,
+        }
+    }
+
+    /// The wire's `detail` read as `kind`'s payload.
+    pub fn decode(kind: RecordKind, detail: &serde_json::Value) -> Result<Recordable, Refusal> {
+        let bad = |e: serde_json::Error| Refusal::BadRequest {
+            message: format!("{kind} detail: {e}"),
+        };
+        match kind {
+            RecordKind::TelegramUnauthorized => serde_json::from_value(detail.clone())
+                .map(Recordable::TelegramUnauthorized)
+                .map_err(bad),
+        }
+    }
+
+    /// The event appended to the log.
+    pub fn into_payload(self) -> host_store::events::Payload {
+        match self {
+            Recordable::TelegramUnauthorized(t) => {
+                host_store::events::Payload::TelegramUnauthorized(t)
+            }
+        }
+    }
+
+    fn detail_bytes(&self) -> usize {
+        match self {
+            Recordable::TelegramUnauthorized(t) => {
+                serde_json::to_string(t).map_or(usize::MAX, |s| s.len())
+            }
         }
     }
 }
@@ -117,16 +141,30 @@ pub enum Request {
         by: Option<String>,
         reason: String,
     },
+    /// No new entries on `symbol` (exits still run) until resumed.
+    #[serde(rename = "pause_symbol")]
+    PauseSymbol {
+        symbol: String,
+        by: Option<String>,
+    },
+    /// Close `symbol`'s position at market now (paper mode).
+    #[serde(rename = "force_exit")]
+    ForceExit {
+        symbol: String,
+        by: Option<String>,
+    },
+    /// Entries on `symbol` allowed again.
+    #[serde(rename = "resume_symbol")]
+    ResumeSymbol {
+        symbol: String,
+        by: Option<String>,
+    },
     /// Append an event of a recordable kind (the bot: a message it ignored).
+    /// `detail` is the wire's JSON: [`answer`] reads it into the kind's type
+    /// ([`Recordable`]) or refuses it; nothing untyped reaches the scan loop.
     Record {
         kind: RecordKind,
         detail: serde_json::Value,
-    },
-    /// Pause or resume entries on one symbol.
-    Symbol {
-        symbol: String,
-        toggle: SymbolToggle,
-        by: Option<String>,
     },
     Shutdown,
 }
@@ -144,6 +182,9 @@ pub enum Refusal {
     /// A recorded detail over [`MAX_RECORD_DETAIL_BYTES`].
     #[error("the detail to record is {bytes} bytes, more than {max}")]
     DetailTooLarge { bytes: usize, max: usize },
+    /// A symbol the host does not trade.
+    #[error("{symbol:?} is not a configured symbol (configured: {configured})")]
+    UnknownSymbol { symbol: String, configured: String },
     /// Not a request (bad JSON, unknown command, wrong field types).
     #[error("bad request: {message}")]
     BadRequest { message: String },
@@ -173,10 +214,6 @@ pub enum Refusal {
 pub enum Reply {
     Status(Box<Status>),
     Deployed(DeployOutcome),
-    /// Pause or resume of a symbol: whether its state changed.
-    SymbolToggled {
-        changed: bool,
-    },
     /// Halt: whether entries were newly halted.
     Halted {
         newly: bool,
@@ -186,6 +223,19 @@ pub enum Reply {
         cleared: bool,
     },
     Killed(KillOutcome),
+    /// Pause or resume a symbol: its state now, and whether it changed.
+    #[serde(rename = "symbol_toggled")]
+    SymbolToggled {
+        symbol: String,
+        paused: bool,
+        changed: bool,
+    },
+    /// Force exit: the quantity queued to close (None: no position).
+    #[serde(rename = "force_exit")]
+    ForceExit {
+        symbol: String,
+        qty: Option<rust_decimal::Decimal>,
+    },
     /// Review or record: the appended event's sequence.
     Recorded {
         seq: Option<i64>,
@@ -549,7 +599,31 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
                 Err(refusal) => Reply::Refused(refusal),
             },
         ),
+        Request::PauseSymbol { symbol, by } => toggle(ctx, symbol, by, true),
+        Request::ResumeSymbol { symbol, by } => toggle(ctx, symbol, by, false),
+        Request::ForceExit { symbol, by } => {
+            if !ctx.symbols.contains(&symbol) {
+                return Reply::Refused(Refusal::UnknownSymbol {
+                    symbol: symbol.chars().take(32).collect(),
+                    configured: ctx.symbols.join(", "),
+                });
+            }
+            let s = symbol.clone();
+            ask(
+                ctx,
+                |reply| Command::ForceExit {
+                    symbol: s,
+                    by: by.unwrap_or_else(|| "cli".into()),
+                    reply,
+                },
+                |r: Result<Option<rust_decimal::Decimal>, String>| match r {
+                    Ok(qty) => Reply::ForceExit { symbol, qty },
+                    Err(message) => Reply::Error { message },
+                },
+            )
+        }
         Request::Record { kind, detail } => {
+            // the wire's detail is checked for size before it is read
             let bytes = detail.to_string().len();
             if bytes > MAX_RECORD_DETAIL_BYTES {
                 return Reply::Refused(Refusal::DetailTooLarge {
@@ -557,34 +631,59 @@ pub fn answer(ctx: &ControlContext, req: Request) -> Reply {
                     max: MAX_RECORD_DETAIL_BYTES,
                 });
             }
-            ask(
-                ctx,
-                |reply| Command::Record {
-                    kind,
-                    detail,
-                    reply,
-                },
-                |seq| Reply::Recorded { seq },
-            )
+            match Recordable::decode(kind, &detail) {
+                Ok(event) => record(ctx, event),
+                Err(r) => Reply::Refused(r),
+            }
         }
-        Request::Symbol { symbol, toggle, by } => ask(
-            ctx,
-            |reply| Command::Symbol {
-                symbol,
-                toggle,
-                by: by.unwrap_or_else(|| "cli".into()),
-                reply,
-            },
-            |r| match r {
-                Ok(changed) => Reply::SymbolToggled { changed },
-                Err(message) => Reply::Error { message },
-            },
-        ),
         Request::Shutdown => {
             let _ = ctx.commands.send(Command::Shutdown);
             Reply::Ok
         }
     }
+}
+
+/// Pauses (`pause`) or resumes entries on a configured symbol.
+fn toggle(ctx: &ControlContext, symbol: String, by: Option<String>, pause: bool) -> Reply {
+    if !ctx.symbols.contains(&symbol) {
+        return Reply::Refused(Refusal::UnknownSymbol {
+            symbol: symbol.chars().take(32).collect(),
+            configured: ctx.symbols.join(", "),
+        });
+    }
+    let by = by.unwrap_or_else(|| "cli".into());
+    let s = symbol.clone();
+    ask(
+        ctx,
+        |reply| Command::ToggleSymbol {
+            symbol: s,
+            by,
+            pause,
+            reply,
+        },
+        |changed| Reply::SymbolToggled {
+            symbol,
+            paused: pause,
+            changed,
+        },
+    )
+}
+
+/// Appends a recordable event through the scan loop (the socket's `record`
+/// and [`crate::handle::HostHandle::record_event`] share this).
+pub fn record(ctx: &ControlContext, event: Recordable) -> Reply {
+    let bytes = event.detail_bytes();
+    if bytes > MAX_RECORD_DETAIL_BYTES {
+        return Reply::Refused(Refusal::DetailTooLarge {
+            bytes,
+            max: MAX_RECORD_DETAIL_BYTES,
+        });
+    }
+    ask(
+        ctx,
+        |reply| Command::Record { event, reply },
+        |seq| Reply::Recorded { seq },
+    )
 }
 
 /// Sends a command built around a reply channel and waits for its answer.

@@ -112,12 +112,12 @@ pub struct Status {
     pub drawdown_pct: Decimal,
     pub positions: Vec<PositionStatus>,
     pub open_orders: usize,
+    /// Symbols paused by a person (no new entries; exits still run).
+    #[serde(default)]
+    pub paused_symbols: Vec<String>,
     pub closed_trades: usize,
     pub halt: Option<String>,
     pub killed: bool,
-    /// Symbols whose new entries are paused (PAUSE_SYMBOL), sorted.
-    #[serde(default)]
-    pub paused_symbols: Vec<String>,
     pub limits: RiskFile,
     /// A running host's health (None for a stored account).
     #[serde(default)]
@@ -127,10 +127,5 @@ pub struct Status {
     pub shadows: Vec<ShadowStatus>,
 }
 
-/// What the kill switch did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KillOutcome {
-    pub cancelled_orders: usize,
-    /// Positions whose market close is queued for the next bar.
-    pub closing: Vec<String>,
-}
+/// What the kill switch did (the `kill` event's own type).
+pub use host_store::payloads::KillOutcome;

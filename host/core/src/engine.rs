@@ -12,10 +12,10 @@ use crate::portfolio::{CloseReason, ClosedTrade, Fill, FillKind, LedgerError, Or
 use crate::risk::{
     Clip, ClipReason, Counterfactual, Decision, HaltReason, OrderRequest, Pending, PortfolioState, Refusal, RiskManager,
 };
-use crate::types::{Action, Candle, Signal};
+use crate::types::{Action, Candle, OrderType, Signal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// Venue settings.
@@ -53,7 +53,7 @@ pub struct FillRecord {
 }
 
 /// Why a pending order was dropped without a fill.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum CancelReason {
     Halted(HaltReason),
@@ -114,6 +114,9 @@ pub struct Engine {
     /// is opened on a price that old (exits still go through); set before each scan.
     #[serde(skip)]
     stale: Vec<String>,
+    /// Symbols a person paused: no new entry (exits still run); set by the caller.
+    #[serde(skip)]
+    paused: BTreeSet<String>,
 }
 
 enum Attempt {
@@ -133,6 +136,7 @@ impl Engine {
             last_bar: BTreeMap::new(),
             resting: Vec::new(),
             stale: Vec::new(),
+            paused: BTreeSet::new(),
         })
     }
 
@@ -147,6 +151,7 @@ impl Engine {
             last_bar: self.last_bar.clone(),
             resting: self.resting.clone(),
             stale: self.stale.clone(),
+            paused: self.paused.clone(),
         }
     }
 
@@ -160,6 +165,16 @@ impl Engine {
     /// on them are refused ([`Refusal::StaleData`]).
     pub fn set_stale(&mut self, symbols: Vec<String>) {
         self.stale = symbols;
+    }
+
+    /// The symbols paused by a person: entries on them are refused
+    /// ([`Refusal::SymbolPaused`]); exits, stops and targets still run.
+    pub fn set_paused_symbols(&mut self, symbols: BTreeSet<String>) {
+        self.paused = symbols;
+    }
+
+    pub fn paused_symbols(&self) -> &BTreeSet<String> {
+        &self.paused
     }
 
     pub fn portfolio(&self) -> &Portfolio {
@@ -219,6 +234,10 @@ impl Engine {
             };
             if s.action == Action::Buy && self.stale.contains(&s.symbol) {
                 out.push(Decision::Refused(Refusal::StaleData(s.symbol.clone())));
+                continue;
+            }
+            if s.action == Action::Buy && self.paused.contains(&s.symbol) {
+                out.push(Decision::Refused(Refusal::SymbolPaused(s.symbol.clone())));
                 continue;
             }
             let pending = self.pending_summary();
@@ -326,6 +345,44 @@ impl Engine {
             self.next_id += 1;
         }
         events
+    }
+
+    /// A person closes `symbol`'s position at market: its pending orders are
+    /// cancelled and one market close is queued (it fills on the next bar,
+    /// or at the venue). None when there is no position.
+    pub fn force_exit(&mut self, symbol: &str, now: i64) -> Option<(Vec<EngineEvent>, PendingOrder)> {
+        let p = self.portfolio.position(symbol)?;
+        let request = OrderRequest {
+            symbol: p.symbol.clone(),
+            action: Action::Close,
+            side: OrderSide::Sell,
+            order_type: OrderType::Market,
+            qty: p.qty,
+            trigger_price: None,
+            stop_loss: None,
+            take_profit: None,
+            intent: p.intent,
+            tag: p.tag.clone(),
+            decided_at: now,
+            decision_price: self.portfolio.mark_price(symbol).unwrap_or(p.avg_entry),
+            close_reason: CloseReason::ForceExit,
+            clipped_from: None,
+        };
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|o| o.request.symbol == symbol);
+        self.pending = kept;
+        let events = gone
+            .into_iter()
+            .map(|o| EngineEvent::OrderCancelled {
+                order_id: o.id,
+                symbol: o.request.symbol,
+                reason: CancelReason::ByCaller,
+            })
+            .collect();
+        let order = PendingOrder { id: self.next_id, request, bars_waited: 0 };
+        self.next_id += 1;
+        self.pending.push(order.clone());
+        Some((events, order))
     }
 
     /// Replaces the risk limits (the user edited risk_limits.toml); halts and
@@ -811,6 +868,27 @@ mod tests {
         assert_eq!(e, before);
         let d = e.submit(T0, &[sig("ZZZ", Action::Buy, 10.0)], &view(T0, &[("A", 10.0)]));
         assert_eq!(d[0], Decision::Refused(Refusal::UnknownSymbol("ZZZ".into())));
+    }
+
+    /// A paused symbol gets no new entry; its exits and the other symbols still trade.
+    #[test]
+    fn a_paused_symbol_refuses_entries_but_not_exits() {
+        let mut e = engine(dec!(0), dec!(0));
+        e.submit(T0, &[sig("A", Action::Buy, 10.0)], &view(T0, &[("A", 10.0), ("B", 5.0)]));
+        e.on_bar("A", &candle(T0, 10.0, 10.0, 10.0, 10.0)).unwrap();
+        assert!(e.portfolio().position("A").is_some());
+        e.set_paused_symbols(BTreeSet::from(["A".to_string()]));
+        let v = view(T0 + H, &[("A", 10.0), ("B", 5.0)]);
+        let d = e.submit(T0 + H, &[sig("A", Action::Buy, 10.0), sig("B", Action::Buy, 10.0)], &v);
+        assert_eq!(d[0], Decision::Refused(Refusal::SymbolPaused("A".into())));
+        assert!(d[1].is_approved(), "{:?}", d[1]);
+        let d = e.submit(T0 + H, &[sig("A", Action::Close, 100.0)], &v);
+        assert!(d[0].is_approved(), "exits still run: {:?}", d[0]);
+        // a force exit closes at market and cancels the symbol's pending orders
+        let (cancelled, order) = e.force_exit("A", T0 + H).unwrap();
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(order.request.close_reason, CloseReason::ForceExit);
+        assert!(e.force_exit("ZZZ", T0 + H).is_none());
     }
 
     #[test]

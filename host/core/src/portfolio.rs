@@ -35,16 +35,19 @@ pub enum CloseReason {
     Reconcile,
     /// A backtest ran out of data with the position still open.
     EndOfData,
+    /// A person closed it (`/forceexit`, `host exit`).
+    ForceExit,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 7] = [
         CloseReason::Signal,
         CloseReason::StopLoss,
         CloseReason::TakeProfit,
         CloseReason::Kill,
         CloseReason::Reconcile,
         CloseReason::EndOfData,
+        CloseReason::ForceExit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl CloseReason {
             CloseReason::Kill => "kill",
             CloseReason::Reconcile => "reconcile",
             CloseReason::EndOfData => "end_of_data",
+            CloseReason::ForceExit => "force_exit",
         }
     }
 }

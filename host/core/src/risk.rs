@@ -190,6 +190,8 @@ pub enum Refusal {
     UnknownSymbol(String),
     #[error("the newest bar of {0} is missing or stale: no entry on an old price")]
     StaleData(String),
+    #[error("{0} is paused: no new entry until it is resumed")]
+    SymbolPaused(String),
     #[error("{0} is not in the allowed symbols")]
     NotAllowed(String),
     #[error("market price must be positive")]
@@ -294,6 +296,13 @@ pub struct Counterfactual {
     /// Quantity the entry would have had (requested size, clipped to `max_trade_pct`).
     pub qty: Decimal,
     pub refusal: Refusal,
+    /// The signal's exits, tag, intent and confidence (to follow it, and score it).
+    pub stop_loss: Option<Decimal>,
+    pub take_profit: Option<Decimal>,
+    pub tag: String,
+    pub intent: Intent,
+    /// None when the signal's confidence is not a finite number.
+    pub confidence: Option<Decimal>,
 }
 
 /// Orders queued but not yet filled, as the risk manager must count them.
@@ -514,6 +523,11 @@ impl RiskManager {
                         price: parsed.price,
                         qty: size_qty(state.portfolio.equity(), pct, sizing),
                         refusal: refusal.clone(),
+                        stop_loss: parsed.stop_loss,
+                        take_profit: parsed.take_profit,
+                        tag: signal.tag.clone(),
+                        intent: signal.intent,
+                        confidence: money::to_decimal(signal.confidence).ok(),
                     });
                 }
                 Decision::Refused(refusal)

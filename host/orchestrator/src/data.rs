@@ -62,13 +62,16 @@ pub fn cycle_series(
 ) -> Result<(Vec<Series>, DataSource), OrchestratorError> {
     let mut out = Vec::new();
     let mut short = None;
+    // enough to develop on after the held-out window is set aside
+    let needed = MIN_BARS + o.holdout_bars;
     for sym in &market.symbols {
         let mut c = stored_hours(conn, sym, now)?;
         c.drain(..c.len().saturating_sub(o.history_bars));
-        if c.len() < MIN_BARS {
+        if c.len() < needed {
             short = Some(format!(
-                "the candle store has {} hourly bars of {sym} closed by the cycle's time (needs {MIN_BARS})",
-                c.len()
+                "the candle store has {} hourly bars of {sym} closed by the cycle's time (needs {needed}: {MIN_BARS} and the {} held out)",
+                c.len(),
+                o.holdout_bars
             ));
             break;
         }
@@ -85,9 +88,9 @@ pub fn cycle_series(
     for s in &mut series {
         let h = s.interval.secs();
         s.candles.retain(|c| c.ts + h <= now);
-        if s.candles.len() < MIN_BARS {
+        if s.candles.len() < needed {
             return Err(OrchestratorError::NoData(format!(
-                "{}: {} candles closed by the cycle's time",
+                "{}: {} candles closed by the cycle's time (needs {needed})",
                 s.symbol,
                 s.candles.len()
             )));
@@ -168,11 +171,24 @@ mod tests {
         };
         let o = OrchestratorSettings {
             history_bars: 120,
+            holdout_bars: 20,
             data: vec![],
             ..OrchestratorSettings::default()
         };
         let (s, src) = cycle_series(&conn, &market, &o, now).unwrap();
         assert_eq!((s[0].candles.len(), src), (120, DataSource::HostStore));
+        // regression (a running host's store had 201 hours, the cycle holds
+        // out 240): a store too short for the held-out window is not used
+        let o_long = OrchestratorSettings {
+            history_bars: 1_000,
+            holdout_bars: 100,
+            data: vec![],
+            ..OrchestratorSettings::default()
+        };
+        match cycle_series(&conn, &market, &o_long, now) {
+            Err(OrchestratorError::NoData(m)) => assert!(m.contains("no data file"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         // an empty store and no file: no data, said so
         let empty = host_store::db::open_in_memory().unwrap();
         assert!(matches!(

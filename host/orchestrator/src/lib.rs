@@ -472,6 +472,25 @@ pub fn run_analysis(
     run().unwrap_or_else(|e| serde_json::json!({ "error": e }))
 }
 
+/// The regime label of each symbol in a market-analysis report
+/// (`sections["symbol:<S>"].regime`), for `regime_change` events.
+pub fn regimes(market_report: &serde_json::Value) -> Vec<(String, String)> {
+    market_report["sections"]
+        .as_object()
+        .map(|sections| {
+            sections
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.strip_prefix("symbol:")?.to_string(),
+                        v["regime"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Shell-computed facts the orchestrator cannot change: recorded trades and
 /// scans, and the incumbent's backtest on the cycle's data.
 fn ground_truth(
@@ -821,6 +840,10 @@ pub fn run_cycle_with(
     // as of the development part's end: nothing of the held-out window reaches the model
     let market_report = run_analysis(&rt, &market_path, &opts.paths.db(), dev_end);
     let trade_report = run_analysis(&rt, &trade_path, &opts.paths.db(), dev_end);
+    // the regimes of the latest bars the model may see (the held-out days are not read)
+    if let Err(e) = host_store::regime_log::observe(conn, dev_end, &regimes(&market_report)) {
+        tracing::warn!("regimes not recorded: {e}");
+    }
     lap("analysis", &mut since);
 
     // 3. context
@@ -1161,9 +1184,12 @@ pub fn run_cycle_with(
     if let Err(e) = host_store::events::append(
         conn,
         now,
-        "orchestrator_run",
         None,
-        &serde_json::json!({ "run_id": run_id, "outcome": code, "decision": proposal.decision.as_str() }),
+        &host_store::events::Payload::OrchestratorRun(host_store::payloads::OrchestratorRun {
+            run_id: run_id.to_string(),
+            outcome: code.to_string(),
+            decision: proposal.decision.as_str().to_string(),
+        }),
     ) {
         tracing::warn!("event log: {e}");
     }
@@ -1526,9 +1552,15 @@ fn shadow_or_deploy(
         if let Err(e) = host_store::events::append(
             conn,
             opts.now.timestamp(),
-            host_store::selection::EVENT_SHADOW_STARTED,
             None,
-            &serde_json::json!({ "shadow_id": shadow_id, "run_id": run_id, "origin": origin, "days": o.shadow_days }),
+            &host_store::events::Payload::ShadowStarted(host_store::payloads::ShadowStarted {
+                shadow_id,
+                origin: origin.clone(),
+                run_id: Some(run_id.to_string()),
+                days: Some(o.shadow_days),
+                until: None,
+                picked_up: false,
+            }),
         ) {
             tracing::warn!("event log: {e}");
         }

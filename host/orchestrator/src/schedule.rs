@@ -287,39 +287,11 @@ fn conditions(state: &TriggerState, now: DateTime<Utc>) -> Vec<Trigger> {
     out
 }
 
-/// What the backtest promised for a deployed version.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Expected {
-    /// Backtest return per day, percent.
-    pub return_pct_per_day: f64,
-    pub max_drawdown_pct: f64,
-}
-
-/// How it has done since the deploy.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Live {
-    pub days: f64,
-    /// Trades closed since the deploy.
-    pub trades: u64,
-    pub return_pct: f64,
-    pub max_drawdown_pct: f64,
-}
-
-/// Why a version is rolled back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum RollbackReason {
-    TrailsBacktest {
-        expected_pct: f64,
-        live_pct: f64,
-        allowed_pct: f64,
-    },
-    DeeperDrawdown {
-        expected_pct: f64,
-        live_pct: f64,
-        allowed_pct: f64,
-    },
-}
+// What a deployed version promised, how it has done since, and why it is
+// rolled back: the types the `auto_rollback` event stores.
+pub use host_store::payloads::{
+    LiveRecord as Live, Promise as Expected, RollbackCause as RollbackReason,
+};
 
 /// Roll back when, after `min_days` or `min_trades` closed trades (0: days
 /// only), the live return trails the expectation's pro-rata return, or the

@@ -43,6 +43,7 @@ pub(crate) fn backtest(
     cfg.sandbox = settings.sandbox.clone();
     cfg.walk_forward = a.walk_forward;
     cfg.resume_after_hours = a.resume_after_hours;
+    cfg.breakdown = a.breakdown;
     cfg.progress = std::io::stderr().is_terminal();
     if !a.sweep.is_empty() {
         let sweeps = a

@@ -98,6 +98,20 @@ pub(crate) fn command(paths: &Paths, req: Request) -> Result<()> {
             println!("resumed: halts and the kill switch are cleared")
         }
         Some(Reply::Resumed { cleared: false }) => println!("nothing to resume"),
+        Some(Reply::SymbolToggled {
+            symbol,
+            paused,
+            changed,
+        }) => match (paused, changed) {
+            (true, true) => println!("{symbol} paused: no new entries; exits still run"),
+            (true, false) => println!("{symbol} was paused already"),
+            (false, true) => println!("{symbol} resumed: entries allowed again"),
+            (false, false) => println!("{symbol} was not paused"),
+        },
+        Some(Reply::ForceExit { symbol, qty }) => match qty {
+            Some(q) => println!("{symbol}: closing {q} at market on the next bar"),
+            None => println!("{symbol}: no open position"),
+        },
         Some(Reply::Killed(k)) => println!(
             "KILLED: cancelled {} orders; closing at market: {}",
             k.cancelled_orders,

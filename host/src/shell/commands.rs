@@ -11,7 +11,10 @@ impl Shell {
                 let r = self.swap(*p);
                 if let Err(e) = &r {
                     tracing::error!("deploy refused: {e}");
-                    self.event("deploy_failed", None, serde_json::json!({ "reason": e }));
+                    self.event(
+                        None,
+                        Payload::DeployFailed(ev::DeployFailed { reason: e.clone() }),
+                    );
                 }
                 let _ = reply.send(r);
             }
@@ -22,9 +25,12 @@ impl Shell {
                 let newly = self.trader.engine.halt_manually();
                 self.persist_account(&[], &[]);
                 self.event(
-                    "halt",
                     None,
-                    serde_json::json!({ "by": by, "reason": "manual", "newly": newly }),
+                    Payload::Halt(ev::Halt {
+                        by,
+                        reason: "manual".into(),
+                        newly,
+                    }),
                 );
                 let _ = reply.send(newly);
             }
@@ -35,12 +41,16 @@ impl Shell {
                 e.resume();
                 e.clear_kill();
                 self.persist_account(&[], &[]);
+                let cleared = was.is_some() || killed;
                 self.event(
-                    "resume",
                     None,
-                    serde_json::json!({ "by": by, "halt": was, "killed": killed }),
+                    Payload::Resume(ev::Resume {
+                        by,
+                        halt: was,
+                        killed,
+                    }),
                 );
-                let _ = reply.send(was.is_some() || killed);
+                let _ = reply.send(cleared);
             }
             Command::Kill { by, reply } => {
                 let now = self.now();
@@ -66,18 +76,16 @@ impl Shell {
                     self.persist_account(&events, &closing);
                 }
                 self.event(
-                    "kill",
                     None,
-                    serde_json::json!({ "by": by, "outcome": outcome }),
+                    Payload::Kill(ev::Kill {
+                        by,
+                        outcome: outcome.clone(),
+                    }),
                 );
                 let _ = reply.send(outcome);
             }
-            Command::Record {
-                kind,
-                detail,
-                reply,
-            } => {
-                let seq = self.event(kind.as_str(), None, detail);
+            Command::Record { event, reply } => {
+                let seq = self.event(None, event.into_payload());
                 let _ = reply.send(seq);
             }
             Command::TriggerReview { by, reason, reply } => {
@@ -88,60 +96,103 @@ impl Shell {
                 };
                 r.state.manual_requested = true;
                 let seq = self.event(
-                    "tuning_trigger",
                     None,
-                    serde_json::json!({ "kind": "manual", "by": by, "reason": reason }),
+                    Payload::TuningTrigger(ev::TuningTrigger {
+                        kind: "manual".into(),
+                        by,
+                        reason,
+                    }),
                 );
                 let _ = reply.send(Ok(seq));
                 // start it now, even when no bar or tick is coming (a replay that ended)
                 self.review_if_due();
             }
-            Command::Symbol {
+            Command::ToggleSymbol {
                 symbol,
-                toggle,
                 by,
+                pause,
                 reply,
             } => {
-                let _ = reply.send(self.toggle_symbol(&symbol, toggle, &by));
+                let changed = self.toggle_symbol(&symbol, by, pause);
+                let _ = reply.send(changed);
+            }
+            Command::ForceExit { symbol, by, reply } => {
+                let r = self.force_exit(&symbol, by);
+                let _ = reply.send(r);
             }
             Command::Shutdown => return false,
         }
         true
     }
 
-    /// PAUSE_SYMBOL / RESUME_SYMBOL: no new entries on a paused symbol
-    /// (the scan passes it to the engine with the stale ones); recorded as
-    /// an event when its state changes.
-    fn toggle_symbol(
-        &mut self,
-        symbol: &str,
-        toggle: host_control::socket::SymbolToggle,
-        by: &str,
-    ) -> Result<bool, String> {
-        use host_control::socket::SymbolToggle;
-        if !self.settings.symbols.iter().any(|s| s == symbol) {
-            return Err(format!("{symbol} is not a configured symbol"));
-        }
-        let changed = match toggle {
-            SymbolToggle::Pause => self.paused_symbols.insert(symbol.to_string()),
-            SymbolToggle::Resume => self.paused_symbols.remove(symbol),
+    /// Pauses (`pause`) or resumes entries on `symbol`, kept in the database
+    /// across restarts; exits, stops and targets still run. A change is
+    /// recorded as `pause_symbol` / `resume_symbol`. Returns whether the
+    /// state changed.
+    fn toggle_symbol(&mut self, symbol: &str, by: String, pause: bool) -> bool {
+        let mut set = self.trader.engine.paused_symbols().clone();
+        let changed = if pause {
+            set.insert(symbol.to_string())
+        } else {
+            set.remove(symbol)
         };
         if changed {
-            self.event(
-                toggle.event_kind(),
-                Some(symbol),
-                serde_json::json!({ "by": by }),
+            if let Err(e) = host_store::db::set_paused_symbols(&self.conn, &set) {
+                self.alert(format!(
+                    "{symbol}: the paused symbols were not saved, nothing changed: {e}"
+                ));
+                return false;
+            }
+            self.trader.engine.set_paused_symbols(set);
+        }
+        if changed {
+            let t = ev::SymbolToggle { by, changed };
+            let payload = if pause {
+                Payload::PauseSymbol(t)
+            } else {
+                Payload::ResumeSymbol(t)
+            };
+            self.event(Some(symbol), payload);
+        }
+        changed
+    }
+
+    /// Closes `symbol`'s position at market on the next bar (paper). Live
+    /// refuses: the venue's resting exits of the symbol would have to be
+    /// cancelled first, which the venue layer cannot yet do for one symbol.
+    fn force_exit(&mut self, symbol: &str, by: String) -> Result<Option<Decimal>, String> {
+        if self.live.is_some() {
+            return Err(
+                "force exit is not available in live mode yet: close it at the venue, or use /kill"
+                    .into(),
             );
         }
-        Ok(changed)
+        let now = self.now();
+        let Some((events, order)) = self.trader.engine.force_exit(symbol, now) else {
+            return Ok(None);
+        };
+        self.persist_account(&events, std::slice::from_ref(&order));
+        self.engine_events(&events);
+        let qty = order.request.qty;
+        self.event(
+            Some(symbol),
+            Payload::ForceExit(ev::ForceExit {
+                by,
+                qty,
+                order_id: order.id,
+            }),
+        );
+        self.event(Some(symbol), Payload::Order(order));
+        Ok(Some(qty))
     }
 
     pub(super) fn pause(&mut self, reason: String) {
         tracing::error!("strategy paused: {reason}");
         self.event(
-            "strategy_paused",
             None,
-            serde_json::json!({ "reason": reason }),
+            Payload::StrategyPaused(ev::StrategyPaused {
+                reason: reason.clone(),
+            }),
         );
         self.paused = Some(reason);
         self.active = None;
@@ -207,9 +258,15 @@ impl Shell {
         let origin = p.origin.clone();
         self.activate_prepared(version, p);
         self.event(
-            "deploy",
             None,
-            serde_json::json!({ "version": version, "previous": previous, "hash": hash, "origin": origin, "first_scan": self.scan_seq + 1 }),
+            Payload::Deploy(ev::Deploy {
+                version,
+                previous,
+                hash: Some(hash.clone()),
+                origin: Some(origin),
+                first_scan: Some(self.scan_seq + 1),
+                offline: false,
+            }),
         );
         tracing::info!(
             version,
@@ -241,7 +298,6 @@ impl Shell {
         s.shadows = self.shadow_status();
         s.clock = self.clock;
         s.health = Some(self.health());
-        s.paused_symbols = self.paused_symbols.iter().cloned().collect();
         s
     }
 
@@ -359,9 +415,11 @@ impl Shell {
         if let Some(v) = self.live.as_ref() {
             match v.cancel_open(&self.conn, self.clock, CancelScope::SuspendExits) {
                 Ok(n) if n > 0 => self.event(
-                    "orders_cancelled",
                     None,
-                    serde_json::json!({ "count": n, "why": "shutdown" }),
+                    Payload::OrdersCancelled(ev::OrdersCancelled {
+                        count: n,
+                        why: "shutdown".into(),
+                    }),
                 ),
                 Ok(_) => None,
                 Err(e) => {
@@ -370,10 +428,14 @@ impl Shell {
                 }
             };
         }
+        let positions = self.trader.engine.portfolio().positions().len();
         self.event(
-            "shutdown",
             None,
-            serde_json::json!({ "scans": self.scan_seq, "cancelled_orders": events.len(), "positions": self.trader.engine.portfolio().positions().len() }),
+            Payload::Shutdown(ev::Shutdown {
+                scans: self.scan_seq,
+                cancelled_orders: events.len(),
+                positions,
+            }),
         );
     }
 }

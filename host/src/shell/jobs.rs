@@ -181,9 +181,12 @@ impl Shell {
         }
         if self.missing != missing {
             self.event(
-                "bars_missing",
                 None,
-                serde_json::json!({ "symbols": missing, "close": close, "at": now }),
+                Payload::BarsMissing(ev::BarsMissing {
+                    symbols: missing.clone(),
+                    close,
+                    at: now,
+                }),
             );
         }
         self.missing = missing;
@@ -273,13 +276,17 @@ impl Shell {
             now,
             api_key: None,
         };
-        let detail = serde_json::json!({ "kind": format!("{:?}", first.kind), "detail": first.detail, "due": due.len() });
+        let detail = ev::ReviewStarted {
+            kind: format!("{:?}", first.kind),
+            detail: first.detail.clone(),
+            due: due.len(),
+        };
         r.running = Some(std::thread::spawn(
             move || match host_orchestrator::run_cycle(&opts) {
                 Ok(report) => tracing::info!("review: {}", report.headline()),
                 Err(e) => tracing::error!("review failed: {e}"),
             },
         ));
-        self.event("review_started", None, detail);
+        self.event(None, Payload::ReviewStarted(detail));
     }
 }

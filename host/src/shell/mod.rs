@@ -18,7 +18,8 @@ use crate::config::{Mode, RiskFile, Settings};
 use host_sandbox::{ModuleError, Runtime, StrategyModule};
 use host_store::account::{self, Reconciliation};
 use host_store::archive::{self, BytesSource};
-use host_store::events;
+use host_store::events::{self, Payload};
+use host_store::payloads as ev;
 use host_trading::backtest::{convert, Driver, WasmDriver};
 use host_trading::live::{CancelScope, Sent};
 use host_trading::trader::Trader;
@@ -102,15 +103,14 @@ pub struct Shell {
     /// When the candle tiers were last rebuilt by this process (the first
     /// run after a start rebuilds everything, covering any downtime).
     tiered_at: Option<i64>,
-    /// Symbols whose new entries are paused (PAUSE_SYMBOL); exits still run.
-    /// Kept in memory: a restart clears them.
-    paused_symbols: std::collections::BTreeSet<String>,
     /// Candidates running in their forward shadow (paper accounts, no venue).
     shadows: Vec<shadow::Slot>,
     /// Running shadows stored by an earlier process have been resumed.
     shadows_resumed: bool,
     /// Promotions and rollbacks decided inside a bar, carried out after its commit.
     deferred: Vec<shadow::Deferred>,
+    /// When the next heartbeat is due (clock seconds; None: the first tick sets it).
+    next_heartbeat: Option<i64>,
 }
 
 fn cents(d: Decimal) -> Decimal {
@@ -166,10 +166,10 @@ pub fn account_status(
         drawdown_pct: p.drawdown_pct().round_dp(4),
         positions,
         open_orders: engine.pending().len(),
+        paused_symbols: engine.paused_symbols().iter().cloned().collect(),
         closed_trades: p.closed_trades().len(),
         halt: engine.risk().halt().map(|h| h.to_string()),
         killed: engine.risk().is_killed(),
-        paused_symbols: Vec::new(),
         limits: risk.clone(),
         health: None,
         shadows: Vec::new(),
@@ -227,21 +227,15 @@ impl Shell {
     }
 
     /// Appends to the hash-chained event log and publishes to subscribers.
-    pub fn event(
-        &mut self,
-        kind: &str,
-        symbol: Option<&str>,
-        detail: serde_json::Value,
-    ) -> Option<i64> {
+    pub fn event(&mut self, symbol: Option<&str>, payload: Payload) -> Option<i64> {
         let ts = self.now();
-        match events::append(&self.conn, ts, kind, symbol, &detail) {
+        match events::append(&self.conn, ts, symbol, &payload) {
             Ok(seq) => {
                 let ev = events::Event {
                     seq,
                     ts,
-                    kind: kind.to_string(),
                     symbol: symbol.map(str::to_string),
-                    detail,
+                    payload,
                 };
                 match self.unpublished.as_mut() {
                     Some(buf) => buf.push(ev),
@@ -260,7 +254,7 @@ impl Shell {
 
     fn alert(&mut self, message: String) {
         tracing::warn!("{message}");
-        self.event("alert", None, serde_json::json!({ "message": message }));
+        self.event(None, Payload::Alert(ev::Alert { message }));
     }
 
     /// Runs `feed` to its end (or until shutdown). The feed runs on its own
@@ -274,9 +268,12 @@ impl Shell {
         exit_at_end: bool,
     ) {
         self.event(
-            "startup",
             None,
-            serde_json::json!({ "mode": self.settings.mode, "paused": self.paused, "version": self.active.as_ref().map(|a| a.version) }),
+            Payload::Startup(ev::Startup {
+                mode: self.mode.to_string(),
+                paused: self.paused.clone(),
+                version: self.active.as_ref().map(|a| a.version),
+            }),
         );
         let (tx, inputs) = std::sync::mpsc::channel::<Input>();
         let (credit, credits) = std::sync::mpsc::channel::<()>();
@@ -333,6 +330,8 @@ impl Shell {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
+            let now = self.wall.now();
+            self.heartbeat(now);
         }
         self.shutdown();
     }
@@ -371,8 +370,98 @@ impl Shell {
     }
 }
 
+/// Whether a heartbeat is due at `now` with the next one due at `next`
+/// (None: none yet), every `every` seconds; and when the one after is due
+/// (on the grid of `every`, so a late loop does not drift it).
+pub(crate) fn heartbeat_due(now: i64, next: Option<i64>, every: i64) -> (bool, Option<i64>) {
+    if every <= 0 {
+        return (false, None);
+    }
+    let after = now - now.rem_euclid(every) + every;
+    match next {
+        None => (false, Some(after)),
+        Some(t) if now >= t => (true, Some(after)),
+        Some(t) => (false, Some(t)),
+    }
+}
+
+impl Shell {
+    /// `heartbeat` every `[safety] heartbeat_minutes` of wall time (0: off):
+    /// the host is alive, with its scans, equity and paused symbols.
+    pub(crate) fn heartbeat(&mut self, now: i64) {
+        let every = i64::from(self.settings.safety.heartbeat_minutes) * 60;
+        let (due, next) = heartbeat_due(now, self.next_heartbeat, every);
+        self.next_heartbeat = next;
+        if !due {
+            return;
+        }
+        let p = self.trader.engine.portfolio();
+        let beat = ev::Heartbeat {
+            scans: self.scan_seq,
+            equity: cents(p.equity()),
+            positions: p.positions().len(),
+            open_orders: self.trader.engine.pending().len(),
+            paused_symbols: self
+                .trader
+                .engine
+                .paused_symbols()
+                .iter()
+                .cloned()
+                .collect(),
+            strategy_version: self.active.as_ref().map(|a| a.version),
+        };
+        self.event(None, Payload::Heartbeat(beat));
+    }
+
+    /// `config_change` for each configuration file that differs from the
+    /// last run's (the effective settings and risk limits, compared as JSON).
+    pub(crate) fn config_changes(&mut self) {
+        let files = [
+            (
+                ev::ConfigFile::Settings,
+                serde_json::to_string(&self.settings),
+            ),
+            (
+                ev::ConfigFile::RiskLimits,
+                serde_json::to_string(&self.risk),
+            ),
+        ];
+        for (file, json) in files {
+            let change = match json {
+                Ok(j) => {
+                    host_store::config_log::observe(&self.conn, file, &j).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match change {
+                Ok(Some(c)) => {
+                    self.event(None, Payload::ConfigChange(c));
+                }
+                Ok(None) => {}
+                Err(e) => self.alert(format!("{file:?}: the configuration was not compared: {e}")),
+            }
+        }
+    }
+}
+
 /// What the shell's loop takes in: a command, or the feed's next event (None: it ended).
 enum Input {
     Command(Command),
     Feed(Option<FeedEvent>),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn heartbeats_fall_on_their_grid_and_a_late_loop_does_not_drift_them() {
+        use super::heartbeat_due;
+        // the first call only sets the next beat, at the next grid point
+        assert_eq!(heartbeat_due(130, None, 60), (false, Some(180)));
+        assert_eq!(heartbeat_due(179, Some(180), 60), (false, Some(180)));
+        assert_eq!(heartbeat_due(180, Some(180), 60), (true, Some(240)));
+        // late by 50 s: the beat fires and the next stays on the grid
+        assert_eq!(heartbeat_due(290, Some(240), 60), (true, Some(300)));
+        // off
+        assert_eq!(heartbeat_due(290, Some(240), 0), (false, None));
+    }
 }

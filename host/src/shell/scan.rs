@@ -66,9 +66,11 @@ impl Shell {
                 tracing::error!("account not saved: {e}");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.event(
-                    "error",
                     None,
-                    serde_json::json!({ "where": "account", "error": e.to_string() }),
+                    Payload::Error(ev::ErrorEvent {
+                        site: ev::ErrorSite::Account,
+                        error: e.to_string(),
+                    }),
                 );
             }
         }
@@ -116,31 +118,19 @@ impl Shell {
         if let Err(e) = r {
             tracing::error!("account not recorded: {e}");
             self.event(
-                "error",
                 None,
-                serde_json::json!({ "where": "account", "error": e.to_string() }),
+                Payload::Error(ev::ErrorEvent {
+                    site: ev::ErrorSite::Account,
+                    error: e.to_string(),
+                }),
             );
         }
     }
 
     pub(super) fn engine_events(&mut self, events: &[EngineEvent]) {
-        for ev in events {
-            let (kind, symbol) = match ev {
-                EngineEvent::Filled(r) => ("fill", Some(r.fill.symbol.as_str())),
-                EngineEvent::PositionClosed(t) => ("position_closed", Some(t.symbol.as_str())),
-                EngineEvent::OrderCancelled { symbol, .. } => {
-                    ("order_cancelled", Some(symbol.as_str()))
-                }
-                EngineEvent::OrderExpired { symbol, .. } => {
-                    ("order_expired", Some(symbol.as_str()))
-                }
-                EngineEvent::Halted(_) => ("halted", None),
-            };
-            let mut detail = serde_json::to_value(ev).unwrap_or_default();
-            if let EngineEvent::Halted(h) = ev {
-                detail["message"] = serde_json::Value::String(h.to_string());
-            }
-            self.event(kind, symbol, detail);
+        for e in events {
+            let (payload, symbol) = Payload::from_engine(e);
+            self.event(symbol.as_deref(), payload);
         }
     }
 
@@ -162,9 +152,13 @@ impl Shell {
         if self.wall_clock && close > self.wall.now() + FUTURE_TOLERANCE_SECS {
             // a wall clock refuses candles from the future (a venue or feed bug)
             self.event(
-                "future_candle",
                 Some(symbol),
-                serde_json::json!({ "interval": interval.name(), "ts": bar.ts, "close": close, "now": self.wall.now() }),
+                Payload::FutureCandle(ev::FutureCandle {
+                    interval: interval.name().to_string(),
+                    ts: bar.ts,
+                    close,
+                    now: self.wall.now(),
+                }),
             );
             return;
         }
@@ -195,6 +189,8 @@ impl Shell {
         };
         match result {
             Ok((events, errors)) => {
+                // the engine took the bar (a later one than its last): so do the counterfactuals
+                self.follow_shadows(symbol, &bar);
                 self.record(&events, &[]);
                 if events.iter().any(|e| matches!(e, EngineEvent::Filled(_))) {
                     // filled in memory, not yet in the database
@@ -207,9 +203,11 @@ impl Shell {
             }
             Err(e) => {
                 self.event(
-                    "error",
                     Some(symbol),
-                    serde_json::json!({ "where": "engine", "error": e.to_string() }),
+                    Payload::Error(ev::ErrorEvent {
+                        site: ev::ErrorSite::Engine,
+                        error: e.to_string(),
+                    }),
                 );
             }
         }
@@ -269,23 +267,30 @@ impl Shell {
                 for (id, r) in results {
                     match r {
                         Sent::Placed(venue_id) | Sent::Adopted(venue_id) => self.event(
-                            "order_sent",
                             None,
-                            serde_json::json!({ "client_order_id": id, "venue_order_id": venue_id }),
+                            Payload::OrderSent(ev::OrderSent {
+                                client_order_id: id,
+                                venue_order_id: venue_id,
+                            }),
                         ),
                         Sent::Unknown(e) | Sent::Rejected(e) => self.event(
-                            "order_send_failed",
                             None,
-                            serde_json::json!({ "client_order_id": id, "error": e.to_string(), "ambiguous": e.is_ambiguous() }),
+                            Payload::OrderSendFailed(ev::OrderSendFailed {
+                                client_order_id: id,
+                                error: e.to_string(),
+                                ambiguous: e.is_ambiguous(),
+                            }),
                         ),
                         Sent::Abandoned { age_secs } => {
                             self.alert(format!(
                                 "order {id} was decided {age_secs} s ago and never reached the venue: abandoned, not sent"
                             ));
                             self.event(
-                                "order_abandoned",
                                 None,
-                                serde_json::json!({ "client_order_id": id, "age_secs": age_secs }),
+                                Payload::OrderAbandoned(ev::OrderAbandoned {
+                                    client_order_id: id,
+                                    age_secs,
+                                }),
                             )
                         }
                     };
@@ -297,21 +302,13 @@ impl Shell {
             Ok((booked, true_up)) => {
                 for x in &booked.external {
                     self.alert(format!(
-                        "a venue fill that was not the host's: {} {} {} at {} ({}); recorded as external",
+                        "a venue fill that was not the host's: {:?} {} {} at {} ({}); recorded as external",
                         x.side, x.qty, x.symbol, x.price, x.reason
                     ));
-                    self.event(
-                        "external_fill",
-                        Some(&x.symbol),
-                        serde_json::to_value(x).unwrap_or_default(),
-                    );
+                    self.event(Some(&x.symbol), Payload::ExternalFill(x.clone()));
                 }
                 if let Some(t) = true_up {
-                    self.event(
-                        "balance_adjusted",
-                        None,
-                        serde_json::to_value(&t).unwrap_or_default(),
-                    );
+                    self.event(None, Payload::BalanceAdjusted(t));
                 }
                 if let Some(a) = self.active.as_mut() {
                     let errors = self.trader.forward(&mut a.driver, &booked.events);
@@ -353,9 +350,11 @@ impl Shell {
         if !stale.is_empty() && self.stale != stale {
             // logged when it starts or changes
             self.event(
-                "stale_data",
                 None,
-                serde_json::json!({ "symbols": stale, "at": now }),
+                Payload::StaleData(ev::DataState {
+                    symbols: stale.clone(),
+                    at: now,
+                }),
             );
         }
         if !stale.is_empty() && stale.len() == self.settings.symbols.len() {
@@ -371,22 +370,17 @@ impl Shell {
             .collect();
         if !fresh.is_empty() {
             self.event(
-                "data_fresh",
                 None,
-                serde_json::json!({ "symbols": fresh, "at": now }),
+                Payload::DataFresh(ev::DataState {
+                    symbols: fresh,
+                    at: now,
+                }),
             );
         }
         // no entry on a symbol whose newest bar is stale or missing at this close
         let mut no_entry = stale.clone();
         no_entry.extend(self.missing.iter().filter(|s| !stale.contains(s)).cloned());
-        // nor on a paused one (PAUSE_SYMBOL)
-        no_entry.extend(
-            self.paused_symbols
-                .iter()
-                .filter(|s| !no_entry.contains(s))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+        // (a paused symbol is refused by the engine itself: `set_paused_symbols`)
         self.trader.engine.set_stale(no_entry);
         self.stale = stale;
         self.next_scan_at = (now.div_euclid(step) + 1) * step;
@@ -410,12 +404,32 @@ impl Shell {
         for (signal, decision) in &outcome.decisions {
             self.record_signal(seq, now, signal, decision);
         }
+        // the strategy's own close signals end its symbols' counterfactuals
+        for (signal, _) in &outcome.decisions {
+            if matches!(
+                signal.action,
+                trading_core::Action::Sell | trading_core::Action::Close
+            ) {
+                if let Err(e) =
+                    host_store::shadow_db::close_signal(&self.conn, self.mode, &signal.symbol, now)
+                {
+                    tracing::error!("counterfactuals of {}: {e}", signal.symbol);
+                }
+            }
+        }
         for cf in self.trader.engine.take_counterfactuals() {
-            self.event(
-                "counterfactual",
-                Some(&cf.symbol.clone()),
-                serde_json::to_value(&cf).unwrap_or_default(),
-            );
+            let mut entry = ev::RefusedEntry::from(&cf);
+            match host_store::shadow_db::open(
+                &self.conn,
+                self.mode,
+                &cf,
+                &entry.refusal.kind,
+                Some(version),
+            ) {
+                Ok(id) => entry.shadow_id = Some(id),
+                Err(e) => tracing::error!("counterfactual not kept: {e}"),
+            }
+            self.event(Some(&cf.symbol), Payload::Counterfactual(entry));
         }
         let new_orders = self.trader.engine.pending_since(first);
         if !new_orders.is_empty() {
@@ -429,11 +443,7 @@ impl Shell {
             self.persist_account(&[], &new_orders);
         }
         for o in &new_orders {
-            self.event(
-                "order",
-                Some(&o.request.symbol),
-                serde_json::to_value(o).unwrap_or_default(),
-            );
+            self.event(Some(&o.request.symbol), Payload::Order(o.clone()));
         }
         match outcome.error {
             None => {
@@ -446,6 +456,30 @@ impl Shell {
             Some(e) => self.module_failed(e),
         }
         true
+    }
+
+    /// Feeds a bar to the symbol's open counterfactuals (the refused entries
+    /// being followed); each one it closes is recorded (`counterfactual_closed`).
+    pub(super) fn follow_shadows(&mut self, symbol: &str, bar: &Candle) {
+        let Ok(b) = trading_core::Bar::from_candle(bar) else {
+            return;
+        };
+        let cfg = self.trader.engine.config().fill;
+        match host_store::shadow_db::on_bar(&self.conn, self.mode, symbol, &b, &cfg) {
+            Ok(closed) => {
+                for (o, exit) in closed {
+                    self.event(
+                        Some(symbol),
+                        Payload::CounterfactualClosed(ev::ShadowClosed {
+                            shadow_id: o.id,
+                            refusal_kind: o.refusal_kind,
+                            exit,
+                        }),
+                    );
+                }
+            }
+            Err(e) => tracing::error!("counterfactuals of {symbol}: {e}"),
+        }
     }
 
     /// Symbols whose newest candle is older than the stale limit at `now`.
@@ -505,9 +539,13 @@ impl Shell {
             tracing::error!("signal not stored: {e}");
         }
         self.event(
-            "risk_decision",
             Some(&s.symbol),
-            serde_json::json!({ "scan": seq, "signal": s, "decision": decision, "reason": reason }),
+            Payload::RiskDecision(ev::RiskDecision {
+                scan: seq,
+                signal: s.clone(),
+                decision: decision.to_string(),
+                reason,
+            }),
         );
     }
 
@@ -521,14 +559,18 @@ impl Shell {
             failures = active.failures,
             "strategy failed: {e}"
         );
-        let detail = serde_json::json!({ "version": active.version, "error": e.to_string(), "failures": active.failures });
+        let detail = Payload::ModuleError(ev::ModuleErrorEvent {
+            version: active.version,
+            error: e.to_string(),
+            failures: active.failures,
+        });
         if active.failures >= self.settings.max_failures {
             let reason = format!(
                 "version {} failed {} scans in a row: {e}",
                 active.version, active.failures
             );
             let _ = archive::set_status(&self.conn, active.version, "failed", Some(&reason));
-            self.event("module_error", None, detail);
+            self.event(None, detail);
             self.pause(reason);
             return;
         }
@@ -550,13 +592,13 @@ impl Shell {
                 Ok(d) => active.driver = d,
                 Err(e2) => {
                     let reason = format!("version {} cannot be restarted: {e2}", active.version);
-                    self.event("module_error", None, detail);
+                    self.event(None, detail);
                     self.pause(reason);
                     return;
                 }
             }
         }
-        self.event("module_error", None, detail);
+        self.event(None, detail);
     }
 
     /// Cancels every open order once the strategy has not answered for the configured time.

@@ -136,9 +136,15 @@ impl Shell {
                             let until = slot.until;
                             self.shadows.push(slot);
                             self.event(
-                                sel::EVENT_SHADOW_STARTED,
                                 None,
-                                serde_json::json!({ "shadow_id": id, "origin": origin, "until": until, "picked_up": true }),
+                                Payload::ShadowStarted(ev::ShadowStarted {
+                                    shadow_id: id,
+                                    origin,
+                                    run_id: None,
+                                    days: None,
+                                    until: Some(until),
+                                    picked_up: true,
+                                }),
                             );
                         }
                         Err(e) => self.refuse_shadow(id, format!("does not start: {e}")),
@@ -221,9 +227,11 @@ impl Shell {
             tracing::error!("shadow {id}: {e}");
         }
         self.event(
-            sel::EVENT_SHADOW_REFUSED,
             None,
-            serde_json::json!({ "shadow_id": id, "detail": detail }),
+            Payload::ShadowRefused(ev::ShadowRefused {
+                shadow_id: id,
+                detail: detail.clone(),
+            }),
         );
         self.alert(format!("shadow candidate #{id} refused: {detail}"));
     }
@@ -406,9 +414,14 @@ impl Shell {
             ),
         };
         self.event(
-            sel::EVENT_AUTO_ROLLBACK,
             None,
-            serde_json::json!({ "version": version, "reason": why, "live": live, "expected": expected, "message": reason }),
+            Payload::AutoRollback(ev::AutoRollback {
+                version,
+                reason: why,
+                live,
+                expected,
+                message: reason.clone(),
+            }),
         );
         self.deferred.push(Deferred::Rollback { version, reason });
     }
@@ -497,9 +510,12 @@ impl Shell {
                     tracing::error!("shadow {id}: {e}");
                 }
                 self.event(
-                    sel::EVENT_SHADOW_PROMOTED,
                     None,
-                    serde_json::json!({ "shadow_id": id, "version": o.version, "detail": detail }),
+                    Payload::ShadowPromoted(ev::ShadowPromoted {
+                        shadow_id: id,
+                        version: o.version,
+                        detail: detail.clone(),
+                    }),
                 );
             }
             Err(e) => {

@@ -103,14 +103,17 @@ impl Shell {
             tiering_due: false,
             tiered_on: None,
             tiered_at: None,
-            paused_symbols: Default::default(),
             shadows: Vec::new(),
             shadows_resumed: false,
             deferred: Vec::new(),
+            next_heartbeat: None,
         };
         shell.load_candles()?;
+        let paused = host_store::db::paused_symbols(&shell.conn)?;
+        shell.trader.engine.set_paused_symbols(paused);
+        shell.config_changes();
         let rec = shell.reconciliation.clone();
-        shell.event("reconcile", None, serde_json::to_value(&rec)?);
+        shell.event(None, Payload::Reconcile(rec.clone()));
         if let Some(c) = rec.configured_capital_ignored {
             shell.alert(format!(
                 "settings name a starting capital of {c}, but this account started with {}; the stored value is kept",
@@ -199,11 +202,7 @@ impl Shell {
         match venue.reconcile(&mut self.conn, self.mode, &mut self.trader.engine, now) {
             Ok((rec, events)) => {
                 self.engine_events(&events);
-                self.event(
-                    "venue_reconcile",
-                    None,
-                    serde_json::to_value(&rec).unwrap_or_default(),
-                );
+                self.event(None, Payload::VenueReconcile(rec.clone()));
                 for (asset, ledger, venue) in &rec.balance_mismatches {
                     self.alert(format!("{asset}: the ledger holds {ledger}, the exchange {venue}; the exchange wins — check it"));
                 }
@@ -241,7 +240,11 @@ impl Shell {
                             Arc::make_mut(&mut self.data).push(&symbol, interval, *c);
                             self.clock = self.clock.max(c.ts + interval.secs());
                         }
-                        stored.push((symbol.clone(), interval.name(), candles.len()));
+                        stored.push(ev::BackfillCount::Tier(
+                            symbol.clone(),
+                            interval.name().to_string(),
+                            candles.len(),
+                        ));
                     }
                     Some(Err(e)) => failed.push(format!("{symbol} {}: {e}", interval.name())),
                     None => return,
@@ -253,9 +256,11 @@ impl Shell {
             }
         }
         self.event(
-            "backfill",
             None,
-            serde_json::json!({ "stored": stored, "failed": failed }),
+            Payload::Backfill(ev::Backfill {
+                stored,
+                failed: failed.clone(),
+            }),
         );
         if !failed.is_empty() {
             self.alert(format!("candle backfill failed: {}", failed.join("; ")));
@@ -278,9 +283,11 @@ impl Shell {
         }
         bars.sort_by_key(|(s, c)| (c.ts, s.clone()));
         self.event(
-            "gap_fill",
             None,
-            serde_json::json!({ "bars": bars.len(), "failed": failed }),
+            Payload::GapFill(ev::GapFill {
+                bars: bars.len(),
+                failed: failed.clone(),
+            }),
         );
         for (symbol, c) in bars {
             self.on_bar(&symbol, Interval::M5, c);
@@ -340,9 +347,12 @@ impl Shell {
                 match self.trader.engine.set_fee_bps(bps) {
                     Ok(()) => {
                         self.event(
-                            "fee_schedule",
                             Some(symbol.clone().as_str()),
-                            serde_json::json!({ "fee_bps": bps, "was": was, "changed": bps != was }),
+                            Payload::FeeSchedule(ev::FeeSchedule {
+                                fee_bps: bps,
+                                was,
+                                changed: bps != was,
+                            }),
                         );
                     }
                     Err(e) => self.alert(format!("the venue's fee of {bps} bps is refused: {e}")),
@@ -391,9 +401,11 @@ impl Shell {
                 Ok((bytes, source)) => {
                     if source == BytesSource::Database {
                         self.event(
-                            "strategy_fallback",
                             None,
-                            serde_json::json!({ "version": rec.version, "source": "database" }),
+                            Payload::StrategyFallback(ev::StrategyLoaded {
+                                version: rec.version,
+                                source: BytesSource::Database,
+                            }),
                         );
                         self.alert(format!(
                             "strategy v{}: archive file missing or damaged, loaded the database copy",
@@ -416,9 +428,11 @@ impl Shell {
                             }
                             tracing::info!(version = rec.version, ?source, "strategy loaded");
                             self.event(
-                                "strategy_loaded",
                                 None,
-                                serde_json::json!({ "version": rec.version, "source": source }),
+                                Payload::StrategyLoaded(ev::StrategyLoaded {
+                                    version: rec.version,
+                                    source,
+                                }),
                             );
                             self.activate_prepared(rec.version, p);
                         }

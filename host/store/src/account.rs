@@ -30,7 +30,7 @@ pub enum AccountError {
 }
 
 /// What the startup reconciliation found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Reconciliation {
     pub starting_capital: Decimal,
     /// Set when settings.toml names another capital than the stored one (the stored one wins).

@@ -111,7 +111,7 @@ pub struct VersionRecord {
 }
 
 /// Where a version's bytes were found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BytesSource {
     File,

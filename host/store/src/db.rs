@@ -313,6 +313,36 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT
     );
     "#,
+    // Counterfactuals (seed 004): every refused entry followed to its
+    // would-be exit (`trading_core::shadow`); open while exit_at is NULL.
+    r#"
+    CREATE TABLE counterfactuals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mode TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        decided_at INTEGER NOT NULL,
+        decision_price TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        stop_loss TEXT,
+        take_profit TEXT,
+        tag TEXT NOT NULL,
+        intent TEXT NOT NULL,
+        confidence TEXT,
+        refusal_kind TEXT NOT NULL,
+        refusal TEXT NOT NULL,
+        strategy_version INTEGER,
+        horizon_at INTEGER NOT NULL,
+        entry_at INTEGER,
+        entry_price TEXT,
+        close_requested_at INTEGER,
+        exit_at INTEGER,
+        exit_price TEXT,
+        exit_reason TEXT,
+        pnl TEXT,
+        pnl_pct TEXT
+    );
+    CREATE INDEX counterfactuals_open ON counterfactuals (mode, symbol) WHERE exit_at IS NULL;
+    "#,
 ];
 
 /// Opens (creating if needed) the database at `path` and migrates it.
@@ -371,6 +401,32 @@ pub fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<(
         params![key, value],
     )?;
     Ok(())
+}
+
+const META_PAUSED: &str = "paused_symbols";
+
+/// The symbols a person paused (no new entries), kept across restarts.
+/// A stored list that does not parse is an error, never an empty list.
+pub fn paused_symbols(conn: &Connection) -> rusqlite::Result<std::collections::BTreeSet<String>> {
+    match get_meta(conn, META_PAUSED)? {
+        None => Ok(Default::default()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("stored paused symbols {text:?}: {e}").into(),
+            )
+        }),
+    }
+}
+
+pub fn set_paused_symbols(
+    conn: &Connection,
+    symbols: &std::collections::BTreeSet<String>,
+) -> rusqlite::Result<()> {
+    let text = serde_json::to_string(symbols)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    set_meta(conn, META_PAUSED, &text)
 }
 
 #[cfg(test)]

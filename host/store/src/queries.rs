@@ -70,7 +70,7 @@ pub fn recent_trades(
 #[derive(Debug, Default, Clone)]
 pub struct EventFilter {
     pub symbol: Option<String>,
-    pub kinds: Option<Vec<String>>,
+    pub kinds: Option<Vec<crate::events::EventKind>>,
     pub since: Option<i64>,
     pub from: Option<i64>,
     pub to: Option<i64>,
@@ -111,7 +111,7 @@ pub fn query_events(
         args.extend(
             kinds
                 .iter()
-                .map(|k| rusqlite::types::Value::from(k.clone())),
+                .map(|k| rusqlite::types::Value::from(k.as_str().to_string())),
         );
         cond.push(format!("kind IN ({})", marks.join(", ")));
     }
@@ -124,16 +124,7 @@ pub fn query_events(
     );
     let mut stmt = c.prepare(&sql)?;
     let mut rows = stmt
-        .query_map(params_from_iter(args), |r| {
-            let detail: String = r.get(4)?;
-            Ok(crate::events::Event {
-                seq: r.get(0)?,
-                ts: r.get(1)?,
-                kind: r.get(2)?,
-                symbol: r.get(3)?,
-                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
-            })
-        })?
+        .query_map(params_from_iter(args), crate::events::from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     if f.since.is_none() {
         rows.reverse();
@@ -805,5 +796,101 @@ mod tests {
         assert_eq!(candle_tiers(&c, "ETHUSD").unwrap(), Vec::<String>::new());
         let k = recent_candles(&c, "BTCUSD", "1h", 1).unwrap();
         assert_eq!((k.len(), k[0].ts), (1, 3600));
+    }
+}
+
+/// One [`KarmaTrade`](trading_core::karma::KarmaTrade) per closed trade of
+/// `mode`, oldest first. The opening signal is the latest acted-on buy of
+/// the trade's symbol and tag at or before its opening time: its confidence,
+/// and the strategy version of its scan.
+pub fn karma_trades(
+    c: &Connection,
+    mode: &str,
+) -> rusqlite::Result<Vec<trading_core::karma::KarmaTrade>> {
+    let mut stmt = c.prepare(
+        "SELECT t.symbol, COALESCE(t.tag, ''), COALESCE(t.intent, ''), t.pnl, s.confidence, r.strategy_version
+         FROM trades t
+         LEFT JOIN signals s ON s.id = (
+             SELECT s2.id FROM signals s2
+             WHERE s2.symbol = t.symbol AND s2.action = 'buy' AND s2.acted_on = 1
+               AND COALESCE(s2.tag, '') = COALESCE(t.tag, '') AND s2.ts <= t.opened_at
+             ORDER BY s2.ts DESC, s2.id DESC LIMIT 1)
+         LEFT JOIN scan_results r ON r.seq = s.scan_seq
+         WHERE t.mode = ?1 ORDER BY t.id",
+    )?;
+    let rows = stmt.query_map([mode], |r| {
+        Ok(trading_core::karma::KarmaTrade {
+            symbol: r.get(0)?,
+            tag: r.get(1)?,
+            intent: r.get(2)?,
+            pnl: crate::db::decimal(&r.get::<_, String>(3)?)?,
+            confidence: r.get(4)?,
+            version: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The karma scorecard of `mode` (seed 002): the API, the bot and the
+/// orchestrator's context read this one function.
+pub fn scorecard(c: &Connection, mode: &str) -> rusqlite::Result<trading_core::karma::Scorecard> {
+    Ok(trading_core::karma::scorecard(&karma_trades(c, mode)?))
+}
+
+#[cfg(test)]
+mod karma_tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    /// Two versions' scans, their acted-on buys and the trades they opened;
+    /// the trade #3 has no acted-on buy before it (confidence and version unknown).
+    #[test]
+    fn each_trade_is_scored_with_the_signal_that_opened_it() {
+        let c = crate::db::open_in_memory().unwrap();
+        c.execute_batch(
+            "INSERT INTO scan_results (seq, ts, strategy_version, module_hash, signals, fuel) VALUES (1, 100, 1, 'h1', 1, 0), (2, 200, 2, 'h2', 2, 0);
+             INSERT INTO signals (scan_seq, ts, symbol, action, size_pct, order_type, confidence, tag, decision, acted_on) VALUES
+               (1, 100, 'BTC', 'buy', 1, 'market', 0.9, 'cross', 'approved', 1),
+               (2, 200, 'BTC', 'buy', 1, 'market', 0.2, 'dip', 'refused', 0),
+               (2, 200, 'ETH', 'buy', 1, 'market', 0.6, 'dip', 'approved', 1);
+             INSERT INTO trades (symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, intent, tag, close_reason, opened_at, closed_at, mode) VALUES
+               ('BTC', 'long', '1', '10', '12', '2', 20, '0', 'swing', 'cross', 'signal', 160, 900, 'paper'),
+               ('ETH', 'long', '1', '10', '9', '-1', -10, '0', 'day', 'dip', 'stop_loss', 260, 900, 'paper'),
+               ('BTC', 'long', '1', '10', '9', '-1.5', -15, '0', 'swing', 'dip', 'stop_loss', 260, 900, 'paper'),
+               ('BTC', 'long', '1', '10', '9', '-7', -15, '0', 'swing', 'cross', 'stop_loss', 260, 900, 'live');",
+        )
+        .unwrap();
+        let t = karma_trades(&c, "paper").unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            (t[0].version, t[0].confidence, t[0].pnl),
+            (Some(1), Some(0.9), dec!(2))
+        );
+        assert_eq!(
+            (t[1].version, t[1].confidence, t[1].intent.as_str()),
+            (Some(2), Some(0.6), "day")
+        );
+        assert_eq!(
+            (t[2].version, t[2].confidence),
+            (None, None),
+            "the refused dip buy opened nothing"
+        );
+        let s = scorecard(&c, "paper").unwrap();
+        assert_eq!(s.overall.trades, 3);
+        assert_eq!(s.overall.total_pnl, dec!(-0.5));
+        assert_eq!(s.by_version["unknown"].trades, 1);
+        // (0.9 − 1)² and (0.6 − 0)²: (0.01 + 0.36) / 2
+        assert!((s.overall.brier.unwrap() - 0.185).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_unparsable_stored_pnl_is_an_error_not_a_zero() {
+        let c = crate::db::open_in_memory().unwrap();
+        c.execute_batch(
+            "INSERT INTO trades (symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, close_reason, opened_at, closed_at, mode)
+             VALUES ('BTC', 'long', '1', '10', '12', 'two', 20, '0', 'signal', 1, 2, 'paper');",
+        )
+        .unwrap();
+        assert!(scorecard(&c, "paper").is_err());
     }
 }

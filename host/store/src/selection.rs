@@ -11,11 +11,6 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// Event kinds of honest selection in the hash-chained log.
-pub const EVENT_SHADOW_STARTED: &str = "shadow_started";
-pub const EVENT_SHADOW_PROMOTED: &str = "shadow_promoted";
-pub const EVENT_SHADOW_REFUSED: &str = "shadow_refused";
-pub const EVENT_AUTO_ROLLBACK: &str = "auto_rollback";
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 

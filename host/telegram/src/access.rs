@@ -10,7 +10,7 @@
 
 use crate::api::Message;
 use crate::commands;
-use serde_json::{json, Value};
+use host_store::payloads::TelegramUnauthorized;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use trading_core::clock::Clock;
@@ -110,7 +110,7 @@ impl StrangerLog {
         from: Option<i64>,
         reason: &str,
         command: Option<&str>,
-    ) -> Option<Value> {
+    ) -> Option<TelegramUnauthorized> {
         let now = self.clock.now();
         while self
             .recent
@@ -150,16 +150,14 @@ impl StrangerLog {
             },
         );
         self.recent.push_back(now);
-        let mut d = json!({
-            "chat": chat,
-            "from": from,
-            "reason": reason,
-            "suppressed": suppressed,
-            "over_budget": std::mem::take(&mut self.over_budget),
-        });
-        if let Some(c) = command {
-            d["command"] = Value::String(c.chars().take(32).collect());
-        }
+        let d = TelegramUnauthorized {
+            chat,
+            from,
+            reason: reason.to_string(),
+            suppressed,
+            over_budget: std::mem::take(&mut self.over_budget),
+            command: command.map(|c| c.chars().take(32).collect()),
+        };
         Some(d)
     }
 }
@@ -170,13 +168,15 @@ pub enum Admission {
     /// Not a command: nothing to do.
     Skip,
     /// From another chat: ignored; `record` is the event detail when one is due.
-    Stranger { record: Option<Value> },
+    Stranger {
+        record: Option<TelegramUnauthorized>,
+    },
     /// A steering command from a sender who may not steer: not run; the
     /// refusal is answered and recorded when `record` is Some.
     Refused {
         cmd: String,
         why: NotTrusted,
-        record: Option<Value>,
+        record: Option<TelegramUnauthorized>,
     },
     /// A command to run; `user` is the sender when they may steer.
     Command {

@@ -155,6 +155,18 @@ impl BotApi {
         Ok(items.into_iter().map(parse_update).collect())
     }
 
+    /// Registers the bot's command list (`setMyCommands`): the menu the
+    /// Telegram clients show; `commands` are (name, description).
+    pub async fn set_my_commands(&self, commands: &[(&str, String)]) -> Result<(), BotError> {
+        let list: Vec<Value> = commands
+            .iter()
+            .map(|(c, d)| json!({ "command": c, "description": d }))
+            .collect();
+        self.call("setMyCommands", &json!({ "commands": list }))
+            .await
+            .map(|_| ())
+    }
+
     /// Sends one message (at most 4096 characters), waiting out 429s (up to 5 times).
     pub async fn send_message(&self, chat_id: i64, html: &str) -> Result<(), BotError> {
         let body = json!({ "chat_id": chat_id, "text": html, "parse_mode": "HTML", "disable_web_page_preview": true });

@@ -14,25 +14,65 @@ use std::sync::Arc;
 use std::time::Duration;
 use trading_core::clock::Clock;
 
-pub const HELP: &str = "<b>Commands</b>
-/status – mode, strategy, equity, P&amp;L, halts
-/positions – open positions
-/trades [n] – the last n closed trades (10)
-/profit – P&amp;L, win rate, expectancy
-/daily [n] – daily P&amp;L for the last n days (7)
-/balance – cash and equity
-/performance – results per symbol
-/risk – limits, halts, drawdown
-/halt – stop new entries (exits still run)
-/resume – clear halts and the kill switch
-/kill – close everything at market (asks to confirm)
-/strategy – active version and history
-/deploy &lt;version&gt; – re-activate an archived version
-/rollback – back to the previous version
-/orchestrate – trigger a review now
-/report – the last nightly report
-/logs [n] – the last n events (20)
-/help – this list";
+/// Every command with its usage and one line of help: `/help` and
+/// `setMyCommands` are both built from this list.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("status", "", "mode, strategy, equity, P&L, halts"),
+    ("positions", "", "open positions"),
+    ("trades", "[n]", "the last n closed trades (10)"),
+    ("count", "", "open positions and orders against the limit"),
+    ("profit", "", "P&L, win rate, expectancy"),
+    ("balance", "", "cash and equity"),
+    ("daily", "[n]", "daily P&L for the last n days (7)"),
+    ("weekly", "[n]", "weekly P&L for the last n weeks (8)"),
+    ("monthly", "[n]", "monthly P&L for the last n months (6)"),
+    ("performance", "", "results per symbol"),
+    (
+        "karma",
+        "",
+        "scorecard: hit rate, P&L and confidence calibration",
+    ),
+    (
+        "shadow",
+        "",
+        "refused entries followed to their would-be exits",
+    ),
+    ("risk", "", "limits, halts, drawdown"),
+    ("halt", "", "stop new entries (exits still run)"),
+    ("stopentry", "", "the same as /halt"),
+    ("pause", "<symbol>", "no new entries on one symbol"),
+    (
+        "resume",
+        "[symbol]",
+        "clear halts and the kill switch, or resume one symbol",
+    ),
+    ("forceexit", "<symbol>", "close one position at market"),
+    ("kill", "", "close everything at market (asks to confirm)"),
+    ("strategy", "", "active version and history"),
+    ("deploy", "<version>", "re-activate an archived version"),
+    ("rollback", "", "back to the previous version"),
+    ("orchestrate", "", "trigger a review now"),
+    ("report", "", "the last nightly report"),
+    ("logs", "[n]", "the last n events (20)"),
+    ("show_config", "", "the effective settings and risk limits"),
+    ("health", "", "the scan loop, the data and the event chain"),
+    ("version", "", "host and strategy versions"),
+    ("help", "", "this list"),
+];
+
+/// The `/help` text, from [`COMMANDS`].
+pub fn help() -> String {
+    let mut m = String::from("<b>Commands</b>");
+    for (cmd, usage, what) in COMMANDS {
+        let usage = if usage.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", esc(usage))
+        };
+        m.push_str(&format!("\n/{cmd}{usage} – {}", esc(what)));
+    }
+    m
+}
 
 /// How long `/kill confirm` is accepted after `/kill`.
 pub const KILL_CONFIRM_WINDOW: Duration = Duration::from_secs(60);
@@ -40,7 +80,10 @@ pub const KILL_CONFIRM_WINDOW: Duration = Duration::from_secs(60);
 /// The commands that steer the host (everything else only reads).
 pub const STEERING: &[&str] = &[
     "halt",
+    "stopentry",
+    "pause",
     "resume",
+    "forceexit",
     "kill",
     "deploy",
     "rollback",
@@ -172,7 +215,7 @@ async fn run(
         session.other_command(user);
     }
     match cmd {
-        "start" | "help" => Ok(HELP.to_string()),
+        "start" | "help" => Ok(help()),
         "status" => {
             let st = on_host(h, |h| h.status()).await?.map_err(refused)?;
             let strategy = match &st.strategy {
@@ -267,7 +310,9 @@ async fn run(
             Ok(m)
         }
         "profit" | "performance" | "daily" | "balance" | "risk" => report(h, cmd, args).await,
-        "halt" => {
+        "weekly" | "monthly" | "count" | "show_config" | "health" | "version" | "karma"
+        | "shadow" => more(h, cmd, args).await,
+        "halt" | "stopentry" => {
             let newly = on_host(h, |h| h.halt("telegram")).await?.map_err(refused)?;
             Ok(if newly {
                 "⏸ Halted: no new entries; exits still run. /resume to continue."
@@ -275,6 +320,45 @@ async fn run(
                 "Already halted."
             }
             .into())
+        }
+        "pause" | "resume" if !args.is_empty() => {
+            let symbol = args.trim().to_ascii_uppercase();
+            let pause = cmd == "pause";
+            let s = symbol.clone();
+            let changed = on_host(h, move |h| h.toggle_symbol(&s, pause, "telegram"))
+                .await?
+                .map_err(refused)?;
+            Ok(match (pause, changed) {
+                (true, true) => format!(
+                    "⏸ {}: no new entries; exits still run. /resume {} to allow them.",
+                    esc(&symbol),
+                    esc(&symbol)
+                ),
+                (true, false) => format!("{} was paused already.", esc(&symbol)),
+                (false, true) => format!("▶️ {}: entries allowed again.", esc(&symbol)),
+                (false, false) => format!("{} was not paused.", esc(&symbol)),
+            })
+        }
+        "pause" => Err("Usage: <code>/pause &lt;symbol&gt;</code>, e.g. /pause BTCUSD".into()),
+        "forceexit" => {
+            let symbol = args.trim().to_ascii_uppercase();
+            if symbol.is_empty() {
+                return Err(
+                    "Usage: <code>/forceexit &lt;symbol&gt;</code>, e.g. /forceexit BTCUSD".into(),
+                );
+            }
+            let s = symbol.clone();
+            let qty = on_host(h, move |h| h.force_exit(&s, "telegram"))
+                .await?
+                .map_err(refused)?;
+            Ok(match qty {
+                Some(q) => format!(
+                    "🚪 {}: closing {} at market on the next bar.",
+                    esc(&symbol),
+                    esc(&q.to_string())
+                ),
+                None => format!("{}: no open position.", esc(&symbol)),
+            })
         }
         "resume" => {
             let cleared = on_host(h, |h| h.resume("telegram"))
@@ -424,7 +508,7 @@ async fn run(
             }
             let mut m = format!("<b>Last {} events</b>", evs.len());
             for e in &evs {
-                let mut d = e.detail.to_string();
+                let mut d = e.payload.detail_json().unwrap_or_default();
                 if d.chars().count() > 160 {
                     d = d.chars().take(157).collect::<String>() + "...";
                 }
@@ -432,7 +516,7 @@ async fn run(
                     "\n#{} {} <b>{}</b> {} {}",
                     e.seq,
                     time(e.ts),
-                    esc(&e.kind),
+                    esc(e.kind_name()),
                     esc(e.symbol.as_deref().unwrap_or("")),
                     esc(&d)
                 ));
@@ -441,6 +525,109 @@ async fn run(
         }
         other => Ok(format!("Unknown command /{}. Try /help.", esc(other))),
     }
+}
+
+fn db(e: &dyn std::fmt::Display) -> String {
+    format!("⚠️ database: {}", esc(&e.to_string()))
+}
+
+/// The reports of [`crate::reports`], and count, config, health and version.
+async fn more(h: &HostHandle, cmd: &str, args: &str) -> Result<String, String> {
+    use crate::reports::{self, Period};
+    let n = match cmd {
+        "weekly" => count(args, 8, 520)?,
+        "monthly" => count(args, 6, 240)?,
+        _ => 0,
+    } as usize;
+    let cmd = cmd.to_string();
+    on_host(h, move |h| {
+        let st = h.status().map_err(refused)?;
+        let c = h.read_db().map_err(|e| db(&e))?;
+        let mode = format!("{:?}", st.mode).to_lowercase();
+        match cmd.as_str() {
+            "weekly" | "monthly" => {
+                let p = if cmd == "weekly" { Period::Week } else { Period::Month };
+                let curve = host_store::truth_db::equity_curve(&c).map_err(|e| db(&e))?;
+                let days: Vec<(String, Decimal)> = curve.into_iter().map(|(d, p, _)| (d, p.value)).collect();
+                let rows = reports::by_period(&days, st.starting_capital, p).map_err(|e| format!("⚠️ {}", esc(&e)))?;
+                Ok(format!("{}\nToday so far: {}", reports::period_text(&rows, n, p), money(st.daily_pnl)))
+            }
+            "count" => Ok(format!(
+                "<b>Count</b>\nOpen positions: {} of {} allowed\nOpen orders: {}\nPaused symbols: {}",
+                st.positions.len(),
+                st.limits.max_open_positions,
+                st.open_orders,
+                if st.paused_symbols.is_empty() { "none".to_string() } else { esc(&st.paused_symbols.join(", ")) }
+            )),
+            "show_config" => {
+                use host_store::payloads::ConfigFile;
+                let settings = host_store::config_log::current(&c, ConfigFile::Settings).map_err(|e| db(&e))?;
+                let pretty = |t: Option<String>| -> String {
+                    t.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                        .unwrap_or_else(|| "(not recorded yet)".into())
+                };
+                let limits = serde_json::to_string_pretty(&st.limits).map_err(|e| format!("⚠️ {}", esc(&e.to_string())))?;
+                Ok(format!(
+                    "<b>Configuration</b> ({} mode, symbols {})\n<b>Risk limits</b> (the user's file, read-only)\n<pre>{}</pre>\n<b>Settings</b>\n<pre>{}</pre>",
+                    esc(&mode),
+                    esc(&h.symbols().join(", ")),
+                    esc(&limits),
+                    esc(&pretty(settings))
+                ))
+            }
+            "health" => {
+                let chain = host_store::events::verify(&c);
+                let last_beat: Option<i64> = c
+                    .query_row(
+                        "SELECT MAX(ts) FROM events WHERE kind = ?1",
+                        [host_store::events::EventKind::Heartbeat.as_str()],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| db(&e))?;
+                Ok(format!(
+                    "<b>Health</b>\nRunning: {}\nLast scan: {} (scan {})\nClock: {}\nStrategy: {}\nEntries: {}\nLast heartbeat: {}\nEvent chain: {}",
+                    if st.running { "yes" } else { "no" },
+                    st.last_scan_ts.map(time).unwrap_or_else(|| "none yet".into()),
+                    st.scan_seq,
+                    time(st.clock),
+                    match (&st.strategy, &st.paused) {
+                        (_, Some(p)) => format!("paused: {}", esc(p)),
+                        (Some(s), None) => format!("v{}, {} failures in a row", s.version, s.failures),
+                        (None, None) => "none".into(),
+                    },
+                    match (&st.halt, st.killed) {
+                        (_, true) => "kill switch engaged".to_string(),
+                        (Some(hl), false) => format!("halted: {}", esc(hl)),
+                        (None, false) => "allowed".into(),
+                    },
+                    last_beat.map(time).unwrap_or_else(|| "none yet".into()),
+                    match chain {
+                        Ok(n) => format!("{n} events verified"),
+                        Err(e) => format!("⚠️ {}", esc(&e.to_string())),
+                    }
+                ))
+            }
+            "version" => Ok(format!(
+                "<b>Version</b>\nHost: {}\nStrategy: {}",
+                env!("CARGO_PKG_VERSION"),
+                st.strategy
+                    .as_ref()
+                    .map(|s| format!("v{} <code>{}</code>", s.version, esc(&s.hash.chars().take(12).collect::<String>())))
+                    .unwrap_or_else(|| "none".into())
+            )),
+            "karma" => {
+                let card = host_store::queries::scorecard(&c, &mode).map_err(|e| db(&e))?;
+                Ok(reports::karma_text(&card))
+            }
+            _ => {
+                let r = host_store::shadow_db::report(&c, &mode).map_err(|e| db(&e))?;
+                let recent = host_store::shadow_db::rows(&c, &mode, 5).map_err(|e| db(&e))?;
+                Ok(reports::shadow_text(&r, &recent))
+            }
+        }
+    })
+    .await?
 }
 
 /// The account reports: profit, performance, daily, balance, risk.

@@ -3,9 +3,9 @@
 //! can, never inside a tag, an entity or a character), and the text of
 //! notifications built from host events.
 
-use host_store::events::Event;
-use host_store::selection as sel;
-use serde_json::Value;
+use host_store::events::{Event, Payload};
+use host_store::payloads::{ConfigFile, ErrorSite};
+use trading_core::{CloseReason, FillKind};
 
 /// Telegram's limit on one message's text.
 pub const MAX_MESSAGE: usize = 4096;
@@ -234,14 +234,6 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
     out
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 /// A UTC time like `2024-03-01 14:00`.
 pub fn time(ts: i64) -> String {
     chrono::DateTime::from_timestamp(ts, 0)
@@ -249,107 +241,160 @@ pub fn time(ts: i64) -> String {
         .unwrap_or_else(|| ts.to_string())
 }
 
+/// Whether `ev` is a routine notification (a fill, a closed position, a
+/// heartbeat): a burst of those is shortened, never the other kinds.
+pub fn is_routine(ev: &Event) -> bool {
+    matches!(
+        ev.payload,
+        Payload::Fill(_) | Payload::PositionClosed(_) | Payload::Heartbeat(_)
+    )
+}
+
 /// The notification for an event, or None for kinds that are not pushed.
 pub fn notification(ev: &Event) -> Option<String> {
-    let d = &ev.detail;
     let sym = esc(ev.symbol.as_deref().unwrap_or(""));
-    let line = match ev.kind.as_str() {
-        "fill" => {
-            let f = &d["fill"];
-            let side = f["kind"]["side"].as_str().unwrap_or("?");
-            let why = f["kind"]["reason"]
-                .as_str()
-                .map(|r| format!(" ({})", esc(r)))
-                .unwrap_or_default();
+    let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let line = match &ev.payload {
+        Payload::Fill(r) => {
+            let f = &r.fill;
+            let (side, why) = match &f.kind {
+                FillKind::Buy { .. } => ("BUY", String::new()),
+                FillKind::Sell { reason } => ("SELL", format!(" ({})", esc(reason.name()))),
+            };
             format!(
-                "💱 <b>{}</b> {sym} {} @ {}{why}",
-                esc(&side.to_uppercase()),
-                esc(&s(&f["qty"])),
-                esc(&s(&f["price"]))
+                "💱 <b>{side}</b> {sym} {} @ {}{why}",
+                esc(&f.qty.to_string()),
+                esc(&f.price.to_string())
             )
         }
-        "position_closed" => {
-            let reason = d["close_reason"].as_str().unwrap_or("signal");
-            let icon = match reason {
-                "stop_loss" => "🛑 <b>Stop-loss</b>",
-                "take_profit" => "🎯 <b>Take-profit</b>",
-                "kill" => "☠️ <b>Closed by kill</b>",
+        Payload::PositionClosed(t) => {
+            let icon = match t.close_reason {
+                CloseReason::StopLoss => "🛑 <b>Stop-loss</b>",
+                CloseReason::TakeProfit => "🎯 <b>Take-profit</b>",
+                CloseReason::Kill => "☠️ <b>Closed by kill</b>",
                 _ => "✅ <b>Closed</b>",
             };
             format!(
                 "{icon} {sym}: P&amp;L {} ({}%), exit {}",
-                esc(&s(&d["pnl"])),
-                esc(&s(&d["pnl_pct"])),
-                esc(&s(&d["exit_price"]))
+                esc(&t.pnl.to_string()),
+                esc(&t.pnl_pct.to_string()),
+                esc(&t.exit_price.to_string())
             )
         }
-        "halted" => format!(
-            "⛔ <b>Risk halt</b>: {}",
-            esc(d["message"].as_str().unwrap_or("entries halted"))
-        ),
-        "halt" => format!("⏸ <b>Halted</b> by {}", esc(&s(&d["by"]))),
-        "resume" => format!("▶️ <b>Resumed</b> by {}", esc(&s(&d["by"]))),
-        "kill" => format!(
+        Payload::Halted(h) => format!("⛔ <b>Risk halt</b>: {}", esc(&h.message)),
+        Payload::Halt(h) => format!("⏸ <b>Halted</b> by {}", esc(&h.by)),
+        Payload::Resume(r) => format!("▶️ <b>Resumed</b> by {}", esc(&r.by)),
+        Payload::Kill(k) => format!(
             "☠️ <b>Kill switch</b> by {}: {} orders cancelled, closing {}",
-            esc(&s(&d["by"])),
-            esc(&s(&d["outcome"]["cancelled_orders"])),
-            esc(&s(&d["outcome"]["closing"]))
+            esc(&k.by),
+            k.outcome.cancelled_orders,
+            esc(&k.outcome.closing.join(", "))
         ),
-        "deploy" => {
-            let rollback = d["origin"].as_str().is_some_and(|o| o.contains("rollback"));
-            format!(
-                "{} <b>v{}</b> (was v{}) from {}",
-                if rollback {
-                    "↩️ <b>Rolled back</b> to"
-                } else {
-                    "🚀 <b>Deployed</b>"
-                },
-                esc(&s(&d["version"])),
-                esc(&s(&d["previous"])),
-                esc(&s(&d["origin"]))
-            )
+        Payload::Deploy(d) => format!(
+            "{} <b>v{}</b> (was v{}) from {}",
+            if d.is_rollback() {
+                "↩️ <b>Rolled back</b> to"
+            } else {
+                "🚀 <b>Deployed</b>"
+            },
+            d.version,
+            opt(d.previous),
+            esc(d
+                .origin
+                .as_deref()
+                .unwrap_or(if d.offline { "host deploy" } else { "-" }))
+        ),
+        Payload::DeployFailed(d) => format!("⚠️ <b>Deploy failed</b>: {}", esc(&d.reason)),
+        Payload::ModuleError(m) => format!("⚠️ <b>Strategy error</b>: {}", esc(&m.error)),
+        Payload::StrategyPaused(p) => {
+            format!("⏸ <b>Strategy paused</b>: {}", esc(&p.reason))
         }
-        "rollback" => format!("↩️ <b>Rolled back</b> to v{}", esc(&s(&d["version"]))),
-        "deploy_failed" => format!("⚠️ <b>Deploy failed</b>: {}", esc(&s(&d["reason"]))),
-        "module_error" => format!(
-            "⚠️ <b>Strategy error</b>: {}",
-            esc(&s(d.get("error").unwrap_or(d)))
-        ),
-        "strategy_paused" => format!("⏸ <b>Strategy paused</b>: {}", esc(&s(&d["reason"]))),
-        "alert" => format!(
-            "🔔 <b>Alert</b>: {}",
-            esc(&s(d.get("message").unwrap_or(d)))
-        ),
-        "error" => format!(
+        Payload::Alert(a) => format!("🔔 <b>Alert</b>: {}", esc(&a.message)),
+        Payload::Error(e) => format!(
             "⚠️ <b>Error</b> in {}: {}",
-            esc(&s(&d["where"])),
-            esc(&s(&d["error"]))
+            match e.site {
+                ErrorSite::Account => "account",
+                ErrorSite::Engine => "engine",
+            },
+            esc(&e.error)
         ),
-        "orchestrator_run" => format!(
+        Payload::OrchestratorRun(r) => format!(
             "🤖 <b>Nightly review</b> {}: {} → {} (see /report)",
-            esc(&s(&d["run_id"])),
-            esc(&s(&d["decision"])),
-            esc(&s(&d["outcome"]))
+            esc(&r.run_id),
+            esc(&r.decision),
+            esc(&r.outcome)
         ),
-        "reconcile" => format!("🔁 <b>Reconciliation</b>: {}", esc(&s(d))),
-        sel::EVENT_SHADOW_STARTED => format!(
+        Payload::Reconcile(r) => format!(
+            "🔁 <b>Reconciliation</b>: {} fills, cash {}{}{}",
+            r.fills,
+            esc(&r.cash.to_string()),
+            if r.mismatch {
+                " — the snapshot disagreed, rebuilt from the fills"
+            } else {
+                ""
+            },
+            if r.stale_orders.is_empty() {
+                String::new()
+            } else {
+                format!(", {} stale orders cancelled", r.stale_orders.len())
+            }
+        ),
+        Payload::RegimeChange(r) => format!(
+            "🌦 <b>Regime</b> {sym}: {} → {}",
+            esc(r.from.as_deref().unwrap_or("-")),
+            esc(&r.to)
+        ),
+        Payload::ConfigChange(c) => format!(
+            "⚙️ <b>Configuration changed</b>: {}{}",
+            match c.file {
+                ConfigFile::Settings => "settings.toml",
+                ConfigFile::RiskLimits => "risk_limits.toml",
+            },
+            if c.changed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", esc(&c.changed.join(", ")))
+            }
+        ),
+        Payload::PauseSymbol(t) => {
+            format!("⏸ <b>{sym} paused</b> by {} (exits still run)", esc(&t.by))
+        }
+        Payload::ForceExit(f) => format!(
+            "🚪 <b>Force exit</b> {sym} by {}: closing {} at market",
+            esc(&f.by),
+            esc(&f.qty.to_string())
+        ),
+        Payload::ResumeSymbol(t) => format!("▶️ <b>{sym} resumed</b> by {}", esc(&t.by)),
+        Payload::Heartbeat(h) => format!(
+            "💓 <b>Heartbeat</b>: {} scans, equity {}, {} positions, {} open orders{}",
+            h.scans,
+            esc(&h.equity.round_dp(2).to_string()),
+            h.positions,
+            h.open_orders,
+            if h.paused_symbols.is_empty() {
+                String::new()
+            } else {
+                format!(", paused: {}", esc(&h.paused_symbols.join(", ")))
+            }
+        ),
+        Payload::ShadowStarted(s) => format!(
             "🕶 <b>In shadow</b>: candidate #{} runs beside the incumbent ({})",
-            esc(&s(&d["shadow_id"])),
-            esc(&s(&d["origin"]))
+            s.shadow_id,
+            esc(&s.origin)
         ),
-        sel::EVENT_SHADOW_PROMOTED => format!(
+        Payload::ShadowPromoted(s) => format!(
             "🚀 <b>Shadow promoted</b>: #{} is v{}: {}",
-            esc(&s(&d["shadow_id"])),
-            esc(&s(&d["version"])),
-            esc(&s(&d["detail"]))
+            s.shadow_id,
+            s.version,
+            esc(&s.detail)
         ),
-        sel::EVENT_SHADOW_REFUSED => format!(
+        Payload::ShadowRefused(s) => format!(
             "🚫 <b>Shadow refused</b>: #{}: {}",
-            esc(&s(&d["shadow_id"])),
-            esc(&s(&d["detail"]))
+            s.shadow_id,
+            esc(&s.detail)
         ),
-        sel::EVENT_AUTO_ROLLBACK => {
-            format!("↩️ <b>Automatic rollback</b>: {}", esc(&s(&d["message"])))
+        Payload::AutoRollback(r) => {
+            format!("↩️ <b>Automatic rollback</b>: {}", esc(&r.message))
         }
         _ => return None,
     };
@@ -383,14 +428,32 @@ mod tests {
         assert!(split("", 10).is_empty());
     }
 
+    fn closed(reason: CloseReason) -> trading_core::ClosedTrade {
+        use rust_decimal_macros::dec;
+        trading_core::ClosedTrade {
+            symbol: "BTC<USD".into(),
+            side: trading_core::Side::Long,
+            qty: dec!(1),
+            entry_price: dec!(100),
+            exit_price: dec!(99),
+            pnl: dec!(-1.5),
+            pnl_pct: dec!(-2),
+            fees: dec!(0.5),
+            intent: trading_core::Intent::Swing,
+            opened_at: 0,
+            closed_at: 60,
+            close_reason: reason,
+            tag: "t".into(),
+        }
+    }
+
     #[test]
     fn notifications_escape_and_name_stops() {
         let ev = Event {
             seq: 1,
             ts: 0,
-            kind: "position_closed".into(),
             symbol: Some("BTC<USD".into()),
-            detail: serde_json::json!({ "close_reason": "stop_loss", "pnl": "-1.5", "pnl_pct": "-2", "exit_price": "99" }),
+            payload: Payload::PositionClosed(closed(CloseReason::StopLoss)),
         };
         let n = notification(&ev).unwrap();
         assert!(
@@ -398,9 +461,53 @@ mod tests {
             "{n}"
         );
         let ev = Event {
-            kind: "scan".into(),
+            payload: Payload::RiskDecision(host_store::payloads::RiskDecision {
+                scan: 1,
+                signal: trading_core::Signal {
+                    symbol: "BTCUSD".into(),
+                    action: trading_core::Action::Buy,
+                    size_pct: 1.0,
+                    order_type: trading_core::OrderType::Market,
+                    limit_price: None,
+                    stop_loss: None,
+                    take_profit: None,
+                    intent: trading_core::Intent::Swing,
+                    confidence: 0.5,
+                    reasoning: String::new(),
+                    tag: String::new(),
+                    slippage_tolerance: None,
+                },
+                decision: "approved".into(),
+                reason: None,
+            }),
             ..ev
         };
         assert!(notification(&ev).is_none());
+    }
+
+    #[test]
+    fn the_seeds_events_are_pushed() {
+        let ev = |payload| Event {
+            seq: 1,
+            ts: 0,
+            symbol: Some("ETHUSD".into()),
+            payload,
+        };
+        let n = notification(&ev(Payload::PauseSymbol(
+            host_store::payloads::SymbolToggle {
+                by: "telegram".into(),
+                changed: true,
+            },
+        )))
+        .unwrap();
+        assert!(n.contains("ETHUSD paused"), "{n}");
+        let n = notification(&ev(Payload::RegimeChange(
+            host_store::payloads::RegimeChange {
+                from: Some("ranging".into()),
+                to: "trending_up".into(),
+            },
+        )))
+        .unwrap();
+        assert!(n.contains("ranging → trending_up"), "{n}");
     }
 }

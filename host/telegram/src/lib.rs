@@ -9,11 +9,13 @@ pub mod access;
 pub mod api;
 pub mod commands;
 pub mod format;
+pub mod reports;
 
 use access::{Admission, Gate};
 use api::{BotApi, BotError, Incoming};
 use host_control::handle::HostHandle;
-use host_control::socket::RecordKind;
+use host_control::socket::Recordable;
+use host_store::events::EventKind;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +138,20 @@ async fn run(
     settings: &TelegramSettings,
     clock: Arc<dyn Clock>,
 ) {
+    let menu: Vec<(&str, String)> = commands::COMMANDS
+        .iter()
+        .map(|(c, usage, what)| {
+            let d = if usage.is_empty() {
+                what.to_string()
+            } else {
+                format!("{usage} – {what}")
+            };
+            (*c, d)
+        })
+        .collect();
+    if let Err(e) = bot.set_my_commands(&menu).await {
+        tracing::warn!("telegram setMyCommands: {e}");
+    }
     let bot = std::sync::Arc::new(bot);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(sender(bot.clone(), chat_id, out_rx));
@@ -146,10 +162,10 @@ async fn run(
 }
 
 /// Appends a stranger's (rate-limited) record to the event log.
-async fn record_stranger(handle: &HostHandle, detail: serde_json::Value) {
+async fn record_stranger(handle: &HostHandle, detail: host_store::payloads::TelegramUnauthorized) {
     let h = handle.clone();
     match tokio::task::spawn_blocking(move || {
-        h.record_event(RecordKind::TelegramUnauthorized, detail)
+        h.record_event(Recordable::TelegramUnauthorized(detail))
     })
     .await
     {
@@ -177,12 +193,16 @@ async fn sender(
 
 /// Event kinds written by other processes (`host orchestrate`), which never
 /// reach this process's bus: the notifier reads them from the database.
-const FOREIGN_KINDS: &[&str] = &["orchestrator_run"];
+const FOREIGN_KINDS: &[EventKind] = &[EventKind::OrchestratorRun, EventKind::RegimeChange];
 
-/// A batch of notification lines, flushed as one message shortly after its first line.
+/// A batch of notification lines, flushed as one message shortly after its
+/// first line. Routine lines (fills, closed positions, heartbeats) are
+/// capped at [`BATCH_LINES`] and the rest counted; every other line (halts,
+/// kills, deploys, alerts, errors) is always sent, however busy the burst.
 #[derive(Default)]
 struct Batch {
     lines: Vec<String>,
+    routine: usize,
     extra: usize,
     flush_at: Option<tokio::time::Instant>,
 }
@@ -190,7 +210,10 @@ struct Batch {
 impl Batch {
     fn add(&mut self, ev: &host_store::events::Event) {
         if let Some(l) = format::notification(ev) {
-            if self.lines.len() < BATCH_LINES {
+            if !format::is_routine(ev) {
+                self.lines.push(l);
+            } else if self.routine < BATCH_LINES {
+                self.routine += 1;
                 self.lines.push(l);
             } else {
                 self.extra += 1;
@@ -216,6 +239,23 @@ impl Batch {
     }
 }
 
+/// Every event after `after` (at most [`LAG_RECOVERY`]), oldest first: what
+/// the bus dropped while the notifier lagged (the bus publishes only
+/// committed events, so the database holds them all).
+fn events_after(
+    handle: &HostHandle,
+    after: i64,
+) -> rusqlite::Result<Vec<host_store::events::Event>> {
+    let f = host_store::queries::EventFilter {
+        since: Some(after),
+        ..Default::default()
+    };
+    host_store::queries::query_events(&handle.read_db()?, &f, LAG_RECOVERY)
+}
+
+/// The most events read back from the database after the notifier lagged.
+const LAG_RECOVERY: i64 = 5_000;
+
 /// Events of `FOREIGN_KINDS` after `after`, oldest first.
 fn foreign_events(
     handle: &HostHandle,
@@ -223,7 +263,7 @@ fn foreign_events(
 ) -> rusqlite::Result<Vec<host_store::events::Event>> {
     let f = host_store::queries::EventFilter {
         since: Some(after),
-        kinds: Some(FOREIGN_KINDS.iter().map(|k| k.to_string()).collect()),
+        kinds: Some(FOREIGN_KINDS.to_vec()),
         ..Default::default()
     };
     host_store::queries::query_events(&handle.read_db()?, &f, 100)
@@ -246,6 +286,8 @@ async fn notifier(
     .and_then(Result::ok)
     .unwrap_or(0);
     let mut seen: std::collections::BTreeSet<i64> = Default::default();
+    // the newest bus event handled (read back from the database after a lag)
+    let mut bus_seq = after;
     let mut batch = Batch::default();
     // what the host said while starting, before this notifier subscribed
     for ev in handle.take_backlog() {
@@ -258,14 +300,37 @@ async fn notifier(
         tokio::select! {
             r = rx.recv() => match r {
                 Ok(ev) => {
-                    if FOREIGN_KINDS.contains(&ev.kind.as_str()) {
+                    if ev.seq <= bus_seq {
+                        continue; // read back from the database after a lag
+                    }
+                    bus_seq = ev.seq;
+                    if ev.kind().is_some_and(|k| FOREIGN_KINDS.contains(&k)) {
                         seen.insert(ev.seq);
                     }
                     batch.add(&ev);
                 }
                 Err(RecvError::Lagged(n)) => {
-                    batch.extra += n as usize;
-                    batch.start();
+                    // the bus dropped `n` events: read them back, so no halt
+                    // or alert is lost behind a burst of fills
+                    let h = handle.clone();
+                    let since = bus_seq;
+                    match tokio::task::spawn_blocking(move || events_after(&h, since)).await {
+                        Ok(Ok(evs)) => {
+                            tracing::debug!(lagged = n, read = evs.len(), "telegram: notifier lagged");
+                            for ev in evs {
+                                bus_seq = bus_seq.max(ev.seq);
+                                if ev.kind().is_some_and(|k| FOREIGN_KINDS.contains(&k)) {
+                                    seen.insert(ev.seq);
+                                }
+                                batch.add(&ev);
+                            }
+                        }
+                        r => {
+                            tracing::warn!(lagged = n, "telegram: events lost to a lag: {r:?}");
+                            batch.extra += n as usize;
+                            batch.start();
+                        }
+                    }
                 }
                 Err(RecvError::Closed) => return,
             },
@@ -396,5 +461,60 @@ async fn poll(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(60));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use host_store::events::{Event, Payload};
+    use host_store::payloads as ev;
+
+    fn event(seq: i64, payload: Payload) -> Event {
+        Event {
+            seq,
+            ts: seq,
+            symbol: None,
+            payload,
+        }
+    }
+
+    /// Regression (CI, 2026-12-04): a halt sent in the same burst as a replay's
+    /// fills was cut behind "… and N more events"; the routine lines are capped,
+    /// never the halt.
+    #[test]
+    fn a_halt_in_a_burst_of_heartbeats_is_always_sent() {
+        let mut b = Batch::default();
+        let beat = |seq| {
+            event(
+                seq,
+                Payload::Heartbeat(ev::Heartbeat {
+                    scans: seq,
+                    equity: rust_decimal::Decimal::ONE,
+                    positions: 0,
+                    open_orders: 0,
+                    paused_symbols: Vec::new(),
+                    strategy_version: None,
+                }),
+            )
+        };
+        for seq in 0..100 {
+            b.add(&beat(seq));
+        }
+        b.add(&event(
+            100,
+            Payload::Halt(ev::Halt {
+                by: "telegram".into(),
+                reason: "manual".into(),
+                newly: true,
+            }),
+        ));
+        for seq in 101..120 {
+            b.add(&beat(seq));
+        }
+        let text = b.take().unwrap();
+        assert!(text.contains("⏸ <b>Halted</b> by telegram"), "{text}");
+        assert_eq!(text.matches("Heartbeat").count(), BATCH_LINES);
+        assert!(text.ends_with("… and 94 more events (see /logs)"), "{text}");
     }
 }

@@ -493,9 +493,12 @@ async fn api_auth_schemas_errors_control_and_websocket() {
         host_store::events::append(
             &conn,
             1_700_000_000,
-            "orchestrator_run",
             None,
-            &json!({ "run_id": "r1" }),
+            &host_store::events::Payload::OrchestratorRun(host_store::payloads::OrchestratorRun {
+                run_id: "r1".into(),
+                outcome: "kept".into(),
+                decision: "keep".into(),
+            }),
         )
         .unwrap();
         conn.execute_batch("COMMIT").unwrap();

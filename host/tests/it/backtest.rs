@@ -247,6 +247,80 @@ fn cli_writes_json_and_files() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("backtest ["));
 }
 
+/// `--breakdown month --breakdown day`: every trade falls in one period,
+/// the periods' P&L sums to the closed P&L, and the text shows both tables
+/// beside the report extras (best/worst day, streaks, drawdown, exposure).
+#[test]
+fn cli_breakdown_periods_add_up_to_the_trades() {
+    let dir = tempfile::tempdir().unwrap();
+    // the bundled sample (3000 hourly bars), so the test needs no shared data
+    let csv = crate::common::root().join("data/sample/BTCUSD-1h.csv");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+            .current_dir(dir.path())
+            .env("HOST_LOG", "error")
+            .args(["backtest", "--strategy"])
+            .arg(guest_path("sma-crossover"))
+            .arg("--data")
+            .arg(&csv)
+            .args([
+                "--param",
+                "fast=5",
+                "--param",
+                "slow=20",
+                "--breakdown",
+                "month",
+                "--breakdown",
+                "day",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let trades = v["metrics"]["trade_count"].as_u64().unwrap();
+    assert!(trades > 0);
+    let net: rust_decimal::Decimal = v["metrics"]["net_pnl"].as_str().unwrap().parse().unwrap();
+    let b = v["breakdown"].as_array().unwrap();
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0][0], "month");
+    for (_, rows) in b.iter().map(|x| (&x[0], x[1].as_array().unwrap())) {
+        let n: u64 = rows.iter().map(|r| r["trades"].as_u64().unwrap()).sum();
+        let pnl: rust_decimal::Decimal = rows
+            .iter()
+            .map(|r| {
+                r["pnl"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!((n, pnl), (trades, net));
+    }
+    let x = &v["extras"];
+    let exposure = x["exposure"].as_f64().unwrap();
+    assert!(exposure > 0.0 && exposure <= 1.0, "{exposure}");
+    assert!(x["max_consecutive_losses"].as_u64().is_some());
+    assert!(x["best_day"]["pnl"].is_string());
+    let o = run(&[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for part in [
+        "MONTH BREAKDOWN",
+        "DAY BREAKDOWN",
+        "Best / worst day",
+        "Max consecutive wins / losses",
+        "Drawdown (deepest)",
+        "Exposure",
+    ] {
+        assert!(text.contains(part), "{part} missing in\n{text}");
+    }
+    let bad = run(&["--breakdown", "fortnight"]);
+    assert!(!bad.status.success());
+}
+
 #[test]
 fn halts_latch_unless_resume_is_asked() {
     let mut cfg = config(ROWS);

@@ -219,13 +219,7 @@ pub(crate) fn candidates_target() -> PathBuf {
 
 /// 2,000 hourly BTC/USD candles from 2020-10-01 (a rising market), as a CSV.
 fn data_file(dir: &Path) -> PathBuf {
-    // ../shared beside the checkout (a worktree sits deeper: the nearest ancestor holding it)
-    let src = root()
-        .ancestors()
-        .skip(1)
-        .map(|d| d.join("shared/data/BTCUSD-1h.csv"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| root().parent().unwrap().join("shared/data/BTCUSD-1h.csv"));
+    let src = crate::common::shared_data().join("BTCUSD-1h.csv");
     let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let mut lines = text.lines();
     let header = lines.next().unwrap();

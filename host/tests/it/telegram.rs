@@ -47,6 +47,8 @@ struct Fake {
     sent: Mutex<Vec<Sent>>,
     refuse_next: Mutex<u32>,
     bad_token_calls: Mutex<u32>,
+    /// Every `setMyCommands` body received.
+    my_commands: Mutex<Vec<Value>>,
 }
 
 impl Fake {
@@ -136,6 +138,10 @@ async fn bot_api(
                 }
             }
         }
+        "setMyCommands" => {
+            f.my_commands.lock().unwrap().push(req.clone());
+            (StatusCode::OK, Json(json!({ "ok": true, "result": true })))
+        }
         "sendMessage" => {
             let refuse = {
                 let mut n = f.refuse_next.lock().unwrap();
@@ -220,6 +226,207 @@ async fn api_get(host: &RunningHost, path: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Issue 17: freqtrade's command set. Every command of
+/// [`host_telegram::commands::COMMANDS`] is registered with `setMyCommands`
+/// at start, listed by /help, and answered against the real host: the
+/// reports read the account, /pause and /resume with a symbol toggle its
+/// entries (recorded as `pause_symbol` / `resume_symbol`, shown in the
+/// status), /stopentry halts, a symbol that is not configured is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_is_registered_listed_and_answered() {
+    let fake = Arc::new(Fake::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .fallback(bot_api)
+        .with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let settings = format!(
+        "[telegram]\napi_url = \"http://127.0.0.1:{port}\"\nchat_id = {CHAT}\npoll_timeout_s = 5\n"
+    );
+    let host = tokio::task::spawn_blocking(move || {
+        start("max", &settings, &[("TELEGRAM_BOT_TOKEN", BOT_TOKEN)])
+    })
+    .await
+    .unwrap();
+    // some history first, so the reports have trades to read
+    for _ in 0..1200 {
+        let st = api_get(&host, "/api/v1/status").await;
+        if st["closed_trades"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // setMyCommands: exactly the listed commands, each described
+    let names: Vec<&str> = host_telegram::commands::COMMANDS
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    for want in [
+        "profit",
+        "balance",
+        "daily",
+        "weekly",
+        "monthly",
+        "performance",
+        "trades",
+        "count",
+        "stopentry",
+        "forceexit",
+        "show_config",
+        "logs",
+        "health",
+        "version",
+        "karma",
+        "shadow",
+        "pause",
+        "resume",
+    ] {
+        assert!(names.contains(&want), "{want} is not a command");
+    }
+    let registered = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(b) = fake.my_commands.lock().unwrap().first().cloned() {
+                break b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "setMyCommands never called:\n{}",
+                host.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    let listed: Vec<&str> = registered["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert!(!c["description"].as_str().unwrap().is_empty(), "{c}");
+            c["command"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(listed, names);
+
+    // /help lists every one
+    let n = fake.sent().len();
+    fake.message(CHAT, "/help");
+    let (_, help) = reply(&host, &fake, n, "to /help", |t| {
+        t.contains("<b>Commands</b>")
+    })
+    .await;
+    for c in &names {
+        assert!(
+            help.text.contains(&format!("/{c}")),
+            "/{c} missing from /help:\n{}",
+            help.text
+        );
+    }
+
+    // each read-only command, and what its answer must hold
+    let reads: &[(&str, &[&str])] = &[
+        ("/profit", &["<b>Profit</b>", "Expectancy"]),
+        ("/balance", &["<b>Balance</b>", "Equity"]),
+        ("/daily 3", &["Today"]),
+        ("/weekly", &["Weekly"]),
+        ("/monthly 2", &["Monthly"]),
+        ("/performance", &["BTCUSD"]),
+        ("/trades 2", &["trades</b>"]),
+        ("/count", &["<b>Count</b>", "of 3 allowed"]),
+        (
+            "/show_config",
+            &["<b>Configuration</b>", "max_open_positions", "BTCUSD"],
+        ),
+        ("/logs 5", &["<b>Last 5 events</b>"]),
+        ("/health", &["<b>Health</b>", "events verified"]),
+        ("/version", &["<b>Version</b>", env!("CARGO_PKG_VERSION")]),
+        ("/karma", &["<b>Karma</b>", "hit"]),
+        ("/shadow", &["Shadow book"]),
+    ];
+    for (cmd, parts) in reads {
+        let n = fake.sent().len();
+        fake.message(CHAT, cmd);
+        let (_, r) = reply(&host, &fake, n, &format!("to {cmd}"), |t| {
+            t.contains(parts[0]) || t.contains("Unknown command")
+        })
+        .await;
+        for p in *parts {
+            assert!(r.text.contains(p), "{cmd}: {p:?} missing in\n{}", r.text);
+        }
+    }
+
+    // /pause BTCUSD: no new entries on it, recorded and shown
+    let n = fake.sent().len();
+    fake.message(CHAT, "/pause btcusd");
+    reply(&host, &fake, n, "to /pause", |t| {
+        t.contains("BTCUSD: no new entries")
+    })
+    .await;
+    let paused = api_get(&host, "/api/v1/events?kind=pause_symbol").await;
+    assert_eq!(paused["events"][0]["symbol"], "BTCUSD", "{paused}");
+    assert_eq!(paused["events"][0]["detail"]["by"], "telegram", "{paused}");
+    let st = api_get(&host, "/api/v1/status").await;
+    assert_eq!(st["paused_symbols"], json!(["BTCUSD"]), "{st}");
+    let n = fake.sent().len();
+    fake.message(CHAT, "/count");
+    reply(&host, &fake, n, "to /count while paused", |t| {
+        t.contains("Paused symbols: BTCUSD")
+    })
+    .await;
+    // the same through the CLI (control socket): already paused
+    let out = tokio::task::block_in_place(|| host.cli(&["pause", "BTCUSD"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("paused already"));
+    // a symbol the host does not trade is refused
+    let n = fake.sent().len();
+    fake.message(CHAT, "/pause DOGEUSD");
+    reply(&host, &fake, n, "to /pause DOGEUSD", |t| {
+        t.contains("not a configured symbol")
+    })
+    .await;
+    let n = fake.sent().len();
+    fake.message(CHAT, "/resume BTCUSD");
+    reply(&host, &fake, n, "to /resume BTCUSD", |t| {
+        t.contains("entries allowed again")
+    })
+    .await;
+    let resumed = api_get(&host, "/api/v1/events?kind=resume_symbol").await;
+    assert_eq!(resumed["events"][0]["detail"]["changed"], true, "{resumed}");
+    let st = api_get(&host, "/api/v1/status").await;
+    assert_eq!(st["paused_symbols"], json!([]), "{st}");
+
+    // /forceexit: a position is closed at market, or there is none
+    let n = fake.sent().len();
+    fake.message(CHAT, "/forceexit BTCUSD");
+    let (_, r) = reply(&host, &fake, n, "to /forceexit", |t| {
+        t.contains("closing") || t.contains("no open position")
+    })
+    .await;
+    if r.text.contains("closing") {
+        let ev = api_get(&host, "/api/v1/events?kind=force_exit").await;
+        assert_eq!(ev["events"][0]["symbol"], "BTCUSD", "{ev}");
+    }
+    let n = fake.sent().len();
+    fake.message(CHAT, "/forceexit");
+    reply(&host, &fake, n, "to /forceexit without a symbol", |t| {
+        t.contains("Usage")
+    })
+    .await;
+
+    // /stopentry halts like /halt
+    let n = fake.sent().len();
+    fake.message(CHAT, "/stopentry");
+    reply(&host, &fake, n, "to /stopentry", |t| t.contains("Halted")).await;
+    let halts = api_get(&host, "/api/v1/events?kind=halt").await;
+    assert_eq!(halts["events"][0]["detail"]["by"], "telegram", "{halts}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,9 +596,12 @@ async fn bot_answers_obeys_only_its_chat_and_survives_bad_input() {
         host_store::events::append(
             &conn,
             1_700_000_000,
-            "orchestrator_run",
             None,
-            &json!({ "run_id": "run-42", "outcome": "rejected", "decision": "retune" }),
+            &host_store::events::Payload::OrchestratorRun(host_store::payloads::OrchestratorRun {
+                run_id: "run-42".into(),
+                outcome: "rejected".into(),
+                decision: "retune".into(),
+            }),
         )
         .unwrap();
         conn.execute_batch("COMMIT").unwrap();

@@ -12,7 +12,6 @@ use host_exchange::{
 use host_store::account::{self, AccountError};
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
-use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use trading_core::Clock;
@@ -35,26 +34,7 @@ pub enum LiveError {
     Runtime(std::io::Error),
 }
 
-/// What the startup reconciliation with the venue did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VenueReconciliation {
-    /// Written-ahead orders the venue knew: adopted.
-    pub adopted: Vec<String>,
-    /// Written-ahead orders the venue never saw, sent now.
-    pub resent: Vec<String>,
-    /// Written-ahead orders the venue never saw, too old to send.
-    pub abandoned: Vec<String>,
-    /// Venue fills booked now (made while the host was down or before it wrote them).
-    pub fills_booked: usize,
-    /// Stop-loss / take-profit orders the venue no longer had, placed again.
-    pub exits_replaced: Vec<String>,
-    /// Ledger vs venue balances after booking (asset, ledger, venue), when they differ.
-    pub balance_mismatches: Vec<(String, Decimal, Decimal)>,
-    /// Venue fills that were not the host's (or the ledger refused).
-    pub external_fills: Vec<ExternalFill>,
-    /// What was booked to make the ledger equal the venue, when it differed.
-    pub true_up: Option<TrueUp>,
-}
+pub use host_store::payloads::{ExternalFill, TrueUp, VenueReconciliation};
 
 /// An exchange adapter with the runtime its calls run on.
 pub struct LiveVenue {
@@ -789,36 +769,11 @@ pub enum Sent {
 /// A sent order: its client id and how the send ended.
 pub type SendOutcome = (String, Sent);
 
-/// A venue fill the ledger did not take: no host order made it (a manual
-/// trade on the same account), or the ledger refused it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExternalFill {
-    pub venue_fill_id: String,
-    pub symbol: String,
-    pub side: &'static str,
-    pub qty: Decimal,
-    pub price: Decimal,
-    pub reason: String,
-}
-
 /// What one booking did.
 #[derive(Debug, Default)]
 pub struct Booked {
     pub events: Vec<EngineEvent>,
     pub external: Vec<ExternalFill>,
-}
-
-/// What [`LiveVenue::true_up`] changed to make the ledger equal the venue.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TrueUp {
-    /// Held assets the venue had less of: (asset, ledger, venue), sold off the ledger.
-    pub assets: Vec<(String, Decimal, Decimal)>,
-    /// Quote cash (ledger, venue) before the adjustment, when it differed.
-    pub cash: Option<(Decimal, Decimal)>,
-    /// Held assets the venue has more of (not the host's): reported only.
-    pub outside: Vec<(String, Decimal, Decimal)>,
-    #[serde(skip)]
-    pub events: Vec<EngineEvent>,
 }
 
 fn record_external(
@@ -852,7 +807,10 @@ fn record_external(
     Ok(ExternalFill {
         venue_fill_id: f.trade_id.clone(),
         symbol: f.symbol.clone(),
-        side,
+        side: match f.side {
+            Side::Buy => OrderSide::Buy,
+            Side::Sell => OrderSide::Sell,
+        },
         qty: f.qty,
         price: f.price,
         reason: reason.to_string(),

@@ -239,7 +239,7 @@ const TunerView = {
 // ---- events -----------------------------------------------------------------
 
 const EventsView = {
-  rows: [], filter: {},
+  rows: [], filter: {}, loading: null,
   async show() {
     const [k, syms] = await Promise.all([api("events/kinds"), configuredSymbols()]);
     opt($("ev-kind"), k.kinds, true);
@@ -255,9 +255,17 @@ const EventsView = {
     };
     const q = new URLSearchParams({ limit: "1000" });
     for (const [k, v] of Object.entries(f)) if (v !== null) q.set(k, String(v));
-    const r = await api("events?" + q);
+    // events arriving live while the page is fetched are kept, not lost
+    // when it replaces the rows (regression: a resume shown and then wiped)
+    const early = [];
+    this.loading = early;
+    let r;
+    try { r = await api("events?" + q); } finally { this.loading = null; }
     this.filter = f;
-    this.rows = r.events.slice().reverse();
+    const rows = r.events.slice().reverse();
+    const have = new Set(rows.map((e) => e.seq));
+    const late = early.filter((ev) => !have.has(ev.seq) && this.matches(ev));
+    this.rows = late.concat(rows).sort((a, b) => b.seq - a.seq);
     this.render();
   },
   matches(ev) {
@@ -278,6 +286,7 @@ const EventsView = {
     $("ev-table").dataset.rows = String(this.rows.length);
   },
   onEvent(ev) {
+    if (this.loading) this.loading.push(ev);
     if (!this.matches(ev) || this.rows.some((r) => r.seq === ev.seq)) return;
     this.rows.unshift(ev);
     $("ev-table").querySelector("tbody").prepend(this.tr(ev));

@@ -24,9 +24,17 @@ pub fn guest_path(name: &str) -> PathBuf {
     target.join("wasm").join(format!("{name}.wasm"))
 }
 
+/// The shared data directory: `HOST_SHARED_DATA` when set (a worktree that
+/// does not sit beside `shared/`), else `../shared/data` of the repository.
+pub fn shared_data() -> PathBuf {
+    std::env::var_os("HOST_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().parent().unwrap().join("shared/data"))
+}
+
 /// The first `rows` data rows of a shared data file, as candles.
 pub fn shared_candles(file: &str, skip: usize, rows: usize) -> Vec<trading_core::Candle> {
-    let p = root().parent().unwrap().join("shared/data").join(file);
+    let p = shared_data().join(file);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     text.lines()
         .skip(1 + skip)

@@ -171,6 +171,19 @@ impl RunningHost {
         }
     }
 
+    /// Runs `host ARGS` against this host (its data directory and settings).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(args)
+            .env("HOST_DATA_DIR", self.dir.path().join("data"))
+            .env("HOST_ARCHIVE_DIR", self.dir.path().join("archive"))
+            .env("HOST_CONFIG", self.dir.path().join("settings.toml"))
+            .env("HOST_LOG", "warn")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
     /// `host status --json` against this host (through the control socket).
     pub fn status_json(&self) -> serde_json::Value {
         let out = Command::new(env!("CARGO_BIN_EXE_host"))

@@ -195,6 +195,8 @@ pub struct BacktestConfig {
     /// Clear a risk halt this many hours after it latched. `None` keeps it
     /// latched to the end, as live trading does until the user resumes.
     pub resume_after_hours: Option<u32>,
+    /// Results per day, week and/or month in the report (`--breakdown`).
+    pub breakdown: Vec<trading_core::report::Breakdown>,
 }
 
 impl BacktestConfig {
@@ -215,6 +217,7 @@ impl BacktestConfig {
             walk_forward: None,
             progress: false,
             resume_after_hours: None,
+            breakdown: Vec::new(),
         }
     }
 }
@@ -319,6 +322,14 @@ pub struct BacktestReport {
     /// at most 100 are kept, `risk_breach_count` counts all.
     pub risk_breaches: Vec<Breach>,
     pub risk_breach_count: u64,
+    /// Best/worst day, streaks, the deepest drawdown with its recovery,
+    /// expectancy ratio, exposure (`trading_core::report`).
+    pub extras: trading_core::report::ReportExtras,
+    /// Results per day, week or month, as asked (`--breakdown`).
+    pub breakdown: Vec<(
+        trading_core::report::Breakdown,
+        Vec<trading_core::report::PeriodRow>,
+    )>,
 }
 
 impl BacktestReport {
@@ -973,6 +984,12 @@ pub fn run_with(
 
     let final_value = o.portfolio.equity();
     let module_errors = o.notes.iter().filter(|n| n.kind == "module_error").count() as u64;
+    let extras = trading_core::report::extras(&trades, &o.equity, o.start, o.end);
+    let breakdown = config
+        .breakdown
+        .iter()
+        .map(|b| (*b, trading_core::report::breakdown(&trades, *b)))
+        .collect();
     Ok(BacktestReport {
         strategy: StrategyMeta {
             hash,
@@ -998,6 +1015,8 @@ pub fn run_with(
         module_errors,
         risk_breaches: o.breaches,
         risk_breach_count: o.breach_count,
+        extras,
+        breakdown,
     })
 }
 

@@ -13,8 +13,19 @@ fn opt(x: Option<f64>, dp: usize, suffix: &str) -> String {
     x.map_or_else(|| DASH.to_string(), |v| format!("{v:.dp$}{suffix}"))
 }
 
+/// Exact money to 2 places (half away from zero), never through a float.
 fn money(d: Decimal) -> String {
-    format!("{:.2}", to_f64(d))
+    let r = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    format!("{r:.2}")
+}
+
+fn duration(secs: i64) -> String {
+    let h = secs as f64 / 3600.0;
+    if h >= 48.0 {
+        format!("{:.1} d", h / 24.0)
+    } else {
+        format!("{h:.1} h")
+    }
 }
 
 /// Pads `s` to `w` characters (chars, not bytes).
@@ -154,6 +165,7 @@ pub fn summary(r: &BacktestReport) -> String {
         &exits,
     ));
     out.push('\n');
+    let x = &r.extras;
     let metric_rows: Vec<Vec<String>> = [
         (
             "Strategy",
@@ -213,6 +225,49 @@ pub fn summary(r: &BacktestReport) -> String {
             format!("{} ({})", m.total_signals, m.acted_signals),
         ),
         ("Halts", halts(r)),
+        (
+            "Best / worst day",
+            format!(
+                "{} / {}",
+                x.best_day.as_ref().map_or_else(
+                    || DASH.to_string(),
+                    |d| format!("{} {}", d.period, money(d.pnl))
+                ),
+                x.worst_day.as_ref().map_or_else(
+                    || DASH.to_string(),
+                    |d| format!("{} {}", d.period, money(d.pnl))
+                )
+            ),
+        ),
+        (
+            "Max consecutive wins / losses",
+            format!("{} / {}", x.max_consecutive_wins, x.max_consecutive_losses),
+        ),
+        (
+            "Drawdown (deepest)",
+            x.drawdown.as_ref().map_or_else(
+                || DASH.to_string(),
+                |d| {
+                    format!(
+                        "{:.2}%: {} → {} ({}), {}",
+                        d.pct,
+                        format_ts(d.peak_at),
+                        format_ts(d.trough_at),
+                        duration(d.duration_secs),
+                        match (d.recovered_at, d.recovery_secs) {
+                            (Some(t), Some(s)) =>
+                                format!("recovered {} after {}", format_ts(t), duration(s)),
+                            _ => "not recovered".to_string(),
+                        }
+                    )
+                },
+            ),
+        ),
+        ("Expectancy ratio", opt(x.expectancy_ratio, 3, "")),
+        (
+            "Exposure",
+            opt(x.exposure.map(|e| e * 100.0), 1, "% of the time"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_string(), v])
@@ -222,6 +277,34 @@ pub fn summary(r: &BacktestReport) -> String {
         &["Metric", "Value"],
         &metric_rows,
     ));
+    for (b, rows) in &r.breakdown {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|p| {
+                vec![
+                    p.period.clone(),
+                    p.trades.to_string(),
+                    format!("{}/{}/{}", p.wins, p.draws, p.losses),
+                    money(p.pnl),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &format!("{} BREAKDOWN", b.name().to_uppercase()),
+            &[
+                match b {
+                    trading_core::report::Breakdown::Day => "Day",
+                    trading_core::report::Breakdown::Week => "Week",
+                    trading_core::report::Breakdown::Month => "Month",
+                },
+                "Trades",
+                "Win/Draw/Loss",
+                "P&L",
+            ],
+            &rows,
+        ));
+    }
     if let Some(folds) = &r.walk_forward {
         out.push('\n');
         let rows: Vec<Vec<String>> = folds
