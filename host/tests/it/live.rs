@@ -733,3 +733,190 @@ async fn an_order_whose_send_timed_out_during_an_outage_is_not_sent_after_it() {
     assert!(l.venue.trades().len() >= 2, "later orders still trade");
     l.check_against_venue().await;
 }
+
+/// Issue 18.5: the dead man's switch, fired through the real binary after
+/// the strategy stopped answering, cancels entries and keeps the stop that
+/// protects the open position resting on the exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_man_switch_keeps_the_stop_that_protects_the_position() {
+    let l = Live::with_strategy("momentum", "[]").await;
+    let settings = std::fs::read_to_string(l.path("settings.toml")).unwrap();
+    std::fs::write(
+        l.path("settings.toml"),
+        format!("{settings}[safety]\ndead_man_minutes = 180\n"),
+    )
+    .unwrap();
+    let candles = shared_candles("BTCUSD-1h.csv", 60_000, BARS);
+    let c = l.db_when_ready().await;
+    // the shutdown at the end of a slice suspended the position's stop
+    let held = |c: &rusqlite::Connection| {
+        count(
+            c,
+            "SELECT COUNT(*) FROM orders WHERE status = 'suspended' AND order_type = 'stop'",
+        ) > 0
+    };
+    // replay in slices until a run ends holding a momentum position
+    let mut at = None;
+    for n in (30..BARS - 200).step_by(2) {
+        l.venue.set_price(
+            "XBTUSD",
+            Decimal::try_from(candles[n - 1].close).unwrap().round_dp(1),
+        );
+        l.cut(n);
+        let out = l.replay_file("btc-cut.csv", None).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if held(&c) && l.venue.balance("XXBT") > Decimal::ZERO {
+            at = Some(n);
+            break;
+        }
+    }
+    let at = at.expect("a momentum position should be held at the end of some slice");
+    // the strategy now panics on every scan: it never answers again
+    let out = l
+        .cmd(&["deploy", guest_path("bad-panic").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the market stays where the slice ended: the stop rests, untouched
+    l.venue.set_price(
+        "XBTUSD",
+        Decimal::try_from(candles[at - 1].close)
+            .unwrap()
+            .round_dp(1),
+    );
+    // the rest of the file, the host left running (its shutdown would suspend the stop)
+    l.cut(at + 12);
+    let mut child = l
+        .cmd(&[
+            "run",
+            "--replay",
+            l.path("btc-cut.csv").to_str().unwrap(),
+            "--speed",
+            "max",
+        ])
+        .spawn()
+        .unwrap();
+    db_until(&l, "the dead man's switch", |c| {
+        count(
+            c,
+            "SELECT COUNT(*) FROM events WHERE kind = 'alert' AND detail LIKE '%dead-man%'",
+        ) > 0
+    })
+    .await;
+    // it has fired: the exchange still holds a stop for the whole position
+    let qty = l.venue.balance("XXBT");
+    assert!(qty > Decimal::ZERO, "the position is still held");
+    let stops: Decimal = l
+        .venue
+        .orders()
+        .iter()
+        .filter(|o| o.ordertype == "stop-loss" && o.status == "open")
+        .map(|o| o.vol - o.vol_exec)
+        .sum();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        stops,
+        qty,
+        "the dead man's switch must keep the stop covering the position: {:?}",
+        l.venue.orders()
+    );
+    // and nothing else rests: no entry survived it
+    let others = l
+        .venue
+        .orders()
+        .into_iter()
+        .filter(|o| o.status == "open" && o.side == "buy")
+        .count();
+    assert_eq!(others, 0, "an entry order survived the dead man's switch");
+}
+
+/// A small seeded generator for the kill points (xorshift64*).
+struct Seeded(u64);
+
+impl Seeded {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n.max(1)
+    }
+}
+
+/// Issue 18: SIGKILL at 100 seeded random points of a live run — after a
+/// random number of committed scans, right after the venue accepted an
+/// order (its answer possibly unread), right after a venue trade — each
+/// followed by a restart, ends with no lost fill, no order placed twice
+/// and the ledger equal to the exchange to the cent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_100_random_points_of_a_live_run_loses_and_duplicates_nothing() {
+    let l = Live::new().await;
+    let c = l.db_when_ready().await;
+    let mut rng = Seeded(0x18_18_18_18);
+    let file = l.path("btc.csv");
+    let (mut by_kind, mut landed) = ([0usize; 3], 0usize);
+    for _ in 0..100 {
+        let scans = count(&c, "SELECT COUNT(*) FROM scan_results");
+        let (orders, trades) = (l.venue.orders().len(), l.venue.trades().len());
+        let kind = rng.below(3) as usize;
+        let target = scans + 1 + rng.below(12) as i64;
+        let mut child = l
+            .cmd(&[
+                "run",
+                "--replay",
+                file.to_str().unwrap(),
+                "--speed",
+                "max",
+                "--exit-at-end",
+            ])
+            .spawn()
+            .unwrap();
+        // a condition poll: the kill point is progress, not time
+        let reached = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            let hit = match kind {
+                0 => count(&c, "SELECT COUNT(*) FROM scan_results") >= target,
+                1 => l.venue.orders().len() > orders,
+                _ => l.venue.trades().len() > trades,
+            };
+            if hit {
+                break true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        if reached {
+            by_kind[kind] += 1;
+            landed += 1;
+        }
+    }
+    eprintln!("kill -9: {landed} of 100 landed mid-run (after scans, after an order, after a trade: {by_kind:?}); {} venue orders, {} trades so far", l.venue.orders().len(), l.venue.trades().len());
+    assert!(
+        landed >= 50 && by_kind.iter().all(|n| *n > 0),
+        "most kills should land mid-run, of every kind: {landed} landed, {by_kind:?}"
+    );
+    // the last restart runs to the end
+    let out = l.replay(None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        l.venue.trades().len() >= 10,
+        "the run should trade: {} venue trades",
+        l.venue.trades().len()
+    );
+    l.check_against_venue().await;
+}
