@@ -50,6 +50,11 @@ use host_control::{
 };
 use host_trading::feed::{Feed, FeedEvent};
 
+/// How many feed events the feed thread may read ahead of the shell.
+const FEED_WINDOW: usize = 256;
+/// How many handled feed events the shell hands back as credit at once.
+const FEED_CREDIT: usize = 64;
+
 /// The host's state machine: strategy, account, market data and jobs, all
 /// driven by the injected clock.
 pub struct Shell {
@@ -276,19 +281,36 @@ impl Shell {
             }),
         );
         let (tx, inputs) = std::sync::mpsc::channel::<Input>();
-        let (credit, credits) = std::sync::mpsc::channel::<()>();
+        // The feed reads at most FEED_WINDOW events ahead of the shell; the
+        // shell hands back credit in batches, so neither thread waits for the
+        // other on every bar (a replay ran a third slower in lockstep).
+        let (credit, credits) = std::sync::mpsc::channel::<usize>();
         let feed_tx = tx.clone();
         std::thread::Builder::new()
             .name("feed".into())
-            .spawn(move || loop {
-                let ev = feed.next_event();
-                let end = ev.is_none();
-                // the shell is gone, or the feed ended: this thread's work is done
-                if feed_tx.send(Input::Feed(ev)).is_err() || end || credits.recv().is_err() {
-                    break;
+            .spawn(move || {
+                let mut ahead = 0usize;
+                loop {
+                    while let Ok(n) = credits.try_recv() {
+                        ahead = ahead.saturating_sub(n);
+                    }
+                    while ahead >= FEED_WINDOW {
+                        match credits.recv() {
+                            Ok(n) => ahead = ahead.saturating_sub(n),
+                            Err(_) => return, // the shell is gone
+                        }
+                    }
+                    let ev = feed.next_event();
+                    let end = ev.is_none();
+                    ahead += 1;
+                    // the shell is gone, or the feed ended: this thread's work is done
+                    if feed_tx.send(Input::Feed(ev)).is_err() || end {
+                        break;
+                    }
                 }
             })
             .expect("spawning the feed thread");
+        let mut handled = 0usize;
         std::thread::Builder::new()
             .name("commands".into())
             .spawn(move || {
@@ -309,8 +331,12 @@ impl Shell {
                 }
                 Ok(Input::Feed(Some(ev))) => {
                     self.on_feed(ev);
-                    // the feed thread may fetch the next event
-                    let _ = credit.send(());
+                    // the feed thread may read further ahead
+                    handled += 1;
+                    if handled == FEED_CREDIT {
+                        let _ = credit.send(handled);
+                        handled = 0;
+                    }
                 }
                 Ok(Input::Feed(None)) => {
                     if exit_at_end {

@@ -395,10 +395,14 @@ impl Shell {
         let fuel = active.driver.instance.fuel_used() as i64;
         let (version, hash) = (active.version, active.module.info().hash.clone());
         let error = outcome.error.as_ref().map(|e| e.to_string());
-        if let Err(e) = self.conn.execute(
-            "INSERT INTO scan_results (seq, ts, strategy_version, module_hash, signals, fuel, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![seq, now, version, hash, outcome.decisions.len() as i64, fuel, error],
-        ) {
+        const SCAN: &str = "INSERT INTO scan_results (seq, ts, strategy_version, module_hash, signals, fuel, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+        let signals = outcome.decisions.len() as i64;
+        let r = self.conn.prepare_cached(SCAN).and_then(|mut st| {
+            st.execute(rusqlite::params![
+                seq, now, version, hash, signals, fuel, error
+            ])
+        });
+        if let Err(e) = r {
             tracing::error!("scan {seq}: {e}");
         }
         for (signal, decision) in &outcome.decisions {
@@ -518,24 +522,33 @@ impl Shell {
             Decision::Refused(r) => ("refused", Some(r.to_string())),
         };
         let lower = |x: String| x.to_lowercase();
-        if let Err(e) = self.conn.execute(
-            "INSERT INTO signals (scan_seq, ts, symbol, action, size_pct, order_type, confidence, tag, reasoning, decision, reason, acted_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            rusqlite::params![
+        const SIGNAL: &str = "INSERT INTO signals (scan_seq, ts, symbol, action, size_pct, order_type, confidence, tag, reasoning, decision, reason, acted_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+        let r = self.conn.prepare_cached(SIGNAL).and_then(|mut st| {
+            st.execute(rusqlite::params![
                 seq,
                 now,
                 s.symbol,
                 lower(format!("{:?}", s.action)),
-                if s.size_pct.is_finite() { s.size_pct } else { -1.0 },
+                if s.size_pct.is_finite() {
+                    s.size_pct
+                } else {
+                    -1.0
+                },
                 lower(format!("{:?}", s.order_type)),
-                if s.confidence.is_finite() { Some(s.confidence) } else { None },
+                if s.confidence.is_finite() {
+                    Some(s.confidence)
+                } else {
+                    None
+                },
                 s.tag,
                 s.reasoning,
                 decision,
                 reason,
                 d.is_approved()
-            ],
-        ) {
+            ])
+        });
+        if let Err(e) = r {
             tracing::error!("signal not stored: {e}");
         }
         self.event(

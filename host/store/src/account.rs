@@ -103,7 +103,7 @@ pub fn stored_fills(conn: &Connection, mode: &str) -> Result<Vec<Fill>, AccountE
 /// followed, every cash adjustment.
 pub fn stored_ledger(conn: &Connection, mode: &str) -> Result<Vec<LedgerEntry>, AccountError> {
     let fills = stored_fills_with_ids(conn, mode)?;
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT after_fill, ts, amount FROM ledger_adjustments WHERE mode = ?1 ORDER BY after_fill, id",
     )?;
     let rows = stmt.query_map([mode], |r| {
@@ -161,15 +161,11 @@ pub fn record_adjustment(
     } = *d;
     let amount = venue - ledger;
     engine.adjust_cash(now, amount)?;
-    let after: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(id), 0) FROM fills WHERE mode = ?1",
-        [mode],
-        |r| r.get(0),
-    )?;
-    tx.execute(
-        "INSERT INTO ledger_adjustments (mode, ts, after_fill, asset, amount, ledger, venue, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    let after: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM fills WHERE mode = ?1")
+        .and_then(|mut st| st.query_row([mode], |r| r.get(0)))?;
+    tx.prepare_cached("INSERT INTO ledger_adjustments (mode, ts, after_fill, asset, amount, ledger, venue, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").and_then(|mut st| st.execute(params![
             mode,
             now,
             after,
@@ -178,13 +174,12 @@ pub fn record_adjustment(
             ledger.to_string(),
             venue.to_string(),
             reason
-        ],
-    )?;
+        ]))?;
     Ok(amount)
 }
 
 fn stored_fills_with_ids(conn: &Connection, mode: &str) -> Result<Vec<(i64, Fill)>, AccountError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT ts, symbol, qty, price, fee, kind, id FROM fills WHERE mode = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([mode], |r| {
@@ -268,11 +263,8 @@ pub fn open(
         .collect();
     let rebuilt = rebuild(capital, &ledger)?;
     let snapshot: Option<String> = conn
-        .query_row(
-            "SELECT engine FROM account_snapshot WHERE mode = ?1",
-            [mode],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT engine FROM account_snapshot WHERE mode = ?1")
+        .and_then(|mut st| st.query_row([mode], |r| r.get(0)))
         .optional()?;
     let snapshot = snapshot.map(|s| restore(&s, &rebuilt)).transpose()?;
     let snapshot_cash = snapshot.as_ref().map(|e| e.portfolio().cash());
@@ -307,7 +299,8 @@ pub fn open(
         .collect::<Result<_, _>>()?;
     let mut stale = Vec::new();
     {
-        let mut stmt = conn.prepare("SELECT client_order_id FROM orders WHERE mode = ?1 AND status = 'open' AND venue = 'paper'")?;
+        let mut stmt = conn.prepare_cached(
+        "SELECT client_order_id FROM orders WHERE mode = ?1 AND status = 'open' AND venue = 'paper'")?;
         for id in stmt.query_map([mode], |r| r.get::<_, String>(0))? {
             let id = id?;
             if !open_ids.contains(&id) {
@@ -316,10 +309,7 @@ pub fn open(
         }
     }
     for id in &stale {
-        conn.execute(
-            "UPDATE orders SET status = 'cancelled', reason = 'not open after restart' WHERE client_order_id = ?1",
-            [id],
-        )?;
+        conn.prepare_cached("UPDATE orders SET status = 'cancelled', reason = 'not open after restart' WHERE client_order_id = ?1").and_then(|mut st| st.execute([id]))?;
     }
     Ok((
         engine,
@@ -357,11 +347,8 @@ pub fn peek(conn: &Connection, mode: &str) -> Result<Option<Engine>, AccountErro
         return Ok(None);
     };
     let json: Option<String> = conn
-        .query_row(
-            "SELECT engine FROM account_snapshot WHERE mode = ?1",
-            [mode],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT engine FROM account_snapshot WHERE mode = ?1")
+        .and_then(|mut st| st.query_row([mode], |r| r.get(0)))
         .optional()?;
     let Some(json) = json else {
         return Ok(None);
@@ -419,11 +406,10 @@ pub fn record_orders(
             what: "order",
             detail: e.to_string(),
         })?;
-        tx.execute(
-            "INSERT INTO orders (client_order_id, mode, venue, symbol, side, order_type, qty, price, status, request, created_ts, updated_ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10, ?10)",
-            params![
-                client_order_id(tx, mode, o.id)?,
+        let id = client_order_id(tx, mode, o.id)?;
+        tx.prepare_cached("INSERT INTO orders (client_order_id, mode, venue, symbol, side, order_type, qty, price, status, request, created_ts, updated_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10, ?10)").and_then(|mut st| st.execute(params![
+                id,
                 mode,
                 venue,
                 r.symbol,
@@ -433,8 +419,7 @@ pub fn record_orders(
                 r.trigger_price.map(|p| p.to_string()),
                 request,
                 now
-            ],
-        )?;
+            ]))?;
     }
     Ok(())
 }
@@ -447,10 +432,11 @@ fn set_order_status(
     reason: Option<&str>,
     now: i64,
 ) -> Result<(), AccountError> {
-    tx.execute(
+    let client_id = client_order_id(tx, mode, id)?;
+    tx.prepare_cached(
         "UPDATE orders SET status = ?2, reason = COALESCE(?3, reason), updated_ts = ?4 WHERE client_order_id = ?1",
-        params![client_order_id(tx, mode, id)?, status, reason, now],
-    )?;
+    )
+    .and_then(|mut st| st.execute(params![client_id, status, reason, now]))?;
     Ok(())
 }
 
@@ -477,10 +463,8 @@ pub fn record_events(
                     what: "fill kind",
                     detail: e.to_string(),
                 })?;
-                tx.execute(
-                    "INSERT INTO fills (ts, symbol, action, qty, price, fee, tag, client_order_id, order_id, mode, kind)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
+                tx.prepare_cached("INSERT INTO fills (ts, symbol, action, qty, price, fee, tag, client_order_id, order_id, mode, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)").and_then(|mut st| st.execute(params![
                         f.time,
                         f.symbol,
                         action,
@@ -492,17 +476,14 @@ pub fn record_events(
                         rec.order_id.map(|i| i as i64),
                         mode,
                         kind
-                    ],
-                )?;
+                    ]))?;
                 if let Some(id) = rec.order_id {
                     set_order_status(tx, mode, id, "filled", None, now)?;
                 }
             }
             EngineEvent::PositionClosed(t) => {
-                tx.execute(
-                    "INSERT INTO trades (symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, intent, tag, close_reason, opened_at, closed_at, mode, return_pct)
-                     VALUES (?1, 'long', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?6)",
-                    params![
+                tx.prepare_cached("INSERT INTO trades (symbol, side, qty, entry_price, exit_price, pnl, pnl_pct, fees, intent, tag, close_reason, opened_at, closed_at, mode, return_pct)
+                     VALUES (?1, 'long', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?6)").and_then(|mut st| st.execute(params![
                         t.symbol,
                         t.qty.to_string(),
                         t.entry_price.to_string(),
@@ -516,8 +497,7 @@ pub fn record_events(
                         t.opened_at,
                         t.closed_at,
                         mode
-                    ],
-                )?;
+                    ]))?;
             }
             EngineEvent::OrderCancelled {
                 order_id, reason, ..
@@ -550,14 +530,11 @@ pub fn snapshot(
     // the ledger without its history, so a bar's snapshot costs the same on
     // day 1 and day 3,000 (closed trades and daily stats are rebuilt from fills)
     let json = serde_json::to_string(&engine.compact()).map_err(corrupt)?;
-    let fills: i64 = tx.query_row("SELECT COUNT(*) FROM fills WHERE mode = ?1", [mode], |r| {
-        r.get(0)
-    })?;
-    tx.execute(
-        "INSERT INTO account_snapshot (mode, engine, bar_ts, fills) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(mode) DO UPDATE SET engine = excluded.engine, bar_ts = excluded.bar_ts, fills = excluded.fills, saved_at = datetime('now')",
-        params![mode, json, bar_ts, fills],
-    )?;
+    let fills: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM fills WHERE mode = ?1")
+        .and_then(|mut st| st.query_row([mode], |r| r.get(0)))?;
+    tx.prepare_cached("INSERT INTO account_snapshot (mode, engine, bar_ts, fills) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(mode) DO UPDATE SET engine = excluded.engine, bar_ts = excluded.bar_ts, fills = excluded.fills, saved_at = datetime('now')").and_then(|mut st| st.execute(params![mode, json, bar_ts, fills]))?;
     Ok(())
 }
 

@@ -139,11 +139,9 @@ pub fn add_version(
     origin: &str,
     info: &ModuleInfo,
 ) -> Result<i64, ArchiveError> {
-    let version: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) + 1 FROM strategy_versions",
-        [],
-        |r| r.get(0),
-    )?;
+    let version: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM strategy_versions")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))?;
     let dir = version_dir(archive_dir, version);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let wasm_path = dir.join("strategy.wasm");
@@ -163,22 +161,16 @@ pub fn add_version(
         serde_json::to_vec_pretty(&meta).unwrap_or_default(),
     )
     .map_err(io(&meta_path))?;
-    conn.execute(
-        "INSERT INTO strategy_versions (version, hash, contract_version, wasm, code, params, origin, status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'staged')",
-        params![version, info.hash, info.contract_version, wasm, code, params_json, origin],
-    )?;
+    conn.prepare_cached("INSERT INTO strategy_versions (version, hash, contract_version, wasm, code, params, origin, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'staged')").and_then(|mut st| st.execute(params![version, info.hash, info.contract_version, wasm, code, params_json, origin]))?;
     Ok(version)
 }
 
 /// Makes `version` the active one; the previous active becomes `archived`.
 pub fn activate(conn: &Connection, version: i64) -> Result<(), ArchiveError> {
     let tx = conn.unchecked_transaction()?;
-    tx.execute(
-        "UPDATE strategy_versions SET status = 'archived', retired_at = datetime('now') WHERE status = 'active' AND version != ?1",
-        [version],
-    )?;
-    let n = tx.execute("UPDATE strategy_versions SET status = 'active', deployed_at = datetime('now') WHERE version = ?1", [version])?;
+    tx.prepare_cached("UPDATE strategy_versions SET status = 'archived', retired_at = datetime('now') WHERE status = 'active' AND version != ?1").and_then(|mut st| st.execute([version]))?;
+    let n = tx.prepare_cached("UPDATE strategy_versions SET status = 'active', deployed_at = datetime('now') WHERE version = ?1").and_then(|mut st| st.execute([version]))?;
     if n == 0 {
         return Err(ArchiveError::NoSuchVersion(version));
     }
@@ -193,10 +185,10 @@ pub fn set_status(
     status: &str,
     note: Option<&str>,
 ) -> Result<(), ArchiveError> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE strategy_versions SET status = ?2, note = COALESCE(?3, note) WHERE version = ?1",
-        params![version, status, note],
-    )?;
+    )
+    .and_then(|mut st| st.execute(params![version, status, note]))?;
     Ok(())
 }
 
@@ -279,11 +271,9 @@ pub fn load_bytes(
         }
         tracing::warn!(version, path = %path.display(), "archive file does not match its recorded hash; using the database copy");
     }
-    let bytes: Vec<u8> = conn.query_row(
-        "SELECT wasm FROM strategy_versions WHERE version = ?1",
-        [version],
-        |r| r.get(0),
-    )?;
+    let bytes: Vec<u8> = conn
+        .prepare_cached("SELECT wasm FROM strategy_versions WHERE version = ?1")
+        .and_then(|mut st| st.query_row([version], |r| r.get(0)))?;
     if module_hash(&bytes) == rec.hash {
         Ok((bytes, BytesSource::Database))
     } else {
@@ -298,25 +288,21 @@ pub fn save_state(
     state: &[u8],
     scan_seq: i64,
 ) -> Result<(), ArchiveError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO strategy_state (version, state, scan_seq) VALUES (?1, ?2, ?3)",
-        params![version, state, scan_seq],
-    )?;
-    conn.execute(
-        "DELETE FROM strategy_state WHERE rowid NOT IN (SELECT rowid FROM strategy_state ORDER BY rowid DESC LIMIT 20)",
-        [],
-    )?;
+    )
+    .and_then(|mut st| st.execute(params![version, state, scan_seq]))?;
+    conn.prepare_cached("DELETE FROM strategy_state WHERE rowid NOT IN (SELECT rowid FROM strategy_state ORDER BY rowid DESC LIMIT 20)").and_then(|mut st| st.execute([]))?;
     Ok(())
 }
 
 /// The most recently saved state, whichever version saved it.
 pub fn latest_state(conn: &Connection) -> Result<Option<(i64, Vec<u8>, i64)>, ArchiveError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT version, state, scan_seq FROM strategy_state ORDER BY rowid DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
+        .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
         .optional()?)
 }
 

@@ -350,18 +350,12 @@ fn append_locked(
     detail: &str,
 ) -> rusqlite::Result<i64> {
     let prev: String = conn
-        .query_row(
-            "SELECT hash FROM events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT hash FROM events ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .optional()?
         .unwrap_or_else(|| GENESIS.to_string());
     let hash = digest(&prev, ts, kind, symbol, detail);
-    conn.execute(
-        "INSERT INTO events (ts, kind, symbol, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![ts, kind, symbol, detail, prev, hash],
-    )?;
+    conn.prepare_cached("INSERT INTO events (ts, kind, symbol, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)").and_then(|mut st| st.execute(params![ts, kind, symbol, detail, prev, hash]))?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -441,7 +435,7 @@ pub fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 
 /// Events after `since` (sequence), oldest first, at most `limit`.
 pub fn since(conn: &Connection, since: i64, limit: usize) -> rusqlite::Result<Vec<Event>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT seq, ts, kind, symbol, detail FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![since, limit as i64], from_row)?;

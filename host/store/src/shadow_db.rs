@@ -34,10 +34,8 @@ pub fn open(
     strategy_version: Option<i64>,
 ) -> rusqlite::Result<i64> {
     let s = |d: Option<Decimal>| d.map(|d| d.to_string());
-    conn.execute(
-        "INSERT INTO counterfactuals (mode, symbol, decided_at, decision_price, qty, stop_loss, take_profit, tag, intent, confidence, refusal_kind, refusal, strategy_version, horizon_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
+    conn.prepare_cached("INSERT INTO counterfactuals (mode, symbol, decided_at, decision_price, qty, stop_loss, take_profit, tag, intent, confidence, refusal_kind, refusal, strategy_version, horizon_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)").and_then(|mut st| st.execute(params![
             mode,
             cf.symbol,
             cf.time,
@@ -52,8 +50,7 @@ pub fn open(
             cf.refusal.to_string(),
             strategy_version,
             cf.time + horizon_secs(cf.intent),
-        ],
-    )?;
+        ]))?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -63,7 +60,7 @@ pub fn open_shadows(
     mode: &str,
     symbol: &str,
 ) -> rusqlite::Result<Vec<OpenShadow>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, decided_at, qty, stop_loss, take_profit, horizon_at, entry_at, entry_price, close_requested_at, refusal_kind
          FROM counterfactuals WHERE mode = ?1 AND symbol = ?2 AND exit_at IS NULL ORDER BY id",
     )?;
@@ -93,10 +90,12 @@ fn save(conn: &Connection, o: &OpenShadow, exit: Option<&ShadowExit>) -> rusqlit
         Some((t, p)) => (Some(t), Some(p.to_string())),
         None => (None, None),
     };
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE counterfactuals SET entry_at = ?2, entry_price = ?3, close_requested_at = ?4,
          exit_at = ?5, exit_price = ?6, exit_reason = ?7, pnl = ?8, pnl_pct = ?9 WHERE id = ?1",
-        params![
+    )
+    .and_then(|mut s| {
+        s.execute(params![
             o.id,
             entry_at,
             entry_price,
@@ -106,8 +105,8 @@ fn save(conn: &Connection, o: &OpenShadow, exit: Option<&ShadowExit>) -> rusqlit
             exit.map(|x| x.reason.name()),
             exit.map(|x| x.pnl.to_string()),
             exit.and_then(|x| x.pnl_pct).map(|p| p.to_string()),
-        ],
-    )?;
+        ])
+    })?;
     Ok(())
 }
 
@@ -140,11 +139,8 @@ pub fn close_signal(
     symbol: &str,
     at: i64,
 ) -> rusqlite::Result<usize> {
-    conn.execute(
-        "UPDATE counterfactuals SET close_requested_at = ?3
-         WHERE mode = ?1 AND symbol = ?2 AND exit_at IS NULL AND close_requested_at IS NULL AND decided_at <= ?3",
-        params![mode, symbol, at],
-    )
+    conn.prepare_cached("UPDATE counterfactuals SET close_requested_at = ?3
+         WHERE mode = ?1 AND symbol = ?2 AND exit_at IS NULL AND close_requested_at IS NULL AND decided_at <= ?3").and_then(|mut st| st.execute(params![mode, symbol, at]))
 }
 
 /// The would-be results of one group of refused entries.
@@ -207,7 +203,7 @@ pub struct ShadowRow {
 
 /// The newest `limit` followed entries of `mode`, newest first.
 pub fn rows(conn: &Connection, mode: &str, limit: i64) -> rusqlite::Result<Vec<ShadowRow>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, symbol, decided_at, decision_price, qty, refusal_kind, refusal, tag, strategy_version,
                 entry_at, entry_price, exit_at, exit_price, exit_reason, pnl, pnl_pct
          FROM counterfactuals WHERE mode = ?1 ORDER BY id DESC LIMIT ?2",
@@ -249,7 +245,7 @@ pub fn rows(conn: &Connection, mode: &str, limit: i64) -> rusqlite::Result<Vec<S
 
 /// What the limits cost or saved in `mode`, over every followed entry.
 pub fn report(conn: &Connection, mode: &str) -> rusqlite::Result<ShadowReport> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT refusal_kind, exit_reason, pnl FROM counterfactuals WHERE mode = ?1 ORDER BY id",
     )?;
     let mut rows = stmt.query(params![mode])?;

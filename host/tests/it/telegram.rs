@@ -546,12 +546,24 @@ async fn bot_answers_obeys_only_its_chat_and_survives_bad_input() {
         .unwrap()
         .parse()
         .unwrap();
-    let parts: Vec<Sent> = fake.sent()[first..]
-        .iter()
-        .filter(|s| !s.refused)
-        .take_while(|s| s.text.starts_with("<b>Last") || s.text.starts_with('#'))
-        .cloned()
-        .collect();
+    // the parts are sent one after another: wait for all of them (a
+    // condition poll; reading at once raced the sender under load)
+    let answer = || -> Vec<Sent> {
+        fake.sent()[first..]
+            .iter()
+            .filter(|s| !s.refused)
+            .take_while(|s| s.text.starts_with("<b>Last") || s.text.starts_with('#'))
+            .cloned()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut parts = answer();
+    while parts.iter().map(|p| p.text.lines().count()).sum::<usize>() < count + 1
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        parts = answer();
+    }
     assert!(
         parts.len() >= 2,
         "{count} log lines fit one message? {}",
