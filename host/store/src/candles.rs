@@ -434,15 +434,23 @@ pub fn prune(
 ) -> Result<PruneStats, CandleError> {
     let tx = conn.transaction()?;
     let mut out = PruneStats::default();
+    // per symbol, so each delete is a range of the primary key (symbol,
+    // interval, ts): the daily job costs what it deletes, not the whole table
+    // (a replay of years pruned every day and spent half its time here)
+    let symbols = stored_symbols(&tx)?;
     for iv in Interval::ALL {
         let Some(keep) = retention.get(iv) else {
             continue;
         };
         let cut = now.saturating_sub(keep.max(0)).div_euclid(86_400) * 86_400;
-        let n = tx.execute(
-            "DELETE FROM candles WHERE interval = ?1 AND ts < ?2",
-            params![iv.name(), cut],
-        )? as u64;
+        let mut n = 0u64;
+        for sym in &symbols {
+            n += tx
+                .prepare_cached(
+                    "DELETE FROM candles WHERE symbol = ?1 AND interval = ?2 AND ts < ?3",
+                )?
+                .execute(params![sym, iv.name(), cut])? as u64;
+        }
         match iv {
             Interval::M5 => out.m5 = n,
             Interval::H1 => out.h1 = n,
@@ -451,6 +459,21 @@ pub fn prune(
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// The symbols with stored candles, found by skipping along the primary
+/// key (one index seek per symbol, not a scan of every candle).
+fn stored_symbols(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE s(sym) AS (
+             SELECT MIN(symbol) FROM candles
+             UNION ALL
+             SELECT (SELECT MIN(symbol) FROM candles WHERE symbol > s.sym) FROM s WHERE s.sym IS NOT NULL
+         )
+         SELECT sym FROM s WHERE sym IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
 }
 
 /// A stored series as backtest input; refuses a series with no candles.
@@ -486,6 +509,41 @@ mod tests {
             close: cl,
             volume: v,
         }
+    }
+
+    /// Regression (a replay of years spent half its time pruning): the
+    /// prune walks every stored symbol's key range and deletes exactly the
+    /// candles past each tier's retention.
+    #[test]
+    fn prune_deletes_per_symbol_and_tier_past_the_retention() {
+        let mut conn = crate::db::open_in_memory().unwrap();
+        let day = 86_400;
+        for sym in ["AAA", "BBB", "CCC"] {
+            let hours: Vec<Candle> = (0..48)
+                .map(|i| c(i * 3_600, 1.0, 1.0, 1.0, 1.0, 1.0))
+                .collect();
+            store(&mut conn, sym, Interval::H1, &hours).unwrap();
+            let days: Vec<Candle> = (0..2)
+                .map(|i| c(i * day, 1.0, 1.0, 1.0, 1.0, 1.0))
+                .collect();
+            store(&mut conn, sym, Interval::D1, &days).unwrap();
+        }
+        assert_eq!(stored_symbols(&conn).unwrap(), ["AAA", "BBB", "CCC"]);
+        let keep_a_day = Retention {
+            m5: Some(day),
+            h1: Some(day),
+            d1: None,
+        };
+        // at 2 days + 1 h: the cut is day 1 (rounded down), so each symbol's first 24 hours go
+        let p = prune(&mut conn, 2 * day + 3_600, &keep_a_day).unwrap();
+        assert_eq!((p.m5, p.h1, p.d1), (0, 3 * 24, 0));
+        for sym in ["AAA", "BBB", "CCC"] {
+            let h = load(&conn, sym, Interval::H1, None, None).unwrap();
+            assert_eq!((h.len(), h[0].ts), (24, day), "{sym}");
+            assert_eq!(load(&conn, sym, Interval::D1, None, None).unwrap().len(), 2);
+        }
+        let empty = crate::db::open_in_memory().unwrap();
+        assert!(stored_symbols(&empty).unwrap().is_empty());
     }
 
     #[test]

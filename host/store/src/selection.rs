@@ -131,10 +131,8 @@ fn shadow_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Shadow> {
 
 /// Stores a candidate for its shadow; returns its id.
 pub fn add_shadow(conn: &Connection, s: &NewShadow<'_>) -> rusqlite::Result<i64> {
-    conn.execute(
-        "INSERT INTO shadow_candidates (run_id, created_at, status, origin, wasm, source, params, shadow_days, tolerance_pct, expected_return_pct_per_day, expected_max_drawdown_pct)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+    conn.prepare_cached("INSERT INTO shadow_candidates (run_id, created_at, status, origin, wasm, source, params, shadow_days, tolerance_pct, expected_return_pct_per_day, expected_max_drawdown_pct)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)").and_then(|mut st| st.execute(params![
             s.run_id,
             s.created_at,
             ShadowState::Pending.as_str(),
@@ -146,8 +144,7 @@ pub fn add_shadow(conn: &Connection, s: &NewShadow<'_>) -> rusqlite::Result<i64>
             s.tolerance_pct,
             s.expected_return_pct_per_day,
             s.expected_max_drawdown_pct
-        ],
-    )?;
+        ]))?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -172,15 +169,17 @@ pub fn shadow(conn: &Connection, id: i64) -> rusqlite::Result<Option<Shadow>> {
 
 /// A pending shadow starts running at `at`.
 pub fn start_shadow(conn: &Connection, id: i64, at: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE shadow_candidates SET status = ?2, started_at = ?3 WHERE id = ?1 AND status = ?4",
-        params![
+    )
+    .and_then(|mut st| {
+        st.execute(params![
             id,
             ShadowState::Running.as_str(),
             at,
             ShadowState::Pending.as_str()
-        ],
-    )?;
+        ])
+    })?;
     Ok(())
 }
 
@@ -192,10 +191,7 @@ pub fn update_shadow(
     incumbent_return_pct: Option<f64>,
     candidate_max_drawdown_pct: Option<f64>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE shadow_candidates SET candidate_return_pct = ?2, incumbent_return_pct = ?3, candidate_max_drawdown_pct = ?4 WHERE id = ?1",
-        params![id, candidate_return_pct, incumbent_return_pct, candidate_max_drawdown_pct],
-    )?;
+    conn.prepare_cached("UPDATE shadow_candidates SET candidate_return_pct = ?2, incumbent_return_pct = ?3, candidate_max_drawdown_pct = ?4 WHERE id = ?1").and_then(|mut st| st.execute(params![id, candidate_return_pct, incumbent_return_pct, candidate_max_drawdown_pct]))?;
     Ok(())
 }
 
@@ -208,17 +204,14 @@ pub fn decide_shadow(
     version: Option<i64>,
     detail: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE shadow_candidates SET status = ?2, decided_at = ?3, version = ?4, detail = ?5 WHERE id = ?1 AND status = ?6",
-        params![
+    conn.prepare_cached("UPDATE shadow_candidates SET status = ?2, decided_at = ?3, version = ?4, detail = ?5 WHERE id = ?1 AND status = ?6").and_then(|mut st| st.execute(params![
             id,
             state.as_str(),
             at,
             version,
             detail,
             ShadowState::Running.as_str()
-        ],
-    )?;
+        ]))?;
     Ok(())
 }
 
@@ -234,14 +227,9 @@ pub fn record_shadow_signal(
     decision: &str,
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO shadow_signals (shadow_id, ts, symbol, action, size_pct, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![shadow_id, ts, symbol, action, size_pct, decision, reason],
-    )?;
-    conn.execute(
-        "UPDATE shadow_candidates SET signals = signals + 1 WHERE id = ?1",
-        [shadow_id],
-    )?;
+    conn.prepare_cached("INSERT INTO shadow_signals (shadow_id, ts, symbol, action, size_pct, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").and_then(|mut st| st.execute(params![shadow_id, ts, symbol, action, size_pct, decision, reason]))?;
+    conn.prepare_cached("UPDATE shadow_candidates SET signals = signals + 1 WHERE id = ?1")
+        .and_then(|mut st| st.execute([shadow_id]))?;
     Ok(())
 }
 
@@ -255,16 +243,15 @@ pub fn record_trial(
     p_value: Option<f64>,
     passed: bool,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO selection_trials (ts, run_id, template, sharpe, p_value, passed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![ts, run_id, template, sharpe, p_value, passed],
-    )?;
+    conn.prepare_cached("INSERT INTO selection_trials (ts, run_id, template, sharpe, p_value, passed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)").and_then(|mut st| st.execute(params![ts, run_id, template, sharpe, p_value, passed]))?;
     Ok(())
 }
 
 /// How many candidates were tested so far, and the Sharpe ratios of those that had one.
 pub fn trials(conn: &Connection) -> rusqlite::Result<(u64, Vec<f64>)> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM selection_trials", [], |r| r.get(0))?;
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM selection_trials")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))?;
     let mut q =
         conn.prepare_cached("SELECT sharpe FROM selection_trials WHERE sharpe IS NOT NULL")?;
     let s = q
@@ -299,10 +286,7 @@ pub fn expect(
     return_pct_per_day: f64,
     max_drawdown_pct: f64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR REPLACE INTO deploy_expectations (version, recorded_at, basis, return_pct_per_day, max_drawdown_pct) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![version, at, basis, return_pct_per_day, max_drawdown_pct],
-    )?;
+    conn.prepare_cached("INSERT OR REPLACE INTO deploy_expectations (version, recorded_at, basis, return_pct_per_day, max_drawdown_pct) VALUES (?1, ?2, ?3, ?4, ?5)").and_then(|mut st| st.execute(params![version, at, basis, return_pct_per_day, max_drawdown_pct]))?;
     Ok(())
 }
 
@@ -311,17 +295,13 @@ fn opt_decimal(s: Option<String>) -> rusqlite::Result<Option<Decimal>> {
 }
 
 pub fn expectation(conn: &Connection, version: i64) -> rusqlite::Result<Option<Expectation>> {
-    let row = conn
-        .query_row(
-            "SELECT version, recorded_at, basis, return_pct_per_day, max_drawdown_pct, baseline_ts, baseline_equity, baseline_trades, peak_equity, rolled_back_at, reason FROM deploy_expectations WHERE version = ?1",
-            [version],
+    let row = conn.prepare_cached("SELECT version, recorded_at, basis, return_pct_per_day, max_drawdown_pct, baseline_ts, baseline_equity, baseline_trades, peak_equity, rolled_back_at, reason FROM deploy_expectations WHERE version = ?1").and_then(|mut st| st.query_row([version],
             |r| {
                 Ok((
                     (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
                     (r.get::<_, Option<String>>(6)?, r.get(7)?, r.get::<_, Option<String>>(8)?, r.get(9)?, r.get(10)?),
                 ))
-            },
-        )
+            }))
         .optional()?;
     let Some(((version, recorded_at, basis, ret, dd, bts), (beq, btr, peak, rb, reason))) = row
     else {
@@ -350,18 +330,13 @@ pub fn set_baseline(
     equity: Decimal,
     trades: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE deploy_expectations SET baseline_ts = ?2, baseline_equity = ?3, baseline_trades = ?4, peak_equity = ?3 WHERE version = ?1 AND baseline_ts IS NULL",
-        params![version, ts, equity.to_string(), trades],
-    )?;
+    conn.prepare_cached("UPDATE deploy_expectations SET baseline_ts = ?2, baseline_equity = ?3, baseline_trades = ?4, peak_equity = ?3 WHERE version = ?1 AND baseline_ts IS NULL").and_then(|mut st| st.execute(params![version, ts, equity.to_string(), trades]))?;
     Ok(())
 }
 
 pub fn set_peak(conn: &Connection, version: i64, peak: Decimal) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE deploy_expectations SET peak_equity = ?2 WHERE version = ?1",
-        params![version, peak.to_string()],
-    )?;
+    conn.prepare_cached("UPDATE deploy_expectations SET peak_equity = ?2 WHERE version = ?1")
+        .and_then(|mut st| st.execute(params![version, peak.to_string()]))?;
     Ok(())
 }
 
@@ -371,10 +346,10 @@ pub fn mark_rolled_back(
     at: i64,
     reason: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE deploy_expectations SET rolled_back_at = ?2, reason = ?3 WHERE version = ?1",
-        params![version, at, reason],
-    )?;
+    )
+    .and_then(|mut st| st.execute(params![version, at, reason]))?;
     Ok(())
 }
 
