@@ -683,6 +683,103 @@ mod tests {
             .collect()
     }
 
+    /// Issue 18's property: over 10,000 seeded random signal sequences
+    /// (sizes NaN, ±inf, negative, zero, subnormal, 1e308, over the maximum;
+    /// stops and limits as wild), no approved entry breaks a hard limit: its
+    /// value is within `max_trade_pct` of the portfolio and within free cash,
+    /// the open positions stay within `max_open_positions`, and after every
+    /// bar the ledger holds its invariant with cash never below zero.
+    #[test]
+    fn no_approved_entry_breaks_a_hard_limit_over_ten_thousand_random_sequences() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn below(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+            fn unit(&mut self) -> f64 {
+                (self.next() >> 11) as f64 / (1u64 << 53) as f64
+            }
+        }
+        let wild = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -5.0, 0.0, 5e-324, 1e-310, 1e308, 50.0, 51.0, 100.0, 1e6];
+        let mut rng = Rng(0x5EED_0018);
+        let symbols = ["A", "B", "C"];
+        let mut approved = 0usize;
+        for _ in 0..10_000 {
+            let mut e = engine_with(dec!(10), dec!(5), dec!(50));
+            let mut prices: Vec<f64> = symbols.iter().map(|_| 1.0 + rng.unit() * 50_000.0).collect();
+            for step in 0..4i64 {
+                let now = T0 + step * H;
+                let view_prices: Vec<(&str, f64)> = symbols.iter().copied().zip(prices.iter().copied()).collect();
+                let v = view(now, &view_prices);
+                let n = 1 + rng.below(3) as usize;
+                let signals: Vec<Signal> = (0..n)
+                    .map(|_| {
+                        let sym = symbols[rng.below(3) as usize];
+                        let action = [Action::Buy, Action::Buy, Action::Sell, Action::Close][rng.below(4) as usize];
+                        let size = if rng.below(2) == 0 { wild[rng.below(wild.len() as u64) as usize] } else { rng.unit() * 120.0 };
+                        let mut s = sig(sym, action, size);
+                        if rng.below(3) == 0 {
+                            s.stop_loss = Some(wild[rng.below(wild.len() as u64) as usize]);
+                        }
+                        if rng.below(4) == 0 {
+                            s.order_type = OrderType::Limit;
+                            s.limit_price = Some(if rng.below(2) == 0 { wild[rng.below(wild.len() as u64) as usize] } else { rng.unit() * 60_000.0 });
+                        }
+                        s
+                    })
+                    .collect();
+                // the portfolio's value at the view's prices, before the decisions
+                let p = e.portfolio();
+                let mut value = p.cash();
+                for (sym, pos) in p.positions() {
+                    let px = view_prices.iter().find(|(s, _)| *s == sym.as_str()).map(|(_, x)| *x).unwrap();
+                    value += pos.qty * Decimal::try_from(px).unwrap();
+                }
+                let cash = p.cash();
+                let decisions = e.submit(now, &signals, &v);
+                let mut spent = Decimal::ZERO;
+                for d in &decisions {
+                    if let Decision::Approved(o) = d {
+                        if o.side != OrderSide::Buy {
+                            continue;
+                        }
+                        approved += 1;
+                        assert!(o.qty > Decimal::ZERO, "{o:?}");
+                        let notional = o.qty * o.decision_price;
+                        assert!(notional <= value * dec!(50) / dec!(100) + dec!(0.000001), "over max_trade_pct: {notional} of {value}: {o:?}");
+                        spent += notional;
+                        assert!(spent <= cash + dec!(0.000001), "over free cash: {spent} of {cash}");
+                    }
+                }
+                let held: std::collections::BTreeSet<&str> = e
+                    .portfolio()
+                    .positions()
+                    .keys()
+                    .map(String::as_str)
+                    .chain(e.pending().iter().filter(|o| o.request.side == OrderSide::Buy).map(|o| o.request.symbol.as_str()))
+                    .collect();
+                assert!(held.len() <= 2, "over max_open_positions: {held:?}");
+                // the next bar: prices move up to ±30%, orders fill or not
+                for (k, sym) in symbols.iter().enumerate() {
+                    let open = prices[k];
+                    let close = (open * (0.7 + rng.unit() * 0.6)).max(0.01);
+                    let (hi, lo) = (open.max(close) * 1.01, open.min(close) * 0.99);
+                    e.on_bar(sym, &candle(now, open, hi, lo, close)).unwrap();
+                    prices[k] = close;
+                }
+                e.portfolio().check_invariant().unwrap();
+                assert!(e.portfolio().cash() >= Decimal::ZERO, "cash below zero: {}", e.portfolio().cash());
+            }
+        }
+        assert!(approved > 5_000, "the sequences should approve entries: {approved}");
+    }
+
     #[test]
     fn market_buy_fills_at_next_open_with_costs() {
         let mut e = engine(dec!(10), dec!(50));

@@ -326,19 +326,7 @@ impl Shell {
 
     /// Writes one candle (inside or outside a bar's transaction); a failure is logged.
     pub(super) fn store_candle(&self, symbol: &str, interval: Interval, c: &Candle) {
-        const SQL: &str = "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-        let r = self.conn.prepare_cached(SQL).and_then(|mut st| {
-            st.execute(rusqlite::params![
-                symbol,
-                interval.name(),
-                c.ts,
-                c.open,
-                c.high,
-                c.low,
-                c.close,
-                c.volume
-            ])
-        });
+        let r = host_store::candles::put(&self.conn, symbol, interval, c);
         if let Err(e) = r {
             tracing::error!(symbol, interval = interval.name(), "candle not stored: {e}");
         }

@@ -224,10 +224,6 @@ fn write(
         "SELECT open, high, low, close, volume FROM candles
          WHERE symbol = ?1 AND interval = ?2 AND ts = ?3",
     )?;
-    let mut put = conn.prepare_cached(
-        "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
     let mut st = WriteStats::default();
     for c in candles {
         let old: Option<[f64; 5]> = get
@@ -244,18 +240,34 @@ fn write(
             Some(_) => st.updated += 1,
             None => st.inserted += 1,
         }
-        put.execute(params![
-            symbol,
-            interval.name(),
-            c.ts,
-            c.open,
-            c.high,
-            c.low,
-            c.close,
-            c.volume
-        ])?;
+        put(conn, symbol, interval, c)?;
     }
     Ok(st)
+}
+
+/// Stores one candle (replacing the stored one of its time) within the
+/// caller's transaction: the running host's per-bar write.
+pub fn put(
+    conn: &Connection,
+    symbol: &str,
+    interval: Interval,
+    c: &Candle,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO candles (symbol, interval, ts, open, high, low, close, volume)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        symbol,
+        interval.name(),
+        c.ts,
+        c.open,
+        c.high,
+        c.low,
+        c.close,
+        c.volume
+    ])?;
+    Ok(())
 }
 
 /// Stores `candles` in one transaction: all land or none do. Re-storing the
