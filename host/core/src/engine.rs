@@ -706,7 +706,8 @@ mod tests {
                 (self.next() >> 11) as f64 / (1u64 << 53) as f64
             }
         }
-        let wild = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -5.0, 0.0, 5e-324, 1e-310, 1e308, 50.0, 51.0, 100.0, 1e6];
+        let wild =
+            [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -5.0, 0.0, 5e-324, 1e-310, 1e308, 50.0, 51.0, 100.0, 1e6];
         let mut rng = Rng(0x5EED_0018);
         let symbols = ["A", "B", "C"];
         let mut approved = 0usize;
@@ -722,14 +723,22 @@ mod tests {
                     .map(|_| {
                         let sym = symbols[rng.below(3) as usize];
                         let action = [Action::Buy, Action::Buy, Action::Sell, Action::Close][rng.below(4) as usize];
-                        let size = if rng.below(2) == 0 { wild[rng.below(wild.len() as u64) as usize] } else { rng.unit() * 120.0 };
+                        let size = if rng.below(2) == 0 {
+                            wild[rng.below(wild.len() as u64) as usize]
+                        } else {
+                            rng.unit() * 120.0
+                        };
                         let mut s = sig(sym, action, size);
                         if rng.below(3) == 0 {
                             s.stop_loss = Some(wild[rng.below(wild.len() as u64) as usize]);
                         }
                         if rng.below(4) == 0 {
                             s.order_type = OrderType::Limit;
-                            s.limit_price = Some(if rng.below(2) == 0 { wild[rng.below(wild.len() as u64) as usize] } else { rng.unit() * 60_000.0 });
+                            s.limit_price = Some(if rng.below(2) == 0 {
+                                wild[rng.below(wild.len() as u64) as usize]
+                            } else {
+                                rng.unit() * 60_000.0
+                            });
                         }
                         s
                     })
@@ -752,7 +761,10 @@ mod tests {
                         approved += 1;
                         assert!(o.qty > Decimal::ZERO, "{o:?}");
                         let notional = o.qty * o.decision_price;
-                        assert!(notional <= value * dec!(50) / dec!(100) + dec!(0.000001), "over max_trade_pct: {notional} of {value}: {o:?}");
+                        assert!(
+                            notional <= value * dec!(50) / dec!(100) + dec!(0.000001),
+                            "over max_trade_pct: {notional} of {value}: {o:?}"
+                        );
                         spent += notional;
                         assert!(spent <= cash + dec!(0.000001), "over free cash: {spent} of {cash}");
                     }
@@ -762,7 +774,12 @@ mod tests {
                     .positions()
                     .keys()
                     .map(String::as_str)
-                    .chain(e.pending().iter().filter(|o| o.request.side == OrderSide::Buy).map(|o| o.request.symbol.as_str()))
+                    .chain(
+                        e.pending()
+                            .iter()
+                            .filter(|o| o.request.side == OrderSide::Buy)
+                            .map(|o| o.request.symbol.as_str()),
+                    )
                     .collect();
                 assert!(held.len() <= 2, "over max_open_positions: {held:?}");
                 // the next bar: prices move up to ±30%, orders fill or not
