@@ -1,5 +1,7 @@
 //! Paper trading on a venue's own market feed, accelerated: a loopback
-//! Kraken serves two symbols' real 5-minute candles (`../shared/data/`) —
+//! Kraken (and, in a second test, a loopback Coinbase: its `candles`
+//! channel and its public paged REST candles, no key) serves two symbols'
+//! real 5-minute candles (`../shared/data/`) —
 //! history over REST, then the stream over its websocket as fast as the real
 //! `host` binary takes them — and the host runs in paper mode on its feed
 //! with `clock = "feed"`. Checked: every bar of every symbol is stored once
@@ -9,6 +11,7 @@
 //! over REST) and repeats none; a kill -9 and a restart resume without a gap.
 
 use crate::common::*;
+use host_exchange::loopback::coinbase_venue::CoinbaseVenue;
 use host_exchange::loopback::kraken_venue::KrakenVenue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,9 +34,118 @@ const SYMBOLS: [(&str, &str, &str); 2] = [
     ("ETHUSD", "ETH/USD", "ETHUSDT-5m.csv"),
 ];
 
+/// The loopback venue the feed comes from, each speaking its documented protocol.
+enum Venue {
+    Kraken(KrakenVenue),
+    Coinbase(CoinbaseVenue),
+}
+
+/// A price as the venue's JSON writes it: the shortest text that reads back as the same `f64`.
+fn dec(x: f64) -> rust_decimal::Decimal {
+    format!("{x}").parse().unwrap()
+}
+
+impl Venue {
+    fn name(&self) -> &'static str {
+        match self {
+            Venue::Kraken(_) => "kraken",
+            Venue::Coinbase(_) => "coinbase",
+        }
+    }
+
+    fn urls(&self) -> (&str, &str) {
+        match self {
+            Venue::Kraken(v) => (&v.rest_url, &v.ws_url),
+            Venue::Coinbase(v) => (&v.rest_url, &v.ws_url),
+        }
+    }
+
+    /// Websocket subscriptions one connection makes (Kraken: ohlc and
+    /// ticker; Coinbase: candles, ticker and heartbeats).
+    fn per_connection(&self) -> usize {
+        match self {
+            Venue::Kraken(_) => 2,
+            Venue::Coinbase(_) => 3,
+        }
+    }
+
+    /// The REST history of one symbol at one tier.
+    fn set_history(&self, symbol: &str, minutes: u32, bars: &[Candle]) {
+        match self {
+            Venue::Kraken(v) => v.set_ohlc(
+                &format!("{}/{}", &symbol[..3], &symbol[3..]),
+                minutes,
+                &rows(bars),
+            ),
+            Venue::Coinbase(v) => v.set_candles_at(
+                &product(symbol),
+                i64::from(minutes) * 60,
+                bars.iter()
+                    .map(|c| {
+                        (
+                            c.ts,
+                            dec(c.open),
+                            dec(c.high),
+                            dec(c.low),
+                            dec(c.close),
+                            dec(c.volume),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// One 5m candle update on the websocket.
+    fn push(&self, symbol: &str, c: &Candle) {
+        match self {
+            Venue::Kraken(v) => v.push_ohlc(
+                &format!("{}/{}", &symbol[..3], &symbol[3..]),
+                5,
+                &iso(c.ts),
+                c.open,
+                c.high,
+                c.low,
+                c.close,
+                c.volume,
+            ),
+            Venue::Coinbase(v) => v.push_candle(
+                &product(symbol),
+                c.ts,
+                &format!("{}", c.open),
+                &format!("{}", c.high),
+                &format!("{}", c.low),
+                &format!("{}", c.close),
+                &format!("{}", c.volume),
+            ),
+        }
+    }
+
+    fn drop_ws(&self) {
+        match self {
+            Venue::Kraken(v) => v.drop_ws(),
+            Venue::Coinbase(v) => v.drop_ws(),
+        }
+    }
+
+    /// Waits for the subscriptions of `connections` websocket connections.
+    async fn wait_connections(&self, connections: usize) {
+        let n = connections * self.per_connection();
+        match self {
+            Venue::Kraken(v) => v.wait_subscriptions(n).await,
+            Venue::Coinbase(v) => v.wait_subscriptions(n).await,
+        }
+    }
+}
+
+/// Coinbase's product id of a host symbol (`BTCUSD` → `BTC-USD`).
+fn product(symbol: &str) -> String {
+    format!("{}-{}", &symbol[..3], &symbol[3..])
+}
+
 struct Feed {
     dir: tempfile::TempDir,
-    venue: KrakenVenue,
+    venue: Venue,
     bars: Vec<Vec<Candle>>,
     runs: usize,
 }
@@ -53,24 +165,42 @@ fn rows(bars: &[Candle]) -> Vec<(i64, f64, f64, f64, f64, f64)> {
 
 impl Feed {
     async fn new() -> Feed {
-        let venue = KrakenVenue::start().await;
-        let bars: Vec<Vec<Candle>> = SYMBOLS
+        Feed::on(Venue::Kraken(KrakenVenue::start().await)).await
+    }
+
+    async fn on(venue: Venue) -> Feed {
+        let mut bars: Vec<Vec<Candle>> = SYMBOLS
             .iter()
             .map(|(_, _, file)| shared_candles(file, 0, HISTORY + STREAM + 1))
             .collect();
+        if let Venue::Coinbase(_) = venue {
+            // the Coinbase adapter pages its REST history back from the wall
+            // clock: the candles are moved (by whole days, so the day
+            // boundaries stay where they were) to end before now
+            let now = chrono::Utc::now().timestamp();
+            let span = (bars[0].len() as i64) * 300 + 6 * 3_600;
+            let shift = (now - span - bars[0][0].ts).div_euclid(86_400) * 86_400;
+            for b in &mut bars {
+                for c in b.iter_mut() {
+                    c.ts += shift;
+                }
+            }
+        }
         let ts: Vec<Vec<i64>> = bars
             .iter()
             .map(|b| b.iter().map(|c| c.ts).collect())
             .collect();
         assert_eq!(ts[0], ts[1], "the two files' candles are aligned");
         let dir = tempfile::tempdir().unwrap();
+        let (rest_url, ws_url) = venue.urls();
         let settings = format!(
-            "mode = \"paper\"\nclock = \"feed\"\nvenue = \"kraken\"\nsymbols = [\"BTCUSD\", \"ETHUSD\"]\n\
-             [strategy]\ndefault = \"{}\"\nparams = [[\"echo\", \"tiers\"]]\n\
-             [exchanges.kraken]\nrest_url = \"{}\"\nws_url = \"{}\"\n",
+            "mode = \"paper\"\nclock = \"feed\"\nvenue = \"{0}\"\nsymbols = [\"BTCUSD\", \"ETHUSD\"]\n\
+             [strategy]\ndefault = \"{1}\"\nparams = [[\"echo\", \"tiers\"]]\n\
+             [exchanges.{0}]\nrest_url = \"{2}\"\nws_url = \"{3}\"\nrate_per_sec = 1000.0\n",
+            venue.name(),
             guest_path("market-echo").display(),
-            venue.rest_url,
-            venue.ws_url
+            rest_url,
+            ws_url
         );
         std::fs::write(dir.path().join("settings.toml"), settings).unwrap();
         std::fs::write(dir.path().join("risk.toml"), LOOSE_RISK_LIMITS).unwrap();
@@ -91,10 +221,10 @@ impl Feed {
     /// The venue's REST history: the first `n` bars of each symbol at 5m
     /// (and nothing at 1h or 1d: those the host builds itself).
     fn serve_history(&self, n: usize) {
-        for (k, (_, ws, _)) in SYMBOLS.iter().enumerate() {
-            self.venue.set_ohlc(ws, 5, &rows(&self.bars[k][..n]));
-            self.venue.set_ohlc(ws, 60, &[]);
-            self.venue.set_ohlc(ws, 1440, &[]);
+        for (k, (sym, _, _)) in SYMBOLS.iter().enumerate() {
+            self.venue.set_history(sym, 5, &self.bars[k][..n]);
+            self.venue.set_history(sym, 60, &[]);
+            self.venue.set_history(sym, 1440, &[]);
         }
     }
 
@@ -122,10 +252,8 @@ impl Feed {
     /// Streams bar `i` of both symbols over the websocket (it closes when
     /// bar `i + 1` begins, as Kraken's `ohlc` channel works).
     fn push(&self, i: usize) {
-        for (k, (_, ws, _)) in SYMBOLS.iter().enumerate() {
-            let c = self.bars[k][i];
-            self.venue
-                .push_ohlc(ws, 5, &iso(c.ts), c.open, c.high, c.low, c.close, c.volume);
+        for (k, (sym, _, _)) in SYMBOLS.iter().enumerate() {
+            self.venue.push(sym, &self.bars[k][i]);
         }
     }
 
@@ -243,8 +371,20 @@ async fn wait_db(path: &Path, what: &str, f: impl Fn(&rusqlite::Connection) -> b
                         .ok()
                 })
                 .unwrap_or_default();
+            let log = path
+                .parent()
+                .and_then(Path::parent)
+                .and_then(|d| std::fs::read_dir(d).ok())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("run"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|t| t.lines().rev().take(15).collect::<Vec<_>>().join("\n"))
+                .collect::<Vec<_>>()
+                .join("\n---\n");
             panic!(
-                "timed out waiting for {what}; last events:\n{}",
+                "timed out waiting for {what}; last events:\n{}\nhost logs (newest lines first):\n{log}",
                 events.join("\n")
             );
         }
@@ -285,9 +425,18 @@ fn count(c: &rusqlite::Connection, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paper_on_a_fast_venue_feed_scans_every_bar_once_and_builds_every_tier_live() {
-    let mut f = Feed::new().await;
+    fast_feed(Feed::new().await).await;
+}
+
+/// The same on Coinbase's feed (its candles channel, its paged REST candles).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_on_a_fast_coinbase_feed_scans_every_bar_once_and_builds_every_tier_live() {
+    fast_feed(Feed::on(Venue::Coinbase(CoinbaseVenue::start().await)).await).await;
+}
+
+async fn fast_feed(mut f: Feed) {
     let mut host = f.start();
-    f.venue.wait_subscriptions(2).await; // ohlc and ticker
+    f.venue.wait_connections(1).await;
     f.stored_through(HISTORY - 1).await; // the REST backfill
     let streamed_from = HISTORY;
 
@@ -298,7 +447,7 @@ async fn paper_on_a_fast_venue_feed_scans_every_bar_once_and_builds_every_tier_l
     for i in DROP_AT..DROP_AT + DROPPED {
         f.push(i); // nobody listens: these are lost from the stream
     }
-    f.venue.wait_subscriptions(4).await;
+    f.venue.wait_connections(2).await;
     f.stream(DROP_AT + DROPPED, KILL_AT).await;
 
     // kill -9; bars close while the host is down; it restarts
@@ -306,7 +455,7 @@ async fn paper_on_a_fast_venue_feed_scans_every_bar_once_and_builds_every_tier_l
     kill(&mut host);
     f.serve_history(KILL_AT + DOWN);
     let mut host = f.start();
-    f.venue.wait_subscriptions(6).await;
+    f.venue.wait_connections(3).await;
     f.stored_through(KILL_AT + DOWN - 1).await;
     f.stream(KILL_AT + DOWN, HISTORY + STREAM + 1).await;
     let last = HISTORY + STREAM - 1;
@@ -457,7 +606,7 @@ async fn health_answers_503_and_names_the_stale_feeds() {
         .stderr(log)
         .spawn()
         .unwrap();
-    f.venue.wait_subscriptions(2).await;
+    f.venue.wait_connections(1).await;
     // on a wall clock the 2021 history is older than any backfill window:
     // the feed brings one old bar, which is stored but not fresh
     f.push(0);

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub const API: &str = "/api/v3/brokerage";
+/// The prefix of the public market endpoints (no key, no JWT).
+const PUBLIC: &str = "/market/";
 
 /// Host symbol to Coinbase product id: `BTCUSD` → `BTC-USD`.
 pub fn product_id(symbol: &str) -> ExResult<String> {
@@ -291,19 +293,21 @@ impl CoinbaseHttp {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> ExResult<Value> {
-        let creds = self
-            .cfg
-            .credentials
-            .as_ref()
-            .ok_or(ExchangeError::MissingCredentials(ENV_KEY_NAME))?;
         let full = format!("{API}{path}");
-        let uri = request_uri(method.as_str(), &self.cfg.rest_url, &full);
-        let token = jwt(creds, Some(&uri), self.cfg.clock.now());
         let mut req = self
             .http
-            .request(method, format!("{}{full}", self.cfg.rest_url))
-            .bearer_auth(token)
+            .request(method.clone(), format!("{}{full}", self.cfg.rest_url))
             .query(query);
+        // the public market endpoints (`/market/...`) are called without a key
+        if !path.starts_with(PUBLIC) {
+            let creds = self
+                .cfg
+                .credentials
+                .as_ref()
+                .ok_or(ExchangeError::MissingCredentials(ENV_KEY_NAME))?;
+            let uri = request_uri(method.as_str(), &self.cfg.rest_url, &full);
+            req = req.bearer_auth(jwt(creds, Some(&uri), self.cfg.clock.now()));
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -548,10 +552,17 @@ impl CoinbaseHttp {
         start: i64,
         end: i64,
     ) -> ExResult<Vec<Candle>> {
+        // with a key the authenticated endpoint; without one (paper trading
+        // on the public feed) the documented public one, same parameters and answer
+        let path = if self.cfg.credentials.is_some() {
+            format!("/products/{}/candles", product_id(symbol)?)
+        } else {
+            format!("{PUBLIC}products/{}/candles", product_id(symbol)?)
+        };
         let r = self
             .call(
                 reqwest::Method::GET,
-                &format!("/products/{}/candles", product_id(symbol)?),
+                &path,
                 &[
                     ("start", start.to_string()),
                     ("end", end.to_string()),

@@ -69,6 +69,9 @@ pub struct CbState {
     pub prices: HashMap<String, Decimal>,
     /// Candles per product: (start, open, high, low, close, volume).
     pub candles: HashMap<String, Vec<CandleRow>>,
+    /// Candles per (product, granularity in seconds): once any is set for a
+    /// product, its candles are served per granularity from here.
+    pub candles_at: HashMap<(String, i64), Vec<CandleRow>>,
     pub fee_bps: u32,
     pub faults: Faults,
     /// Every REST request: ("METHOD /path-after-brokerage", arrival).
@@ -165,6 +168,7 @@ impl CoinbaseVenue {
                 requests: vec![],
                 unauthorized: vec![],
                 subscriptions: vec![],
+                candles_at: HashMap::new(),
                 ws_connections: 0,
                 silent: false,
                 next_id: 0,
@@ -255,6 +259,13 @@ impl CoinbaseVenue {
 
     pub fn set_candles(&self, product: &str, rows: Vec<CandleRow>) {
         self.state().candles.insert(product.to_string(), rows);
+    }
+
+    /// The candles of one granularity (`step` seconds) of `product`.
+    pub fn set_candles_at(&self, product: &str, step: i64, rows: Vec<CandleRow>) {
+        self.state()
+            .candles_at
+            .insert((product.to_string(), step), rows);
     }
 
     pub fn set_silent(&self, silent: bool) {
@@ -702,7 +713,7 @@ fn apply(
                 json!({ "accounts": accounts, "has_next": has_next, "cursor": cursor, "size": n }),
             )
         }
-        ("GET", ["products", product, "candles"]) => {
+        ("GET", ["products", product, "candles"] | ["market", "products", product, "candles"]) => {
             let g = q.get("granularity").map(String::as_str).unwrap_or("");
             let Some(step) = [
                 ("ONE_MINUTE", 60),
@@ -730,15 +741,20 @@ fn apply(
                     "number of candles requested should be less than 350",
                 );
             }
-            let mut rows: Vec<Value> = st
-                .candles
-                .get(*product)
-                .into_iter()
-                .flatten()
-                .filter(|c| c.0 >= start && c.0 < end)
-                .map(|c| json!({"start": c.0.to_string(), "low": c.3.to_string(), "high": c.2.to_string(),
-                    "open": c.1.to_string(), "close": c.4.to_string(), "volume": c.5.to_string()}))
-                .collect();
+            let per_step = st.candles_at.keys().any(|(p, _)| p == product);
+            let mut rows: Vec<Value> = if per_step {
+                st.candles_at.get(&(product.to_string(), step))
+            } else {
+                st.candles.get(*product)
+            }
+            .into_iter()
+            .flatten()
+            .filter(|c| c.0 >= start && c.0 < end)
+            .map(|c| {
+                json!({"start": c.0.to_string(), "low": c.3.to_string(), "high": c.2.to_string(),
+                    "open": c.1.to_string(), "close": c.4.to_string(), "volume": c.5.to_string()})
+            })
+            .collect();
             rows.reverse(); // newest first, as Coinbase sends them
             (StatusCode::OK, json!({ "candles": rows }))
         }
@@ -774,7 +790,19 @@ async fn rest(
     let fault = {
         let mut st = s.state.lock().unwrap();
         st.requests.push((endpoint.clone(), Instant::now()));
-        if let Err(why) = verify_jwt(&s.key, token, Some(&format!("{method} {host}{full}"))) {
+        // the public market endpoints (`/market/...`) need no key
+        let public = path.starts_with("/market/");
+        if public && !token.is_empty() {
+            st.unauthorized
+                .push((endpoint, "a token sent to a public endpoint".into()));
+            return (StatusCode::BAD_REQUEST, "public endpoints take no token\n").into_response();
+        }
+        let checked = if public {
+            Ok(())
+        } else {
+            verify_jwt(&s.key, token, Some(&format!("{method} {host}{full}")))
+        };
+        if let Err(why) = checked {
             st.unauthorized.push((endpoint, why));
             return (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
         }
