@@ -661,6 +661,28 @@ fn a_running_host_gets_the_candidate_through_its_control_socket() {
         );
         std::thread::yield_now();
     }
+    // the cycle's data is the host's candle store: wait for the whole replay
+    // in it (a cycle started part-way read a window that depended on timing)
+    let db = opts.paths.db();
+    let stored = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM candles WHERE interval = '1h'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    while stored() < 2_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the replay did not reach the store: {} bars",
+            stored()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let report = orch::run_cycle(&opts);
     let _ = host_control::socket::request(&socket, &host_control::socket::Request::Shutdown);
     let _ = host.wait();
