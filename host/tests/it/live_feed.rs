@@ -7,8 +7,9 @@
 //! with `clock = "feed"`. Checked: every bar of every symbol is stored once
 //! and scanned once, in order, never before its bars; the 1h and 1d candles
 //! the strategy saw equal an independent aggregation of the 5m data, live,
-//! without a restart; a dropped websocket loses no bar (the gap is fetched
-//! over REST) and repeats none; a kill -9 and a restart resume without a gap.
+//! without a restart; a dropped websocket, and a silent one given up after
+//! its idle timeout, lose no bar (the gap is fetched over REST) and repeat
+//! none; a kill -9 and a restart resume without a gap.
 
 use crate::common::*;
 use host_exchange::loopback::coinbase_venue::CoinbaseVenue;
@@ -25,6 +26,10 @@ const STREAM: usize = 600;
 /// Where the websocket drops (bars lost from the stream) and for how many bars.
 const DROP_AT: usize = 200;
 const DROPPED: usize = 7;
+/// Where the feed falls silent (no heartbeat, no candle: the host must find
+/// it dead and reconnect) and how many bars close meanwhile.
+const SILENT_AT: usize = 300;
+const SILENT: usize = 5;
 /// Where the host is killed (-9) and how many bars close while it is down.
 const KILL_AT: usize = 420;
 const DOWN: usize = 15;
@@ -125,6 +130,22 @@ impl Venue {
         match self {
             Venue::Kraken(v) => v.drop_ws(),
             Venue::Coinbase(v) => v.drop_ws(),
+        }
+    }
+
+    /// Heartbeats stop (the connection stays open and says nothing).
+    fn set_silent(&self, silent: bool) {
+        match self {
+            Venue::Kraken(v) => v.set_silent(silent),
+            Venue::Coinbase(v) => v.set_silent(silent),
+        }
+    }
+
+    /// Websocket connections accepted so far.
+    fn connections(&self) -> usize {
+        match self {
+            Venue::Kraken(v) => v.state().ws_connections,
+            Venue::Coinbase(v) => v.state().ws_connections,
         }
     }
 
@@ -448,14 +469,34 @@ async fn fast_feed(mut f: Feed) {
         f.push(i); // nobody listens: these are lost from the stream
     }
     f.venue.wait_connections(2).await;
-    f.stream(DROP_AT + DROPPED, KILL_AT).await;
+    f.stream(DROP_AT + DROPPED, SILENT_AT).await;
+
+    // a silent feed: nothing arrives, not even heartbeats, until the host
+    // gives the connection up (its idle timeout) and connects again
+    f.stored_through(SILENT_AT - 2).await;
+    let before = f.venue.connections();
+    f.venue.set_silent(true);
+    f.serve_history(SILENT_AT + SILENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while f.venue.connections() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a silent feed was never given up"
+        );
+        // a condition poll with a deadline, not a fixed wait
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    f.venue.set_silent(false);
+    f.venue.wait_connections(3).await;
+    f.stored_through(SILENT_AT + SILENT - 1).await;
+    f.stream(SILENT_AT + SILENT, KILL_AT).await;
 
     // kill -9; bars close while the host is down; it restarts
     f.stored_through(KILL_AT - 2).await;
     kill(&mut host);
     f.serve_history(KILL_AT + DOWN);
     let mut host = f.start();
-    f.venue.wait_connections(3).await;
+    f.venue.wait_connections(4).await;
     f.stored_through(KILL_AT + DOWN - 1).await;
     f.stream(KILL_AT + DOWN, HISTORY + STREAM + 1).await;
     let last = HISTORY + STREAM - 1;
@@ -486,7 +527,10 @@ async fn fast_feed(mut f: Feed) {
         &c,
         "SELECT COUNT(*) FROM events WHERE kind = 'gap_fill' AND json_extract(detail, '$.bars') > 0",
     );
-    assert!(gap_fills >= 1, "the outage's bars came back over REST");
+    assert!(
+        gap_fills >= 2,
+        "the bars of the outage and of the silence came back over REST: {gap_fills} gap fills"
+    );
 
     // scans: strictly increasing closes, never before both symbols' bars
     let scans: Vec<i64> = c
