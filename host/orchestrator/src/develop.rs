@@ -138,45 +138,40 @@ pub fn strategy(
     let work = opts.paths.data_dir.join("orchestrator");
     let ccfg = compile_config(opts, &work);
     let now = opts.now.timestamp();
-    let mut developed =
-        repair::develop(
-            proposer,
-            conn,
-            ctx,
-            first,
-            o.max_repairs,
-            subject,
-            run_id,
-            now,
-            |p, _attempt| {
-                source_gate(p, o.max_source_bytes)?;
-                let built = compile::compile(&ccfg, &crate_id(run_id, "", &p.source), &p.source)
-                    .map_err(|e| Rejection::CompileFailed {
-                        detail: e.to_string(),
-                    })?;
-                *figures = CheckFigures::default();
-                // contract, fuzz, lookahead, startup; then the selection gate
-                let module = checks::screen(input, &built.wasm, cfg, figures)?;
-                let passed = gate(p, &built.wasm, &module, figures)?;
-                // the declared parameters are deployed: initialize must accept them
-                if !p.params.is_empty() {
-                    let m = input.runtime.load_strategy(&built.wasm).map_err(|e| {
-                        Rejection::Contract {
-                            detail: e.to_string(),
-                        }
-                    })?;
-                    WasmDriver::start(&m, input.risk, input.symbols, &p.params).map_err(|e| {
-                        Rejection::Contract {
-                            detail: format!("initialize refused the declared PARAMS: {e}"),
-                        }
-                    })?;
-                }
-                Ok(Built {
-                    report: passed.report.clone(),
-                    passed,
-                })
-            },
-        )?;
+    let mut developed = repair::develop(
+        proposer,
+        conn,
+        ctx,
+        first,
+        o.max_repairs,
+        subject,
+        run_id,
+        now,
+        |p, _attempt| {
+            source_gate(p, o.max_source_bytes)?;
+            let built = compile::compile(&ccfg, &crate_id(run_id, "", &p.source), &p.source)
+                .map_err(|e| Rejection::CompileFailed {
+                    detail: e.to_string(),
+                })?;
+            *figures = CheckFigures::default();
+            // contract, fuzz, lookahead, startup; then the selection gate
+            let module = checks::screen(input, &built.wasm, cfg, figures)?;
+            // the declared parameters are deployed (and a tune_params
+            // grid is centred on them): initialize must accept them
+            if !p.params.is_empty() {
+                WasmDriver::start(&module, input.risk, input.symbols, &p.params).map_err(|e| {
+                    Rejection::Contract {
+                        detail: format!("initialize refused the declared PARAMS: {e}"),
+                    }
+                })?;
+            }
+            let passed = gate(p, &built.wasm, &module, figures)?;
+            Ok(Built {
+                report: passed.report.clone(),
+                passed,
+            })
+        },
+    )?;
     if developed.result.is_ok() {
         let dossier = super::review::dossier(
             ctx,

@@ -641,6 +641,7 @@ fn gate_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> gate::Ga
         holdout_tolerance_pct: o.holdout_tolerance_pct,
         max_drawdown_pct: risk.max_drawdown_pct,
         search_candidates: o.search_candidates.max(1),
+        tune_grid_max: o.tune_grid_max.max(1),
     }
 }
 
@@ -963,18 +964,22 @@ pub fn run_cycle_with(
                 &mut selection_figures,
             );
             if let Some(s) = &selection_figures.significance {
-                host_store::selection::record_trial(
-                    conn,
-                    now,
-                    &run_id,
-                    &p.template,
-                    s.deflated.map(|d| d.sharpe),
-                    s.p_value,
-                    s.passed,
-                )
-                .map_err(|e| Rejection::Backtest {
-                    detail: e.to_string(),
-                })?;
+                // every grid point fitted over is a trial: the chosen one
+                // with its Sharpe ratio, the others counted without one
+                for i in 0..selection_figures.grid_size.max(1) {
+                    host_store::selection::record_trial(
+                        conn,
+                        now,
+                        &run_id,
+                        &p.template,
+                        s.deflated.map(|d| d.sharpe).filter(|_| i == 0),
+                        s.p_value.filter(|_| i == 0),
+                        s.passed && i == 0,
+                    )
+                    .map_err(|e| Rejection::Backtest {
+                        detail: e.to_string(),
+                    })?;
+                }
             }
             passed
         };
@@ -1541,7 +1546,7 @@ fn shadow_or_deploy(
                 origin: &origin,
                 wasm: &passed.wasm,
                 source: &passed.source,
-                params: &[],
+                params: &passed.params,
                 shadow_days: o.shadow_days,
                 tolerance_pct: o.shadow_tolerance_pct,
                 expected_return_pct_per_day: passed.expected_return_pct_per_day,
