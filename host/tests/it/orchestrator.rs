@@ -1354,3 +1354,70 @@ fn the_reference_examples_compile_against_the_sdk() {
         host_orchestrator::source_check::check(src, 64 << 10).unwrap();
     }
 }
+
+/// The trend strategy of [`good`] with its slow average's length a parameter.
+fn tunable() -> String {
+    good()
+        .replace("pub struct Trend { symbols: Vec<String>, size: f64 }", "pub struct Trend { symbols: Vec<String>, size: f64, slow: usize }")
+        .replace(
+            "self.size = init.limits.default_trade_pct;",
+            "self.size = init.limits.default_trade_pct;\n        self.slow = init.params.f64_or(\"period\", 120.0)? as usize;",
+        )
+        .replace("sma(&c, 120)", "sma(&c, self.slow)")
+}
+
+#[test]
+fn a_tune_params_answer_with_bad_values_is_fitted_in_sample_and_deploys_the_fit() {
+    // period 202 never trades (the strategy reads 200 candles); 182 and 162 do
+    let src = tunable();
+    assert!(src.contains("self.slow = init.params") && src.contains("sma(&c, self.slow)"));
+    let run = scripted_cycle(
+        |api, _| {
+            api.writer_text = format!(
+                "DECISION: tune_params\nCONFIDENCE: 0.5\nREASON: a slower trend\nPARAMS: period=202\n\n```rust\n{src}\n```\n"
+            );
+        },
+        // five trials deflate the Sharpe ratio: this test is about the fit, not the margin
+        |o| o.orchestrator.significance_alpha = 0.2,
+    );
+    let sel = serde_json::to_value(run.report.figures.selection.as_ref().unwrap()).unwrap();
+    let kv = |p: &str| serde_json::json!([["period", p]]);
+    assert_eq!(sel["fit"]["method"], "tune_neighbourhood", "{sel:#}");
+    assert_eq!(
+        sel["fit"]["grid"],
+        serde_json::json!([kv("202"), kv("182"), kv("222"), kv("162"), kv("242")])
+    );
+    assert_eq!(sel["grid_size"], 5);
+    let grid = sel["fit"]["grid"].as_array().unwrap().clone();
+    // each fold chose a grid point in sample (listed per fold)
+    let folds = sel["candidate"]["folds"].as_array().unwrap();
+    assert!(folds.len() >= 6);
+    assert!(
+        folds.iter().all(|f| grid.contains(&f["params"])),
+        "{folds:#?}"
+    );
+    // the trials of honest selection count every grid point
+    assert!(
+        sel["significance"]["trials"].as_u64().unwrap() >= 5,
+        "{sel:#}"
+    );
+    assert!(
+        matches!(run.report.outcome, CycleOutcome::Deployed { .. }),
+        "{:?}\n{sel:#}",
+        run.report.outcome
+    );
+    // fitted on the whole development part: a period that trades, deployed as the PARAMS
+    let fitted = sel["fitted_params"].clone();
+    assert!(fitted == kv("182") || fitted == kv("162"), "{fitted}");
+    let fitted: Vec<(String, String)> = serde_json::from_value(fitted).unwrap();
+    assert_eq!(run.report.params, fitted);
+    let conn = host_store::db::open(&run.opts.paths.db()).unwrap();
+    assert_eq!(
+        host_store::archive::active(&conn).unwrap().unwrap().params,
+        fitted
+    );
+    let trials: i64 = conn
+        .query_row("SELECT COUNT(*) FROM selection_trials", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(trials, 5);
+}
