@@ -80,6 +80,8 @@ pub fn candidates(
     cfg: &CheckConfig,
     figures: &mut CheckFigures,
     run_id: &str,
+    mut bandit: Option<&mut repair::Bandit>,
+    draws: &mut Vec<repair::BanditDraw>,
 ) -> Result<Developed<Built>, OrchestratorError> {
     let mut proposal = first;
     let mut n = 1u32;
@@ -99,7 +101,24 @@ pub fn candidates(
         if n >= opts.orchestrator.candidates_per_night {
             return Ok(d);
         }
-        match proposer.next_candidate(conn, ctx, &d.proposal, &rejection) {
+        // the bandit draws the next kind, this refusal counted
+        let draw = bandit.as_mut().and_then(|b| {
+            b.refused(d.proposal.decision);
+            b.draw()
+        });
+        let asked = Context {
+            requested: draw.as_ref().map(|x| x.decision).or(ctx.requested),
+            ..ctx.clone()
+        };
+        let next = proposer.next_candidate(conn, &asked, &d.proposal, &rejection);
+        if let Some(x) = draw {
+            let answered = match &next {
+                Ok(Some(Ok(p))) => Some(p.decision),
+                _ => None,
+            };
+            draws.push(repair::BanditDraw::new(n + 1, x, answered));
+        }
+        match next {
             Ok(Some(Ok(next))) => {
                 proposal = next;
                 n += 1;

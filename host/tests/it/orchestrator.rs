@@ -1421,3 +1421,60 @@ fn a_tune_params_answer_with_bad_values_is_fitted_in_sample_and_deploys_the_fit(
         .unwrap();
     assert_eq!(trials, 5);
 }
+
+#[test]
+fn with_two_candidates_a_night_the_bandit_decides_the_kind_the_model_is_asked_for() {
+    let mut expected = None;
+    let run = scripted_cycle(
+        |api, _| api.writer_text = reply(&good()),
+        |o| {
+            o.orchestrator.candidates_per_night = 2;
+            std::fs::create_dir_all(&o.paths.data_dir).unwrap();
+            let conn = host_store::db::open(&o.paths.db()).unwrap();
+            // tune_params was always accepted, the other kinds always refused
+            for (d, outcome) in [
+                ("tune_params", "deployed"),
+                ("tweak", "rejected"),
+                ("restructure", "rejected"),
+                ("overhaul", "rejected"),
+            ] {
+                for i in 0..8 {
+                    conn.execute(
+                        "INSERT INTO orchestrator_runs (run_id, ts, trigger, decision, outcome, report) VALUES (?1, 0, 't', ?2, ?3, '{}')",
+                        rusqlite::params![format!("old-{d}-{i}"), d, outcome],
+                    )
+                    .unwrap();
+                }
+            }
+            let mut b =
+                orch::repair::Bandit::from_history(&conn, o.seed, &orch::repair::ARMS).unwrap();
+            expected = b.draw();
+        },
+    );
+    let expected = expected.unwrap();
+    let kind = expected.decision.as_str();
+    let first = &run.report.bandit[0];
+    assert_eq!(first.draw, expected, "the same seed draws the same");
+    assert_eq!(first.draw.posteriors.len(), 4);
+    let tune = first
+        .draw
+        .posteriors
+        .iter()
+        .find(|p| p.decision == orch::DecisionKind::TuneParams)
+        .unwrap();
+    assert_eq!((tune.alpha, tune.beta), (9.0, 1.0));
+    // the writer's request names the drawn kind
+    let prompt = run.api.lock().unwrap().prompts[0].1.clone();
+    assert!(prompt.contains("=== REQUESTED DECISION KIND"), "{prompt}");
+    assert!(
+        prompt.contains(&format!("{kind} — answer with DECISION: {kind}")),
+        "{kind}"
+    );
+    // the answer (restructure) is audited against the request and still developed
+    assert_eq!(first.answered, Some(orch::DecisionKind::Restructure));
+    assert_eq!(first.off_request, kind != "restructure");
+    assert_eq!(run.report.decision, orch::DecisionKind::Restructure);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run.report.report_path).unwrap()).unwrap();
+    assert_eq!(json["bandit"][0]["draw"]["decision"], kind);
+}
