@@ -1,7 +1,8 @@
 //! The selection gate a screened candidate passes before its forward shadow:
 //! (1) its development backtest keeps within the drawdown limit; (2) the
 //! walk-forward over the development part (parameters fitted in sample when
-//! the candidate comes from a template, scored out of sample) beats the
+//! the candidate comes from a template or is a `tune_params` decision — then
+//! over the neighbourhood of its values —, scored out of sample) beats the
 //! incumbent's; (3) the out-of-sample daily-return difference is significant
 //! by the stationary bootstrap *and* the deflated Sharpe ratio counting every
 //! trial so far; (4) the fitted parameters, fitted again on the whole

@@ -1,6 +1,7 @@
 //! The offline proposer: with no API key, it writes strategy source from the
 //! templates (SMA crossover, RSI reversion, momentum, and an SMA crossover
-//! filtered by RSI) with mutated parameters, deterministically from a seed.
+//! filtered by RSI) with mutated parameters, deterministically from a seed,
+//! or of the decision kind the bandit requested.
 //! The source takes the same path as a model's: check, compile, test, stage.
 
 use serde::Serialize;

@@ -5,8 +5,9 @@
 //! conversation, for up to `max_repairs` further tries; a candidate that
 //! merely does not beat the incumbent is never "repaired" (that would fit the
 //! test data). Every attempt is a row of `orchestrator_attempts`; those rows
-//! are the memory fed into the next contexts and the evidence of a Thompson
-//! sampling bandit over decision kinds.
+//! are the memory fed into the next contexts; the runs are the evidence of a
+//! Thompson sampling bandit over decision kinds, which decides the kind a
+//! cycle asks for when the night allows more than one candidate.
 
 use super::checks::Rejection;
 use super::proposer::{DecisionKind, Proposal, Rng};
