@@ -84,7 +84,18 @@ pub fn writer_prompt(ctx: &Context) -> String {
                 .unwrap_or_default()
         ));
     }
-    if let Some(best) = ctx.suggested.first() {
+    if let Some(kind) = ctx.requested {
+        s.push_str(&format!(
+            "\n=== REQUESTED DECISION KIND (drawn by Thompson sampling over past acceptance: {}) ===\n{} — answer with DECISION: {}, or no_change if nothing is worth changing; another kind is audited as off request.\n",
+            ctx.suggested
+                .iter()
+                .map(|a| format!("{} {}/{}", a.decision.as_str(), a.accepted, a.tried))
+                .collect::<Vec<_>>()
+                .join(", "),
+            kind.as_str(),
+            kind.as_str()
+        ));
+    } else if let Some(best) = ctx.suggested.first() {
         s.push_str(&format!(
             "\n=== SUGGESTED DECISION KIND (Thompson sampling over past acceptance: {}) ===\n{} — a suggestion, not a rule; no_change is always allowed.\n",
             ctx.suggested
@@ -285,7 +296,7 @@ impl Proposer for ClaudeProposer {
     fn next_candidate(
         &mut self,
         conn: &Connection,
-        _ctx: &Context,
+        ctx: &Context,
         p: &Proposal,
         rejection: &Rejection,
     ) -> Result<Option<Result<Proposal, Rejection>>, OrchestratorError> {
@@ -295,9 +306,12 @@ impl Proposer for ClaudeProposer {
         // the code only: the figures of the test windows are not fed back (that would fit them)
         self.turns.push(Turn::user(format!(
             "That candidate ({}) was refused: {}. Write a different candidate (another idea, not a tweak of that one's \
-numbers), with the same answer format.",
+numbers), with the same answer format.{}",
             p.decision.as_str(),
-            rejection.code()
+            rejection.code(),
+            ctx.requested
+                .map(|k| format!(" REQUESTED DECISION KIND: {} (answer with DECISION: {}).", k.as_str(), k.as_str()))
+                .unwrap_or_default()
         )));
         let text = match self.ask_writer(conn)? {
             Err(r) => return Ok(Some(Err(r))),

@@ -80,6 +80,8 @@ pub fn candidates(
     cfg: &CheckConfig,
     figures: &mut CheckFigures,
     run_id: &str,
+    mut bandit: Option<&mut repair::Bandit>,
+    draws: &mut Vec<repair::BanditDraw>,
 ) -> Result<Developed<Built>, OrchestratorError> {
     let mut proposal = first;
     let mut n = 1u32;
@@ -99,7 +101,24 @@ pub fn candidates(
         if n >= opts.orchestrator.candidates_per_night {
             return Ok(d);
         }
-        match proposer.next_candidate(conn, ctx, &d.proposal, &rejection) {
+        // the bandit draws the next kind, this refusal counted
+        let draw = bandit.as_mut().and_then(|b| {
+            b.refused(d.proposal.decision);
+            b.draw()
+        });
+        let asked = Context {
+            requested: draw.as_ref().map(|x| x.decision).or(ctx.requested),
+            ..ctx.clone()
+        };
+        let next = proposer.next_candidate(conn, &asked, &d.proposal, &rejection);
+        if let Some(x) = draw {
+            let answered = match &next {
+                Ok(Some(Ok(p))) => Some(p.decision),
+                _ => None,
+            };
+            draws.push(repair::BanditDraw::new(n + 1, x, answered));
+        }
+        match next {
             Ok(Some(Ok(next))) => {
                 proposal = next;
                 n += 1;
@@ -138,45 +157,40 @@ pub fn strategy(
     let work = opts.paths.data_dir.join("orchestrator");
     let ccfg = compile_config(opts, &work);
     let now = opts.now.timestamp();
-    let mut developed =
-        repair::develop(
-            proposer,
-            conn,
-            ctx,
-            first,
-            o.max_repairs,
-            subject,
-            run_id,
-            now,
-            |p, _attempt| {
-                source_gate(p, o.max_source_bytes)?;
-                let built = compile::compile(&ccfg, &crate_id(run_id, "", &p.source), &p.source)
-                    .map_err(|e| Rejection::CompileFailed {
-                        detail: e.to_string(),
-                    })?;
-                *figures = CheckFigures::default();
-                // contract, fuzz, lookahead, startup; then the selection gate
-                let module = checks::screen(input, &built.wasm, cfg, figures)?;
-                let passed = gate(p, &built.wasm, &module, figures)?;
-                // the declared parameters are deployed: initialize must accept them
-                if !p.params.is_empty() {
-                    let m = input.runtime.load_strategy(&built.wasm).map_err(|e| {
-                        Rejection::Contract {
-                            detail: e.to_string(),
-                        }
-                    })?;
-                    WasmDriver::start(&m, input.risk, input.symbols, &p.params).map_err(|e| {
-                        Rejection::Contract {
-                            detail: format!("initialize refused the declared PARAMS: {e}"),
-                        }
-                    })?;
-                }
-                Ok(Built {
-                    report: passed.report.clone(),
-                    passed,
-                })
-            },
-        )?;
+    let mut developed = repair::develop(
+        proposer,
+        conn,
+        ctx,
+        first,
+        o.max_repairs,
+        subject,
+        run_id,
+        now,
+        |p, _attempt| {
+            source_gate(p, o.max_source_bytes)?;
+            let built = compile::compile(&ccfg, &crate_id(run_id, "", &p.source), &p.source)
+                .map_err(|e| Rejection::CompileFailed {
+                    detail: e.to_string(),
+                })?;
+            *figures = CheckFigures::default();
+            // contract, fuzz, lookahead, startup; then the selection gate
+            let module = checks::screen(input, &built.wasm, cfg, figures)?;
+            // the declared parameters are deployed (and a tune_params
+            // grid is centred on them): initialize must accept them
+            if !p.params.is_empty() {
+                WasmDriver::start(&module, input.risk, input.symbols, &p.params).map_err(|e| {
+                    Rejection::Contract {
+                        detail: format!("initialize refused the declared PARAMS: {e}"),
+                    }
+                })?;
+            }
+            let passed = gate(p, &built.wasm, &module, figures)?;
+            Ok(Built {
+                report: passed.report.clone(),
+                passed,
+            })
+        },
+    )?;
     if developed.result.is_ok() {
         let dossier = super::review::dossier(
             ctx,

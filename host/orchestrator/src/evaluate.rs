@@ -145,7 +145,9 @@ pub fn max_drawdown_pct(start: f64, values: impl Iterator<Item = f64>) -> Option
 }
 
 /// The parameter set of `grid` with the best daily Sharpe ratio over
-/// `[from, to)` (ties and undefined Sharpe ratios keep the earlier set).
+/// `[from, to)` ([`choose`]). A set other than the first that
+/// `initialize` refuses is skipped (a neighbour of the proposed values may
+/// be out of the strategy's range); a trap still refuses the candidate.
 pub fn fit(
     input: &EvalInput,
     module: &StrategyModule,
@@ -154,19 +156,33 @@ pub fn fit(
     from: i64,
     to: i64,
 ) -> Result<(usize, Option<f64>), Rejection> {
-    let mut best: (usize, Option<f64>) = (0, None);
     if grid.len() <= 1 {
-        return Ok(best);
+        return Ok((0, None));
     }
+    let mut returns = Vec::with_capacity(grid.len());
     for (i, params) in grid.iter().enumerate() {
-        let w = window(input, module, params, data, from, to)?;
-        let r: Vec<f64> = w.daily.iter().map(|d| d.1).collect();
-        let s = selection::sharpe(&r);
+        match window(input, module, params, data, from, to) {
+            Ok(w) => returns.push(Some(w.daily.iter().map(|d| d.1).collect::<Vec<f64>>())),
+            Err(Rejection::Contract { .. }) if i > 0 => returns.push(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(choose(&returns))
+}
+
+/// The in-sample choice: the index of the daily-return series (one per grid
+/// point; `None`: not run) with the highest daily Sharpe ratio, and that
+/// ratio. Ties and undefined ratios keep the earlier set; with no defined
+/// ratio the first set (the proposed values) is kept, with `None`.
+pub fn choose(returns: &[Option<Vec<f64>>]) -> (usize, Option<f64>) {
+    let mut best: (usize, Option<f64>) = (0, None);
+    for (i, r) in returns.iter().enumerate() {
+        let s = r.as_deref().and_then(selection::sharpe);
         if s.is_some_and(|s| best.1.is_none_or(|b| s > b)) {
             best = (i, s);
         }
     }
-    Ok(best)
+    best
 }
 
 /// One fold of the walk-forward.
@@ -266,6 +282,28 @@ pub fn walk_forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_sample_choice_is_the_best_sharpe_checked_by_hand() {
+        // mean / sample sd by hand: a = [0.01, 0.03] → 0.02 / 0.014142 = 1.4142;
+        // b = [0.02, 0.02, 0.05] → 0.03 / 0.017321 = 1.7321; c is flat (undefined)
+        let a = vec![0.01, 0.03];
+        let b = vec![0.02, 0.02, 0.05];
+        let c = vec![0.01, 0.01];
+        let (i, s) = choose(&[Some(a.clone()), Some(b.clone()), Some(c.clone())]);
+        assert_eq!(i, 1);
+        assert!((s.unwrap() - 3f64.sqrt()).abs() < 1e-9, "{s:?}");
+        // a set that was not run, and a tie: the earlier set stays
+        assert_eq!(choose(&[Some(a.clone()), None, Some(a.clone())]).0, 0);
+        let (i, s) = choose(&[None, Some(a.clone()), Some(b.clone())]);
+        assert_eq!(i, 2);
+        assert!((s.unwrap() - 3f64.sqrt()).abs() < 1e-9);
+        // nothing defined: the proposed values, with no ratio
+        assert_eq!(choose(&[Some(c.clone()), Some(c)]), (0, None));
+        let (i, s) = choose(&[Some(a), Some(vec![-0.01, 0.03])]);
+        assert_eq!(i, 0);
+        assert!((s.unwrap() - 2f64.sqrt()).abs() < 1e-9);
+    }
 
     #[test]
     fn drawdown_is_measured_from_the_running_peak() {

@@ -195,6 +195,8 @@ pub struct CycleReport {
     pub timings: Vec<(String, f64)>,
     pub report_path: PathBuf,
     pub candidate_dir: PathBuf,
+    /// The bandit's draws (kind requested, every arm's posterior) and what was answered.
+    pub bandit: Vec<repair::BanditDraw>,
 }
 
 impl CycleReport {
@@ -250,6 +252,9 @@ pub struct Context {
     pub suggested: Vec<repair::Arm>,
     /// Ask for the strategy document distilled (a quarter since the last time).
     pub distill_document: bool,
+    /// The decision kind the bandit requests ([`repair::Bandit`], when the
+    /// night allows more than one candidate); `None`: only suggested.
+    pub requested: Option<DecisionKind>,
 }
 
 impl Context {
@@ -296,6 +301,10 @@ impl Context {
 /// Writes and reviews candidates.
 pub trait Proposer {
     fn propose(&mut self, conn: &Connection, ctx: &Context) -> Result<Proposal, OrchestratorError>;
+    /// The decision kinds this proposer can be asked for (the bandit's arms).
+    fn kinds(&self, _ctx: &Context) -> Vec<DecisionKind> {
+        repair::ARMS.to_vec()
+    }
     /// `Ok(Err(why))` when the reviewer refuses the change.
     fn review(
         &mut self,
@@ -377,10 +386,42 @@ impl Proposer for Offline {
         _conn: &Connection,
         ctx: &Context,
     ) -> Result<Proposal, OrchestratorError> {
-        Ok(proposer::propose(
-            self.seed,
-            ctx.incumbent_template.as_deref(),
-        ))
+        let t = ctx.incumbent_template.as_deref();
+        Ok(match ctx.requested {
+            Some(kind) => proposer::propose_kind(self.seed, t, &ctx.incumbent_params, kind),
+            None => proposer::propose(self.seed, t),
+        })
+    }
+    /// Tuning and tweaking need a template incumbent.
+    fn kinds(&self, ctx: &Context) -> Vec<DecisionKind> {
+        let templated = ctx
+            .incumbent_template
+            .as_deref()
+            .is_some_and(|t| proposer::TEMPLATES.iter().any(|x| x.0 == t));
+        repair::ARMS
+            .into_iter()
+            .filter(|k| {
+                templated || matches!(k, DecisionKind::Restructure | DecisionKind::Overhaul)
+            })
+            .collect()
+    }
+    fn next_candidate(
+        &mut self,
+        _conn: &Connection,
+        ctx: &Context,
+        _p: &Proposal,
+        _rejection: &Rejection,
+    ) -> Result<Option<Result<Proposal, Rejection>>, OrchestratorError> {
+        // only a bandit's request asks the offline proposer for another candidate
+        self.seed = self.seed.wrapping_add(1);
+        Ok(ctx.requested.map(|kind| {
+            Ok(proposer::propose_kind(
+                self.seed,
+                ctx.incumbent_template.as_deref(),
+                &ctx.incumbent_params,
+                kind,
+            ))
+        }))
     }
     fn review(
         &mut self,
@@ -641,6 +682,7 @@ fn gate_config(o: &OrchestratorSettings, risk: &RiskFile, seed: u64) -> gate::Ga
         holdout_tolerance_pct: o.holdout_tolerance_pct,
         max_drawdown_pct: risk.max_drawdown_pct,
         search_candidates: o.search_candidates.max(1),
+        tune_grid_max: o.tune_grid_max.max(1),
     }
 }
 
@@ -866,6 +908,22 @@ pub fn run_cycle_with(
         past_attempts: repair::memory(conn, conversation::MEMORY_ATTEMPTS)?,
         suggested: repair::bandit(conn, opts.seed)?,
         distill_document: distill_due(conn, now)?,
+        requested: None,
+    };
+    // the bandit decides the kind asked for when the night allows more than one candidate
+    let mut bandit = if o.candidates_per_night > 1 {
+        Some(repair::Bandit::from_history(
+            conn,
+            opts.seed,
+            &proposer.kinds(&ctx),
+        )?)
+    } else {
+        None
+    };
+    let first_draw = bandit.as_mut().and_then(|b| b.draw());
+    let ctx = Context {
+        requested: first_draw.as_ref().map(|d| d.decision),
+        ..ctx
     };
 
     // 4. decisions: each analysis module separately, then the strategy
@@ -881,6 +939,14 @@ pub fn run_cycle_with(
         Ok(d) => (d, None),
         Err(r) => (Decisions::default(), Some(r)),
     };
+    let mut draws: Vec<repair::BanditDraw> = Vec::new();
+    if let Some(d) = first_draw {
+        draws.push(repair::BanditDraw::new(
+            1,
+            d,
+            decisions.strategy.as_ref().map(|s| s.decision),
+        ));
+    }
     let mut analyses: Vec<CycleOutcome> = Vec::new();
     for a in &decisions.analyses {
         analyses.push(analysis_decision(
@@ -963,18 +1029,22 @@ pub fn run_cycle_with(
                 &mut selection_figures,
             );
             if let Some(s) = &selection_figures.significance {
-                host_store::selection::record_trial(
-                    conn,
-                    now,
-                    &run_id,
-                    &p.template,
-                    s.deflated.map(|d| d.sharpe),
-                    s.p_value,
-                    s.passed,
-                )
-                .map_err(|e| Rejection::Backtest {
-                    detail: e.to_string(),
-                })?;
+                // every grid point fitted over is a trial: the chosen one
+                // with its Sharpe ratio, the others counted without one
+                for i in 0..selection_figures.grid_size.max(1) {
+                    host_store::selection::record_trial(
+                        conn,
+                        now,
+                        &run_id,
+                        &p.template,
+                        s.deflated.map(|d| d.sharpe).filter(|_| i == 0),
+                        s.p_value.filter(|_| i == 0),
+                        s.passed && i == 0,
+                    )
+                    .map_err(|e| Rejection::Backtest {
+                        detail: e.to_string(),
+                    })?;
+                }
             }
             passed
         };
@@ -989,6 +1059,8 @@ pub fn run_cycle_with(
             &cfg,
             &mut figures,
             &run_id,
+            bandit.as_mut(),
+            &mut draws,
         )?;
         proposal = developed.proposal;
         attempts = developed.attempts;
@@ -1149,6 +1221,7 @@ pub fn run_cycle_with(
         timings,
         report_path: report_path.clone(),
         candidate_dir: candidate_dir.clone(),
+        bandit: draws,
     };
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     std::fs::write(&report_path, &json).map_err(io(&report_path))?;
@@ -1541,7 +1614,7 @@ fn shadow_or_deploy(
                 origin: &origin,
                 wasm: &passed.wasm,
                 source: &passed.source,
-                params: &[],
+                params: &passed.params,
                 shadow_days: o.shadow_days,
                 tolerance_pct: o.shadow_tolerance_pct,
                 expected_return_pct_per_day: passed.expected_return_pct_per_day,

@@ -1,6 +1,7 @@
 //! The offline proposer: with no API key, it writes strategy source from the
 //! templates (SMA crossover, RSI reversion, momentum, and an SMA crossover
-//! filtered by RSI) with mutated parameters, deterministically from a seed.
+//! filtered by RSI) with mutated parameters, deterministically from a seed,
+//! or of the decision kind the bandit requested.
 //! The source takes the same path as a model's: check, compile, test, stage.
 
 use serde::Serialize;
@@ -360,6 +361,73 @@ pub fn propose(seed: u64, incumbent_template: Option<&str>) -> Proposal {
         params,
         rationale,
         source,
+        confidence: None,
+        observation: None,
+        module: None,
+    }
+}
+
+/// A proposal of the kind the bandit requested, deterministic in `seed`:
+/// `tune_params` the incumbent's template at its parameters (the gate fits
+/// their neighbourhood), `tweak` the incumbent's template with drawn values,
+/// `restructure` another of the first three templates, `overhaul` SMA+RSI
+/// (another template when that is the incumbent's). Tuning or tweaking
+/// without a template incumbent restructures.
+pub fn propose_kind(
+    seed: u64,
+    incumbent_template: Option<&str>,
+    incumbent_params: &[(String, String)],
+    kind: DecisionKind,
+) -> Proposal {
+    let mut rng = Rng::new(seed ^ 0x00C1_4D5E);
+    let known = incumbent_template.filter(|t| TEMPLATES.iter().any(|x| x.0 == *t));
+    let others: Vec<&str> = TEMPLATES[..3]
+        .iter()
+        .map(|t| t.0)
+        .filter(|t| Some(*t) != known)
+        .collect();
+    let restructure = |rng: &mut Rng| others[rng.range(0, others.len() as u64 - 1) as usize];
+    let (decision, template) = match (kind, known) {
+        (DecisionKind::TuneParams, Some(t)) => (DecisionKind::TuneParams, t),
+        (DecisionKind::Tweak, Some(t)) => (DecisionKind::Tweak, t),
+        (DecisionKind::Overhaul, t) if t != Some("sma-rsi") => (DecisionKind::Overhaul, "sma-rsi"),
+        _ => (DecisionKind::Restructure, restructure(&mut rng)),
+    };
+    let names = TEMPLATES
+        .iter()
+        .find(|(n, _, _)| *n == template)
+        .map(|t| t.2)
+        .unwrap_or(&[]);
+    let incumbent: Option<Vec<f64>> = names
+        .iter()
+        .map(|n| {
+            incumbent_params
+                .iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+        })
+        .collect();
+    let values = match (decision, incumbent) {
+        (DecisionKind::TuneParams, Some(v)) => v,
+        _ => mutate(template, &mut rng),
+    };
+    let params: Vec<(String, String)> = names
+        .iter()
+        .zip(&values)
+        .map(|(n, v)| (n.to_string(), format!("{v}")))
+        .collect();
+    let listed: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Proposal {
+        decision,
+        template: template.to_string(),
+        rationale: format!(
+            "offline proposer (seed {seed}, bandit asked for {}): {} using the {template} template with {}",
+            kind.as_str(),
+            decision.as_str(),
+            listed.join(", ")
+        ),
+        source: render(template, &values, seed).unwrap_or_default(),
+        params,
         confidence: None,
         observation: None,
         module: None,

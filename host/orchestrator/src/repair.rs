@@ -5,8 +5,9 @@
 //! conversation, for up to `max_repairs` further tries; a candidate that
 //! merely does not beat the incumbent is never "repaired" (that would fit the
 //! test data). Every attempt is a row of `orchestrator_attempts`; those rows
-//! are the memory fed into the next contexts and the evidence of a Thompson
-//! sampling bandit over decision kinds.
+//! are the memory fed into the next contexts; the runs are the evidence of a
+//! Thompson sampling bandit over decision kinds, which decides the kind a
+//! cycle asks for when the night allows more than one candidate.
 
 use super::checks::Rejection;
 use super::proposer::{DecisionKind, Proposal, Rng};
@@ -385,9 +386,175 @@ pub fn bandit(conn: &Connection, seed: u64) -> rusqlite::Result<Vec<Arm>> {
     Ok(arms)
 }
 
+/// One arm's Beta posterior and its sample in a draw.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Posterior {
+    pub decision: DecisionKind,
+    /// Beta(alpha, beta): 1 + accepted, 1 + refused.
+    pub alpha: f64,
+    pub beta: f64,
+    pub sample: f64,
+}
+
+/// One Thompson draw: the kind requested and every arm's posterior.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Draw {
+    pub decision: DecisionKind,
+    pub posteriors: Vec<Posterior>,
+}
+
+/// The bandit that decides which decision kind the cycle asks for, when a
+/// night allows more than one candidate: Thompson sampling over `arms` from
+/// the acceptance of past runs (`orchestrator_runs`), a candidate refused
+/// tonight counted as one more refusal of its kind for the next draw.
+/// Deterministic in the seed.
+#[derive(Debug, Clone)]
+pub struct Bandit {
+    rng: Rng,
+    /// (kind, accepted, refused)
+    evidence: Vec<(DecisionKind, u32, u32)>,
+}
+
+impl Bandit {
+    /// The evidence of `arms` in the runs so far.
+    pub fn from_history(
+        conn: &Connection,
+        seed: u64,
+        arms: &[DecisionKind],
+    ) -> rusqlite::Result<Bandit> {
+        let mut evidence = Vec::new();
+        for d in arms {
+            let (tried, accepted): (u32, u32) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(outcome = 'deployed'), 0) FROM orchestrator_runs WHERE decision = ?1",
+                [d.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            evidence.push((*d, accepted, tried.saturating_sub(accepted)));
+        }
+        Ok(Bandit {
+            rng: Rng::new(seed ^ 0x0D2A_3B17),
+            evidence,
+        })
+    }
+
+    /// Samples every arm's acceptance rate; the highest sample is requested.
+    /// `None` without arms.
+    pub fn draw(&mut self) -> Option<Draw> {
+        let mut posteriors = Vec::new();
+        for &(decision, accepted, refused) in &self.evidence {
+            let (alpha, b) = (1.0 + f64::from(accepted), 1.0 + f64::from(refused));
+            let sample = beta(&mut self.rng, alpha, b);
+            posteriors.push(Posterior {
+                decision,
+                alpha,
+                beta: b,
+                sample,
+            });
+        }
+        let best = posteriors
+            .iter()
+            .max_by(|a, b| a.sample.total_cmp(&b.sample))?
+            .decision;
+        Some(Draw {
+            decision: best,
+            posteriors,
+        })
+    }
+
+    /// A candidate of `kind` was refused tonight.
+    pub fn refused(&mut self, kind: DecisionKind) {
+        if let Some(e) = self.evidence.iter_mut().find(|e| e.0 == kind) {
+            e.2 += 1;
+        }
+    }
+}
+
+/// A draw of the cycle and what the proposer answered to it (in the report).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BanditDraw {
+    /// The strategy candidate it was drawn for (1 = the first).
+    pub candidate: u32,
+    pub draw: Draw,
+    /// The kind of the answer (`None`: no strategy decision).
+    pub answered: Option<DecisionKind>,
+    /// Answered with another kind than requested (`no_change` is always
+    /// allowed): audited, and still developed as the kind it is.
+    pub off_request: bool,
+}
+
+impl BanditDraw {
+    pub fn new(candidate: u32, draw: Draw, answered: Option<DecisionKind>) -> BanditDraw {
+        let off_request =
+            answered.is_some_and(|a| a != draw.decision && a != DecisionKind::NoChange);
+        if off_request {
+            tracing::warn!(
+                requested = draw.decision.as_str(),
+                answered = answered.map(|a| a.as_str()).unwrap_or_default(),
+                "the proposer answered off request"
+            );
+        }
+        BanditDraw {
+            candidate,
+            draw,
+            answered,
+            off_request,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bandit_requests_the_accepted_kind_far_more_often_and_is_seeded() {
+        let conn = host_store::db::open_in_memory().unwrap();
+        for (d, outcome) in [("tune_params", "deployed"), ("overhaul", "rejected")] {
+            for i in 0..10 {
+                conn.execute(
+                    "INSERT INTO orchestrator_runs (run_id, ts, trigger, decision, outcome, report) VALUES (?1, 0, 't', ?2, ?3, '{}')",
+                    params![format!("{d}{i}"), d, outcome],
+                )
+                .unwrap();
+            }
+        }
+        let arms = [DecisionKind::TuneParams, DecisionKind::Overhaul];
+        let draws = |seed: u64| -> Vec<Draw> {
+            let mut b = Bandit::from_history(&conn, seed, &arms).unwrap();
+            (0..400).map(|_| b.draw().unwrap()).collect()
+        };
+        let d = draws(7);
+        let tune = d
+            .iter()
+            .filter(|x| x.decision == DecisionKind::TuneParams)
+            .count();
+        let overhaul = d.len() - tune;
+        assert!(
+            tune > 20 * overhaul.max(1),
+            "tune {tune}, overhaul {overhaul}"
+        );
+        assert_eq!(d[0].posteriors[0].alpha, 11.0);
+        assert_eq!(
+            (d[0].posteriors[1].alpha, d[0].posteriors[1].beta),
+            (1.0, 11.0)
+        );
+        assert_eq!(draws(7), d, "the same seed draws the same");
+        assert_ne!(draws(8), d);
+        // refusals tonight move the evidence
+        let mut b = Bandit::from_history(&conn, 1, &arms).unwrap();
+        for _ in 0..2_000 {
+            b.refused(DecisionKind::TuneParams);
+        }
+        assert_eq!(b.draw().unwrap().posteriors[0].beta, 2_001.0);
+        let after = (0..100)
+            .filter(|_| b.draw().unwrap().decision == DecisionKind::Overhaul)
+            .count();
+        assert!(after > 80, "{after}");
+        assert!(Bandit::from_history(&conn, 1, &[])
+            .unwrap()
+            .draw()
+            .is_none());
+    }
 
     const CARGO: &str = r#"   Compiling candidate-x v0.1.0 (/data/orchestrator/build/x)
 warning: unused variable: `p`

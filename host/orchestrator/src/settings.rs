@@ -84,6 +84,9 @@ pub struct OrchestratorSettings {
     pub holdout_tolerance_pct: f64,
     /// Parameter sets the cross-validated search tries per template candidate.
     pub search_candidates: usize,
+    /// Largest grid a `tune_params` decision is fitted over (its values and
+    /// ± one or two steps of each, `gate::neighbourhood`); 1: not fitted.
+    pub tune_grid_max: usize,
     /// Days a passing candidate runs in shadow beside the incumbent before
     /// promotion (0: deployed at once).
     pub shadow_days: f64,
@@ -206,6 +209,7 @@ impl Default for OrchestratorSettings {
             min_significance_days: 15,
             holdout_tolerance_pct: 2.0,
             search_candidates: 8,
+            tune_grid_max: 9,
             shadow_days: 7.0,
             shadow_tolerance_pct: 1.0,
             loss_threshold_pct: 2.0,

@@ -1376,3 +1376,127 @@ fn the_reference_examples_compile_against_the_sdk() {
         host_orchestrator::source_check::check(src, 64 << 10).unwrap();
     }
 }
+
+/// The trend strategy of [`good`] with its slow average's length a parameter.
+fn tunable() -> String {
+    good()
+        .replace("pub struct Trend { symbols: Vec<String>, size: f64 }", "pub struct Trend { symbols: Vec<String>, size: f64, slow: usize }")
+        .replace(
+            "self.size = init.limits.default_trade_pct;",
+            "self.size = init.limits.default_trade_pct;\n        self.slow = init.params.f64_or(\"period\", 120.0)? as usize;",
+        )
+        .replace("sma(&c, 120)", "sma(&c, self.slow)")
+}
+
+#[test]
+fn a_tune_params_answer_with_bad_values_is_fitted_in_sample_and_deploys_the_fit() {
+    // period 202 never trades (the strategy reads 200 candles); 182 and 162 do
+    let src = tunable();
+    assert!(src.contains("self.slow = init.params") && src.contains("sma(&c, self.slow)"));
+    let run = scripted_cycle(
+        |api, _| {
+            api.writer_text = format!(
+                "DECISION: tune_params\nCONFIDENCE: 0.5\nREASON: a slower trend\nPARAMS: period=202\n\n```rust\n{src}\n```\n"
+            );
+        },
+        // five trials deflate the Sharpe ratio: this test is about the fit, not the margin
+        |o| o.orchestrator.significance_alpha = 0.2,
+    );
+    let sel = serde_json::to_value(run.report.figures.selection.as_ref().unwrap()).unwrap();
+    let kv = |p: &str| serde_json::json!([["period", p]]);
+    assert_eq!(sel["fit"]["method"], "tune_neighbourhood", "{sel:#}");
+    assert_eq!(
+        sel["fit"]["grid"],
+        serde_json::json!([kv("202"), kv("182"), kv("222"), kv("162"), kv("242")])
+    );
+    assert_eq!(sel["grid_size"], 5);
+    let grid = sel["fit"]["grid"].as_array().unwrap().clone();
+    // each fold chose a grid point in sample (listed per fold)
+    let folds = sel["candidate"]["folds"].as_array().unwrap();
+    assert!(folds.len() >= 6);
+    assert!(
+        folds.iter().all(|f| grid.contains(&f["params"])),
+        "{folds:#?}"
+    );
+    // the trials of honest selection count every grid point
+    assert!(
+        sel["significance"]["trials"].as_u64().unwrap() >= 5,
+        "{sel:#}"
+    );
+    assert!(
+        matches!(run.report.outcome, CycleOutcome::Deployed { .. }),
+        "{:?}\n{sel:#}",
+        run.report.outcome
+    );
+    // fitted on the whole development part: a period that trades, deployed as the PARAMS
+    let fitted = sel["fitted_params"].clone();
+    assert!(fitted == kv("182") || fitted == kv("162"), "{fitted}");
+    let fitted: Vec<(String, String)> = serde_json::from_value(fitted).unwrap();
+    assert_eq!(run.report.params, fitted);
+    let conn = host_store::db::open(&run.opts.paths.db()).unwrap();
+    assert_eq!(
+        host_store::archive::active(&conn).unwrap().unwrap().params,
+        fitted
+    );
+    let trials: i64 = conn
+        .query_row("SELECT COUNT(*) FROM selection_trials", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(trials, 5);
+}
+
+#[test]
+fn with_two_candidates_a_night_the_bandit_decides_the_kind_the_model_is_asked_for() {
+    let mut expected = None;
+    let run = scripted_cycle(
+        |api, _| api.writer_text = reply(&good()),
+        |o| {
+            o.orchestrator.candidates_per_night = 2;
+            std::fs::create_dir_all(&o.paths.data_dir).unwrap();
+            let conn = host_store::db::open(&o.paths.db()).unwrap();
+            // tune_params was always accepted, the other kinds always refused
+            for (d, outcome) in [
+                ("tune_params", "deployed"),
+                ("tweak", "rejected"),
+                ("restructure", "rejected"),
+                ("overhaul", "rejected"),
+            ] {
+                for i in 0..8 {
+                    conn.execute(
+                        "INSERT INTO orchestrator_runs (run_id, ts, trigger, decision, outcome, report) VALUES (?1, 0, 't', ?2, ?3, '{}')",
+                        rusqlite::params![format!("old-{d}-{i}"), d, outcome],
+                    )
+                    .unwrap();
+                }
+            }
+            let mut b =
+                orch::repair::Bandit::from_history(&conn, o.seed, &orch::repair::ARMS).unwrap();
+            expected = b.draw();
+        },
+    );
+    let expected = expected.unwrap();
+    let kind = expected.decision.as_str();
+    let first = &run.report.bandit[0];
+    assert_eq!(first.draw, expected, "the same seed draws the same");
+    assert_eq!(first.draw.posteriors.len(), 4);
+    let tune = first
+        .draw
+        .posteriors
+        .iter()
+        .find(|p| p.decision == orch::DecisionKind::TuneParams)
+        .unwrap();
+    assert_eq!((tune.alpha, tune.beta), (9.0, 1.0));
+    // the writer's request names the drawn kind
+    let prompt = run.api.lock().unwrap().prompts[0].1.clone();
+    assert!(prompt.contains("=== REQUESTED DECISION KIND"), "{prompt}");
+    assert!(
+        prompt.contains(&format!("{kind} — answer with DECISION: {kind}")),
+        "{kind}"
+    );
+    // the answer (restructure) is audited against the request and still developed
+    assert_eq!(first.answered, Some(orch::DecisionKind::Restructure));
+    assert_eq!(first.off_request, kind != "restructure");
+    assert_eq!(run.report.decision, orch::DecisionKind::Restructure);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run.report.report_path).unwrap()).unwrap();
+    assert_eq!(json["bandit"][0]["draw"]["decision"], kind);
+}
