@@ -60,7 +60,10 @@ pub(crate) fn backtest(
         } else {
             print!("{}", bt::sweep_table(&report));
             if let Some(dir) = &a.out {
-                println!("wrote sweep.json, sweep.csv to {}", dir.display());
+                println!(
+                    "wrote sweep.json, sweep.csv, sweep.svg to {}",
+                    dir.display()
+                );
             }
         }
         return bt::check_sweep(&report, a.fail_on_trap, a.fail_on_breach).map_err(Into::into);

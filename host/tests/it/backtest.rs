@@ -561,3 +561,135 @@ fn a_daily_file_with_an_hourly_strategy_says_so_and_interval_1d_trades_it() {
         daily["trades"]
     );
 }
+
+/// The value of attribute `name` in one SVG element line.
+fn attr<'a>(line: &'a str, name: &str) -> &'a str {
+    let k = format!(" {name}=\"");
+    let i = line.find(&k).map(|i| i + k.len()).unwrap();
+    line[i..].split('"').next().unwrap()
+}
+
+/// equity.svg on the bundled sample: one entry marker per trade's entry and
+/// one exit marker per exit, each at the fill's time and price, inside the chart.
+#[test]
+fn equity_svg_marks_every_entry_and_exit_on_the_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = crate::common::root().join("data/sample/BTCUSD-1h.csv");
+    let out = dir.path().join("out");
+    let o = host_cmd(dir.path())
+        .args(["backtest", "--strategy"])
+        .arg(guest_path("sma-crossover"))
+        .arg("--data")
+        .arg(&csv)
+        .args(["--param", "fast=5", "--param", "slow=20", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let (start, end) = (v["start"].as_i64().unwrap(), v["end"].as_i64().unwrap());
+    let trades = std::fs::read_to_string(out.join("trades.csv")).unwrap();
+    // symbol,side,qty,entry_price,exit_price,pnl,pnl_pct,fees,intent,opened_at,closed_at,...
+    let rows: Vec<Vec<String>> = trades
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert!(rows.len() > 5, "{trades}");
+    let dec = |x: &str| x.parse::<rust_decimal::Decimal>().unwrap().normalize();
+    let mut want_entries: Vec<(i64, rust_decimal::Decimal)> = rows
+        .iter()
+        .map(|r| (r[9].parse().unwrap(), dec(&r[3])))
+        .collect();
+    want_entries.dedup();
+    let want_exits: Vec<(i64, rust_decimal::Decimal)> = rows
+        .iter()
+        .map(|r| (r[10].parse().unwrap(), dec(&r[4])))
+        .collect();
+    let svg = std::fs::read_to_string(out.join("equity.svg")).unwrap();
+    assert!(svg.trim_end().ends_with("</svg>"));
+    let marks = |class: &str| -> Vec<(i64, rust_decimal::Decimal)> {
+        svg.lines()
+            .filter(|l| l.starts_with(&format!("<path class=\"{class}\"")))
+            .map(|l| {
+                let ts: i64 = attr(l, "data-ts").parse().unwrap();
+                assert!((start..=end).contains(&ts), "{ts} outside {start}..{end}");
+                let x: f64 = attr(l, "d")[1..]
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(
+                    (56.0..=904.0).contains(&x),
+                    "marker x {x} outside the frame"
+                );
+                (ts, dec(attr(l, "data-price")))
+            })
+            .collect()
+    };
+    let (entries, exits) = (marks("entry"), marks("exit"));
+    assert_eq!(entries, want_entries);
+    assert_eq!(exits, want_exits);
+    let fills = v["prices"][0]["fills"].as_array().unwrap();
+    assert_eq!(fills.len(), entries.len() + exits.len());
+    assert!(svg.contains("class=\"legend\"") && svg.contains("class=\"close\""));
+}
+
+/// `--sweep fast=5..20:5 --sweep slow=20..60:10`: sweep.svg has one cell per
+/// grid point, each printing its combination's return as the table rounds it.
+#[test]
+fn sweep_svg_has_a_cell_per_grid_point_with_its_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = crate::common::root().join("data/sample/BTCUSD-1h.csv");
+    let out = dir.path().join("sweep");
+    let o = host_cmd(dir.path())
+        .args(["backtest", "--strategy"])
+        .arg(guest_path("sma-crossover"))
+        .arg("--data")
+        .arg(&csv)
+        .args([
+            "--sweep",
+            "fast=5..20:5",
+            "--sweep",
+            "slow=20..60:10",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 20);
+    let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
+    let cells: Vec<&str> = svg
+        .lines()
+        .filter(|l| l.starts_with("<g class=\"cell"))
+        .collect();
+    assert_eq!(cells.len(), 20, "{svg}");
+    for r in rows {
+        let p = r["params"].as_array().unwrap();
+        let key = format!(
+            "fast={} slow={}",
+            p[0][1].as_str().unwrap(),
+            p[1][1].as_str().unwrap()
+        );
+        let cell: Vec<&&str> = cells
+            .iter()
+            .filter(|l| attr(l, "data-params") == key)
+            .collect();
+        assert_eq!(cell.len(), 1, "{key}");
+        let printed = cell[0]
+            .rsplit("\">")
+            .next()
+            .unwrap()
+            .trim_end_matches("</text></g>");
+        let want = r["return_pct"]
+            .as_f64()
+            .map_or_else(|| "n/a".to_string(), |x| format!("{x:.2}"));
+        assert_eq!(printed, want, "{key}");
+    }
+}

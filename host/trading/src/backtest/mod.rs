@@ -11,13 +11,17 @@
 
 mod audit;
 mod bench;
+pub mod chart;
 pub mod convert;
+mod heatmap;
 mod output;
 mod sweep;
 
 pub use audit::Breach;
 pub use bench::{bench, BenchFigures, Native};
+pub use chart::{ClosePoint, FillMark, PriceChart};
 pub use convert::{portfolio_to_contract, risk_config, RiskConvertError};
+pub use heatmap::sweep_svg;
 pub use output::{equity_svg, summary, trades_csv, write_outputs};
 pub use sweep::{
     check_sweep, combinations, run_sweep, sweep_csv, sweep_table, write_sweep, Sweep, SweepError,
@@ -330,6 +334,9 @@ pub struct BacktestReport {
         trading_core::report::Breakdown,
         Vec<trading_core::report::PeriodRow>,
     )>,
+    /// Per symbol: its closes (thinned) and fills, for the price panels of
+    /// equity.svg ([`chart`]).
+    pub prices: Vec<PriceChart>,
 }
 
 impl BacktestReport {
@@ -501,6 +508,10 @@ pub struct Outcome {
     pub per_symbol: BTreeMap<String, (u64, f64, f64)>,
     pub breaches: Vec<Breach>,
     pub breach_count: u64,
+    /// Per series (by index): every close walked (bar close time, close).
+    pub closes: Vec<Vec<ClosePoint>>,
+    /// Per series (by index): every fill on its symbol.
+    pub fills: Vec<Vec<FillMark>>,
 }
 
 /// The market data a run may see: every candle closing at or before `to`,
@@ -613,6 +624,9 @@ pub fn simulate(
     };
     let mut halted_since: Option<i64> = None;
     let mut auditor = audit::Auditor::default();
+    let names: Vec<String> = series.iter().map(|s| s.symbol.clone()).collect();
+    let mut closes: Vec<Vec<ClosePoint>> = vec![Vec::new(); series.len()];
+    let mut fills: Vec<Vec<FillMark>> = vec![Vec::new(); series.len()];
 
     let mut i = 0;
     while i < bars.len() {
@@ -623,9 +637,14 @@ pub fn simulate(
             let e = per_series[k].get_or_insert((0, candle.close, candle.close));
             e.0 += 1;
             e.2 = candle.close;
+            closes[k].push(ClosePoint {
+                ts: t,
+                close: candle.close,
+            });
             auditor.before_bar(&trader.engine);
             let (events, errors) = trader.on_bar(driver, symbol, &candle)?;
             auditor.after_bar(t, &trader.engine, &events);
+            chart::collect_fills(&events, &names, &mut fills);
             note_events(&events, &mut notes, t);
             for e in errors {
                 module_err(t, e, &mut notes)?;
@@ -682,6 +701,7 @@ pub fn simulate(
         .engine
         .close_all(end, &prices, CloseReason::EndOfData)?;
     note_events(&events, &mut notes, end);
+    chart::collect_fills(&events, &names, &mut fills);
     for e in trader.forward(driver, &events) {
         module_err(end, e, &mut notes)?;
     }
@@ -711,6 +731,8 @@ pub fn simulate(
         per_symbol,
         breaches: auditor.breaches,
         breach_count: auditor.count,
+        closes,
+        fills,
     })
 }
 
@@ -990,6 +1012,18 @@ pub fn run_with(
         .iter()
         .map(|b| (*b, trading_core::report::breakdown(&trades, *b)))
         .collect();
+    let prices = config
+        .series
+        .iter()
+        .zip(o.closes.iter().zip(&o.fills))
+        .map(|(s, (closes, fills))| PriceChart {
+            symbol: s.symbol.clone(),
+            interval: s.interval,
+            bars: closes.len() as u64,
+            closes: chart::thin(closes),
+            fills: fills.clone(),
+        })
+        .collect();
     Ok(BacktestReport {
         strategy: StrategyMeta {
             hash,
@@ -1017,6 +1051,7 @@ pub fn run_with(
         risk_breach_count: o.breach_count,
         extras,
         breakdown,
+        prices,
     })
 }
 

@@ -1,11 +1,14 @@
-//! What a backtest writes: the text summary, trades.csv, and an equity curve
-//! with a drawdown panel as a hand-written SVG.
+//! What a backtest writes: the text summary, trades.csv, and equity.svg, a
+//! hand-written SVG: per traded symbol a price panel (its close, every fill
+//! marked: entries ▲, exits ▼, with a legend) above the equity curve and its
+//! drawdown, on one time axis.
 
 use super::{format_ts, BacktestError, BacktestReport};
 use rust_decimal::Decimal;
 use std::fmt::Write as _;
 use std::path::Path;
 use trading_core::money::to_f64;
+use trading_core::OrderSide;
 
 const DASH: &str = "—";
 
@@ -378,14 +381,45 @@ pub fn trades_csv(r: &BacktestReport) -> String {
     s
 }
 
-/// An equity curve (top) and its drawdown (bottom) as a standalone SVG.
+/// Most price panels in equity.svg (the symbols with the most fills first, ties in report order).
+pub const MAX_PRICE_PANELS: usize = 4;
+
+/// Escapes text for SVG.
+pub(crate) fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The symbols drawn as price panels: those with fills (most fills first,
+/// ties in report order), at most [`MAX_PRICE_PANELS`]; with no fill at all,
+/// the first symbol alone.
+fn panels(r: &BacktestReport) -> Vec<&super::PriceChart> {
+    let mut traded: Vec<&super::PriceChart> =
+        r.prices.iter().filter(|p| !p.fills.is_empty()).collect();
+    traded.sort_by_key(|p| std::cmp::Reverse(p.fills.len()));
+    if traded.is_empty() {
+        traded.extend(r.prices.iter().filter(|p| !p.closes.is_empty()).take(1));
+    }
+    traded.truncate(MAX_PRICE_PANELS);
+    traded
+}
+
+/// Per traded symbol (at most [`MAX_PRICE_PANELS`]) a price panel, its close
+/// with every fill marked (entries ▲ green, exits ▼ red, the tip at the
+/// fill's time and price), then the equity curve and its drawdown, all on
+/// one time axis (the run's start to its end), as a standalone SVG.
 pub fn equity_svg(r: &BacktestReport) -> String {
     const W: f64 = 960.0;
+    const PRICE_H: f64 = 200.0;
     const TOP_H: f64 = 320.0;
     const DD_H: f64 = 120.0;
     const PAD: f64 = 56.0;
     const GAP: f64 = 36.0;
-    let h = PAD + TOP_H + GAP + DD_H + PAD;
+    let charts = panels(r);
+    let price_block = charts.len() as f64 * (PRICE_H + GAP);
+    let h = PAD + price_block + TOP_H + GAP + DD_H + PAD;
     let pts: Vec<(i64, f64)> = r
         .equity_curve
         .iter()
@@ -397,13 +431,20 @@ pub fn equity_svg(r: &BacktestReport) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11">"#
     );
     let _ = writeln!(s, r#"<rect width="{W}" height="{h}" fill="white"/>"#);
+    let traded = r.prices.iter().filter(|p| !p.fills.is_empty()).count();
     let _ = writeln!(
         s,
-        r#"<text x="{PAD}" y="22" font-size="14">Equity ({} → {} UTC), return {}, max drawdown {}</text>"#,
+        r#"<text x="{PAD}" y="22" font-size="14">{} → {} UTC: return {}, max drawdown {}, {} trades{}</text>"#,
         format_ts(r.start),
         format_ts(r.end),
         opt(r.return_pct, 2, "%"),
-        opt(r.metrics.max_drawdown_pct, 2, "%")
+        opt(r.metrics.max_drawdown_pct, 2, "%"),
+        r.trades.len(),
+        if traded > charts.len() {
+            format!(" ({} of {traded} traded symbols drawn)", charts.len())
+        } else {
+            String::new()
+        }
     );
     if pts.len() < 2 {
         let _ = writeln!(
@@ -413,8 +454,104 @@ pub fn equity_svg(r: &BacktestReport) -> String {
         );
         return s;
     }
-    let (t0, t1) = (pts[0].0 as f64, pts[pts.len() - 1].0 as f64);
-    let span = (t1 - t0).max(1.0);
+    let (t0, t1) = (r.start as f64, (r.end as f64).max(r.start as f64 + 1.0));
+    let span = t1 - t0;
+    let x = |ts: i64| PAD + (ts as f64 - t0) / span * (W - 2.0 * PAD);
+    let frame = |s: &mut String, top: f64, height: f64| {
+        let _ = writeln!(
+            s,
+            r##"<rect x="{PAD}" y="{top}" width="{}" height="{height}" fill="none" stroke="#999"/>"##,
+            W - 2.0 * PAD
+        );
+    };
+
+    // price panels
+    for (n, c) in charts.iter().enumerate() {
+        let top = PAD + n as f64 * (PRICE_H + GAP);
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let prices = c
+            .closes
+            .iter()
+            .map(|p| p.close)
+            .chain(c.fills.iter().map(|f| to_f64(f.price)));
+        for v in prices.filter(|v| v.is_finite()) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if !lo.is_finite() {
+            (lo, hi) = (0.0, 1.0);
+        }
+        let margin = ((hi - lo) * 0.04).max(1e-9);
+        let (lo, hi) = (lo - margin, hi + margin);
+        let y = |v: f64| top + (hi - v) / (hi - lo) * PRICE_H;
+        frame(&mut s, top, PRICE_H);
+        let entries = c.fills.iter().filter(|f| f.side == OrderSide::Buy).count();
+        let _ = writeln!(
+            s,
+            r##"<text x="{PAD}" y="{:.1}" fill="#222" font-size="12">{} {} close ({} entries, {} exits)</text>"##,
+            top - 6.0,
+            xml(&c.symbol),
+            c.interval.name(),
+            entries,
+            c.fills.len() - entries
+        );
+        if n == 0 {
+            // legend
+            let lx = W - PAD - 250.0;
+            let ly = top - 10.0;
+            let _ = writeln!(
+                s,
+                r##"<g class="legend"><line x1="{lx}" x2="{:.1}" y1="{ly}" y2="{ly}" stroke="#57606a" stroke-width="1.2"/><text x="{:.1}" y="{:.1}" fill="#444">close</text><path d="M{:.1},{:.1}l-4,8h8z" fill="#1a7f37"/><text x="{:.1}" y="{:.1}" fill="#444">entry (buy fill)</text><path d="M{:.1},{:.1}l-4,-8h8z" fill="#cf222e"/><text x="{:.1}" y="{:.1}" fill="#444">exit (sell fill)</text></g>"##,
+                lx + 16.0,
+                lx + 20.0,
+                ly + 4.0,
+                lx + 64.0,
+                ly - 4.0,
+                lx + 72.0,
+                ly + 4.0,
+                lx + 160.0,
+                ly + 4.0,
+                lx + 168.0,
+                ly + 4.0
+            );
+        }
+        for k in 0..=4 {
+            let v = lo + (hi - lo) * k as f64 / 4.0;
+            let _ = writeln!(
+                s,
+                r##"<text x="{}" y="{:.1}" text-anchor="end" fill="#444">{}</text>"##,
+                PAD - 4.0,
+                y(v) + 4.0,
+                price_label(v, hi - lo)
+            );
+        }
+        let mut line = String::new();
+        for p in &c.closes {
+            let _ = write!(line, "{:.1},{:.1} ", x(p.ts), y(p.close));
+        }
+        let _ = writeln!(
+            s,
+            r##"<polyline class="close" points="{}" fill="none" stroke="#57606a" stroke-width="1"/>"##,
+            line.trim_end()
+        );
+        for f in &c.fills {
+            let (class, d, fill) = match f.side {
+                OrderSide::Buy => ("entry", "l-4,8h8z", "#1a7f37"),
+                OrderSide::Sell => ("exit", "l-4,-8h8z", "#cf222e"),
+            };
+            let _ = writeln!(
+                s,
+                r#"<path class="{class}" data-ts="{}" data-price="{}" d="M{:.1},{:.1}{d}" fill="{fill}"/>"#,
+                f.ts,
+                f.price,
+                x(f.ts),
+                y(to_f64(f.price))
+            );
+        }
+    }
+
+    // equity and drawdown
+    let eq_top = PAD + price_block;
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for &(_, v) in &pts {
         lo = lo.min(v);
@@ -436,18 +573,16 @@ pub fn equity_svg(r: &BacktestReport) -> String {
         })
         .collect();
     let max_dd = dd.iter().copied().fold(0.0, f64::max).max(1e-9);
-    let x = |ts: i64| PAD + (ts as f64 - t0) / span * (W - 2.0 * PAD);
-    let y = |v: f64| PAD + (hi - v) / (hi - lo) * TOP_H;
-    let dd_top = PAD + TOP_H + GAP;
+    let y = |v: f64| eq_top + (hi - v) / (hi - lo) * TOP_H;
+    let dd_top = eq_top + TOP_H + GAP;
     let yd = |d: f64| dd_top + d / max_dd * DD_H;
-    // axes and labels
-    for (frame_y, frame_h) in [(PAD, TOP_H), (dd_top, DD_H)] {
-        let _ = writeln!(
-            s,
-            r##"<rect x="{PAD}" y="{frame_y}" width="{}" height="{frame_h}" fill="none" stroke="#999"/>"##,
-            W - 2.0 * PAD
-        );
-    }
+    frame(&mut s, eq_top, TOP_H);
+    frame(&mut s, dd_top, DD_H);
+    let _ = writeln!(
+        s,
+        r##"<text x="{PAD}" y="{:.1}" fill="#222" font-size="12">equity</text>"##,
+        eq_top - 6.0
+    );
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;
         let _ = writeln!(
@@ -513,6 +648,18 @@ pub fn equity_svg(r: &BacktestReport) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// A price axis label with as many decimals as its range needs.
+fn price_label(v: f64, range: f64) -> String {
+    let dp = if range >= 100.0 {
+        0
+    } else if range >= 1.0 {
+        2
+    } else {
+        4
+    };
+    format!("{v:.dp$}")
 }
 
 /// Writes report.json, trades.csv and equity.svg into `dir` (created if needed).

@@ -2,7 +2,8 @@
 //! expanded into the cartesian product with the other sweeps and the fixed
 //! `--param`s, each combination backtested on its own sandboxed instance, in
 //! parallel over the cores (rayon; one shared runtime, the component compiled
-//! once), then ranked by return (ties keep the expansion order).
+//! once), then ranked by return (ties keep the expansion order); written as
+//! sweep.json, sweep.csv and the heatmap sweep.svg ([`super::heatmap`]).
 
 use super::{run_with, BacktestConfig, BacktestError};
 use host_sandbox::Runtime;
@@ -35,7 +36,7 @@ pub enum SweepError {
 }
 
 /// One swept parameter and its values, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sweep {
     pub name: String,
     pub values: Vec<String>,
@@ -161,6 +162,8 @@ pub struct SweepRow {
 pub struct SweepReport {
     pub strategy_hash: String,
     pub combinations: usize,
+    /// The swept parameters, as given (the heatmap's axes).
+    pub swept: Vec<Sweep>,
     pub rows: Vec<SweepRow>,
 }
 
@@ -227,6 +230,7 @@ pub fn run_sweep(config: &BacktestConfig, sweeps: &[Sweep]) -> Result<SweepRepor
     Ok(SweepReport {
         strategy_hash,
         combinations: combos.len(),
+        swept: sweeps.to_vec(),
         rows,
     })
 }
@@ -334,7 +338,7 @@ pub fn sweep_csv(r: &SweepReport) -> String {
     s
 }
 
-/// Writes `sweep.json` and `sweep.csv` into `dir` (created if needed).
+/// Writes `sweep.json`, `sweep.csv` and `sweep.svg` (the heatmap) into `dir` (created if needed).
 pub fn write_sweep(r: &SweepReport, dir: &Path) -> Result<(), BacktestError> {
     let io = |error| BacktestError::Io {
         path: dir.to_path_buf(),
@@ -345,6 +349,7 @@ pub fn write_sweep(r: &SweepReport, dir: &Path) -> Result<(), BacktestError> {
         .map_err(|e| BacktestError::Config(format!("sweep.json: {e}")))?;
     std::fs::write(dir.join("sweep.json"), json + "\n").map_err(io)?;
     std::fs::write(dir.join("sweep.csv"), sweep_csv(r)).map_err(io)?;
+    std::fs::write(dir.join("sweep.svg"), super::heatmap::sweep_svg(r)).map_err(io)?;
     Ok(())
 }
 
